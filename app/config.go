@@ -1,0 +1,163 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything paygate reads from the environment, validated once at
+// start. Nothing else reads the environment.
+type Config struct {
+	Port        int
+	DatabaseURL string // empty: the embedded PostgreSQL in DataDir
+	DataDir     string
+	LogLevel    slog.Level
+	LogFormat   string // "json" or "text"
+
+	// TestMode makes processing deterministic (API.md, Test mode).
+	TestMode            bool
+	TestProcessingDelay time.Duration
+	TestPaymentSuccess  bool
+
+	ProcessingDelayMin, ProcessingDelayMax time.Duration
+	RefundDelayMin, RefundDelayMax         time.Duration
+	UPISuccessRate, CardSuccessRate        float64
+
+	WebhookRetryIntervalsTest   bool
+	WebhookAllowPrivateNetworks bool
+
+	// RequestTimeout bounds every API request, so an unreachable database
+	// answers 503 instead of hanging.
+	RequestTimeout time.Duration
+	// FetchPollInterval is how often River looks for due jobs; short, so that
+	// short delays and retries run on time.
+	FetchPollInterval time.Duration
+}
+
+// LoadConfig reads and validates the configuration. Every invalid variable
+// is reported, each with what is allowed.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		Port:        p.int("PORT", 8000, 1, 65535),
+		DatabaseURL: strings.TrimSpace(getenv("DATABASE_URL")),
+		DataDir:     p.str("DATA_DIR", "./data"),
+		LogFormat:   p.oneOf("LOG_FORMAT", "json", "json", "text"),
+
+		TestMode:            p.bool("TEST_MODE", false),
+		TestProcessingDelay: p.millis("TEST_PROCESSING_DELAY", 1000),
+		TestPaymentSuccess:  p.bool("TEST_PAYMENT_SUCCESS", true),
+
+		ProcessingDelayMin: p.millis("PROCESSING_DELAY_MIN", 5000),
+		ProcessingDelayMax: p.millis("PROCESSING_DELAY_MAX", 10000),
+		RefundDelayMin:     p.millis("REFUND_DELAY_MIN", 3000),
+		RefundDelayMax:     p.millis("REFUND_DELAY_MAX", 5000),
+		UPISuccessRate:     p.rate("UPI_SUCCESS_RATE", 0.90),
+		CardSuccessRate:    p.rate("CARD_SUCCESS_RATE", 0.95),
+
+		WebhookRetryIntervalsTest: p.bool("WEBHOOK_RETRY_INTERVALS_TEST", false),
+
+		RequestTimeout:    10 * time.Second,
+		FetchPollInterval: 100 * time.Millisecond,
+	}
+	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
+	switch lvl := strings.ToLower(p.str("LOG_LEVEL", "info")); lvl {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "info":
+		c.LogLevel = slog.LevelInfo
+	case "warn", "warning":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		p.fail("LOG_LEVEL", lvl, "one of debug, info, warn, error")
+	}
+	if c.ProcessingDelayMin > c.ProcessingDelayMax {
+		p.fail("PROCESSING_DELAY_MIN", getenv("PROCESSING_DELAY_MIN"), "not more than PROCESSING_DELAY_MAX")
+	}
+	if c.RefundDelayMin > c.RefundDelayMax {
+		p.fail("REFUND_DELAY_MIN", getenv("REFUND_DELAY_MIN"), "not more than REFUND_DELAY_MAX")
+	}
+	if c.DatabaseURL == "" && c.DataDir == "" {
+		p.fail("DATA_DIR", "", "a folder for the embedded database (or set DATABASE_URL)")
+	}
+	if len(p.errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(p.errs...))
+	}
+	return c, nil
+}
+
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) fail(name, value, allowed string) {
+	p.errs = append(p.errs, fmt.Errorf("%s=%q: must be %s", name, value, allowed))
+}
+
+func (p *parser) str(name, def string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(p.str(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.fail(name, v, "one of "+strings.Join(allowed, ", "))
+	return def
+}
+
+func (p *parser) int(name string, def, min, max int) int {
+	raw := strings.TrimSpace(p.getenv(name))
+	if raw == "" {
+		return def
+	}
+	v, err := strconv.Atoi(raw)
+	if err != nil || v < min || v > max {
+		p.fail(name, raw, fmt.Sprintf("an integer from %d to %d", min, max))
+		return def
+	}
+	return v
+}
+
+func (p *parser) millis(name string, def int) time.Duration {
+	return time.Duration(p.int(name, def, 0, 3_600_000)) * time.Millisecond
+}
+
+func (p *parser) bool(name string, def bool) bool {
+	raw := strings.TrimSpace(p.getenv(name))
+	if raw == "" {
+		return def
+	}
+	v, err := strconv.ParseBool(raw)
+	if err != nil {
+		p.fail(name, raw, "true or false")
+		return def
+	}
+	return v
+}
+
+func (p *parser) rate(name string, def float64) float64 {
+	raw := strings.TrimSpace(p.getenv(name))
+	if raw == "" {
+		return def
+	}
+	v, err := strconv.ParseFloat(raw, 64)
+	if err != nil || v < 0 || v > 1 {
+		p.fail(name, raw, "a number from 0 to 1")
+		return def
+	}
+	return v
+}

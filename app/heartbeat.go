@@ -1,0 +1,65 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// A worker process beats every heartbeatPeriod while its River client runs;
+// a beat older than heartbeatFresh means no worker is working jobs.
+const (
+	heartbeatPeriod = 5 * time.Second
+	heartbeatFresh  = 20 * time.Second
+)
+
+type heartbeat struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startHeartbeat(pool *pgxpool.Pool, logger *slog.Logger) *heartbeat {
+	host, _ := os.Hostname()
+	id := host + "/" + uuid.NewString()
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &heartbeat{cancel: cancel, done: make(chan struct{})}
+	beat := func() {
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		// Beats of processes that died without saying so are swept here.
+		_, err := pool.Exec(bctx, `
+			WITH gone AS (DELETE FROM worker_heartbeats WHERE beat_at < now() - interval '1 hour')
+			INSERT INTO worker_heartbeats (worker_id, hostname, beat_at) VALUES ($1, $2, now())
+			ON CONFLICT (worker_id) DO UPDATE SET beat_at = now()`, id, host)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("worker heartbeat failed", "error", err)
+		}
+	}
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(heartbeatPeriod)
+		defer t.Stop()
+		for {
+			beat()
+			select {
+			case <-ctx.Done():
+				// Say at once that this worker is gone.
+				dctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				_, _ = pool.Exec(dctx, `DELETE FROM worker_heartbeats WHERE worker_id = $1`, id)
+				cancel()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heartbeat) stop() {
+	h.cancel()
+	<-h.done
+}

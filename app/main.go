@@ -1,0 +1,156 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"paygate/merchants"
+	"paygate/webhooks"
+)
+
+const usage = `usage:
+  paygate [serve] [--role=all|api|worker]   run the gateway (default)
+  paygate migrate                           apply database migrations and exit
+  paygate merchant create --name N --email E
+                                            create a merchant; prints its key and secret once
+
+Configuration comes from the environment; see README.md.
+`
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	cfg, err := LoadConfig(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	logger := NewLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case "serve":
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		role := fs.String("role", string(RoleAll), "what this process does: all, api or worker")
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		r := Role(*role)
+		if r != RoleAll && r != RoleAPI && r != RoleWorker {
+			fmt.Fprintf(stderr, "--role=%q: must be all, api or worker\n", *role)
+			return 2
+		}
+		err = serve(ctx, cfg, r, logger)
+	case "migrate":
+		err = migrate(ctx, cfg, logger)
+	case "merchant":
+		err = merchantCmd(ctx, cfg, args, logger, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		if !errors.Is(err, errUsage) {
+			logger.Error("paygate failed", "error", err)
+			fmt.Fprintln(stderr, "paygate:", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("usage")
+
+// serve runs until ctx is cancelled (SIGINT/SIGTERM), then stops HTTP first
+// and everything else after it.
+func serve(ctx context.Context, cfg Config, role Role, logger *slog.Logger) error {
+	a, err := New(ctx, cfg, role, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.Background())
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("paygate listening", "addr", ln.Addr().String(), "role", role, "test_mode", cfg.TestMode,
+		"embedded_database", cfg.DatabaseURL == "")
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		logger.Warn("http shutdown", "error", err)
+	}
+	return nil
+}
+
+func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	// New migrates; the worker role is not started, so this only migrates.
+	a, err := New(ctx, cfg, RoleAPI, logger)
+	if err != nil {
+		return err
+	}
+	a.Close(context.Background())
+	return nil
+}
+
+func merchantCmd(ctx context.Context, cfg Config, args []string, logger *slog.Logger, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("merchant create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "merchant name")
+	email := fs.String("email", "", "merchant email")
+	if err := fs.Parse(args[1:]); err != nil {
+		return errUsage
+	}
+	if *name == "" || *email == "" {
+		fmt.Fprintln(stderr, "merchant create needs --name and --email")
+		return errUsage
+	}
+	a, err := New(ctx, cfg, RoleAPI, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.Background())
+	m, err := merchants.Create(ctx, a.Pool, *name, *email, webhooks.NewSecret)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "merchant_id=%s\napi_key=%s\napi_secret=%s\nwebhook_secret=%s\n"+
+		"The secret is shown only now; it is stored hashed.\n", m.ID, m.APIKey, m.APISecret, m.WebhookSecret)
+	return nil
+}

@@ -1,0 +1,13 @@
+package app
+
+import (
+	"github.com/riverqueue/river"
+
+	"paygate/idempotency"
+)
+
+// addWorkers registers every job kind and returns the periodic jobs.
+func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
+	river.AddWorker(workers, &idempotency.PruneWorker{Keys: a.Idempotency})
+	return []*river.PeriodicJob{idempotency.PeriodicPrune()}
+}

@@ -1,0 +1,92 @@
+// Package db owns the connection to PostgreSQL: the pgx pool, transactions,
+// migrations (our SQL and River's schema, applied by goose under a session
+// lock) and the embedded PostgreSQL supervisor used when no DATABASE_URL is
+// given.
+//
+// Invariants: every transaction is rolled back unless committed (WithTx
+// defers the rollback); migrations are idempotent and serialised across
+// processes by goose's Postgres advisory lock.
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Open connects a pool to url. It does not wait for the database: the first
+// query does. Connection attempts are bounded so that an unreachable database
+// is reported as such within a request timeout instead of hanging.
+func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 5*time.Second {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	switch {
+	case maxConns > 0:
+		cfg.MaxConns = maxConns
+	case !strings.Contains(url, "pool_max_conns"):
+		// pgx's default (the CPU count, at least 4) is too few for a server
+		// whose requests wait on row locks.
+		cfg.MaxConns = 25
+	}
+	cfg.HealthCheckPeriod = 10 * time.Second
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// WithTx runs fn in a transaction and commits when fn returns nil.
+func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// IsUnavailable tells whether err means the database cannot be reached (as
+// opposed to a query that failed): connection refused, timed out, or the
+// server shutting down.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", "57": // connection exception, operator intervention (shutdown)
+			return pgErr.Code != "57014" // query_canceled is ours, not the server's
+		case "3D": // invalid catalog name: the database is gone
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
+}
+
+// IsUniqueViolation tells whether err is a unique-constraint violation.
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}

@@ -1,0 +1,55 @@
+package db_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/stretchr/testify/require"
+
+	"paygate/db"
+	"paygate/db/dbtest"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+// The template is already migrated: applying the migrations again (twice)
+// must change nothing and fail nothing.
+func TestMigrateTwiceChangesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 4)
+	require.NoError(t, err)
+	defer pool.Close()
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+
+	schema := func() string {
+		var s string
+		require.NoError(t, pool.QueryRow(ctx, `SELECT string_agg(table_name || '.' || column_name || ':' || data_type, ',' ORDER BY table_name, column_name)
+			FROM information_schema.columns WHERE table_schema = 'public'`).Scan(&s))
+		return s
+	}
+	before := schema()
+	for range 2 {
+		applied, err := db.Migrate(ctx, sqlDB)
+		require.NoError(t, err)
+		require.Empty(t, applied)
+	}
+	require.Equal(t, before, schema())
+
+	var riverVersion int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT max(version) FROM river_migration`).Scan(&riverVersion))
+	require.Equal(t, 8, riverVersion)
+}
+
+func TestIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, "postgres:///nowhere?host=/nonexistent-socket-dir&connect_timeout=1", 1)
+	require.NoError(t, err)
+	defer pool.Close()
+	err = pool.Ping(ctx)
+	require.Error(t, err)
+	require.True(t, db.IsUnavailable(err), "%v", err)
+}

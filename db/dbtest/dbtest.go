@@ -1,0 +1,94 @@
+// Package dbtest gives each test its own PostgreSQL database, cloned from a
+// template that has every migration applied (pgtestdb). One throwaway server
+// serves a whole test binary, with durability off; PAYGATE_TEST_DATABASE_URL
+// names an existing server instead.
+package dbtest
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver pgtestdb uses
+	"github.com/peterldowns/pgtestdb"
+
+	"paygate/db"
+)
+
+var server pgtestdb.Config
+
+// Main runs the package's tests against a server of their own. Use it from
+// TestMain: func TestMain(m *testing.M) { dbtest.Main(m) }.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if url := os.Getenv("PAYGATE_TEST_DATABASE_URL"); url != "" {
+		cfg, err := configFromURL(url)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dbtest:", err)
+			return 1
+		}
+		server = cfg
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "paygate-test-pg-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dbtest:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	quiet := slog.New(slog.DiscardHandler)
+	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true, Logger: quiet})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dbtest: start test postgres:", err)
+		return 1
+	}
+	defer pg.Stop(context.Background())
+	server = pgtestdb.Config{
+		DriverName: "pgx", User: "postgres", Database: "postgres",
+		// pgx lets the query's host (our socket folder) win over the URL's.
+		Host: "localhost", Port: "5432", Options: "sslmode=disable&host=" + pg.SocketDir(),
+		ForceTerminateConnections: true,
+	}
+	return m.Run()
+}
+
+func configFromURL(url string) (pgtestdb.Config, error) {
+	c, err := pgx.ParseConfig(url)
+	if err != nil {
+		return pgtestdb.Config{}, fmt.Errorf("PAYGATE_TEST_DATABASE_URL: %w", err)
+	}
+	return pgtestdb.Config{
+		DriverName: "pgx", User: c.User, Password: c.Password, Database: c.Database,
+		Host: c.Host, Port: strconv.Itoa(int(c.Port)), Options: "sslmode=disable",
+		ForceTerminateConnections: true,
+	}, nil
+}
+
+// New returns the URL of a fresh, fully migrated database that is dropped
+// when the test ends.
+func New(t testing.TB) string {
+	t.Helper()
+	if server.DriverName == "" {
+		t.Fatal("dbtest: call dbtest.Main from the package's TestMain")
+	}
+	return pgtestdb.Custom(t, server, migrator{}).URL()
+}
+
+// migrator adapts db.Migrate to pgtestdb; templates are keyed by the hash of
+// the migrations, so a changed migration gets a fresh template.
+type migrator struct{}
+
+func (migrator) Hash() (string, error) { return db.MigrationsHash() }
+
+func (migrator) Migrate(ctx context.Context, sqlDB *sql.DB, _ pgtestdb.Config) error {
+	_, err := db.Migrate(ctx, sqlDB)
+	return err
+}

@@ -1,0 +1,215 @@
+// Package idempotency implements Idempotency-Key for the POST routes that
+// create or change something.
+//
+// Invariants: the remembered response is written by the same transaction as
+// the work it describes, so after a crash there is either both or neither and
+// a key is never stuck; a repeat of a running request waits on the
+// uncommitted key row (then replays) or, past lockTimeout, answers 409; a
+// different body under a key answers 422; keys are scoped by merchant, method
+// and path, and kept for TTL.
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+
+	"paygate/db"
+	"paygate/merchants"
+	"paygate/web"
+)
+
+const (
+	// Header is the request header that carries the key.
+	Header = "Idempotency-Key"
+	// ReplayedHeader marks a replayed response.
+	ReplayedHeader = "Idempotent-Replayed"
+	// TTL is how long a key is remembered.
+	TTL = 24 * time.Hour
+	// lockTimeout bounds how long a repeat waits for the first request.
+	lockTimeout = 5 * time.Second
+)
+
+// Func does a request's work in tx and returns the status and the value to
+// answer with. A *web.Error is a business answer: its writes are undone and
+// the error is remembered like a success. Any other error rolls everything
+// back and is not remembered.
+type Func func(ctx context.Context, tx pgx.Tx) (status int, v any, err error)
+
+// Keys runs requests under their Idempotency-Key.
+type Keys struct {
+	pool *pgxpool.Pool
+	// Now is the clock; tests move it to expire keys.
+	Now func() time.Time
+}
+
+func New(pool *pgxpool.Pool) *Keys { return &Keys{pool: pool, Now: time.Now} }
+
+// Do runs fn in one transaction and answers its result. With an
+// Idempotency-Key the answer is remembered in that same transaction, and a
+// repeat is answered from memory. body is the raw request body that was
+// already decoded (a malformed body never reaches Do, so it is not
+// remembered).
+func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
+	ctx := c.Request().Context()
+	key, present, err := parseKey(c.Request().Header.Values(Header))
+	if err != nil {
+		return err
+	}
+	if !present {
+		return k.run(ctx, c, fn)
+	}
+	m := merchants.FromContext(c)
+	route := c.Request().Method + " " + c.Request().URL.Path
+	hash := requestHash(body)
+
+	tx, err := k.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", lockTimeout.Milliseconds())); err != nil {
+		return err
+	}
+	now := k.Now()
+	// Claim the key. A concurrent claim blocks here until the first
+	// transaction ends; an expired key is taken over as if new.
+	var claimed bool
+	err = tx.QueryRow(ctx, `
+		INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response_body, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, 0, '', $5, $6)
+		ON CONFLICT (merchant_id, route, key) DO UPDATE
+		SET request_hash = EXCLUDED.request_hash, status_code = 0, response_body = '',
+		    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+		WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
+		RETURNING true`, m.ID, route, key, hash, now, now.Add(TTL)).Scan(&claimed)
+	if isLockTimeout(err) {
+		return web.Errorf(web.CodeIdempotencyConflict, "A request with this Idempotency-Key is still being processed; retry later")
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return replay(ctx, c, tx, m.ID, route, key, hash)
+	}
+	if err != nil {
+		return err
+	}
+
+	if _, err := tx.Exec(ctx, "SAVEPOINT idempotent_work"); err != nil {
+		return err
+	}
+	status, v, err := fn(ctx, tx)
+	var apiErr *web.Error
+	if errors.As(err, &apiErr) {
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT idempotent_work"); err != nil {
+			return err
+		}
+		status, v = apiErr.HTTPStatus(), map[string]*web.Error{"error": apiErr}
+	} else if err != nil {
+		return err
+	}
+	resp, err := web.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE idempotency_keys SET status_code = $4, response_body = $5
+		WHERE merchant_id = $1 AND route = $2 AND key = $3`, m.ID, route, key, status, resp); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	return c.Blob(status, echo.MIMEApplicationJSON, resp)
+}
+
+func (k *Keys) run(ctx context.Context, c echo.Context, fn Func) error {
+	var status int
+	var v any
+	err := db.WithTx(ctx, k.pool, func(tx pgx.Tx) (err error) {
+		status, v, err = fn(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return web.JSON(c, status, v)
+}
+
+func replay(ctx context.Context, c echo.Context, tx pgx.Tx, merchantID any, route, key string, hash []byte) error {
+	var storedHash, resp []byte
+	var status int
+	err := tx.QueryRow(ctx, `
+		SELECT request_hash, status_code, response_body FROM idempotency_keys
+		WHERE merchant_id = $1 AND route = $2 AND key = $3`, merchantID, route, key).Scan(&storedHash, &status, &resp)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(storedHash, hash) {
+		return web.FieldError(web.CodeIdempotencyReused, Header,
+			"This Idempotency-Key was already used with a different request body")
+	}
+	c.Response().Header().Set(ReplayedHeader, "true")
+	return c.Blob(status, echo.MIMEApplicationJSON, resp)
+}
+
+// parseKey accepts 1–255 printable ASCII characters, or the same as an
+// RFC 8941 sf-string in double quotes.
+func parseKey(values []string) (key string, present bool, err error) {
+	if len(values) == 0 {
+		return "", false, nil
+	}
+	bad := func(why string) error { return web.BadField(Header, "Idempotency-Key "+why) }
+	if len(values) > 1 {
+		return "", true, bad("must be sent once")
+	}
+	key = values[0]
+	if len(key) >= 2 && key[0] == '"' && key[len(key)-1] == '"' {
+		key = key[1 : len(key)-1]
+	}
+	if key == "" {
+		return "", true, bad("must not be empty")
+	}
+	if len(key) > 255 {
+		return "", true, bad("must be at most 255 characters")
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return "", true, bad("must be printable ASCII")
+		}
+	}
+	return key, true, nil
+}
+
+// requestHash identifies a request body independently of key order and
+// white space, so that a client re-encoding the same request is not refused.
+func requestHash(body []byte) []byte {
+	canonical := body
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) == nil {
+		if b, err := web.Marshal(v); err == nil {
+			canonical = b
+		}
+	}
+	sum := sha256.Sum256(canonical)
+	return sum[:]
+}
+
+func isLockTimeout(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
+}
+
+// IsReplay reports whether a response was replayed; for tests and logs.
+func IsReplay(h http.Header) bool { return strings.EqualFold(h.Get(ReplayedHeader), "true") }
