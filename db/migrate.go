@@ -45,9 +45,7 @@ func riverMigration() *goose.Migration {
 		return err
 	}
 	// RunDB: River's migrator manages its own transactions.
-	m := goose.NewGoMigration(riverSchemaVersion, &goose.GoFunc{RunDB: up}, &goose.GoFunc{RunDB: down})
-	m.Source = fmt.Sprintf("river schema v%d", riverVersion)
-	return m
+	return goose.NewGoMigration(riverSchemaVersion, &goose.GoFunc{RunDB: up}, &goose.GoFunc{RunDB: down})
 }
 
 // Migrate applies every pending migration. Concurrent callers (several
@@ -76,7 +74,11 @@ func Migrate(ctx context.Context, sqlDB *sql.DB) ([]string, error) {
 	}
 	applied := make([]string, 0, len(results))
 	for _, r := range results {
-		applied = append(applied, r.Source.Path)
+		name := r.Source.Path
+		if name == "" {
+			name = fmt.Sprintf("river schema v%d", riverVersion)
+		}
+		applied = append(applied, name)
 	}
 	return applied, nil
 }
