@@ -4,7 +4,7 @@
 // Invariants: the remembered response is written by the same transaction as
 // the work it describes, so after a crash there is either both or neither and
 // a key is never stuck; a repeat of a running request waits on the
-// uncommitted key row (then replays) or, past lockTimeout, answers 409; a
+// uncommitted key row (then replays) or, past LockTimeout, answers 409; a
 // different body under a key answers 422; keys are scoped by merchant, method
 // and path, and kept for TTL.
 package idempotency
@@ -37,8 +37,6 @@ const (
 	ReplayedHeader = "Idempotent-Replayed"
 	// TTL is how long a key is remembered.
 	TTL = 24 * time.Hour
-	// lockTimeout bounds how long a repeat waits for the first request.
-	lockTimeout = 5 * time.Second
 )
 
 // Func does a request's work in tx and returns the status and the value to
@@ -52,9 +50,14 @@ type Keys struct {
 	pool *pgxpool.Pool
 	// Now is the clock; tests move it to expire keys.
 	Now func() time.Time
+	// LockTimeout bounds how long a repeat waits for the request it repeats
+	// before answering 409.
+	LockTimeout time.Duration
 }
 
-func New(pool *pgxpool.Pool) *Keys { return &Keys{pool: pool, Now: time.Now} }
+func New(pool *pgxpool.Pool) *Keys {
+	return &Keys{pool: pool, Now: time.Now, LockTimeout: 5 * time.Second}
+}
 
 // Do runs fn in one transaction and answers its result. With an
 // Idempotency-Key the answer is remembered in that same transaction, and a
@@ -79,7 +82,7 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", lockTimeout.Milliseconds())); err != nil {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", k.LockTimeout.Milliseconds())); err != nil {
 		return err
 	}
 	now := k.Now()
