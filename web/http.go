@@ -228,6 +228,7 @@ func requestLog(logger *slog.Logger) echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			status := c.Response().Status
+			observe(c, status, time.Since(start))
 			level := slog.LevelInfo
 			if status >= 500 {
 				level = slog.LevelError
