@@ -114,6 +114,7 @@ func (a *App) wire() error {
 		Logger:            riverLogger(a.Logger),
 		Workers:           workers,
 		FetchPollInterval: a.Config.FetchPollInterval,
+		FetchCooldown:     min(a.Config.FetchPollInterval, 100*time.Millisecond),
 		// A job that runs longer than this is cancelled and retried: every
 		// job here is short (a webhook attempt is bounded by 5 s).
 		JobTimeout: 30 * time.Second,
