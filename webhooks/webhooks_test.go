@@ -33,8 +33,18 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 // fast is a scaled-down schedule, so a whole run takes a moment.
 var fast = []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 400 * time.Millisecond}
 
-func withSchedule(s []time.Duration) func(*app.Config) {
-	return func(c *app.Config) { c.WebhookSchedule = s }
+// slow is a schedule whose retries never come during a test.
+var slow = []time.Duration{time.Hour, time.Hour, time.Hour, time.Hour}
+
+// setup starts a gateway with the given retry schedule (nil: the default)
+// whose test merchant delivers to a fresh receiver.
+func setup(t *testing.T, schedule []time.Duration, respond func(n int, w http.ResponseWriter)) (*app.App, http.Header, *receiver) {
+	t.Helper()
+	a := apptest.New(t, func(c *app.Config) { c.WebhookSchedule = schedule })
+	h := apptest.TestMerchant()
+	r := newReceiver(t, respond)
+	configure(t, a, h, r.URL)
+	return a, h, r
 }
 
 // received is one request that reached the merchant's endpoint.
@@ -274,16 +284,13 @@ func TestDeliveryIsSignedAndRotationSignsWithBoth(t *testing.T) {
 
 func TestFailsTwiceThenDeliversTheSameBytes(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t, withSchedule(fast))
-	h := apptest.TestMerchant()
-	r := newReceiver(t, func(n int, w http.ResponseWriter) {
+	a, h, r := setup(t, fast, func(n int, w http.ResponseWriter) {
 		if n <= 2 {
 			failing(n, w)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	configure(t, a, h, r.URL)
 	emit(t, a, merchants.TestMerchantID, webhooks.EventPaymentSuccess,
 		map[string]any{"payment": map[string]any{"id": "pay_1", "amount": 50000, "notes": "<b>&"}})
 	id := latest(t, a, h)
@@ -323,10 +330,7 @@ func TestFailsTwiceThenDeliversTheSameBytes(t *testing.T) {
 
 func TestFiveFailuresEndFailedAndManualRetryDelivers(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t, withSchedule(fast))
-	h := apptest.TestMerchant()
-	r := newReceiver(t, failing)
-	configure(t, a, h, r.URL)
+	a, h, r := setup(t, fast, failing)
 	id := sendTest(t, a, h)
 
 	v := waitStatus(t, a, h, id, webhooks.StatusFailed)
@@ -347,10 +351,7 @@ func TestFiveFailuresEndFailedAndManualRetryDelivers(t *testing.T) {
 
 func TestRetryDoubleClickSchedulesOneDelivery(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t, withSchedule([]time.Duration{time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond}))
-	h := apptest.TestMerchant()
-	r := newReceiver(t, failing)
-	configure(t, a, h, r.URL)
+	a, h, r := setup(t, []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond}, failing)
 	id := sendTest(t, a, h)
 	waitStatus(t, a, h, id, webhooks.StatusFailed)
 
@@ -361,12 +362,15 @@ func TestRetryDoubleClickSchedulesOneDelivery(t *testing.T) {
 		<-release
 		w.WriteHeader(http.StatusOK)
 	})
+	path := "/api/v1/webhooks/" + id.String() + "/retry"
+	codes := make([]int, 2)
 	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() { retry(t, a, h, id) })
+	for i := range codes {
+		wg.Go(func() { codes[i] = apptest.Do(t, a.Echo, http.MethodPost, path, "", h).Code })
 	}
 	wg.Wait()
 	close(release)
+	require.Equal(t, []int{http.StatusOK, http.StatusOK}, codes)
 
 	v := waitStatus(t, a, h, id, webhooks.StatusSuccess)
 	require.Equal(t, 1, v.Attempts)
@@ -376,10 +380,7 @@ func TestRetryDoubleClickSchedulesOneDelivery(t *testing.T) {
 
 func TestRetryOfPendingLogAddsNoJob(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t, withSchedule([]time.Duration{time.Hour, time.Hour, time.Hour, time.Hour}))
-	h := apptest.TestMerchant()
-	r := newReceiver(t, failing)
-	configure(t, a, h, r.URL)
+	a, h, _ := setup(t, slow, failing)
 	id := sendTest(t, a, h)
 	var v logView
 	eventually(t, "the first failed attempt", func() bool { v = get(t, a, h, id); return v.Attempts == 1 })
@@ -396,9 +397,7 @@ func TestRetryAfterIsHonouredWithoutSpendingAnAttempt(t *testing.T) {
 	t.Parallel()
 	// A counted failure would wait an hour; only the Retry-After brings the
 	// second request.
-	a := apptest.New(t, withSchedule([]time.Duration{time.Hour, time.Hour, time.Hour, time.Hour}))
-	h := apptest.TestMerchant()
-	r := newReceiver(t, func(n int, w http.ResponseWriter) {
+	a, h, r := setup(t, slow, func(n int, w http.ResponseWriter) {
 		if n == 1 {
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -406,7 +405,6 @@ func TestRetryAfterIsHonouredWithoutSpendingAnAttempt(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	configure(t, a, h, r.URL)
 	id := sendTest(t, a, h)
 
 	v := waitStatus(t, a, h, id, webhooks.StatusSuccess)
@@ -456,9 +454,7 @@ func TestEventsOnlyForConfiguredSubscribedEndpoints(t *testing.T) {
 
 func TestEventRolledBackWithItsTransactionLeavesNothing(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t)
-	h := apptest.TestMerchant()
-	configure(t, a, h, newReceiver(t, nil).URL)
+	a, _, _ := setup(t, nil, nil)
 	ctx := context.Background()
 
 	tx, err := a.Pool.Begin(ctx)
@@ -578,9 +574,7 @@ func TestLogsAreIsolatedPerMerchant(t *testing.T) {
 
 func TestListNewestFirstWithFiltersAndPages(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t)
-	h := apptest.TestMerchant()
-	configure(t, a, h, newReceiver(t, nil).URL)
+	a, h, _ := setup(t, nil, nil)
 	events := []string{webhooks.EventPaymentCreated, webhooks.EventPaymentSuccess, webhooks.EventRefundCreated}
 	for _, e := range events {
 		emit(t, a, merchants.TestMerchantID, e, map[string]any{"n": e})
