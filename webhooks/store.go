@@ -6,16 +6,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-)
 
-// querier is what a pool and a transaction share, so reads can run in
-// either.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+	"paygate/db"
+)
 
 const endpointColumns = `m.webhook_url, m.webhook_secret, m.webhook_events, m.webhook_enabled,
 	m.previous_webhook_secret, m.previous_secret_expires_at`
@@ -24,14 +17,14 @@ func endpointFields(e *Endpoint) []any {
 	return []any{&e.URL, &e.Secret, &e.Events, &e.Enabled, &e.previous, &e.previousUntil}
 }
 
-func endpoint(ctx context.Context, q querier, merchantID uuid.UUID) (Endpoint, error) {
+func endpoint(ctx context.Context, q db.Querier, merchantID uuid.UUID) (Endpoint, error) {
 	var e Endpoint
 	err := q.QueryRow(ctx, `SELECT `+endpointColumns+` FROM merchants m WHERE m.id = $1`, merchantID).
 		Scan(endpointFields(&e)...)
 	return e, err
 }
 
-func saveEndpoint(ctx context.Context, q querier, merchantID uuid.UUID, url string, events []string, enabled bool) (Endpoint, error) {
+func saveEndpoint(ctx context.Context, q db.Querier, merchantID uuid.UUID, url string, events []string, enabled bool) (Endpoint, error) {
 	var e Endpoint
 	err := q.QueryRow(ctx, `
 		UPDATE merchants m SET webhook_url = $2, webhook_events = $3, webhook_enabled = $4, updated_at = now()
@@ -77,7 +70,7 @@ func logFields(l *Log) []any {
 	return []any{&l.ID, &l.Event, &l.Status, &l.Attempts, &l.CreatedAt, &l.LastAttemptAt, &l.NextRetryAt, &l.ResponseCode}
 }
 
-func listLogs(ctx context.Context, q querier, merchantID uuid.UUID, f ListFilter) ([]Log, int64, error) {
+func listLogs(ctx context.Context, q db.Querier, merchantID uuid.UUID, f ListFilter) ([]Log, int64, error) {
 	const where = ` FROM webhook_logs WHERE merchant_id = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR event = $3)`
 	var total int64
 	if err := q.QueryRow(ctx, `SELECT count(*)`+where, merchantID, f.Status, f.Event).Scan(&total); err != nil {
@@ -95,7 +88,7 @@ func listLogs(ctx context.Context, q querier, merchantID uuid.UUID, f ListFilter
 	return logs, total, err
 }
 
-func getLog(ctx context.Context, q querier, merchantID, id uuid.UUID) (LogDetail, error) {
+func getLog(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (LogDetail, error) {
 	var d LogDetail
 	err := q.QueryRow(ctx, `SELECT `+logColumns+`, payload FROM webhook_logs WHERE id = $1 AND merchant_id = $2`,
 		id, merchantID).Scan(append(logFields(&d.Log), &d.Payload)...)
@@ -125,7 +118,7 @@ type delivery struct {
 	Endpoint
 }
 
-func deliveryOf(ctx context.Context, q querier, merchantID, id uuid.UUID) (delivery, error) {
+func deliveryOf(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (delivery, error) {
 	var d delivery
 	err := q.QueryRow(ctx, `
 		SELECT l.status, l.run, l.payload, `+endpointColumns+`
