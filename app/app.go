@@ -26,6 +26,7 @@ import (
 	"paygate/idempotency"
 	"paygate/merchants"
 	"paygate/web"
+	"paygate/webhooks"
 )
 
 // Role says what a process does: serve the API, work jobs, or both.
@@ -49,6 +50,9 @@ type App struct {
 	Auth   *merchants.Auth
 	// Idempotency runs the POST routes that create or change something.
 	Idempotency *idempotency.Keys
+	// Webhooks records events (EmitTx, in the caller's transaction) and
+	// delivers them.
+	Webhooks *webhooks.Service
 
 	role     Role
 	seeded   bool
@@ -107,6 +111,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 // wire builds the River client and the HTTP routes.
 func (a *App) wire() error {
 	a.Idempotency = idempotency.New(a.Pool)
+	a.Webhooks = webhooks.New(a.Pool, a.Config.WebhookAllowPrivateNetworks, a.Config.webhookSchedule())
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
 	cfg := &river.Config{
@@ -135,6 +140,7 @@ func (a *App) wire() error {
 		return fmt.Errorf("river: %w", err)
 	}
 	a.River = client
+	a.Webhooks.River = client
 	a.Auth = merchants.NewAuth(a.Pool)
 
 	web.IsUnavailable = db.IsUnavailable

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"paygate/webhooks"
 )
 
 // Config is everything paygate reads from the environment, validated once at
@@ -29,6 +31,10 @@ type Config struct {
 
 	WebhookRetryIntervalsTest   bool
 	WebhookAllowPrivateNetworks bool
+	// WebhookSchedule overrides the waits between delivery attempts. It is
+	// not read from the environment: tests set it to run the whole schedule
+	// in a moment.
+	WebhookSchedule []time.Duration
 
 	// RequestTimeout bounds every API request, so an unreachable database
 	// answers 503 instead of hanging.
@@ -90,6 +96,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(p.errs...))
 	}
 	return c, nil
+}
+
+// webhookSchedule is the waits before delivery attempts 2 to 5.
+func (c Config) webhookSchedule() []time.Duration {
+	switch {
+	case len(c.WebhookSchedule) > 0:
+		return c.WebhookSchedule
+	case c.WebhookRetryIntervalsTest:
+		return webhooks.TestSchedule
+	}
+	return webhooks.DefaultSchedule
 }
 
 type parser struct {

@@ -3,6 +3,8 @@ package app
 import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"paygate/webhooks"
 )
 
 // routes is every route of the gateway, on one screen.
@@ -14,5 +16,12 @@ func (a *App) routes(e *echo.Echo) {
 	e.GET("/api/v1/test/jobs/status", a.jobsStatus)
 	e.GET("/api/v1/test/merchant", a.testMerchant, optional)
 
-	_ = secret
+	hooks := webhooks.NewHandler(a.Webhooks, a.Idempotency)
+	e.GET("/api/v1/webhooks/config", hooks.GetConfig, secret)
+	e.PUT("/api/v1/webhooks/config", hooks.PutConfig, secret)
+	e.POST("/api/v1/webhooks/regenerate-secret", hooks.RegenerateSecret, secret)
+	e.POST("/api/v1/webhooks/test", hooks.Test, secret)
+	e.GET("/api/v1/webhooks", hooks.List, secret)
+	e.GET("/api/v1/webhooks/:id", hooks.Get, secret)
+	e.POST("/api/v1/webhooks/:id/retry", hooks.Retry, secret)
 }

@@ -4,10 +4,12 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/idempotency"
+	"paygate/webhooks"
 )
 
 // addWorkers registers every job kind and returns the periodic jobs.
 func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &idempotency.PruneWorker{Keys: a.Idempotency})
+	river.AddWorker(workers, &webhooks.Worker{Service: a.Webhooks})
 	return []*river.PeriodicJob{idempotency.PeriodicPrune()}
 }

@@ -1,13 +1,3 @@
-// Package webhooks records events and delivers them to merchants' endpoints.
-//
-// Invariants:
-//   - A body is signed exactly as stored: the signatures cover the stored bytes,
-//     which are sent unchanged on every attempt, so a receiver verifying the
-//     bytes it got verifies what we recorded.
-//   - Delivery never reaches a forbidden address (loopback, private, link-local,
-//     metadata, ...) unless private networks are explicitly allowed: the check
-//     runs when a URL is saved and again in the dialer, on the resolved IPs
-//     that are then dialled, so DNS rebinding cannot slip past it.
 package webhooks
 
 import (

@@ -1,0 +1,229 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"paygate/web"
+)
+
+// rotationOverlap is how long the previous secret keeps signing after a
+// rotation, so receivers can switch secrets without dropping deliveries.
+const rotationOverlap = 24 * time.Hour
+
+// Service records events and runs the webhook use cases.
+type Service struct {
+	pool         *pgxpool.Pool
+	client       *http.Client
+	allowPrivate bool
+	// Schedule is the waits before attempts 2 to 5 (index attempt-1).
+	Schedule []time.Duration
+	// River inserts delivery jobs. The app sets it once the client exists:
+	// the client is built with this package's worker, so it comes later.
+	River *river.Client[pgx.Tx]
+}
+
+// New returns the service. allowPrivate lets URLs and deliveries reach
+// private, loopback and link-local addresses (test mode, local setups).
+func New(pool *pgxpool.Pool, allowPrivate bool, schedule []time.Duration) *Service {
+	return &Service{
+		pool:         pool,
+		client:       NewHTTPClient(&Dialer{AllowPrivate: allowPrivate}),
+		allowPrivate: allowPrivate,
+		Schedule:     schedule,
+	}
+}
+
+// EmitTx records event for the merchant in tx, the transaction of the state
+// change that causes it: the log row (with the body's exact bytes) and its
+// delivery job commit with that change or not at all. data becomes the
+// body's "data", e.g. map[string]any{"payment": p}. Nothing is recorded, and
+// nil is returned, when the merchant has no URL, has delivery disabled, or
+// does not subscribe to the event.
+func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) error {
+	if !slices.Contains(Events, event) {
+		return fmt.Errorf("webhooks: unknown event %q", event)
+	}
+	ep, err := endpoint(ctx, tx, merchantID)
+	if err != nil {
+		return err
+	}
+	if !ep.delivers(event) {
+		return nil
+	}
+	_, err = s.recordTx(ctx, tx, merchantID, event, data)
+	return err
+}
+
+// recordTx stores the body and schedules its first attempt.
+func (s *Service) recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) (uuid.UUID, error) {
+	payload, err := web.Marshal(body{Event: event, Timestamp: time.Now().Unix(), Data: data})
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("webhooks: marshal %s: %w", event, err)
+	}
+	// Version 7 ids sort by creation, which orders the list within a second.
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if err := insertLog(ctx, tx, id, merchantID, event, payload); err != nil {
+		return uuid.Nil, err
+	}
+	if _, err := s.River.InsertTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID}, nil); err != nil {
+		return uuid.Nil, err
+	}
+	return id, nil
+}
+
+// Endpoint returns the merchant's webhook configuration.
+func (s *Service) Endpoint(ctx context.Context, merchantID uuid.UUID) (Endpoint, error) {
+	return endpoint(ctx, s.pool, merchantID)
+}
+
+// ConfigInput is the body of PUT /api/v1/webhooks/config. It replaces the
+// whole configuration: events default to all, enabled to true.
+type ConfigInput struct {
+	URL     *string  `json:"webhook_url"`
+	Events  []string `json:"events"`
+	Enabled *bool    `json:"enabled"`
+}
+
+// SetConfig validates and saves the configuration. An empty URL disables
+// delivery; any other URL must pass CheckURL.
+func (s *Service) SetConfig(ctx context.Context, merchantID uuid.UUID, in ConfigInput) (Endpoint, error) {
+	if in.URL == nil {
+		return Endpoint{}, web.BadField("webhook_url", "webhook_url is required (an empty string disables delivery)")
+	}
+	url := strings.TrimSpace(*in.URL)
+	if url != "" {
+		if err := CheckURL(ctx, url, s.allowPrivate); err != nil {
+			return Endpoint{}, web.BadField("webhook_url", err.Error())
+		}
+	}
+	events, err := normaliseEvents(in.Events)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	enabled := in.Enabled == nil || *in.Enabled
+	return saveEndpoint(ctx, s.pool, merchantID, url, events, enabled)
+}
+
+// normaliseEvents checks a subscription: nil means all, "*" swallows the
+// rest, duplicates go.
+func normaliseEvents(in []string) ([]string, error) {
+	if in == nil {
+		return []string{AllEvents}, nil
+	}
+	if len(in) == 0 {
+		return nil, web.BadField("events", `events must list at least one event, or "*" for all`)
+	}
+	var out []string
+	for _, e := range in {
+		if e != AllEvents && !slices.Contains(Events, e) {
+			return nil, web.BadField("events", fmt.Sprintf(`events: %q is not a known event; use "*" or any of %s`,
+				e, strings.Join(Events, ", ")))
+		}
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	if slices.Contains(out, AllEvents) {
+		return []string{AllEvents}, nil
+	}
+	return out, nil
+}
+
+// RegenerateSecretTx replaces the signing secret. The old one keeps signing
+// alongside for rotationOverlap; a second rotation within that time drops
+// the oldest secret.
+func (s *Service) RegenerateSecretTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID) (string, error) {
+	secret, err := NewSecret()
+	if err != nil {
+		return "", err
+	}
+	return secret, rotateSecret(ctx, tx, merchantID, secret, time.Now().Add(rotationOverlap))
+}
+
+// SendTestTx records a webhook.test event. The merchant asked for it, so it
+// is sent whatever the subscription, but only to a configured, enabled URL.
+func (s *Service) SendTestTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID) (uuid.UUID, error) {
+	ep, err := endpoint(ctx, tx, merchantID)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if ep.URL == "" {
+		return uuid.Nil, web.Errorf(web.CodeBadRequest,
+			"No webhook URL is configured; set one with PUT /api/v1/webhooks/config first")
+	}
+	if !ep.Enabled {
+		return uuid.Nil, web.Errorf(web.CodeBadRequest,
+			"Webhook delivery is disabled; enable it with PUT /api/v1/webhooks/config first")
+	}
+	return s.recordTx(ctx, tx, merchantID, EventTest, map[string]any{
+		"message": "This is a test webhook from paygate",
+	})
+}
+
+// RetryTx delivers a log again from the start of the schedule. A log that is
+// still pending already has a live job: that job stays the only one, so a
+// double click schedules one delivery. A finished log starts a new run,
+// whose job is unique per (log, run).
+func (s *Service) RetryTx(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) error {
+	status, run, err := lockLog(ctx, tx, merchantID, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return web.NotFound("Webhook")
+	}
+	if err != nil {
+		return err
+	}
+	if status != StatusPending {
+		run++
+	}
+	res, err := s.River.InsertTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run}, nil)
+	if err != nil {
+		return err
+	}
+	if res.UniqueSkippedAsDuplicate {
+		return nil
+	}
+	// A new job: either a new run, or a pending log whose job was lost
+	// (deleted by an operator); both start again at attempt one.
+	return restartLog(ctx, tx, merchantID, id, run)
+}
+
+// ListFilter narrows the log list.
+type ListFilter struct {
+	web.Page
+	Status string // "" or a status
+	Event  string // "" or an event
+}
+
+// List returns one page of the merchant's logs, newest first, and the total.
+func (s *Service) List(ctx context.Context, merchantID uuid.UUID, f ListFilter) ([]Log, int64, error) {
+	if f.Status != "" && !slices.Contains([]string{StatusPending, StatusSuccess, StatusFailed}, f.Status) {
+		return nil, 0, web.BadField("status", "status must be one of pending, success, failed")
+	}
+	if f.Event != "" && !slices.Contains(Events, f.Event) {
+		return nil, 0, web.BadField("event", "event must be one of "+strings.Join(Events, ", "))
+	}
+	return listLogs(ctx, s.pool, merchantID, f)
+}
+
+// Get returns one log with its body and attempt history.
+func (s *Service) Get(ctx context.Context, merchantID, id uuid.UUID) (LogDetail, error) {
+	d, err := getLog(ctx, s.pool, merchantID, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return LogDetail{}, web.NotFound("Webhook")
+	}
+	return d, err
+}

@@ -1,0 +1,147 @@
+package webhooks
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"paygate/db"
+)
+
+const endpointColumns = `m.webhook_url, m.webhook_secret, m.webhook_events, m.webhook_enabled,
+	m.previous_webhook_secret, m.previous_secret_expires_at`
+
+func endpointFields(e *Endpoint) []any {
+	return []any{&e.URL, &e.Secret, &e.Events, &e.Enabled, &e.previous, &e.previousUntil}
+}
+
+func endpoint(ctx context.Context, q db.Querier, merchantID uuid.UUID) (Endpoint, error) {
+	var e Endpoint
+	err := q.QueryRow(ctx, `SELECT `+endpointColumns+` FROM merchants m WHERE m.id = $1`, merchantID).
+		Scan(endpointFields(&e)...)
+	return e, err
+}
+
+func saveEndpoint(ctx context.Context, q db.Querier, merchantID uuid.UUID, url string, events []string, enabled bool) (Endpoint, error) {
+	var e Endpoint
+	err := q.QueryRow(ctx, `
+		UPDATE merchants m SET webhook_url = $2, webhook_events = $3, webhook_enabled = $4, updated_at = now()
+		WHERE m.id = $1 RETURNING `+endpointColumns, merchantID, url, events, enabled).
+		Scan(endpointFields(&e)...)
+	return e, err
+}
+
+func rotateSecret(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, secret string, previousUntil time.Time) error {
+	_, err := tx.Exec(ctx, `
+		UPDATE merchants SET previous_webhook_secret = webhook_secret, previous_secret_expires_at = $3,
+		       webhook_secret = $2, updated_at = now()
+		WHERE id = $1`, merchantID, secret, previousUntil)
+	return err
+}
+
+func insertLog(ctx context.Context, tx pgx.Tx, id, merchantID uuid.UUID, event string, payload []byte) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO webhook_logs (id, merchant_id, event, payload, next_retry_at)
+		VALUES ($1, $2, $3, $4, now())`, id, merchantID, event, payload)
+	return err
+}
+
+// lockLog returns a log's status and run, holding its row until tx ends so
+// that concurrent retries of one log take turns.
+func lockLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) (status string, run int, err error) {
+	err = tx.QueryRow(ctx, `
+		SELECT status, run FROM webhook_logs WHERE id = $1 AND merchant_id = $2 FOR UPDATE`, id, merchantID).
+		Scan(&status, &run)
+	return status, run, err
+}
+
+func restartLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID, run int) error {
+	_, err := tx.Exec(ctx, `
+		UPDATE webhook_logs SET status = 'pending', attempts = 0, run = $3, next_retry_at = now(), updated_at = now()
+		WHERE id = $1 AND merchant_id = $2`, id, merchantID, run)
+	return err
+}
+
+const logColumns = `id, event, status, attempts, created_at, last_attempt_at, next_retry_at, response_code`
+
+func logFields(l *Log) []any {
+	return []any{&l.ID, &l.Event, &l.Status, &l.Attempts, &l.CreatedAt, &l.LastAttemptAt, &l.NextRetryAt, &l.ResponseCode}
+}
+
+func listLogs(ctx context.Context, q db.Querier, merchantID uuid.UUID, f ListFilter) ([]Log, int64, error) {
+	const where = ` FROM webhook_logs WHERE merchant_id = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR event = $3)`
+	var total int64
+	if err := q.QueryRow(ctx, `SELECT count(*)`+where, merchantID, f.Status, f.Event).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	rows, err := q.Query(ctx, `SELECT `+logColumns+where+` ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5`,
+		merchantID, f.Status, f.Event, f.Limit, f.Offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	logs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Log, error) {
+		var l Log
+		return l, r.Scan(logFields(&l)...)
+	})
+	return logs, total, err
+}
+
+func getLog(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (LogDetail, error) {
+	var d LogDetail
+	err := q.QueryRow(ctx, `SELECT `+logColumns+`, payload FROM webhook_logs WHERE id = $1 AND merchant_id = $2`,
+		id, merchantID).Scan(append(logFields(&d.Log), &d.Payload)...)
+	if err != nil {
+		return LogDetail{}, err
+	}
+	rows, err := q.Query(ctx, `
+		SELECT a.attempted_at, a.response_code, a.response_body, a.error, a.duration_ms
+		FROM webhook_attempts a JOIN webhook_logs l ON l.id = a.log_id
+		WHERE a.log_id = $1 AND l.merchant_id = $2 ORDER BY a.id`, id, merchantID)
+	if err != nil {
+		return LogDetail{}, err
+	}
+	d.AttemptHistory, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Attempt, error) {
+		var a Attempt
+		return a, r.Scan(&a.AttemptedAt, &a.ResponseCode, &a.ResponseBody, &a.Error, &a.DurationMS)
+	})
+	return d, err
+}
+
+// delivery is what one attempt needs: the log's state and the endpoint as
+// it is now (the URL or secret may have changed since the event).
+type delivery struct {
+	status  string
+	run     int
+	payload []byte
+	Endpoint
+}
+
+func deliveryOf(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (delivery, error) {
+	var d delivery
+	err := q.QueryRow(ctx, `
+		SELECT l.status, l.run, l.payload, `+endpointColumns+`
+		FROM webhook_logs l JOIN merchants m ON m.id = l.merchant_id
+		WHERE l.id = $1 AND l.merchant_id = $2`, id, merchantID).
+		Scan(append([]any{&d.status, &d.run, &d.payload}, endpointFields(&d.Endpoint)...)...)
+	return d, err
+}
+
+// recordAttempt stores one attempt's result: the log's summary (only while
+// the log is still pending in this run, so a stale job changes nothing) and
+// a history row. It reports whether the log was updated.
+func recordAttempt(ctx context.Context, tx pgx.Tx, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
+	tag, err := tx.Exec(ctx, `
+		UPDATE webhook_logs SET status = $4, attempts = $5, last_attempt_at = $6, next_retry_at = $7,
+		       response_code = $8, updated_at = now()
+		WHERE id = $1 AND merchant_id = $2 AND run = $3 AND status = 'pending'`,
+		a.LogID, a.MerchantID, a.Run, status, attempts, o.at, next, o.code)
+	if err != nil || tag.RowsAffected() == 0 {
+		return false, err
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO webhook_attempts (log_id, attempted_at, response_code, response_body, error, duration_ms)
+		VALUES ($1, $2, $3, $4, $5, $6)`, a.LogID, o.at, o.code, o.body, o.err, o.duration.Milliseconds())
+	return err == nil, err
+}

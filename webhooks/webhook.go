@@ -1,0 +1,128 @@
+// Package webhooks records events and delivers them to merchants' endpoints.
+//
+// Invariants:
+//   - An event is recorded by EmitTx in the transaction of the state change
+//     that causes it: the log row and its DeliverWebhook job commit with the
+//     change or not at all. Events the merchant does not subscribe to, and
+//     events for a merchant with no URL or with delivery disabled, record
+//     nothing.
+//   - A body is marshalled once (compact, no HTML escaping) and stored as
+//     bytes. Those bytes are signed and sent unchanged on every attempt, so a
+//     receiver verifying the bytes it got verifies what we recorded.
+//   - The retry schedule lives in River's job table (MaxAttempts and
+//     NextRetry), so it survives restarts. A log is pending exactly while a
+//     job of its current run is alive; success is recorded in the same
+//     transaction that completes the job, so a delivered log is not delivered
+//     again by a repeated job.
+//   - Delivery never reaches a forbidden address (loopback, private, link-local,
+//     metadata, ...) unless private networks are explicitly allowed: the check
+//     runs when a URL is saved and again in the dialer, on the resolved IPs
+//     that are then dialled, so DNS rebinding cannot slip past it.
+//   - Every query is scoped by the merchant's id. This package never imports
+//     payments or refunds: an event carries a JSON snapshot they supply.
+package webhooks
+
+import (
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"paygate/web"
+)
+
+// The events of API.md. Callers of EmitTx use these names.
+const (
+	EventPaymentCreated  = "payment.created"
+	EventPaymentSuccess  = "payment.success"
+	EventPaymentFailed   = "payment.failed"
+	EventRefundCreated   = "refund.created"
+	EventRefundProcessed = "refund.processed"
+	EventTest            = "webhook.test"
+)
+
+// Events lists every event a merchant can subscribe to.
+var Events = []string{EventPaymentCreated, EventPaymentSuccess, EventPaymentFailed,
+	EventRefundCreated, EventRefundProcessed, EventTest}
+
+// AllEvents is the subscription to every event.
+const AllEvents = "*"
+
+// Log statuses.
+const (
+	StatusPending = "pending"
+	StatusSuccess = "success"
+	StatusFailed  = "failed"
+)
+
+// maxAttempts is the number of attempts of one run: the first, then one
+// after each wait of the schedule.
+const maxAttempts = 5
+
+// The waits before attempts 2 to 5.
+var (
+	DefaultSchedule = []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour}
+	TestSchedule    = []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second, 20 * time.Second}
+)
+
+// Endpoint is a merchant's webhook configuration as the API shows it.
+type Endpoint struct {
+	URL     string   `json:"webhook_url"`
+	Secret  string   `json:"webhook_secret"`
+	Events  []string `json:"events"`
+	Enabled bool     `json:"enabled"`
+
+	// During a rotation the previous secret signs too, until previousUntil.
+	previous      *string
+	previousUntil *time.Time
+}
+
+// delivers reports whether event is recorded for this endpoint.
+func (e Endpoint) delivers(event string) bool {
+	return e.URL != "" && e.Enabled && (slices.Contains(e.Events, AllEvents) || slices.Contains(e.Events, event))
+}
+
+// secrets are the secrets that sign a delivery made at now, current first.
+func (e Endpoint) secrets(now time.Time) []string {
+	s := []string{e.Secret}
+	if e.previous != nil && e.previousUntil != nil && now.Before(*e.previousUntil) {
+		s = append(s, *e.previous)
+	}
+	return s
+}
+
+// body is the delivered JSON; field order is the wire order.
+type body struct {
+	Event     string `json:"event"`
+	Timestamp int64  `json:"timestamp"`
+	Data      any    `json:"data"`
+}
+
+// Log is one event's delivery as listed.
+type Log struct {
+	ID            uuid.UUID `json:"id"`
+	Event         string    `json:"event"`
+	Status        string    `json:"status"`
+	Attempts      int       `json:"attempts"`
+	CreatedAt     web.Time  `json:"created_at"`
+	LastAttemptAt *web.Time `json:"last_attempt_at"`
+	NextRetryAt   *web.Time `json:"next_retry_at"`
+	ResponseCode  *int      `json:"response_code"`
+}
+
+// LogDetail is one log with its body and every request made for it.
+type LogDetail struct {
+	Log
+	Payload        json.RawMessage `json:"payload"`
+	AttemptHistory []Attempt       `json:"attempt_history"`
+}
+
+// Attempt is one request to the merchant's endpoint and what came back.
+type Attempt struct {
+	AttemptedAt  web.Time `json:"attempted_at"`
+	ResponseCode *int     `json:"response_code"`
+	ResponseBody string   `json:"response_body"`
+	Error        *string  `json:"error"`
+	DurationMS   int64    `json:"duration_ms"`
+}
