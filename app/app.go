@@ -25,6 +25,7 @@ import (
 	"paygate/db"
 	"paygate/idempotency"
 	"paygate/merchants"
+	"paygate/payments"
 	"paygate/web"
 )
 
@@ -49,6 +50,9 @@ type App struct {
 	Auth   *merchants.Auth
 	// Idempotency runs the POST routes that create or change something.
 	Idempotency *idempotency.Keys
+	Payments    *payments.Service
+	// simulator decides payments until a real acquirer connector exists.
+	simulator payments.Simulator
 
 	role     Role
 	seeded   bool
@@ -107,6 +111,11 @@ func (a *App) openDatabase(ctx context.Context) error {
 // wire builds the River client and the HTTP routes.
 func (a *App) wire() error {
 	a.Idempotency = idempotency.New(a.Pool)
+	c := a.Config
+	a.simulator = payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay, TestSuccess: c.TestPaymentSuccess,
+		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,
+		UPISuccessRate: c.UPISuccessRate, CardSuccessRate: c.CardSuccessRate}
+	a.Payments = &payments.Service{Pool: a.Pool, Delay: a.simulator.Delay}
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
 	cfg := &river.Config{
@@ -114,6 +123,7 @@ func (a *App) wire() error {
 		Logger:            riverLogger(a.Logger),
 		Workers:           workers,
 		FetchPollInterval: a.Config.FetchPollInterval,
+		FetchCooldown:     min(a.Config.FetchPollInterval, 100*time.Millisecond),
 		// A job that runs longer than this is cancelled and retried: every
 		// job here is short (a webhook attempt is bounded by 5 s).
 		JobTimeout: 30 * time.Second,
@@ -134,6 +144,7 @@ func (a *App) wire() error {
 		return fmt.Errorf("river: %w", err)
 	}
 	a.River = client
+	a.Payments.River = client
 	a.Auth = merchants.NewAuth(a.Pool)
 
 	web.IsUnavailable = db.IsUnavailable

@@ -4,10 +4,12 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/idempotency"
+	"paygate/payments"
 )
 
 // addWorkers registers every job kind and returns the periodic jobs.
 func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &idempotency.PruneWorker{Keys: a.Idempotency})
+	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: a.simulator.Decide})
 	return []*river.PeriodicJob{idempotency.PeriodicPrune()}
 }
