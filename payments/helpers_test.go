@@ -60,6 +60,14 @@ func pay(t *testing.T, a *app.App, h http.Header) map[string]any {
 	return p
 }
 
+// paySuccessfully pays a new order and waits until the payment succeeded.
+func paySuccessfully(t *testing.T, a *app.App, h http.Header) map[string]any {
+	t.Helper()
+	p := waitFinal(t, a, h, pay(t, a, h)["id"].(string))
+	require.Equal(t, payments.StatusSuccess, p["status"])
+	return p
+}
+
 // waitFinal polls the payment until it leaves pending. The loop is bounded
 // by a count, not a deadline assertion: it fails only if the payment never
 // gets decided.

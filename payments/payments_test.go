@@ -225,8 +225,7 @@ func TestCaptureRace(t *testing.T) {
 	a := apptest.New(t)
 	h := apptest.TestMerchant()
 	for range 5 {
-		id := pay(t, a, h)["id"].(string)
-		require.Equal(t, "success", waitFinal(t, a, h, id)["status"])
+		id := paySuccessfully(t, a, h)["id"].(string)
 
 		var wg sync.WaitGroup
 		statuses := make([]int, 2)
@@ -313,8 +312,7 @@ func TestOtherMerchantSeesNotFound(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
 	h := apptest.TestMerchant()
-	p := pay(t, a, h)
-	require.Equal(t, "success", waitFinal(t, a, h, p["id"].(string))["status"])
+	p := paySuccessfully(t, a, h)
 	orderID, payID := p["order_id"].(string), p["id"].(string)
 
 	_, other := apptest.NewMerchant(t, a, "other@example.com")
@@ -419,8 +417,7 @@ func TestSecondPaymentOnPaidOrderRejected(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
 	h := apptest.TestMerchant()
-	p := pay(t, a, h)
-	require.Equal(t, "success", waitFinal(t, a, h, p["id"].(string))["status"])
+	p := paySuccessfully(t, a, h)
 
 	for _, path := range []string{"/api/v1/payments", "/api/v1/payments/public"} {
 		status, body := call(t, a, http.MethodPost, path, upiBody(p["order_id"].(string)), h)

@@ -18,11 +18,10 @@ const paymentColumns = `id, order_id, merchant_id, amount, currency, method, vpa
 	status, captured, amount_refunded, error_code, error_description, created_at, updated_at`
 
 func insertOrderTx(ctx context.Context, tx pgx.Tx, o Order) (Order, error) {
-	rows, _ := tx.Query(ctx, `
+	return db.QueryOne[Order](ctx, tx, `
 		INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes, status)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+orderColumns,
 		o.ID, o.MerchantID, o.Amount, o.Currency, o.Receipt, o.Notes, o.Status)
-	return pgx.CollectOneRow(rows, pgx.RowToStructByName[Order])
 }
 
 // getOrder returns a merchant's order, or NOT_FOUND. forUpdate locks the row
@@ -31,12 +30,8 @@ func getOrder(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string
 	if !isID("order_", id) {
 		return Order{}, web.NotFound("Order")
 	}
-	sql := `SELECT ` + orderColumns + ` FROM orders WHERE id = $1 AND merchant_id = $2`
-	if forUpdate {
-		sql += ` FOR UPDATE`
-	}
-	rows, _ := q.Query(ctx, sql, id, merchantID)
-	o, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[Order])
+	o, err := db.QueryOne[Order](ctx, q, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND merchant_id = $2`+
+		lockClause(forUpdate), id, merchantID)
 	return o, notFound(err, "Order")
 }
 
@@ -59,23 +54,18 @@ func markOrderPaidTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id st
 }
 
 func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment) (Payment, error) {
-	rows, _ := tx.Query(ctx, `
+	return db.QueryOne[Payment](ctx, tx, `
 		INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING `+paymentColumns,
 		p.ID, p.OrderID, p.MerchantID, p.Amount, p.Currency, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status)
-	return pgx.CollectOneRow(rows, pgx.RowToStructByName[Payment])
 }
 
 func getPayment(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Payment, error) {
 	if !isID("pay_", id) {
 		return Payment{}, web.NotFound("Payment")
 	}
-	sql := `SELECT ` + paymentColumns + ` FROM payments WHERE id = $1 AND merchant_id = $2`
-	if forUpdate {
-		sql += ` FOR UPDATE`
-	}
-	rows, _ := q.Query(ctx, sql, id, merchantID)
-	p, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[Payment])
+	p, err := db.QueryOne[Payment](ctx, q, `SELECT `+paymentColumns+` FROM payments WHERE id = $1 AND merchant_id = $2`+
+		lockClause(forUpdate), id, merchantID)
 	return p, notFound(err, "Payment")
 }
 
@@ -119,20 +109,26 @@ func lockOrderOfPaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, 
 // decideTx moves a pending payment to status. It matches no row (and returns
 // pgx.ErrNoRows) when the payment was already decided.
 func decideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id, status string, errCode, errDescription *string) (Payment, error) {
-	rows, _ := tx.Query(ctx, `
+	return db.QueryOne[Payment](ctx, tx, `
 		UPDATE payments SET status = $3, error_code = $4, error_description = $5, updated_at = now()
 		WHERE id = $1 AND merchant_id = $2 AND status = 'pending'
 		RETURNING `+paymentColumns, id, merchantID, status, errCode, errDescription)
-	return pgx.CollectOneRow(rows, pgx.RowToStructByName[Payment])
 }
 
 // captureTx marks a successful payment captured; the caller holds its lock.
 func captureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) (Payment, error) {
-	rows, _ := tx.Query(ctx, `
+	return db.QueryOne[Payment](ctx, tx, `
 		UPDATE payments SET captured = true, updated_at = now()
 		WHERE id = $1 AND merchant_id = $2 AND status = 'success' AND NOT captured
 		RETURNING `+paymentColumns, id, merchantID)
-	return pgx.CollectOneRow(rows, pgx.RowToStructByName[Payment])
+}
+
+// lockClause locks the selected row until the transaction ends.
+func lockClause(forUpdate bool) string {
+	if forUpdate {
+		return ` FOR UPDATE`
+	}
+	return ""
 }
 
 // notFound turns "no row" into the client's NOT_FOUND.

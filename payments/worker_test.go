@@ -126,9 +126,7 @@ func TestWorkerRunTwiceChangesNothing(t *testing.T) {
 	a := apptest.New(t)
 	h := apptest.TestMerchant()
 	ctx := context.Background()
-	p := pay(t, a, h)
-	id := p["id"].(string)
-	require.Equal(t, "success", waitFinal(t, a, h, id)["status"])
+	id := paySuccessfully(t, a, h)["id"].(string)
 
 	rows := func() string {
 		var s string
@@ -235,8 +233,7 @@ func TestJobsStatusCountsCompletedPayments(t *testing.T) {
 	a := apptest.New(t)
 	h := apptest.TestMerchant()
 	for range 3 {
-		id := pay(t, a, h)["id"].(string)
-		require.Equal(t, "success", waitFinal(t, a, h, id)["status"])
+		paySuccessfully(t, a, h)
 	}
 	var body map[string]any
 	for i := 0; ; i++ {
