@@ -25,6 +25,7 @@ import (
 	"paygate/db"
 	"paygate/idempotency"
 	"paygate/merchants"
+	"paygate/payments"
 	"paygate/web"
 	"paygate/webhooks"
 )
@@ -53,6 +54,9 @@ type App struct {
 	// Webhooks records events (EmitTx, in the caller's transaction) and
 	// delivers them.
 	Webhooks *webhooks.Service
+	Payments *payments.Service
+	// simulator decides payments until a real acquirer connector exists.
+	simulator payments.Simulator
 
 	role     Role
 	seeded   bool
@@ -112,6 +116,11 @@ func (a *App) openDatabase(ctx context.Context) error {
 func (a *App) wire() error {
 	a.Idempotency = idempotency.New(a.Pool)
 	a.Webhooks = webhooks.New(a.Pool, a.Config.WebhookAllowPrivateNetworks, a.Config.webhookSchedule())
+	c := a.Config
+	a.simulator = payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay, TestSuccess: c.TestPaymentSuccess,
+		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,
+		UPISuccessRate: c.UPISuccessRate, CardSuccessRate: c.CardSuccessRate}
+	a.Payments = &payments.Service{Pool: a.Pool, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx}
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
 	cfg := &river.Config{
@@ -141,6 +150,7 @@ func (a *App) wire() error {
 	}
 	a.River = client
 	a.Webhooks.River = client
+	a.Payments.River = client
 	a.Auth = merchants.NewAuth(a.Pool)
 
 	web.IsUnavailable = db.IsUnavailable

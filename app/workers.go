@@ -4,6 +4,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/idempotency"
+	"paygate/payments"
 	"paygate/webhooks"
 )
 
@@ -11,5 +12,6 @@ import (
 func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &idempotency.PruneWorker{Keys: a.Idempotency})
 	river.AddWorker(workers, &webhooks.Worker{Service: a.Webhooks})
+	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: a.simulator.Decide})
 	return []*river.PeriodicJob{idempotency.PeriodicPrune()}
 }

@@ -52,6 +52,13 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// QueryOne runs sql and returns its one row as T, columns matched to fields
+// by name; pgx.ErrNoRows when there is none.
+func QueryOne[T any](ctx context.Context, q Querier, sql string, args ...any) (T, error) {
+	rows, _ := q.Query(ctx, sql, args...) // a failed Query reports through CollectOneRow
+	return pgx.CollectOneRow(rows, pgx.RowToStructByName[T])
+}
+
 // WithTx runs fn in a transaction and commits when fn returns nil.
 func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
 	tx, err := pool.Begin(ctx)

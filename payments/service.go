@@ -1,0 +1,146 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"paygate/db"
+	"paygate/web"
+)
+
+// Payment events, recorded through Service.Emit.
+const (
+	EventPaymentCreated = "payment.created"
+	EventPaymentSuccess = "payment.success"
+	EventPaymentFailed  = "payment.failed"
+)
+
+// Emit records an event in tx, so that it commits with the change that
+// caused it (webhooks.EmitTx has this shape).
+type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, payload any) error
+
+// Service runs the order and payment use cases, one transaction each.
+type Service struct {
+	Pool *pgxpool.Pool
+	// River inserts the ProcessPayment jobs; set once the client exists.
+	River *river.Client[pgx.Tx]
+	// Delay is how long after creation a payment is decided.
+	Delay func(method string) time.Duration
+	// Emit records the payment events; nil records none.
+	Emit Emit
+}
+
+// CreateOrderTx validates in and creates a merchant's order.
+func (s *Service) CreateOrderTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, in OrderInput) (Order, error) {
+	o, verr := in.order()
+	if verr != nil {
+		return Order{}, verr
+	}
+	o.ID, o.MerchantID = db.NewID("order_"), merchantID
+	return insertOrderTx(ctx, tx, o)
+}
+
+func (s *Service) GetOrder(ctx context.Context, merchantID uuid.UUID, id string) (Order, error) {
+	return getOrder(ctx, s.Pool, merchantID, id, false)
+}
+
+func (s *Service) ListOrders(ctx context.Context, merchantID uuid.UUID, page web.Page) (web.List[Order], error) {
+	return listOrders(ctx, s.Pool, merchantID, page)
+}
+
+// CreatePaymentTx validates in and creates a pending payment on a merchant's
+// order, with the job that will decide it and its payment.created event.
+// The order row stays locked until tx ends, so no payment is created on an
+// order while another payment of it is being decided.
+func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, in PaymentInput) (Payment, error) {
+	p, verr := in.payment(time.Now())
+	if verr != nil {
+		return Payment{}, verr
+	}
+	order, err := getOrder(ctx, tx, merchantID, in.OrderID, true)
+	if err != nil {
+		return Payment{}, err
+	}
+	if order.Status == OrderPaid {
+		return Payment{}, web.BadField("order_id", "Order has already been paid")
+	}
+	p.ID, p.MerchantID, p.Amount, p.Currency = db.NewID("pay_"), merchantID, order.Amount, order.Currency
+	if p, err = insertPaymentTx(ctx, tx, p); err != nil {
+		return Payment{}, err
+	}
+	// The job is available at once and snoozes until DecideAt: a job
+	// scheduled for later would wait for River's 5 s scheduler tick.
+	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
+	if _, err := s.River.InsertTx(ctx, tx, args, nil); err != nil {
+		return Payment{}, fmt.Errorf("insert payment job: %w", err)
+	}
+	return p, s.emitTx(ctx, tx, p, EventPaymentCreated)
+}
+
+func (s *Service) GetPayment(ctx context.Context, merchantID uuid.UUID, id string) (Payment, error) {
+	return getPayment(ctx, s.Pool, merchantID, id, false)
+}
+
+func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f PaymentFilter, page web.Page) (web.List[Payment], error) {
+	if err := f.validate(); err != nil {
+		return web.List[Payment]{}, err
+	}
+	return listPayments(ctx, s.Pool, merchantID, f, page)
+}
+
+// DecideTx moves a pending payment to success (ok) or failed, marks its
+// order paid on success and records the event. It reports false and changes
+// nothing when the payment was already decided, so a repeated decision is
+// harmless. A success on an order that another payment has already paid
+// becomes a failure: an order is paid once.
+func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, ok bool) (bool, error) {
+	orderStatus, err := lockOrderOfPaymentTx(ctx, tx, merchantID, paymentID)
+	if err != nil {
+		return false, err
+	}
+	status, code, desc := decision(ok && orderStatus != OrderPaid)
+	p, err := decideTx(ctx, tx, merchantID, paymentID, status, code, desc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	event := EventPaymentFailed
+	if p.Status == StatusSuccess {
+		event = EventPaymentSuccess
+		if err := markOrderPaidTx(ctx, tx, merchantID, p.OrderID); err != nil {
+			return false, err
+		}
+	}
+	return true, s.emitTx(ctx, tx, p, event)
+}
+
+// CaptureTx captures a successful payment once. amount, when given, must be
+// the payment's amount. The row lock makes a concurrent capture wait and
+// then find the payment captured.
+func (s *Service) CaptureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string, amount *int64) (Payment, error) {
+	p, err := GetForUpdateTx(ctx, tx, merchantID, id)
+	if err != nil {
+		return Payment{}, err
+	}
+	if verr := p.checkCapture(amount); verr != nil {
+		return Payment{}, verr
+	}
+	return captureTx(ctx, tx, merchantID, id)
+}
+
+// emitTx records a payment event, {"payment": <the payment>}, in tx.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, p Payment, event string) error {
+	if s.Emit == nil {
+		return nil
+	}
+	return s.Emit(ctx, tx, p.MerchantID, event, map[string]any{"payment": p})
+}

@@ -1,0 +1,140 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"paygate/db"
+	"paygate/web"
+)
+
+const orderColumns = `id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at`
+
+const paymentColumns = `id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4,
+	status, captured, amount_refunded, error_code, error_description, created_at, updated_at`
+
+func insertOrderTx(ctx context.Context, tx pgx.Tx, o Order) (Order, error) {
+	return db.QueryOne[Order](ctx, tx, `
+		INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+orderColumns,
+		o.ID, o.MerchantID, o.Amount, o.Currency, o.Receipt, o.Notes, o.Status)
+}
+
+// getOrder returns a merchant's order, or NOT_FOUND. forUpdate locks the row
+// (q must then be a transaction).
+func getOrder(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Order, error) {
+	if !isID("order_", id) {
+		return Order{}, web.NotFound("Order")
+	}
+	o, err := db.QueryOne[Order](ctx, q, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND merchant_id = $2`+
+		lockClause(forUpdate), id, merchantID)
+	return o, notFound(err, "Order")
+}
+
+func listOrders(ctx context.Context, q db.Querier, merchantID uuid.UUID, page web.Page) (web.List[Order], error) {
+	var total int64
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM orders WHERE merchant_id = $1`, merchantID).Scan(&total); err != nil {
+		return web.List[Order]{}, err
+	}
+	rows, _ := q.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE merchant_id = $1
+		ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3`, merchantID, page.Limit, page.Offset)
+	orders, err := pgx.CollectRows(rows, pgx.RowToStructByName[Order])
+	return web.NewList(orders, total, page), err
+}
+
+// markOrderPaidTx moves a created order to paid.
+func markOrderPaidTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) error {
+	_, err := tx.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = now()
+		WHERE id = $1 AND merchant_id = $2 AND status = 'created'`, id, merchantID)
+	return err
+}
+
+func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment) (Payment, error) {
+	return db.QueryOne[Payment](ctx, tx, `
+		INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING `+paymentColumns,
+		p.ID, p.OrderID, p.MerchantID, p.Amount, p.Currency, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status)
+}
+
+func getPayment(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Payment, error) {
+	if !isID("pay_", id) {
+		return Payment{}, web.NotFound("Payment")
+	}
+	p, err := db.QueryOne[Payment](ctx, q, `SELECT `+paymentColumns+` FROM payments WHERE id = $1 AND merchant_id = $2`+
+		lockClause(forUpdate), id, merchantID)
+	return p, notFound(err, "Payment")
+}
+
+// GetForUpdateTx returns a merchant's payment and locks its row until tx
+// ends, or answers NOT_FOUND. It is how refunds serialise on a payment.
+func GetForUpdateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) (Payment, error) {
+	return getPayment(ctx, tx, merchantID, id, true)
+}
+
+func listPayments(ctx context.Context, q db.Querier, merchantID uuid.UUID, f PaymentFilter, page web.Page) (web.List[Payment], error) {
+	where, args := `merchant_id = $1`, []any{merchantID}
+	if f.Status != "" {
+		args = append(args, f.Status)
+		where += fmt.Sprintf(` AND status = $%d`, len(args))
+	}
+	if f.OrderID != "" {
+		args = append(args, f.OrderID)
+		where += fmt.Sprintf(` AND order_id = $%d`, len(args))
+	}
+	var total int64
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM payments WHERE `+where, args...).Scan(&total); err != nil {
+		return web.List[Payment]{}, err
+	}
+	args = append(args, page.Limit, page.Offset)
+	rows, _ := q.Query(ctx, fmt.Sprintf(`SELECT %s FROM payments WHERE %s
+		ORDER BY created_at DESC, id DESC LIMIT $%d OFFSET $%d`, paymentColumns, where, len(args)-1, len(args)), args...)
+	payments, err := pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
+	return web.NewList(payments, total, page), err
+}
+
+// lockOrderOfPaymentTx locks the order a payment pays and returns its status.
+func lockOrderOfPaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string) (string, error) {
+	var status string
+	err := tx.QueryRow(ctx, `
+		SELECT o.status FROM orders o
+		WHERE o.merchant_id = $2 AND o.id = (SELECT order_id FROM payments WHERE id = $1 AND merchant_id = $2)
+		FOR UPDATE`, paymentID, merchantID).Scan(&status)
+	return status, notFound(err, "Payment")
+}
+
+// decideTx moves a pending payment to status. It matches no row (and returns
+// pgx.ErrNoRows) when the payment was already decided.
+func decideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id, status string, errCode, errDescription *string) (Payment, error) {
+	return db.QueryOne[Payment](ctx, tx, `
+		UPDATE payments SET status = $3, error_code = $4, error_description = $5, updated_at = now()
+		WHERE id = $1 AND merchant_id = $2 AND status = 'pending'
+		RETURNING `+paymentColumns, id, merchantID, status, errCode, errDescription)
+}
+
+// captureTx marks a successful payment captured; the caller holds its lock.
+func captureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) (Payment, error) {
+	return db.QueryOne[Payment](ctx, tx, `
+		UPDATE payments SET captured = true, updated_at = now()
+		WHERE id = $1 AND merchant_id = $2 AND status = 'success' AND NOT captured
+		RETURNING `+paymentColumns, id, merchantID)
+}
+
+// lockClause locks the selected row until the transaction ends.
+func lockClause(forUpdate bool) string {
+	if forUpdate {
+		return ` FOR UPDATE`
+	}
+	return ""
+}
+
+// notFound turns "no row" into the client's NOT_FOUND.
+func notFound(err error, what string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return web.NotFound(what)
+	}
+	return err
+}

@@ -1,0 +1,252 @@
+package payments_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/app"
+	"paygate/app/apptest"
+	"paygate/db"
+	"paygate/merchants"
+	"paygate/payments"
+)
+
+type event struct {
+	name    string
+	payment payments.Payment
+}
+
+// recording returns a copy of the app's service whose Emit records events.
+func recording(t *testing.T, a *app.App) (*payments.Service, *[]event) {
+	var events []event
+	svc := *a.Payments
+	svc.Emit = func(_ context.Context, tx pgx.Tx, merchantID uuid.UUID, name string, payload any) error {
+		require.NotNil(t, tx)
+		p := payload.(map[string]any)["payment"].(payments.Payment)
+		require.Equal(t, merchantID, p.MerchantID)
+		events = append(events, event{name, p})
+		return nil
+	}
+	return &svc, &events
+}
+
+// The payment, its job and its event commit together or not at all.
+func TestPaymentAndJobCommitTogether(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	ctx := context.Background()
+	orderID := createOrder(t, a, apptest.TestMerchant(), 50000)
+	svc, events := recording(t, a)
+
+	count := func(q db.Querier, id string) (payments, jobs int) {
+		require.NoError(t, q.QueryRow(ctx, `SELECT (SELECT count(*) FROM payments WHERE id = $1),
+			(SELECT count(*) FROM river_job WHERE kind = 'process_payment' AND queue = 'payments' AND args->>'payment_id' = $1)`,
+			id).Scan(&payments, &jobs))
+		return payments, jobs
+	}
+
+	tx, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	p, err := svc.CreatePaymentTx(ctx, tx, merchants.TestMerchantID,
+		payments.PaymentInput{OrderID: orderID, Method: payments.MethodUPI, VPA: "user@paytm"})
+	require.NoError(t, err)
+	pays, jobs := count(tx, p.ID)
+	require.Equal(t, 1, pays)
+	require.Equal(t, 1, jobs)
+	require.Equal(t, []event{{payments.EventPaymentCreated, p}}, *events)
+	require.NoError(t, tx.Rollback(ctx))
+
+	pays, jobs = count(a.Pool, p.ID)
+	require.Equal(t, 0, pays)
+	require.Equal(t, 0, jobs)
+}
+
+// DecideTx decides once; a second decision changes nothing and records no
+// event, and an order is paid by one payment only.
+func TestDecideTx(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	svc, events := recording(t, a)
+	orderID := createOrder(t, a, h, 50000)
+	newPayment := func() string {
+		status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+		require.Equal(t, http.StatusCreated, status, "%v", p)
+		return p["id"].(string)
+	}
+	decideTx := func(id string, ok bool) bool {
+		tx, err := a.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx) //nolint:errcheck
+		changed, err := svc.DecideTx(ctx, tx, merchants.TestMerchantID, id, ok)
+		require.NoError(t, err)
+		require.NoError(t, tx.Commit(ctx))
+		return changed
+	}
+	statusOf := func(path string) string {
+		_, body := call(t, a, http.MethodGet, path, "", h)
+		return body["status"].(string)
+	}
+	first, second, third := newPayment(), newPayment(), newPayment()
+
+	require.True(t, decideTx(first, false))
+	require.False(t, decideTx(first, true))
+	require.Equal(t, "failed", statusOf("/api/v1/payments/"+first))
+	require.Equal(t, "created", statusOf("/api/v1/orders/"+orderID))
+
+	require.True(t, decideTx(second, true))
+	require.Equal(t, "paid", statusOf("/api/v1/orders/"+orderID))
+	// A success on an order already paid is a failure.
+	require.True(t, decideTx(third, true))
+	require.Equal(t, "failed", statusOf("/api/v1/payments/"+third))
+
+	var names []string
+	for _, e := range *events {
+		names = append(names, e.name+" "+e.payment.ID+" "+e.payment.Status)
+	}
+	require.Equal(t, []string{
+		"payment.failed " + first + " failed",
+		"payment.success " + second + " success",
+		"payment.failed " + third + " failed",
+	}, names)
+}
+
+// Running the job again after it completed changes nothing.
+func TestWorkerRunTwiceChangesNothing(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	id := paySuccessfully(t, a, h)["id"].(string)
+
+	rows := func() string {
+		var s string
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT p::text || o::text FROM payments p JOIN orders o ON o.id = p.order_id
+			WHERE p.id = $1`, id).Scan(&s))
+		return s
+	}
+	type jobState struct {
+		ID        int64
+		State     string
+		Finalized time.Time
+	}
+	job := func() jobState {
+		var j jobState
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT id, state::text, coalesce(finalized_at, 'epoch') FROM river_job
+			WHERE kind = 'process_payment' AND args->>'payment_id' = $1`, id).Scan(&j.ID, &j.State, &j.Finalized))
+		return j
+	}
+	before, first := rows(), job()
+	require.Equal(t, "completed", first.State)
+
+	_, err := a.River.JobRetry(ctx, first.ID)
+	require.NoError(t, err)
+	for i := 0; ; i++ {
+		j := job()
+		if j.State == "completed" && !j.Finalized.Equal(first.Finalized) {
+			break
+		}
+		require.Less(t, i, 1000, "the job did not run again: %+v", j)
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, before, rows())
+}
+
+// A delayed payment is decided no earlier than its delay, by a job that
+// snoozed without using attempts.
+func TestWorkerWaitsForDecideAt(t *testing.T) {
+	t.Parallel()
+	const delay = 300 * time.Millisecond
+	a := apptest.New(t, func(c *app.Config) { c.TestProcessingDelay = delay })
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	id := pay(t, a, h)["id"].(string)
+	require.Equal(t, "success", waitFinal(t, a, h, id)["status"])
+
+	var waited time.Duration
+	var attempt int
+	require.NoError(t, a.Pool.QueryRow(ctx, `
+		SELECT p.updated_at - p.created_at, j.attempt FROM payments p
+		JOIN river_job j ON j.kind = 'process_payment' AND j.args->>'payment_id' = p.id
+		WHERE p.id = $1`, id).Scan(&waited, &attempt))
+	require.GreaterOrEqual(t, waited, delay)
+	require.Equal(t, 1, attempt)
+}
+
+// Of a card only the network and last four digits reach the database: not
+// the number, not the CVV, in any table (API.md).
+func TestCardNumberAndCVVNeverStored(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	h := apptest.With(apptest.TestMerchant(), "Idempotency-Key", "card-payment")
+	ctx := context.Background()
+	const number, spaced, cvv = "5555555555554444", "5555 5555 5555 4444", "987"
+
+	status, p := call(t, a, http.MethodPost, "/api/v1/payments", cardBody(createOrder(t, a, h, 50000), spaced, "12", "2030", cvv), h)
+	require.Equal(t, http.StatusCreated, status, "%v", p)
+	require.Equal(t, "success", waitFinal(t, a, h, p["id"].(string))["status"])
+	// A refused card is remembered under its key too.
+	status, _ = call(t, a, http.MethodPost, "/api/v1/payments/public", cardBody(createOrder(t, a, h, 50000), number, "01", "2020", cvv),
+		apptest.With(http.Header{"X-Api-Key": {merchants.TestMerchantKey}}, "Idempotency-Key", "expired-card"))
+	require.Equal(t, http.StatusBadRequest, status)
+
+	// Every column of every table as text; bytea as its bytes (escape
+	// encoding), so that stored JSON bodies are searched too.
+	rows, err := a.Pool.Query(ctx, `
+		SELECT table_name, string_agg(CASE WHEN data_type = 'bytea' THEN format('encode(%I, ''escape'')', column_name)
+		                                   ELSE format('%I::text', column_name) END, ', ')
+		FROM information_schema.columns WHERE table_schema = 'public' GROUP BY table_name`)
+	require.NoError(t, err)
+	queries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var table, cols string
+		err := r.Scan(&table, &cols)
+		return fmt.Sprintf(`SELECT coalesce(string_agg(concat_ws(' ', %s), E'\n'), '') FROM %s`, cols, pgx.Identifier{table}.Sanitize()), err
+	})
+	require.NoError(t, err)
+	require.Contains(t, strings.Join(queries, "\n"), `FROM "payments"`)
+	var dump strings.Builder
+	for _, q := range queries {
+		var s string
+		require.NoError(t, a.Pool.QueryRow(ctx, q).Scan(&s), q)
+		dump.WriteString(s + "\n")
+	}
+	all := dump.String()
+	require.Contains(t, all, `"card_last4":"4444"`, "the dump must include the remembered responses")
+	require.Contains(t, all, "mastercard")
+	for _, secret := range []string{number, spaced, `"` + cvv + `"`, "cvv", "CVV"} {
+		require.NotContains(t, all, secret)
+	}
+}
+
+// The queue status counts the payment jobs once they are done.
+func TestJobsStatusCountsCompletedPayments(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	h := apptest.TestMerchant()
+	for range 3 {
+		paySuccessfully(t, a, h)
+	}
+	var body map[string]any
+	for i := 0; ; i++ {
+		var status int
+		status, body = call(t, a, http.MethodGet, "/api/v1/test/jobs/status", "", nil)
+		require.Equal(t, http.StatusOK, status)
+		if body["worker_status"] == "running" {
+			break
+		}
+		require.Less(t, i, 500, "no worker heartbeat: %v", body)
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.ElementsMatch(t, []string{"pending", "processing", "completed", "failed", "worker_status"}, keysOf(body))
+	require.GreaterOrEqual(t, body["completed"], float64(3))
+	require.EqualValues(t, 0, body["failed"])
+}
