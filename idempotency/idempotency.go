@@ -61,9 +61,9 @@ func New(pool *pgxpool.Pool) *Keys {
 
 // Do runs fn in one transaction and answers its result. With an
 // Idempotency-Key the answer is remembered in that same transaction, and a
-// repeat is answered from memory. body is the raw request body that was
-// already decoded (a malformed body never reaches Do, so it is not
-// remembered).
+// repeat is answered from memory. body is the request body that was already
+// decoded (a malformed body never reaches Do, so it is not remembered), or a
+// fingerprint of it where the body holds secrets such as a card number.
 func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 	ctx := c.Request().Context()
 	key, present, err := parseKey(c.Request().Header.Values(Header))
@@ -75,7 +75,7 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 	}
 	m := merchants.FromContext(c)
 	route := c.Request().Method + " " + c.Request().URL.Path
-	hash := requestHash(body)
+	hash := RequestHash(body)
 
 	tx, err := k.pool.Begin(ctx)
 	if err != nil {
@@ -193,9 +193,9 @@ func parseKey(values []string) (key string, present bool, err error) {
 	return key, true, nil
 }
 
-// requestHash identifies a request body independently of key order and
+// RequestHash identifies a request body independently of key order and
 // white space, so that a client re-encoding the same request is not refused.
-func requestHash(body []byte) []byte {
+func RequestHash(body []byte) []byte {
 	canonical := body
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()

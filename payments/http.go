@@ -75,12 +75,11 @@ func (h *HTTP) CreatePaymentPublic(c echo.Context) error {
 
 func (h *HTTP) createPayment(c echo.Context, view func(Payment) any) error {
 	var in PaymentInput
-	raw, err := web.Bind(c, &in)
-	if err != nil {
+	if _, err := web.Bind(c, &in); err != nil {
 		return err
 	}
 	m := merchants.FromContext(c)
-	return h.Keys.Do(c, raw, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
+	return h.Keys.Do(c, in.Fingerprint(), func(ctx context.Context, tx pgx.Tx) (int, any, error) {
 		p, err := h.Service.CreatePaymentTx(ctx, tx, m.ID, in)
 		return http.StatusCreated, view(p), err
 	})
