@@ -119,4 +119,3 @@ func TestPaymentWebhooksEndToEnd(t *testing.T) {
 		return json.Valid(rec.Body.Bytes()) && strings.Contains(rec.Body.String(), `"total":2`)
 	})
 }
-
