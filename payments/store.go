@@ -27,7 +27,7 @@ func insertOrderTx(ctx context.Context, tx pgx.Tx, o Order) (Order, error) {
 // getOrder returns a merchant's order, or NOT_FOUND. forUpdate locks the row
 // (q must then be a transaction).
 func getOrder(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Order, error) {
-	if !isID("order_", id) {
+	if !db.IsID("order_", id) {
 		return Order{}, web.NotFound("Order")
 	}
 	o, err := db.QueryOne[Order](ctx, q, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND merchant_id = $2`+
@@ -61,7 +61,7 @@ func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment) (Payment, error)
 }
 
 func getPayment(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Payment, error) {
-	if !isID("pay_", id) {
+	if !db.IsID("pay_", id) {
 		return Payment{}, web.NotFound("Payment")
 	}
 	p, err := db.QueryOne[Payment](ctx, q, `SELECT `+paymentColumns+` FROM payments WHERE id = $1 AND merchant_id = $2`+
