@@ -26,6 +26,7 @@ import (
 	"paygate/idempotency"
 	"paygate/merchants"
 	"paygate/payments"
+	"paygate/refunds"
 	"paygate/web"
 	"paygate/webhooks"
 )
@@ -55,6 +56,7 @@ type App struct {
 	// delivers them.
 	Webhooks *webhooks.Service
 	Payments *payments.Service
+	Refunds  *refunds.Service
 	// simulator decides payments until a real acquirer connector exists.
 	simulator payments.Simulator
 
@@ -121,6 +123,11 @@ func (a *App) wire() error {
 		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,
 		UPISuccessRate: c.UPISuccessRate, CardSuccessRate: c.CardSuccessRate}
 	a.Payments = &payments.Service{Pool: a.Pool, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx}
+	// Refunds wait like payments, within their own range; none is declined.
+	refundDelay := payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay,
+		DelayMin: c.RefundDelayMin, DelayMax: c.RefundDelayMax}
+	a.Refunds = &refunds.Service{Pool: a.Pool, Payments: a.Payments, Emit: a.Webhooks.EmitTx,
+		Delay: func() time.Duration { return refundDelay.Delay("") }}
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
 	cfg := &river.Config{
@@ -151,6 +158,7 @@ func (a *App) wire() error {
 	a.River = client
 	a.Webhooks.River = client
 	a.Payments.River = client
+	a.Refunds.River = client
 	a.Auth = merchants.NewAuth(a.Pool)
 
 	web.IsUnavailable = db.IsUnavailable

@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"paygate/payments"
+	"paygate/refunds"
 	"paygate/webhooks"
 )
 
@@ -28,6 +29,11 @@ func (a *App) routes(e *echo.Echo) {
 	e.GET("/api/v1/payments/:id", pay.GetPayment, secret)
 	e.GET("/api/v1/payments/:id/public", pay.GetPaymentPublic, public)
 	e.POST("/api/v1/payments/:id/capture", pay.Capture, secret)
+
+	refund := &refunds.HTTP{Service: a.Refunds, Keys: a.Idempotency}
+	e.POST("/api/v1/payments/:id/refunds", refund.Create, secret)
+	e.GET("/api/v1/payments/:id/refunds", refund.ListForPayment, secret)
+	e.GET("/api/v1/refunds/:id", refund.Get, secret)
 
 	hooks := webhooks.NewHandler(a.Webhooks, a.Idempotency)
 	e.GET("/api/v1/webhooks/config", hooks.GetConfig, secret)

@@ -5,6 +5,7 @@ import (
 
 	"paygate/idempotency"
 	"paygate/payments"
+	"paygate/refunds"
 	"paygate/webhooks"
 )
 
@@ -13,5 +14,6 @@ func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &idempotency.PruneWorker{Keys: a.Idempotency})
 	river.AddWorker(workers, &webhooks.Worker{Service: a.Webhooks})
 	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: a.simulator.Decide})
+	river.AddWorker(workers, &refunds.Worker{Service: a.Refunds})
 	return []*river.PeriodicJob{idempotency.PeriodicPrune()}
 }

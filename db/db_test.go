@@ -53,3 +53,15 @@ func TestIsUnavailable(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, db.IsUnavailable(err), "%v", err)
 }
+
+func TestIsID(t *testing.T) {
+	t.Parallel()
+	for _, prefix := range []string{"order_", "pay_", "rfnd_"} {
+		require.True(t, db.IsID(prefix, db.NewID(prefix)), prefix)
+	}
+	for _, s := range []string{"", "rfnd_", "rfnd_AAAAAAAAAAAAAAA", "rfnd_AAAAAAAAAAAAAAAAA", "pay_AAAAAAAAAAAAAAAA",
+		"rfnd_AAAAAAAAAAAAAAA-", "rfnd_AAAAAAAAAAAAAAA\x00", "rfnd_AAAAAAAAAAAAAAAé"} {
+		require.False(t, db.IsID("rfnd_", s), "%q", s)
+	}
+	require.True(t, db.IsID("rfnd_", "rfnd_Az09Az09Az09Az09"))
+}

@@ -1,6 +1,9 @@
 package db
 
-import "crypto/rand"
+import (
+	"crypto/rand"
+	"strings"
+)
 
 const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -23,4 +26,19 @@ func RandomAlnum(n int) string {
 		}
 	}
 	return string(out)
+}
+
+// IsID reports whether s has the shape of an id NewID(prefix) makes. A
+// string of another shape cannot name anything, so it is answered without a
+// query (and cannot carry a NUL, which PostgreSQL text refuses, into one).
+func IsID(prefix, s string) bool {
+	if len(s) != len(prefix)+16 || s[:len(prefix)] != prefix {
+		return false
+	}
+	for i := len(prefix); i < len(s); i++ {
+		if strings.IndexByte(alphabet, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -2,7 +2,6 @@ package payments
 
 import (
 	"regexp"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -80,7 +79,7 @@ func (in OrderInput) order() (Order, *web.Error) {
 		}
 		o.Currency = in.Currency
 	}
-	if in.Receipt != nil && (utf8.RuneCountInString(*in.Receipt) > maxReceipt || hasNUL(*in.Receipt)) {
+	if in.Receipt != nil && (utf8.RuneCountInString(*in.Receipt) > maxReceipt || web.HasNUL(*in.Receipt)) {
 		return Order{}, web.BadField("receipt", "receipt must be at most 40 characters, without NUL")
 	}
 	if len(in.Notes) > maxNotes {
@@ -89,17 +88,14 @@ func (in OrderInput) order() (Order, *web.Error) {
 	for k, v := range in.Notes {
 		s, ok := v.(string)
 		switch {
-		case k == "" || utf8.RuneCountInString(k) > maxNoteKey || hasNUL(k):
+		case k == "" || utf8.RuneCountInString(k) > maxNoteKey || web.HasNUL(k):
 			return Order{}, web.BadField("notes", "notes keys must be 1 to 256 characters, without NUL")
 		case !ok:
 			return Order{}, web.BadField("notes", "notes values must be strings")
-		case utf8.RuneCountInString(s) > maxNoteValue || hasNUL(s):
+		case utf8.RuneCountInString(s) > maxNoteValue || web.HasNUL(s):
 			return Order{}, web.BadField("notes", "notes values must be at most 256 characters, without NUL")
 		}
 		o.Notes[k] = s
 	}
 	return o, nil
 }
-
-// hasNUL: PostgreSQL text and jsonb cannot hold U+0000, which JSON can.
-func hasNUL(s string) bool { return strings.ContainsRune(s, 0) }

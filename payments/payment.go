@@ -18,12 +18,12 @@ package payments
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"paygate/db"
 	"paygate/web"
 )
 
@@ -172,17 +172,8 @@ func (f PaymentFilter) validate() *web.Error {
 	default:
 		return web.BadField("status", "status must be pending, success or failed")
 	}
-	if f.OrderID != "" && !isID("order_", f.OrderID) {
+	if f.OrderID != "" && !db.IsID("order_", f.OrderID) {
 		return web.BadField("order_id", "order_id is not an order id")
 	}
 	return nil
-}
-
-var idRE = regexp.MustCompile(`^[A-Za-z0-9]{16}$`)
-
-// isID reports whether s has the shape of an id with prefix. A string of
-// another shape cannot name anything, so it is answered without a query (and
-// cannot carry a NUL, which PostgreSQL text refuses, into one).
-func isID(prefix, s string) bool {
-	return len(s) == len(prefix)+16 && s[:len(prefix)] == prefix && idRE.MatchString(s[len(prefix):])
 }

@@ -27,7 +27,7 @@ func insertOrderTx(ctx context.Context, tx pgx.Tx, o Order) (Order, error) {
 // getOrder returns a merchant's order, or NOT_FOUND. forUpdate locks the row
 // (q must then be a transaction).
 func getOrder(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Order, error) {
-	if !isID("order_", id) {
+	if !db.IsID("order_", id) {
 		return Order{}, web.NotFound("Order")
 	}
 	o, err := db.QueryOne[Order](ctx, q, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND merchant_id = $2`+
@@ -61,7 +61,7 @@ func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment) (Payment, error)
 }
 
 func getPayment(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Payment, error) {
-	if !isID("pay_", id) {
+	if !db.IsID("pay_", id) {
 		return Payment{}, web.NotFound("Payment")
 	}
 	p, err := db.QueryOne[Payment](ctx, q, `SELECT `+paymentColumns+` FROM payments WHERE id = $1 AND merchant_id = $2`+
@@ -73,6 +73,17 @@ func getPayment(ctx context.Context, q db.Querier, merchantID uuid.UUID, id stri
 // ends, or answers NOT_FOUND. It is how refunds serialise on a payment.
 func GetForUpdateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) (Payment, error) {
 	return getPayment(ctx, tx, merchantID, id, true)
+}
+
+// AddRefundedTx adds a processed refund's amount to the payment's
+// amount_refunded. The table's CHECK keeps it within the payment amount.
+func AddRefundedTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string, amount int64) error {
+	tag, err := tx.Exec(ctx, `UPDATE payments SET amount_refunded = amount_refunded + $3, updated_at = now()
+		WHERE id = $1 AND merchant_id = $2`, id, merchantID, amount)
+	if err == nil && tag.RowsAffected() != 1 {
+		err = fmt.Errorf("add refunded amount: payment %s not found", id)
+	}
+	return err
 }
 
 func listPayments(ctx context.Context, q db.Querier, merchantID uuid.UUID, f PaymentFilter, page web.Page) (web.List[Payment], error) {

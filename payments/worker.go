@@ -2,15 +2,12 @@ package payments
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivertype"
 
 	"paygate/db"
 )
@@ -26,11 +23,6 @@ func (ProcessArgs) Kind() string { return "process_payment" }
 
 func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: "payments"} }
 
-// maxSnooze is River's scheduler interval: a snooze up to it leaves the job
-// available (picked at the first fetch poll after it is due), a longer one
-// makes it scheduled, to be woken by the scheduler up to 5 s late.
-const maxSnooze = 5 * time.Second
-
 // Decide is where a payment is decided: the simulator now, an acquirer
 // connector later. An error is retried; a decline is ok == false.
 type Decide func(ctx context.Context, p Payment) (ok bool, err error)
@@ -44,8 +36,8 @@ type Worker struct {
 }
 
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
-	if wait := time.Until(job.Args.DecideAt); wait > 0 {
-		return river.JobSnooze(min(wait, maxSnooze))
+	if err := db.SnoozeUntil(job.Args.DecideAt); err != nil {
+		return err
 	}
 	p, err := w.Service.GetPayment(ctx, job.Args.MerchantID, job.Args.PaymentID)
 	if err != nil {
@@ -64,15 +56,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 		if _, err := w.Service.DecideTx(ctx, tx, p.MerchantID, p.ID, ok); err != nil {
 			return err
 		}
-		done, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		if err != nil {
-			return err
-		}
-		// The job is no longer ours (rescued and run elsewhere): undo.
-		if done.State != rivertype.JobStateCompleted {
-			return fmt.Errorf("payment job %d is %s, not completed", job.ID, done.State)
-		}
-		return nil
+		return db.CompleteJobTx(ctx, tx, job)
 	})
 }
 

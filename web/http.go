@@ -94,6 +94,10 @@ func Decode(raw []byte, v any) error {
 	return Errorf(CodeBadRequest, "Malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
+// HasNUL reports whether s holds U+0000, which JSON can carry but
+// PostgreSQL text and jsonb cannot: such input is refused as invalid.
+func HasNUL(s string) bool { return strings.ContainsRune(s, 0) }
+
 func kindName(t reflect.Type) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()

@@ -4,6 +4,8 @@ package apptest
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"paygate/app"
 	"paygate/db/dbtest"
 	"paygate/merchants"
+	"paygate/payments"
 )
 
 // Config is the test configuration: test mode on its own fresh database,
@@ -101,4 +104,68 @@ func NewMerchant(t testing.TB, a *app.App, email string) (merchants.Created, htt
 		func() (string, error) { return "whsec_dGVzdHRlc3R0ZXN0dGVzdHRlc3R0ZXN0dGVzdHRlc3Q=", nil })
 	require.NoError(t, err)
 	return m, http.Header{"X-Api-Key": {m.APIKey}, "X-Api-Secret": {m.APISecret}}
+}
+
+// Call sends a request and decodes the JSON answer.
+func Call(t testing.TB, a *app.App, method, path, body string, h http.Header) (int, map[string]any) {
+	t.Helper()
+	rec := Do(t, a.Echo, method, path, body, h)
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out), "%s %s: %s", method, path, rec.Body.String())
+	return rec.Code, out
+}
+
+// ErrorOf returns the code and field of an error answer.
+func ErrorOf(t testing.TB, body map[string]any) (code, field string) {
+	t.Helper()
+	e, ok := body["error"].(map[string]any)
+	require.True(t, ok, "not an error envelope: %v", body)
+	field, _ = e["field"].(string)
+	return e["code"].(string), field
+}
+
+// CreateOrder creates an order of amount and returns its id.
+func CreateOrder(t testing.TB, a *app.App, h http.Header, amount int) string {
+	t.Helper()
+	status, o := Call(t, a, http.MethodPost, "/api/v1/orders", fmt.Sprintf(`{"amount":%d}`, amount), h)
+	require.Equal(t, http.StatusCreated, status, "%v", o)
+	return o["id"].(string)
+}
+
+// UPIBody is the body of a UPI payment on an order.
+func UPIBody(orderID string) string {
+	return fmt.Sprintf(`{"order_id":%q,"method":"upi","vpa":"user@paytm"}`, orderID)
+}
+
+// Pay creates a UPI payment on a new order of 50000 and returns the payment.
+func Pay(t testing.TB, a *app.App, h http.Header) map[string]any {
+	t.Helper()
+	status, p := Call(t, a, http.MethodPost, "/api/v1/payments", UPIBody(CreateOrder(t, a, h, 50000)), h)
+	require.Equal(t, http.StatusCreated, status, "%v", p)
+	return p
+}
+
+// PaySuccessfully pays a new order and waits until the payment succeeded.
+func PaySuccessfully(t testing.TB, a *app.App, h http.Header) map[string]any {
+	t.Helper()
+	p := WaitPayment(t, a, h, Pay(t, a, h)["id"].(string))
+	require.Equal(t, payments.StatusSuccess, p["status"])
+	return p
+}
+
+// WaitPayment polls the payment until it leaves pending. The loop is
+// bounded by a count, not a deadline assertion: it fails only if the payment
+// never gets decided.
+func WaitPayment(t testing.TB, a *app.App, h http.Header, id string) map[string]any {
+	t.Helper()
+	for range 1000 {
+		status, p := Call(t, a, http.MethodGet, "/api/v1/payments/"+id, "", h)
+		require.Equal(t, http.StatusOK, status, "%v", p)
+		if p["status"] != payments.StatusPending {
+			return p
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("payment %s never left pending", id)
+	return nil
 }

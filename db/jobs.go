@@ -1,0 +1,43 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// maxSnooze is River's scheduler interval: a snooze up to it leaves the job
+// available (picked at the first fetch poll after it is due), a longer one
+// makes it scheduled, to be woken by the scheduler up to 5 s late.
+const maxSnooze = 5 * time.Second
+
+// SnoozeUntil returns nil once at has come, and otherwise the error that
+// snoozes the running job towards it. A job inserted available and snoozed
+// like this runs on time; one scheduled for at would wait for River's 5 s
+// scheduler tick. A snooze costs no attempt and holds no worker slot.
+func SnoozeUntil(at time.Time) error {
+	if wait := time.Until(at); wait > 0 {
+		return river.JobSnooze(min(wait, maxSnooze))
+	}
+	return nil
+}
+
+// CompleteJobTx completes the running job in tx, the transaction of the work
+// it did, so the work and the completion commit together. River answers a
+// job that is no longer ours (rescued and run elsewhere) unchanged and
+// without error: that is an error here, so that the work is rolled back.
+func CompleteJobTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.Job[T]) error {
+	done, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+	if err != nil {
+		return err
+	}
+	if done.State != rivertype.JobStateCompleted {
+		return fmt.Errorf("%s job %d is %s, not completed", job.Kind, job.ID, done.State)
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package refunds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"paygate/db"
+	"paygate/payments"
+	"paygate/web"
+	"paygate/webhooks"
+)
+
+// Service runs the refund use cases, one transaction each.
+type Service struct {
+	Pool *pgxpool.Pool
+	// Payments answers whether a payment is the merchant's.
+	Payments *payments.Service
+	// River inserts the ProcessRefund jobs; set once the client exists.
+	River *river.Client[pgx.Tx]
+	// Delay is how long after creation a refund is processed.
+	Delay func() time.Duration
+	// Emit records the refund events; nil records none.
+	Emit payments.Emit
+}
+
+// CreateTx validates in and creates a pending refund of a merchant's
+// successful payment, with the job that will process it and its
+// refund.created event. The payment row stays locked until tx ends, so
+// concurrent refunds of one payment are checked against the limit one after
+// the other.
+func (s *Service) CreateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, in Input) (Refund, error) {
+	if verr := in.validate(); verr != nil {
+		return Refund{}, verr
+	}
+	p, err := payments.GetForUpdateTx(ctx, tx, merchantID, paymentID)
+	if err != nil {
+		return Refund{}, err
+	}
+	if p.Status != payments.StatusSuccess {
+		return Refund{}, web.Errorf(web.CodeBadRequest, "Payment not in refundable state")
+	}
+	refunded, err := refundedTx(ctx, tx, merchantID, p.ID)
+	if err != nil {
+		return Refund{}, err
+	}
+	amount, verr := in.amount(p.Amount - refunded)
+	if verr != nil {
+		return Refund{}, verr
+	}
+	r, err := insertRefundTx(ctx, tx, Refund{ID: db.NewID("rfnd_"), PaymentID: p.ID, MerchantID: merchantID,
+		Amount: amount, Reason: in.Reason, Status: StatusPending})
+	if err != nil {
+		return Refund{}, err
+	}
+	// Available now, snoozing until ProcessAt (see db.SnoozeUntil).
+	args := ProcessArgs{RefundID: r.ID, MerchantID: merchantID, ProcessAt: time.Now().Add(s.Delay())}
+	if _, err := s.River.InsertTx(ctx, tx, args, nil); err != nil {
+		return Refund{}, fmt.Errorf("insert refund job: %w", err)
+	}
+	return r, s.emitTx(ctx, tx, r, webhooks.EventRefundCreated)
+}
+
+func (s *Service) Get(ctx context.Context, merchantID uuid.UUID, id string) (Refund, error) {
+	return getRefund(ctx, s.Pool, merchantID, id)
+}
+
+// ListForPayment lists a payment's refunds, newest first; an unknown
+// payment (or another merchant's) is NOT_FOUND rather than an empty list.
+func (s *Service) ListForPayment(ctx context.Context, merchantID uuid.UUID, paymentID string, page web.Page) (web.List[Refund], error) {
+	if _, err := s.Payments.GetPayment(ctx, merchantID, paymentID); err != nil {
+		return web.List[Refund]{}, err
+	}
+	return listRefunds(ctx, s.Pool, merchantID, paymentID, page)
+}
+
+// ProcessTx moves a pending refund to processed, adds its amount to the
+// payment's amount_refunded and records refund.processed. It reports false
+// and changes nothing when the refund was already processed, so a repeated
+// run is harmless.
+func (s *Service) ProcessTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) (bool, error) {
+	r, err := processTx(ctx, tx, merchantID, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := payments.AddRefundedTx(ctx, tx, merchantID, r.PaymentID, r.Amount); err != nil {
+		return false, err
+	}
+	return true, s.emitTx(ctx, tx, r, webhooks.EventRefundProcessed)
+}
+
+// emitTx records a refund event, {"refund": <the refund>}, in tx.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, r Refund, event string) error {
+	if s.Emit == nil {
+		return nil
+	}
+	return s.Emit(ctx, tx, r.MerchantID, event, map[string]any{"refund": r})
+}

@@ -1,0 +1,43 @@
+package refunds
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"paygate/db"
+)
+
+// ProcessArgs is the job that processes one refund at ProcessAt.
+type ProcessArgs struct {
+	RefundID   string    `json:"refund_id"`
+	MerchantID uuid.UUID `json:"merchant_id"`
+	ProcessAt  time.Time `json:"process_at"`
+}
+
+func (ProcessArgs) Kind() string { return "process_refund" }
+
+func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: "refunds"} }
+
+// Worker processes ProcessArgs jobs. Until ProcessAt it snoozes, which
+// costs no attempt and holds no worker slot. Every refund is processed: the
+// simulated acquirer never declines one (API.md has no failed refund).
+type Worker struct {
+	river.WorkerDefaults[ProcessArgs]
+	Service *Service
+}
+
+func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
+	if err := db.SnoozeUntil(job.Args.ProcessAt); err != nil {
+		return err
+	}
+	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
+		if _, err := w.Service.ProcessTx(ctx, tx, job.Args.MerchantID, job.Args.RefundID); err != nil {
+			return err
+		}
+		return db.CompleteJobTx(ctx, tx, job)
+	})
+}

@@ -1,0 +1,152 @@
+package refunds_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/app"
+	"paygate/app/apptest"
+	"paygate/db"
+	"paygate/merchants"
+	"paygate/refunds"
+	"paygate/webhooks"
+)
+
+// The refund, its job and its refund.created event commit together or not
+// at all.
+func TestRefundJobAndEventCommitTogether(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	receive(t, f)
+	ctx := context.Background()
+	count := func(q db.Querier) (refunds, jobs, logs int) {
+		require.NoError(t, q.QueryRow(ctx, `SELECT (SELECT count(*) FROM refunds),
+			(SELECT count(*) FROM river_job WHERE kind = 'process_refund' AND queue = 'refunds'),
+			(SELECT count(*) FROM webhook_logs WHERE event = 'refund.created')`).Scan(&refunds, &jobs, &logs))
+		return refunds, jobs, logs
+	}
+
+	tx, err := f.a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	_, err = f.a.Refunds.CreateTx(ctx, tx, merchants.TestMerchantID, f.paymentID, refunds.Input{Amount: new(int64(100))})
+	require.NoError(t, err)
+	refundsIn, jobs, logs := count(tx)
+	require.Equal(t, []int{1, 1, 1}, []int{refundsIn, jobs, logs})
+	require.NoError(t, tx.Rollback(ctx))
+
+	refundsIn, jobs, logs = count(f.a.Pool)
+	require.Equal(t, []int{0, 0, 0}, []int{refundsIn, jobs, logs})
+}
+
+// Running the job again after it completed changes nothing: no second
+// amount on the payment, no second event.
+func TestWorkerRunTwiceChangesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	receive(t, f)
+	ctx := context.Background()
+	status, r := f.refund(t, amountBody(20000))
+	require.Equal(t, http.StatusCreated, status, "%v", r)
+	id := r["id"].(string)
+	waitProcessed(t, f, id)
+
+	rows := func() string {
+		var s string
+		require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT r::text || p::text || (SELECT count(*) FROM webhook_logs)
+			FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE r.id = $1`, id).Scan(&s))
+		return s
+	}
+	type jobState struct {
+		ID        int64
+		State     string
+		Finalized time.Time
+	}
+	job := func() jobState {
+		var j jobState
+		require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT id, state::text, coalesce(finalized_at, 'epoch') FROM river_job
+			WHERE kind = 'process_refund' AND args->>'refund_id' = $1`, id).Scan(&j.ID, &j.State, &j.Finalized))
+		return j
+	}
+	before, first := rows(), job()
+	require.Equal(t, "completed", first.State)
+
+	_, err := f.a.River.JobRetry(ctx, first.ID)
+	require.NoError(t, err)
+	for i := 0; ; i++ {
+		j := job()
+		if j.State == "completed" && !j.Finalized.Equal(first.Finalized) {
+			break
+		}
+		require.Less(t, i, 1000, "the job did not run again: %+v", j)
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, before, rows())
+
+	// And processing it by hand reports that nothing was left to do.
+	require.NoError(t, db.WithTx(ctx, f.a.Pool, func(tx pgx.Tx) error {
+		changed, err := f.a.Refunds.ProcessTx(ctx, tx, merchants.TestMerchantID, id)
+		require.False(t, changed)
+		return err
+	}))
+	require.Equal(t, before, rows())
+	_, p := apptest.Call(t, f.a, http.MethodGet, "/api/v1/payments/"+f.paymentID, "", f.h)
+	require.EqualValues(t, 20000, p["amount_refunded"])
+}
+
+// A delayed refund is processed no earlier than its delay, by a job that
+// snoozed without using attempts.
+func TestWorkerWaitsForProcessAt(t *testing.T) {
+	t.Parallel()
+	const delay = 300 * time.Millisecond
+	f := setup(t, func(c *app.Config) { c.TestProcessingDelay = delay })
+	status, r := f.refund(t, amountBody(100))
+	require.Equal(t, http.StatusCreated, status, "%v", r)
+	waitProcessed(t, f, r["id"].(string))
+
+	var waited time.Duration
+	var attempt int
+	require.NoError(t, f.a.Pool.QueryRow(context.Background(), `
+		SELECT r.processed_at - r.created_at, j.attempt FROM refunds r
+		JOIN river_job j ON j.kind = 'process_refund' AND j.args->>'refund_id' = r.id
+		WHERE r.id = $1`, r["id"]).Scan(&waited, &attempt))
+	require.GreaterOrEqual(t, waited, delay)
+	require.Equal(t, 1, attempt)
+}
+
+// refund.created and refund.processed reach the merchant's endpoint with the
+// refund in data.refund.
+func TestRefundWebhooks(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	rcv := receive(t, f, webhooks.EventRefundCreated, webhooks.EventRefundProcessed)
+	status, r := f.refund(t, `{"amount":25000,"reason":"Customer requested"}`)
+	require.Equal(t, http.StatusCreated, status, "%v", r)
+	done := waitProcessed(t, f, r["id"].(string))
+
+	type body struct {
+		Event     string `json:"event"`
+		Timestamp int64  `json:"timestamp"`
+		Data      struct {
+			Refund map[string]any `json:"refund"`
+		} `json:"data"`
+	}
+	byEvent := map[string]body{}
+	for _, raw := range rcv.wait(t, 2) {
+		var b body
+		require.NoError(t, json.Unmarshal(raw, &b), string(raw))
+		require.NotZero(t, b.Timestamp)
+		byEvent[b.Event] = b
+	}
+	require.Len(t, byEvent, 2)
+	require.Equal(t, r, byEvent[webhooks.EventRefundCreated].Data.Refund)
+	require.Equal(t, done, byEvent[webhooks.EventRefundProcessed].Data.Refund)
+	require.Equal(t, "processed", done["status"])
+	require.NotNil(t, done["processed_at"])
+}
