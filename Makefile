@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help run test build lint deps
+.PHONY: help run test build lint deps bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ test: deps ## install what is missing, vet, run every test with the race detecto
 
 build: ## build bin/paygate
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/paygate .
+
+bench: deps ## measure throughput, latency, time to webhook and memory; prints a report
+	$(GO) run ./bench $(BENCH_FLAGS)
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w"; exit 1; }
