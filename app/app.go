@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -161,7 +162,9 @@ func (a *App) wire() error {
 	a.Refunds.River = client
 	a.Auth = merchants.NewAuth(a.Pool)
 
-	web.IsUnavailable = db.IsUnavailable
+	// Once per process: tests build many apps in parallel, and the answer
+	// is the same for all of them.
+	setUnavailable.Do(func() { web.IsUnavailable = db.IsUnavailable })
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = web.ErrorHandler(a.Logger)
@@ -170,6 +173,9 @@ func (a *App) wire() error {
 	a.routes(e)
 	return nil
 }
+
+// setUnavailable guards the one write of web.IsUnavailable.
+var setUnavailable sync.Once
 
 // Queue names. Each job kind says its queue in its InsertOpts.
 const (

@@ -23,6 +23,7 @@ var (
 	pay             = apptest.Pay
 	paySuccessfully = apptest.PaySuccessfully
 	waitFinal       = apptest.WaitPayment
+	idsOf           = apptest.IDsOf
 )
 
 func cardBody(orderID, number, month, year, cvv string) string {

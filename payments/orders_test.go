@@ -115,13 +115,6 @@ func TestListOrders(t *testing.T) {
 	list := func(query string) (int, map[string]any) {
 		return call(t, a, http.MethodGet, "/api/v1/orders"+query, "", h)
 	}
-	idsOf := func(body map[string]any) []string {
-		var out []string
-		for _, o := range body["data"].([]any) {
-			out = append(out, o.(map[string]any)["id"].(string))
-		}
-		return out
-	}
 
 	status, body := list("")
 	require.Equal(t, http.StatusOK, status)

@@ -260,13 +260,6 @@ func TestListPayments(t *testing.T) {
 	_, other := apptest.NewMerchant(t, a, "payments-list@example.com")
 	pay(t, a, other)
 
-	idsOf := func(body map[string]any) []string {
-		out := []string{}
-		for _, p := range body["data"].([]any) {
-			out = append(out, p.(map[string]any)["id"].(string))
-		}
-		return out
-	}
 	tests := []struct {
 		query string
 		total int

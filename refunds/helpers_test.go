@@ -43,20 +43,10 @@ func (f fixture) refund(t *testing.T, body string) (int, map[string]any) {
 // amountBody is a refund request for amount.
 func amountBody(amount int) string { return fmt.Sprintf(`{"amount":%d}`, amount) }
 
-// waitProcessed polls the refund until it is processed. The loop is bounded
-// by a count, not a deadline assertion.
+// waitProcessed polls the refund until it is processed.
 func waitProcessed(t *testing.T, f fixture, id string) map[string]any {
 	t.Helper()
-	for range 1000 {
-		status, r := apptest.Call(t, f.a, http.MethodGet, "/api/v1/refunds/"+id, "", f.h)
-		require.Equal(t, http.StatusOK, status, "%v", r)
-		if r["status"] != refunds.StatusPending {
-			return r
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("refund %s never left pending", id)
-	return nil
+	return apptest.Await(t, f.a, f.h, "/api/v1/refunds/"+id, func(r map[string]any) bool { return r["status"] != refunds.StatusPending })
 }
 
 // description is the description of an error answer.

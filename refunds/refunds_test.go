@@ -266,13 +266,6 @@ func TestListRefunds(t *testing.T) {
 	}
 	otherPayment := apptest.PaySuccessfully(t, f.a, f.h)["id"].(string)
 
-	idsOf := func(body map[string]any) []string {
-		out := []string{}
-		for _, r := range body["data"].([]any) {
-			out = append(out, r.(map[string]any)["id"].(string))
-		}
-		return out
-	}
 	tests := []struct {
 		path  string
 		total int
@@ -291,7 +284,7 @@ func TestListRefunds(t *testing.T) {
 			require.Equal(t, http.StatusOK, status, "%v", body)
 			require.ElementsMatch(t, []string{"data", "total", "limit", "offset"}, slices.Collect(maps.Keys(body)))
 			require.EqualValues(t, tt.total, body["total"])
-			require.Equal(t, tt.ids, idsOf(body))
+			require.Equal(t, tt.ids, apptest.IDsOf(body))
 		})
 	}
 	for query, field := range map[string]string{"?limit=0": "limit", "?limit=101": "limit", "?offset=-1": "offset"} {

@@ -63,30 +63,8 @@ func TestWorkerRunTwiceChangesNothing(t *testing.T) {
 			FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE r.id = $1`, id).Scan(&s))
 		return s
 	}
-	type jobState struct {
-		ID        int64
-		State     string
-		Finalized time.Time
-	}
-	job := func() jobState {
-		var j jobState
-		require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT id, state::text, coalesce(finalized_at, 'epoch') FROM river_job
-			WHERE kind = 'process_refund' AND args->>'refund_id' = $1`, id).Scan(&j.ID, &j.State, &j.Finalized))
-		return j
-	}
-	before, first := rows(), job()
-	require.Equal(t, "completed", first.State)
-
-	_, err := f.a.River.JobRetry(ctx, first.ID)
-	require.NoError(t, err)
-	for i := 0; ; i++ {
-		j := job()
-		if j.State == "completed" && !j.Finalized.Equal(first.Finalized) {
-			break
-		}
-		require.Less(t, i, 1000, "the job did not run again: %+v", j)
-		time.Sleep(10 * time.Millisecond)
-	}
+	before := rows()
+	apptest.RerunJob(t, f.a, "process_refund", "refund_id", id)
 	require.Equal(t, before, rows())
 
 	// And processing it by hand reports that nothing was left to do.

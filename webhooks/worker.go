@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
 	"paygate/db"
@@ -121,16 +120,9 @@ func (s *Service) recordSuccess(ctx context.Context, job *river.Job[DeliverArgs]
 		if _, err := recordAttempt(ctx, tx, job.Args, StatusSuccess, job.Attempt, nil, o); err != nil {
 			return err
 		}
-		done, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		if err != nil {
-			return err
-		}
-		if done.State != rivertype.JobStateCompleted {
-			// Someone else owns the job now (rescued or cancelled): leave
-			// the log to that run rather than record over it.
-			return fmt.Errorf("webhook %s: job %d is %s, not running; result not recorded", job.Args.LogID, job.ID, done.State)
-		}
-		return nil
+		// When someone else owns the job now (rescued or cancelled), this
+		// fails and the log is left to that run rather than recorded over.
+		return db.CompleteJobTx(ctx, tx, job)
 	})
 }
 

@@ -153,19 +153,65 @@ func PaySuccessfully(t testing.TB, a *app.App, h http.Header) map[string]any {
 	return p
 }
 
-// WaitPayment polls the payment until it leaves pending. The loop is
-// bounded by a count, not a deadline assertion: it fails only if the payment
-// never gets decided.
+// WaitPayment polls the payment until it leaves pending.
 func WaitPayment(t testing.TB, a *app.App, h http.Header, id string) map[string]any {
 	t.Helper()
+	return Await(t, a, h, "/api/v1/payments/"+id, func(p map[string]any) bool { return p["status"] != payments.StatusPending })
+}
+
+// Await polls GET path until done accepts the object, and returns it. The
+// loop is bounded by a count, not a deadline assertion: it fails only if the
+// object never gets there.
+func Await(t testing.TB, a *app.App, h http.Header, path string, done func(map[string]any) bool) map[string]any {
+	t.Helper()
 	for range 1000 {
-		status, p := Call(t, a, http.MethodGet, "/api/v1/payments/"+id, "", h)
-		require.Equal(t, http.StatusOK, status, "%v", p)
-		if p["status"] != payments.StatusPending {
-			return p
+		status, v := Call(t, a, http.MethodGet, path, "", h)
+		require.Equal(t, http.StatusOK, status, "%v", v)
+		if done(v) {
+			return v
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("payment %s never left pending", id)
+	t.Fatalf("%s never got done", path)
 	return nil
+}
+
+// IDsOf returns the ids of a list envelope's objects, in order.
+func IDsOf(list map[string]any) []string {
+	out := []string{}
+	for _, v := range list["data"].([]any) {
+		out = append(out, v.(map[string]any)["id"].(string))
+	}
+	return out
+}
+
+// RerunJob runs a completed job again, as River's retry of a finished job
+// does, and waits until it has completed once more. The job is the one of
+// kind whose args hold key: value.
+func RerunJob(t testing.TB, a *app.App, kind, key, value string) {
+	t.Helper()
+	ctx := context.Background()
+	type jobState struct {
+		ID        int64
+		State     string
+		Finalized time.Time
+	}
+	job := func() jobState {
+		var j jobState
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT id, state::text, coalesce(finalized_at, 'epoch') FROM river_job
+			WHERE kind = $1 AND args->>$2 = $3`, kind, key, value).Scan(&j.ID, &j.State, &j.Finalized))
+		return j
+	}
+	first := job()
+	require.Equal(t, "completed", first.State)
+	_, err := a.River.JobRetry(ctx, first.ID)
+	require.NoError(t, err)
+	for i := 0; ; i++ {
+		j := job()
+		if j.State == "completed" && !j.Finalized.Equal(first.Finalized) {
+			return
+		}
+		require.Less(t, i, 1000, "the job did not run again: %+v", j)
+		time.Sleep(10 * time.Millisecond)
+	}
 }
