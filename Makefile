@@ -8,7 +8,8 @@ GO ?= go
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-run: deps ## start the gateway on :8000 on the embedded PostgreSQL (test merchant seeded)
+run: deps ## start the gateway on :8000 in test mode on the embedded PostgreSQL in ./data (test merchant seeded)
+	TEST_MODE=$${TEST_MODE:-true} WEBHOOK_ALLOW_PRIVATE_NETWORKS=$${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true} \
 	LOG_FORMAT=$${LOG_FORMAT:-text} $(GO) run . serve
 
 test: deps ## install what is missing, vet, run every test with the race detector

@@ -11,8 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -84,7 +84,13 @@ func New(ctx context.Context, cfg Config, role Role, logger *slog.Logger) (*App,
 
 func (a *App) openDatabase(ctx context.Context) error {
 	url := a.Config.DatabaseURL
+	a.Logger.Info("using database", databaseAttrs(a.Config)...)
 	if url == "" {
+		if a.Config.ExistingDatabaseOnly {
+			if err := requireEmbeddedCluster(a.Config.DataDir); err != nil {
+				return err
+			}
+		}
 		pg, err := db.StartEmbedded(ctx, db.EmbeddedOptions{Dir: a.Config.DataDir, Logger: a.Logger})
 		if err != nil {
 			return err
@@ -97,6 +103,11 @@ func (a *App) openDatabase(ctx context.Context) error {
 		return err
 	}
 	a.Pool = pool
+	if a.embedded == nil {
+		if err := pingExternal(ctx, pool, a.Config); err != nil {
+			return err
+		}
+	}
 	sqlDB := stdlib.OpenDBFromPool(pool)
 	defer sqlDB.Close()
 	applied, err := db.Migrate(ctx, sqlDB)
@@ -226,13 +237,14 @@ func (a *App) Close(ctx context.Context) {
 	}
 }
 
-// NewLogger builds the process logger from the configuration.
-func NewLogger(cfg Config) *slog.Logger {
+// NewLogger builds the process logger from the configuration; it writes to w
+// (stderr).
+func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 func riverLogger(l *slog.Logger) *slog.Logger {

@@ -311,6 +311,13 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	env := func(k string) string {
 		return map[string]string{"DATA_DIR": dir, "LOG_LEVEL": "error"}[k]
 	}
+	// Only serve creates the cluster; start and stop it once.
+	cfg, err := app.LoadConfig(env)
+	require.NoError(t, err)
+	first, err := app.New(context.Background(), cfg, app.RoleAll, apptest.Logger())
+	require.NoError(t, err)
+	first.Close(context.Background())
+
 	var out, errOut bytes.Buffer
 	code := app.Main([]string{"merchant", "create", "--name", "Acme", "--email", "ops@acme.test"}, env, &out, &errOut)
 	require.Equal(t, 0, code, errOut.String())
@@ -321,8 +328,6 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 
 	// Start the gateway on the same folder: the merchant is there and its
 	// credentials work; the test merchant is seeded on the embedded database.
-	cfg, err := app.LoadConfig(env)
-	require.NoError(t, err)
 	a, err := app.New(context.Background(), cfg, app.RoleAll, apptest.Logger())
 	require.NoError(t, err)
 	defer a.Close(context.Background())

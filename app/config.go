@@ -42,6 +42,16 @@ type Config struct {
 	// FetchPollInterval is how often River looks for due jobs; short, so that
 	// short delays and retries run on time.
 	FetchPollInterval time.Duration
+
+	// ExistingDatabaseOnly is set by the commands other than serve: they use
+	// the embedded cluster in DataDir only when it exists (never create one).
+	ExistingDatabaseOnly bool
+	// WebhookLogRetention is how long webhook logs and attempts are kept.
+	WebhookLogRetention time.Duration
+	// MetricsToken, when set, is required (Bearer) for /metrics on the API.
+	MetricsToken string
+	// AdminToken, when set, mounts River UI and pprof behind it.
+	AdminToken string
 }
 
 // LoadConfig reads and validates the configuration. Every invalid variable
@@ -71,6 +81,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		FetchPollInterval: 100 * time.Millisecond,
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
+	c.WebhookLogRetention = p.duration("WEBHOOK_LOG_RETENTION", 720*time.Hour, time.Hour)
+	c.MetricsToken = strings.TrimSpace(getenv("METRICS_TOKEN"))
+	c.AdminToken = strings.TrimSpace(getenv("ADMIN_TOKEN"))
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		p.errs = append(p.errs, err)
+	}
 	switch lvl := strings.ToLower(p.str("LOG_LEVEL", "info")); lvl {
 	case "debug":
 		c.LogLevel = slog.LevelDebug
@@ -151,6 +167,20 @@ func (p *parser) int(name string, def, min, max int) int {
 
 func (p *parser) millis(name string, def int) time.Duration {
 	return time.Duration(p.int(name, def, 0, 3_600_000)) * time.Millisecond
+}
+
+// duration reads a Go duration ("720h", "30m") of at least min.
+func (p *parser) duration(name string, def, min time.Duration) time.Duration {
+	raw := strings.TrimSpace(p.getenv(name))
+	if raw == "" {
+		return def
+	}
+	v, err := time.ParseDuration(raw)
+	if err != nil || v < min {
+		p.fail(name, raw, "a duration of at least "+min.String()+" such as 720h")
+		return def
+	}
+	return v
 }
 
 func (p *parser) bool(name string, def bool) bool {

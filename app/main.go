@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -24,6 +22,11 @@ const usage = `usage:
   paygate migrate                           apply database migrations and exit
   paygate merchant create --name N --email E
                                             create a merchant; prints its key and secret once
+  paygate healthcheck                       exit 0 when this container's gateway is ready (GET /ready)
+  paygate help                              this text
+
+Only serve creates the embedded database (in DATA_DIR, default ./data); the
+other commands use the one that exists there, or DATABASE_URL.
 
 Configuration comes from the environment; see README.md.
 `
@@ -34,12 +37,22 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	if isHelp(cmd) || (len(args) > 0 && isHelp(args[0])) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	cfg, err := LoadConfig(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	logger := NewLogger(cfg)
+	if cmd != "serve" {
+		cfg.ExistingDatabaseOnly = true
+	}
+	if cmd == "healthcheck" {
+		return healthcheck(cfg, stderr)
+	}
+	logger := NewLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -49,6 +62,9 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		fs.SetOutput(stderr)
 		role := fs.String("role", string(RoleAll), "what this process does: all, api or worker")
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
 			return 2
 		}
 		r := Role(*role)
@@ -61,17 +77,14 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		err = migrate(ctx, cfg, logger)
 	case "merchant":
 		err = merchantCmd(ctx, cfg, args, logger, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n%s", cmd, usage)
 		return 2
 	}
 	if err != nil {
 		if !errors.Is(err, errUsage) {
-			logger.Error("paygate failed", "error", err)
-			fmt.Fprintln(stderr, "paygate:", err)
+			// Once, through the logger (the configured format on stderr).
+			logger.Error("paygate failed", "error", err.Error())
 		}
 		return 1
 	}
@@ -80,9 +93,17 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 
 var errUsage = errors.New("usage")
 
+func isHelp(arg string) bool { return arg == "help" || arg == "-h" || arg == "--help" || arg == "-help" }
+
 // serve runs until ctx is cancelled (SIGINT/SIGTERM), then stops HTTP first
 // and everything else after it.
 func serve(ctx context.Context, cfg Config, role Role, logger *slog.Logger) error {
+	// The port first: a port in use is reported before initdb and migrations.
+	ln, err := listen(cfg.Port)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	a, err := New(ctx, cfg, role, logger)
 	if err != nil {
 		return err
@@ -91,15 +112,12 @@ func serve(ctx context.Context, cfg Config, role Role, logger *slog.Logger) erro
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("paygate listening", "addr", ln.Addr().String(), "role", role, "test_mode", cfg.TestMode,
 		"embedded_database", cfg.DatabaseURL == "")
+	welcome(logger, cfg, ln.Addr(), a.seeded)
 
 	select {
 	case err := <-served:

@@ -1,0 +1,99 @@
+package app_test
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"paygate/app"
+)
+
+func envOf(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"serve", "--help"}, {"merchant", "--help"}} {
+		var out, errOut bytes.Buffer
+		require.Equal(t, 0, app.Main(args, envOf(), &out, &errOut), "%v: %s", args, errOut.String())
+		require.Contains(t, out.String(), "paygate merchant create", args)
+	}
+	require.Equal(t, 2, app.Main([]string{"frobnicate"}, envOf(), &bytes.Buffer{}, &bytes.Buffer{}))
+}
+
+// Commands other than serve never create an embedded database: from the
+// wrong folder they say where they looked and how to point them elsewhere.
+func TestCommandsOtherThanServeNeedAnExistingDatabase(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	for _, args := range [][]string{
+		{"merchant", "create", "--name", "Acme", "--email", "ops@acme.test"},
+		{"migrate"},
+	} {
+		var out, errOut bytes.Buffer
+		code := app.Main(args, envOf("DATA_DIR", data), &out, &errOut)
+		require.Equal(t, 1, code, args)
+		require.Empty(t, out.String(), "no credentials printed")
+		msg := errOut.String()
+		require.Contains(t, msg, "no embedded database in "+data)
+		require.Contains(t, msg, "DATA_DIR=")
+		require.Contains(t, msg, "DATABASE_URL=")
+		require.Contains(t, msg, `"database":"embedded","data_dir":"`+data+`"`, "says which database it looked for")
+		require.Equal(t, 1, strings.Count(msg, "no embedded database"), "printed once: %s", msg)
+		_, err := os.Stat(data)
+		require.True(t, os.IsNotExist(err), "nothing created in %s", data)
+	}
+}
+
+// A DATABASE_URL that cannot be parsed, or reached, is reported under that
+// name, without its password.
+func TestWrongDatabaseURLNamesTheVariable(t *testing.T) {
+	t.Parallel()
+	var errOut bytes.Buffer
+	code := app.Main([]string{"migrate"}, envOf("DATABASE_URL", "postgres://u:hunter2@host:notaport/db"), &bytes.Buffer{}, &errOut)
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut.String(), "DATABASE_URL")
+	require.NotContains(t, errOut.String(), "hunter2")
+
+	// Nothing listens on the port: the connection is refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	errOut.Reset()
+	url := "postgres://u:hunter2@127.0.0.1:" + strconv.Itoa(port) + "/shop?sslmode=disable"
+	code = app.Main([]string{"migrate"}, envOf("DATABASE_URL", url), &bytes.Buffer{}, &errOut)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut.String(), "DATABASE_URL: cannot connect")
+	require.Contains(t, errOut.String(), `"database":"external","host":"127.0.0.1"`)
+	require.NotContains(t, errOut.String(), "hunter2")
+	require.Equal(t, 1, strings.Count(errOut.String(), "cannot connect"), "printed once")
+}
+
+// A port in use is reported before the slow steps: no cluster is created.
+func TestPortInUseIsReportedFirst(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", ":0")
+	require.NoError(t, err)
+	defer ln.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	var errOut bytes.Buffer
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	code := app.Main([]string{"serve"}, envOf("PORT", port, "DATA_DIR", data), &bytes.Buffer{}, &errOut)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut.String(), "PORT="+port+": cannot listen")
+	_, err = os.Stat(data)
+	require.True(t, os.IsNotExist(err), "no database was initialised")
+}
