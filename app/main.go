@@ -93,7 +93,9 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 
 var errUsage = errors.New("usage")
 
-func isHelp(arg string) bool { return arg == "help" || arg == "-h" || arg == "--help" || arg == "-help" }
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "-h" || arg == "--help" || arg == "-help"
+}
 
 // serve runs until ctx is cancelled (SIGINT/SIGTERM), then stops HTTP first
 // and everything else after it.
