@@ -180,6 +180,7 @@ func (a *App) wire() error {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = web.ErrorHandler(a.Logger)
 	web.Middleware(e, a.Logger, a.Config.RequestTimeout)
+	e.Pre(headAsGet)
 	a.Echo = e
 	a.routes(e)
 	return nil

@@ -17,6 +17,8 @@ func (a *App) routes(e *echo.Echo) {
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	e.GET("/api/v1/test/jobs/status", a.jobsStatus)
 	e.GET("/api/v1/test/merchant", a.testMerchant, optional)
+	e.GET("/api/v1/openapi.json", openAPIJSON)
+	e.GET("/api/v1/openapi.yaml", openAPIYAML)
 
 	pay := &payments.HTTP{Service: a.Payments, Keys: a.Idempotency}
 	e.POST("/api/v1/orders", pay.CreateOrder, secret)

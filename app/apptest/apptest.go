@@ -82,6 +82,7 @@ func Do(t testing.TB, h http.Handler, method, path, body string, header http.Hea
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
+	CheckOpenAPI(t, req, body, rec)
 	return rec
 }
 
