@@ -152,5 +152,7 @@ type spyTB struct {
 	errors []string
 }
 
-func (s *spyTB) Errorf(format string, args ...any) { s.errors = append(s.errors, fmt.Sprintf(format, args...)) }
-func (s *spyTB) Helper()                           {}
+func (s *spyTB) Errorf(format string, args ...any) {
+	s.errors = append(s.errors, fmt.Sprintf(format, args...))
+}
+func (s *spyTB) Helper() {}
