@@ -151,6 +151,7 @@ func (a *App) wire() error {
 		// A job that runs longer than this is cancelled and retried: every
 		// job here is short (a webhook attempt is bounded by 5 s).
 		JobTimeout: 30 * time.Second,
+		Hooks:      riverHooks(),
 	}
 	if a.role.works() {
 		// One queue per kind of work, so a slow merchant endpoint cannot

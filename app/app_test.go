@@ -372,14 +372,3 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition never held")
 }
-
-func TestMetrics(t *testing.T) {
-	t.Parallel()
-	a := apptest.New(t)
-	apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/test/jobs/status", "", nil)
-	rec := apptest.Do(t, a.Echo, http.MethodGet, "/metrics", "", nil)
-	require.Equal(t, http.StatusOK, rec.Code)
-	require.Contains(t, rec.Header().Get("Content-Type"), "text/plain")
-	require.Contains(t, rec.Body.String(), `paygate_http_requests_total{method="GET",route="/api/v1/test/jobs/status",status="200"}`)
-	require.Contains(t, rec.Body.String(), "go_goroutines")
-}

@@ -2,7 +2,6 @@ package app
 
 import (
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"paygate/payments"
 	"paygate/refunds"
@@ -14,7 +13,7 @@ func (a *App) routes(e *echo.Echo) {
 	secret, optional, public := a.Auth.Secret, a.Auth.Optional, a.Auth.Publishable
 
 	e.GET("/health", a.health)
-	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
+	e.GET("/metrics", a.metricsHandler())
 	e.GET("/api/v1/test/jobs/status", a.jobsStatus)
 	e.GET("/api/v1/test/merchant", a.testMerchant, optional)
 	e.GET("/api/v1/openapi.json", openAPIJSON)

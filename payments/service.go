@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
+	"paygate/metrics"
 	"paygate/web"
 )
 
@@ -113,6 +114,7 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	if err != nil {
 		return false, err
 	}
+	db.AfterCommit(tx, func() { metrics.PaymentFinal(p.Status, p.Method) })
 	event := EventPaymentFailed
 	if p.Status == StatusSuccess {
 		event = EventPaymentSuccess

@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
+	"paygate/metrics"
 	"paygate/payments"
 	"paygate/web"
 	"paygate/webhooks"
@@ -95,6 +96,7 @@ func (s *Service) ProcessTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 	if err := payments.AddRefundedTx(ctx, tx, merchantID, r.PaymentID, r.Amount); err != nil {
 		return false, err
 	}
+	db.AfterCommit(tx, func() { metrics.RefundFinal(r.Status) })
 	return true, s.emitTx(ctx, tx, r, webhooks.EventRefundProcessed)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"paygate/db"
+	"paygate/metrics"
 )
 
 const (
@@ -120,6 +121,7 @@ func (s *Service) recordSuccess(ctx context.Context, job *river.Job[DeliverArgs]
 		if _, err := recordAttempt(ctx, tx, job.Args, StatusSuccess, job.Attempt, nil, o); err != nil {
 			return err
 		}
+		db.AfterCommit(tx, func() { metrics.WebhookDelivery(StatusSuccess) })
 		// When someone else owns the job now (rescued or cancelled), this
 		// fails and the log is left to that run rather than recorded over.
 		return db.CompleteJobTx(ctx, tx, job)
@@ -129,6 +131,7 @@ func (s *Service) recordSuccess(ctx context.Context, job *river.Job[DeliverArgs]
 func (s *Service) record(ctx context.Context, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) error {
 	return db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := recordAttempt(ctx, tx, a, status, attempts, next, o)
+		db.AfterCommit(tx, func() { metrics.WebhookDelivery(status) })
 		return err
 	})
 }

@@ -1,0 +1,117 @@
+package app_test
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"paygate/app"
+	"paygate/app/apptest"
+	"paygate/web"
+)
+
+// scrape returns /metrics as text.
+func scrape(t *testing.T, a *app.App, h http.Header) string {
+	t.Helper()
+	rec := apptest.Do(t, a.Echo, http.MethodGet, "/metrics", "", h)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Header().Get("Content-Type"), "text/plain")
+	return rec.Body.String()
+}
+
+// sample is the value of the series name{labels} (labels as exposed, in
+// alphabetical order), 0 when absent.
+func sample(text, series string) float64 {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// A decided payment, a refund and a failed webhook delivery move their
+// counters (counted once committed); the queue and pool are exported.
+// Counters are process-wide and tests run in parallel, so each check is
+// "moved by at least this".
+func TestMetricsMoveWithPaymentsAndWebhooks(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	h := apptest.TestMerchant()
+	var hits atomic.Int32
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	rec := apptest.Do(t, a.Echo, http.MethodPut, "/api/v1/webhooks/config", `{"webhook_url":"`+failing.URL+`"}`, h)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+
+	before := scrape(t, a, nil)
+	const paid = `paygate_payments_total{method="upi",status="success"}`
+	const refunded = `paygate_refunds_total{status="processed"}`
+	const retried = `paygate_webhook_deliveries_total{outcome="retry"}`
+
+	p := apptest.PaySuccessfully(t, a, h)
+	status, r := apptest.Call(t, a, http.MethodPost, "/api/v1/payments/"+p["id"].(string)+"/refunds", `{"amount":100}`, h)
+	require.Equal(t, http.StatusCreated, status, "%v", r)
+	apptest.Await(t, a, h, "/api/v1/refunds/"+r["id"].(string), func(r map[string]any) bool { return r["status"] == "processed" })
+	var after string
+	waitFor(t, func() bool {
+		after = scrape(t, a, nil)
+		return hits.Load() > 0 && sample(after, retried) >= sample(before, retried)+1
+	})
+	require.GreaterOrEqual(t, sample(after, paid), sample(before, paid)+1)
+	require.GreaterOrEqual(t, sample(after, refunded), sample(before, refunded)+1)
+	require.Greater(t, sample(after, `paygate_job_latency_seconds_count{queue="payments"}`), 0.0)
+	require.Greater(t, sample(after, `paygate_db_pool_max_connections`), 0.0)
+	require.True(t, strings.Contains(after, `paygate_http_request_duration_seconds_bucket{method="POST",route="/api/v1/payments",status="201"`))
+	// The queue count is cached for a second.
+	waitFor(t, func() bool { return sample(scrape(t, a, nil), `paygate_jobs{queue="payments",state="completed"}`) >= 1 })
+}
+
+// Labels stay bounded: an unknown method is OTHER, an unknown path is one
+// "unmatched" route, ids never appear.
+func TestMetricLabelsAreBounded(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	apptest.Do(t, a.Echo, "BREW", "/api/v1/orders", "", nil)
+	apptest.Do(t, a.Echo, http.MethodGet, "/no/such/route/zq7x", "", nil)
+	apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders/order_zq7xzq7xzq7xzq7x", "", apptest.TestMerchant())
+	text := scrape(t, a, nil)
+	for _, s := range []string{`paygate_http_requests_total{method="OTHER",route="/api/v1/orders",status="405"}`,
+		`route="unmatched",status="404"`, `route="/api/v1/orders/:id",status="404"`} {
+		require.True(t, strings.Contains(text, s), s)
+	}
+	require.False(t, strings.Contains(text, "zq7x"), "an id became a label")
+	require.False(t, strings.Contains(text, "BREW"), "a method became a label")
+}
+
+// With METRICS_TOKEN, the API answers /metrics only to a Bearer of it; the
+// worker role always answers.
+func TestMetricsToken(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, func(c *app.Config) { c.MetricsToken = "m-token" })
+	for _, h := range []http.Header{nil, {"Authorization": {"Bearer wrong"}}, {"Authorization": {"Basic bS10b2tlbg=="}}} {
+		rec := apptest.Do(t, a.Echo, http.MethodGet, "/metrics", "", h)
+		require.Equal(t, http.StatusUnauthorized, rec.Code)
+		require.Equal(t, web.CodeUnauthorized, errorBody(t, rec.Body.Bytes()).Code)
+	}
+	scrape(t, a, http.Header{"Authorization": {"Bearer m-token"}})
+
+	cfg := apptest.Config(t)
+	cfg.MetricsToken = "m-token"
+	w, err := app.New(t.Context(), cfg, app.RoleWorker, apptest.Logger())
+	require.NoError(t, err)
+	defer w.Close(t.Context())
+	scrape(t, w, nil)
+}
