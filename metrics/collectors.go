@@ -99,7 +99,9 @@ func (p Pool) Describe(ch chan<- *prometheus.Desc) {
 func (p Pool) Collect(ch chan<- prometheus.Metric) {
 	s := p.Pool.Stat()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	counter := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v) }
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
 	gauge(poolAcquired, float64(s.AcquiredConns()))
 	gauge(poolIdle, float64(s.IdleConns()))
 	gauge(poolTotal, float64(s.TotalConns()))
