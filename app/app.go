@@ -65,6 +65,8 @@ type App struct {
 	seeded   bool
 	embedded *db.Embedded
 	beat     *heartbeat
+	// stopAdmin stops River UI's background services (ADMIN_TOKEN set).
+	stopAdmin context.CancelFunc
 }
 
 // New connects to the database (starting the embedded one if needed),
@@ -184,7 +186,7 @@ func (a *App) wire() error {
 	e.Pre(headAsGet)
 	a.Echo = e
 	a.routes(e)
-	return nil
+	return a.adminRoutes(e)
 }
 
 // setUnavailable guards the one write of web.IsUnavailable.
@@ -214,6 +216,9 @@ func (a *App) Start(ctx context.Context) error {
 // Close stops what is running, in order: workers (soft stop, then cancel),
 // heartbeat, pool, embedded PostgreSQL. HTTP is stopped by the caller first.
 func (a *App) Close(ctx context.Context) {
+	if a.stopAdmin != nil {
+		a.stopAdmin()
+	}
 	if a.beat != nil {
 		a.beat.stop()
 		a.beat = nil
