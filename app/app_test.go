@@ -267,6 +267,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, time.Second, cfg.TestProcessingDelay)
 	require.Equal(t, 0.90, cfg.UPISuccessRate)
 	require.Equal(t, 0.95, cfg.CardSuccessRate)
+	require.Equal(t, 30*24*time.Hour, cfg.WebhookLogRetention)
 
 	cfg, err = app.LoadConfig(env("TEST_MODE", "true", "TEST_PROCESSING_DELAY", "500", "PORT", "9000", "LOG_LEVEL", "debug"))
 	require.NoError(t, err)
@@ -287,6 +288,9 @@ func TestConfig(t *testing.T) {
 		{[]string{"PROCESSING_DELAY_MIN", "9000", "PROCESSING_DELAY_MAX", "100"}},
 		{[]string{"REFUND_DELAY_MIN", "9000", "REFUND_DELAY_MAX", "100"}},
 		{[]string{"WEBHOOK_ALLOW_PRIVATE_NETWORKS", "yes please"}},
+		{[]string{"WEBHOOK_LOG_RETENTION", "a month"}},
+		{[]string{"WEBHOOK_LOG_RETENTION", "10m"}},
+		{[]string{"DATABASE_URL", "postgres://h:port/db"}},
 	} {
 		_, err := app.LoadConfig(env(tc.env...))
 		require.Error(t, err, tc.env)

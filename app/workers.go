@@ -15,5 +15,6 @@ func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &webhooks.Worker{Service: a.Webhooks})
 	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: a.simulator.Decide})
 	river.AddWorker(workers, &refunds.Worker{Service: a.Refunds})
-	return []*river.PeriodicJob{idempotency.PeriodicPrune()}
+	river.AddWorker(workers, &webhooks.PruneWorker{Pool: a.Pool, Retention: a.Config.WebhookLogRetention})
+	return []*river.PeriodicJob{idempotency.PeriodicPrune(), webhooks.PeriodicPrune()}
 }
