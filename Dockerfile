@@ -1,8 +1,9 @@
 # One container: the paygate binary and a PostgreSQL server for its embedded
 # database. `docker run -p 8000:8000 -v paygate:/data paygate` needs nothing
-# else; set DATABASE_URL to use an external PostgreSQL instead.
+# else; set DATABASE_URL to use an external PostgreSQL instead. Checked by
+# dockerfile_test.go (and built there when a container engine is present).
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -11,7 +12,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/paygate .
 
 FROM debian:bookworm-slim
 # The server binaries only: paygate initialises and runs its own cluster in
-# /data, so the package's default cluster is not created.
+# /data, so the package's default cluster is not created. setpriv (util-linux,
+# in the base image) drops root in the entry point.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-common \
  && sed -ri 's/^#?\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf \
@@ -19,12 +21,18 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /data && chown postgres:postgres /data
 COPY --from=build /out/paygate /usr/local/bin/paygate
-# PostgreSQL refuses to run as root; the postgres user owns /data (a new named
-# volume takes this ownership from the image).
-USER postgres
+COPY --chmod=755 docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+# No TEST_MODE here: the image never seeds the public test merchant unless
+# it is run with -e TEST_MODE=true.
 ENV DATA_DIR=/data PORT=8000 LOG_FORMAT=json
 VOLUME /data
 EXPOSE 8000
+# paygate asks its own /ready (the image has no curl).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["paygate", "healthcheck"]
+# SIGTERM starts the ordered stop (HTTP, jobs, pool, PostgreSQL); it fits in
+# SHUTDOWN_TIMEOUT (10 s) plus PostgreSQL's own stop: run with
+# --stop-timeout 15 (or docker stop --time 15) so Docker does not SIGKILL it.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["/usr/local/bin/paygate"]
+# Starts as root only to fix the data folder's owner, then runs as postgres.
+ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD ["serve"]
