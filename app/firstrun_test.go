@@ -3,10 +3,13 @@ package app_test
 import (
 	"bytes"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -96,4 +99,28 @@ func TestPortInUseIsReportedFirst(t *testing.T) {
 	require.Contains(t, errOut.String(), "PORT="+port+": cannot listen")
 	_, err = os.Stat(data)
 	require.True(t, os.IsNotExist(err), "no database was initialised")
+}
+
+// paygate healthcheck exits 0 only when /ready on this machine's PORT
+// answers 200.
+func TestHealthcheckCommand(t *testing.T) {
+	t.Parallel()
+	var status atomic.Int32
+	status.Store(http.StatusOK)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ready" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(int(status.Load()))
+	}))
+	port := strconv.Itoa(srv.Listener.Addr().(*net.TCPAddr).Port)
+	run := func() int {
+		return app.Main([]string{"healthcheck"}, envOf("PORT", port, "DATA_DIR", "/nonexistent"), &bytes.Buffer{}, &bytes.Buffer{})
+	}
+	require.Equal(t, 0, run())
+	status.Store(http.StatusServiceUnavailable)
+	require.Equal(t, 1, run())
+	srv.Close()
+	require.Equal(t, 1, run(), "nothing listening")
 }
