@@ -251,13 +251,7 @@ func TestTestMerchantRoute(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	t.Parallel()
-	env := func(kv ...string) func(string) string {
-		m := map[string]string{}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return func(k string) string { return m[k] }
-	}
+	env := envOf
 	cfg, err := app.LoadConfig(env())
 	require.NoError(t, err)
 	require.Equal(t, 8000, cfg.Port)
