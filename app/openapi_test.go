@@ -77,6 +77,9 @@ func TestHeadOnEveryGet(t *testing.T) {
 	a := apptest.New(t)
 	h := apptest.TestMerchant()
 	orderID := apptest.CreateOrder(t, a, h, 50000)
+	// /health is 200 once the worker has beaten, and so is its HEAD.
+	waitFor(t, func() bool { return apptest.Do(t, a.Echo, http.MethodGet, "/health", "", nil).Code == http.StatusOK })
+	require.Equal(t, http.StatusOK, apptest.Do(t, a.Echo, http.MethodHead, "/health", "", nil).Code)
 	for _, tc := range []struct {
 		path   string
 		header http.Header
