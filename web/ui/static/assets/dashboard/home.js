@@ -73,9 +73,10 @@ function credentials(me) {
       h('dt', {}, 'API key'),
       h('dd', {}, h('code', { class: 'secret-box', test: 'api-key' }, me.api_key), copyButton(() => me.api_key, 'Copy API key')),
       h('dt', {}, 'API secret'),
-      h('dd', {}, h('code', { class: 'secret-box masked', test: 'api-secret', 'aria-label': 'API secret, hidden' }, 'secret_••••••••••••••••'))),
-    h('p', { class: 'hint' }, 'The key is publishable: the checkout uses it. The secret was shown once, when your account was created; paygate keeps only a hash of it, so it cannot be shown again.'),
-    h('p', { class: 'muted small' }, 'Merchant ID ', h('span', { class: 'mono' }, me.id)));
+      h('dd', {}, h('code', { class: 'secret-box masked', test: 'api-secret', 'aria-label': 'API secret, hidden' }, 'secret_••••••••••••••••')),
+      h('dt', {}, 'Merchant ID'),
+      h('dd', {}, h('span', { class: 'mono small' }, me.id))),
+    h('p', { class: 'hint' }, 'The key is publishable: the checkout uses it. The secret was shown once, when your account was created; paygate keeps only a hash of it, so it cannot be shown again.'));
 }
 
 const shortDate = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
@@ -112,7 +113,7 @@ function chart(stats, width) {
       s('text', { x: pad.left - 8, y: y(v) + 4, class: 'axis-label', 'text-anchor': 'end' }, String(Math.round(v))),
       s('text', { x: pad.left + w + 8, y: yRate(i / 4) + 4, class: 'axis-label' }, `${i * 25}%`));
   }
-  const every = band < 34 ? 2 : 1;
+  const every = Math.ceil(46 / band); // a date label needs about 46px
   days.forEach((d, i) => {
     const pending = d.payments - d.succeeded - d.failed;
     const g = s('g', { class: 'bar' });
@@ -143,10 +144,12 @@ function chart(stats, width) {
   return svg;
 }
 
+// niceMax is the top of the axis: four equal steps of 1, 2 or 5 × 10^n.
 function niceMax(v) {
-  const pow = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * pow >= v) return Math.max(4, m * pow);
-  return v;
+  const raw = v / 4;
+  const pow = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * pow).find((st) => st >= raw);
+  return Math.max(1, step) * 4;
 }
 
 // chartTable is the chart's data as a table, for screen readers and for

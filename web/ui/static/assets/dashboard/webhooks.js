@@ -145,7 +145,7 @@ function logsSection() {
     next.addEventListener('click', () => { offset += PAGE; reload(); });
     body.replaceChildren(
       h('div', { class: 'table-wrap' }, h('table', { class: 'table', test: 'webhook-logs-table' },
-        h('thead', {}, h('tr', {}, ['Event', 'Status', 'Attempts', 'Last attempt', 'Response', 'Created', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Event', 'Status', 'Attempts', 'Last attempt', 'Response', ''].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, rows))),
       h('div', { class: 'pager' },
         h('span', { class: 'muted small' }, `${offset + 1}–${offset + list.data.length} of ${list.total}`),
@@ -161,7 +161,7 @@ function logsSection() {
 
 function logRows(log, expanded, reload) {
   const detailRow = h('tr', { class: 'detail-row', hidden: !expanded },
-    h('td', { colspan: 7 }, h('div', { class: 'attempts', test: 'webhook-attempt-history' })));
+    h('td', { colspan: 6 }, h('div', { class: 'attempts', test: 'webhook-attempt-history' })));
   const toggle = h('button', { type: 'button', class: 'btn btn-ghost btn-sm', test: 'webhook-details-button', 'aria-expanded': String(expanded) }, expanded ? 'Hide' : 'Attempts');
   const retry = h('button', { type: 'button', class: 'btn btn-secondary btn-sm', test: 'retry-webhook-button', 'data-webhook-id': log.id }, 'Retry');
   const row = h('tr', { test: 'webhook-log-item', 'data-webhook-id': log.id, 'aria-expanded': String(expanded) },
@@ -170,7 +170,6 @@ function logRows(log, expanded, reload) {
     h('td', { 'data-label': 'Attempts', class: 'num' }, h('span', { test: 'webhook-attempts' }, String(log.attempts))),
     h('td', { 'data-label': 'Last attempt' }, when(log.last_attempt_at, 'webhook-last-attempt')),
     h('td', { 'data-label': 'Response' }, h('span', { class: 'mono', test: 'webhook-response-code' }, log.response_code === null ? '—' : String(log.response_code))),
-    h('td', { 'data-label': 'Created' }, when(log.created_at)),
     h('td', { class: 'actions' }, toggle, retry));
   const showAttempts = async () => {
     const box = detailRow.querySelector('.attempts');
@@ -208,6 +207,8 @@ function logRows(log, expanded, reload) {
 function attempts(detail) {
   const list = detail.attempt_history;
   return h('div', { class: 'stack' },
+    h('p', { class: 'muted small' }, 'Event ', h('span', { class: 'mono' }, detail.id), ', created ', when(detail.created_at),
+      detail.next_retry_at ? [', next attempt ', when(detail.next_retry_at)] : ''),
     list.length === 0
       ? h('p', { class: 'muted' }, 'No attempt yet: the first one is on its way.')
       : h('ol', { class: 'attempt-list' }, list.map((a, i) => h('li', { class: 'attempt', test: 'webhook-attempt' },
