@@ -126,7 +126,9 @@ func TestHostedCheckoutCard(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(byTest("upi-form"))))
 	require.Equal(t, "₹1,234.56", tb.text(byTest("order-amount")))
 
-	card := func(sel, keys string) chromedp.Action[chromedp.Void] { return chromedp.SendKeys(chromedp.CSS(byTest(sel)), keys) }
+	card := func(sel, keys string) chromedp.Action[chromedp.Void] {
+		return chromedp.SendKeys(chromedp.CSS(byTest(sel)), keys)
+	}
 	tb.do(chromedp.Click(chromedp.CSS(byTest("method-card"))), chromedp.WaitVisible(chromedp.CSS(byTest("card-form"))))
 	require.Zero(t, eval[int](tb, `document.querySelectorAll('[data-test-id="upi-form"]').length`), "one form, one pay button")
 
