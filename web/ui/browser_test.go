@@ -178,9 +178,9 @@ func (tb *tab) text(sel string, opts ...chromedp.QueryOption) string {
 }
 
 // eval runs JavaScript in the page and decodes its result.
-func eval[T any](tb *tab, js string) T {
+func eval[T any](tb *tab, js string, opts ...chromedp.EvaluateOption) T {
 	tb.t.Helper()
-	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[T](js))
+	v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[T](js, opts...))
 	require.NoError(tb.t, err, "evaluate %s", js)
 	return v
 }
@@ -208,6 +208,14 @@ func (tb *tab) frame() chromedp.QueryOption {
 		}
 		require.Less(tb.t, i, 10, "the checkout page never showed in the iframe: %v", err)
 	}
+}
+
+// clear empties an input of the page (not of a frame) as a customer
+// would, so its input handler runs.
+func clear(sel string) chromedp.Action[chromedp.Void] {
+	b, _ := json.Marshal(sel)
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const el = document.querySelector(%s);
+		el.value = ''; el.dispatchEvent(new Event('input', {bubbles: true})); })()`, b))
 }
 
 func byTest(id string) string { return fmt.Sprintf(`[data-test-id=%q]`, id) }

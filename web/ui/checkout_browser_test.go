@@ -137,7 +137,7 @@ func TestHostedCheckoutCard(t *testing.T) {
 	require.Equal(t, "4111 1111 1111 1112", eval[string](tb, `document.querySelector('[data-test-id="card-number-input"]').value`))
 	require.Equal(t, "Visa", tb.text("#card-network"))
 	require.Equal(t, "This card number is not valid", tb.text("#card-number-error"))
-	tb.do(chromedp.SetValue(chromedp.CSS(byTest("card-number-input")), ""), card("card-number-input", "5555555555554444"))
+	tb.do(clear(byTest("card-number-input")), card("card-number-input", "5555555555554444"))
 	require.Equal(t, "Mastercard", tb.text("#card-network"))
 	require.Equal(t, "", eval[string](tb, `document.querySelector('#card-number-error').textContent`))
 
@@ -145,7 +145,7 @@ func TestHostedCheckoutCard(t *testing.T) {
 	tb.do(card("expiry-input", "1220"))
 	require.Equal(t, "12/20", eval[string](tb, `document.querySelector('[data-test-id="expiry-input"]').value`))
 	require.Equal(t, "This card has expired", tb.text("#expiry-error"))
-	tb.do(chromedp.SetValue(chromedp.CSS(byTest("expiry-input")), ""), card("expiry-input", "12/30"),
+	tb.do(clear(byTest("expiry-input")), card("expiry-input", "12/30"),
 		card("cvv-input", "12"))
 	require.True(t, eval[bool](tb, `document.querySelector('[data-test-id="pay-button"]').disabled`), "a CVV of two digits is not enough")
 	tb.do(card("cvv-input", "3"), card("cardholder-name-input", "Jane Doe"),

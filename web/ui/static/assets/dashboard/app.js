@@ -68,6 +68,7 @@ function render(me) {
 // signIn shows the sign-in form. The secret goes to the server once and is
 // cleared from the form; the server answers with a session cookie.
 function signIn() {
+  if (document.querySelector('[data-test-id="login-form"]')) return; // shown already
   const key = h('input', { id: 'login-key', type: 'text', name: 'api_key', test: 'login-key-input', autocomplete: 'username', spellcheck: 'false', autocapitalize: 'none', required: true, placeholder: 'key_…' });
   const secret = h('input', { id: 'login-secret', type: 'password', name: 'api_secret', test: 'login-secret-input', autocomplete: 'current-password', required: true, placeholder: 'secret_…' });
   const error = h('p', { class: 'notice notice-error', test: 'login-error', role: 'alert', hidden: true });
@@ -108,8 +109,6 @@ function signIn() {
   key.focus();
 }
 
-addEventListener('paygate:signed-out', () => {
-  if (!document.querySelector('[data-test-id="login-form"]')) signIn();
-});
+addEventListener('paygate:signed-out', signIn);
 
 boot();
