@@ -53,6 +53,7 @@
   PaymentGateway.prototype.open = function () {
     if (this.root) return;
     var o = this.options;
+    this.succeeded = false;
     this.returnFocus = document.activeElement;
 
     var root = document.createElement('div');
