@@ -56,7 +56,7 @@ func (a *App) routes(e *echo.Echo) {
 	e.GET("/web/checkout.js", ui.SDK)
 	e.GET("/checkout", ui.Checkout)
 	e.GET("/assets/*", ui.Asset)
-	for _, p := range []string{"/dashboard", "/dashboard/transactions", "/dashboard/transactions/:id", "/dashboard/webhooks", "/dashboard/docs"} {
+	for _, p := range []string{"/dashboard", "/dashboard/", "/dashboard/transactions", "/dashboard/transactions/:id", "/dashboard/webhooks", "/dashboard/docs"} {
 		e.GET(p, ui.Dashboard)
 	}
 	dash := &dashboard.Dashboard{Pool: a.Pool, Auth: a.Auth}

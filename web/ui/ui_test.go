@@ -21,6 +21,7 @@ func TestPagesHeaders(t *testing.T) {
 	}{
 		{"/checkout?order_id=order_AAAAAAAAAAAAAAAA&key=k", "frame-ancestors *"},
 		{"/dashboard", "frame-ancestors 'none'"},
+		{"/dashboard/", "frame-ancestors 'none'"},
 		{"/dashboard/transactions", "frame-ancestors 'none'"},
 		{"/dashboard/transactions/pay_AAAAAAAAAAAAAAAA", "frame-ancestors 'none'"},
 		{"/dashboard/webhooks", "frame-ancestors 'none'"},
