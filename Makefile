@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help run test build lint deps bench
+.PHONY: help run test build lint deps bench screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,12 +22,16 @@ build: ## build bin/paygate
 bench: deps ## measure throughput, latency, time to webhook and memory; prints a report
 	$(GO) run ./bench $(BENCH_FLAGS)
 
+screenshots: deps ## save the checkout and dashboard pages, laptop and phone size, into ./screenshots
+	PAYGATE_SCREENSHOTS=$${PAYGATE_SCREENSHOTS:-$(CURDIR)/screenshots} $(GO) test -count=1 -run TestScreenshots ./web/ui
+
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w"; exit 1; }
 	$(GO) vet ./...
 
 # deps installs the PostgreSQL server when it is missing (paygate runs its
-# own private PostgreSQL from those binaries). As root it uses apt-get;
+# own private PostgreSQL from those binaries), and Chromium for the browser
+# tests. As root it uses apt-get;
 # otherwise it says what to install.
 deps:
 	@if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
@@ -36,5 +40,14 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
 	  else \
 	    echo "PostgreSQL server binaries are missing: sudo apt-get install postgresql (or set DATABASE_URL)"; exit 1; \
+	  fi; \
+	fi
+# The browser tests drive Debian's Chromium (DESIGN.md).
+	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "Chromium is missing (the browser tests need it): sudo apt-get install chromium"; exit 1; \
 	  fi; \
 	fi

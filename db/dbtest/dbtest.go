@@ -28,6 +28,10 @@ func Main(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// Run is Main without the exit, for a TestMain that has more to stop
+// afterwards (the browser tests' Chromium).
+func Run(m *testing.M) int { return run(m) }
+
 func run(m *testing.M) int {
 	if url := os.Getenv("PAYGATE_TEST_DATABASE_URL"); url != "" {
 		cfg, err := configFromURL(url)

@@ -1,0 +1,21 @@
+package merchants
+
+import (
+	"context"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Verify checks an API key and secret exactly as the Secret middleware does,
+// for the dashboard's sign-in form, which sends them in a body.
+func (a *Auth) Verify(ctx context.Context, key, secret string) (Merchant, error) {
+	if key == "" || secret == "" {
+		return Merchant{}, errUnauthorized
+	}
+	return a.verify(ctx, key, secret)
+}
+
+// SetMerchant binds the request to m, as the middlewares of Auth do, for
+// another way of authenticating (the dashboard's session cookie). Handlers
+// behind it read the merchant with FromContext as usual.
+func SetMerchant(c echo.Context, m Merchant) { setMerchant(c, m) }
