@@ -42,6 +42,16 @@ type Config struct {
 	// FetchPollInterval is how often River looks for due jobs; short, so that
 	// short delays and retries run on time.
 	FetchPollInterval time.Duration
+
+	// The HTTP server's bounds: a client must send its header within
+	// HTTPReadHeaderTimeout and its whole request within HTTPReadTimeout;
+	// an idle keep-alive connection closes after HTTPIdleTimeout; at most
+	// HTTPMaxConnections are open at once (0: derived from the open-file
+	// limit, see MaxConnections).
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPIdleTimeout       time.Duration
+	HTTPMaxConnections    int
 }
 
 // LoadConfig reads and validates the configuration. Every invalid variable
@@ -69,6 +79,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 		RequestTimeout:    10 * time.Second,
 		FetchPollInterval: 100 * time.Millisecond,
+
+		HTTPReadHeaderTimeout: time.Duration(p.int("HTTP_READ_HEADER_TIMEOUT", 5000, 1, 3_600_000)) * time.Millisecond,
+		HTTPReadTimeout:       time.Duration(p.int("HTTP_READ_TIMEOUT", 15000, 1, 3_600_000)) * time.Millisecond,
+		HTTPIdleTimeout:       time.Duration(p.int("HTTP_IDLE_TIMEOUT", 60000, 1, 3_600_000)) * time.Millisecond,
+		HTTPMaxConnections:    p.int("HTTP_MAX_CONNECTIONS", 0, 0, 1_000_000),
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
 	switch lvl := strings.ToLower(p.str("LOG_LEVEL", "info")); lvl {

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -91,11 +88,11 @@ func serve(ctx context.Context, cfg Config, role Role, logger *slog.Logger) erro
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	ln, err := listen(cfg)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := NewHTTPServer(cfg, a.Echo, logger)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("paygate listening", "addr", ln.Addr().String(), "role", role, "test_mode", cfg.TestMode,
