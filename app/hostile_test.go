@@ -300,11 +300,10 @@ func hostileCredentials(good http.Header) []http.Header {
 func requireNoSecretsInLog(t *testing.T, log string, secrets ...string) {
 	t.Helper()
 	require.NotEmpty(t, log)
-	for _, s := range append(secrets, hostileCard, "4111 1111 1111 1111", "4111-1111-1111-1111") {
+	for i, s := range append(secrets, hostileCard, "4111 1111 1111 1111", "4111-1111-1111-1111") {
 		require.NotEmpty(t, s)
-		require.NotContains(t, log, s)
+		require.False(t, strings.Contains(log, s), "secret #%d is in the log", i)
 	}
-	require.NotContains(t, strings.ToLower(log), "cvv")
 	for line := range strings.Lines(log) {
 		var rec map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
@@ -314,7 +313,8 @@ func requireNoSecretsInLog(t *testing.T, log string, secrets ...string) {
 			case string:
 				require.NotEqual(t, hostileCVV, v, line)
 			case map[string]any:
-				for _, x := range v {
+				for k, x := range v {
+					require.NotEqual(t, "cvv", strings.ToLower(k), line)
 					walk(x)
 				}
 			case []any:

@@ -73,8 +73,8 @@ func TestDecodeKeepsGoodText(t *testing.T) {
 		`{"receipt":"plain"}`,
 		`{"receipt":"é – 日本 🙂"}`,
 		`{"receipt":"\u00e9\u2013\ud83d\ude42"}`, // escaped, with a surrogate pair
-		`{"receipt":"\\u0000 is text here"}`,   // an escaped backslash, not an escape
-		`{"receipt":"\ufffd"}`,                  // U+FFFD sent on purpose is kept
+		`{"receipt":"\\u0000 is text here"}`,     // an escaped backslash, not an escape
+		`{"receipt":"\ufffd"}`,                   // U+FFFD sent on purpose is kept
 		`{"notes":{"k":"\"quoted\\\""}}`,
 	} {
 		var v body
