@@ -58,11 +58,9 @@ func isTChar(c byte) bool {
 }
 
 // recoverPanic turns a panic in a handler into a 500 INTERNAL_ERROR with
-// the envelope, logged with the request id and the stack. The panic value
-// is logged by its type and message only as the program formats it; handlers
-// never panic with request data, and none holds a secret.
-// http.ErrAbortHandler is re-raised: it is net/http's way to abort a
-// response on purpose.
+// the envelope, logged with the request id and the stack, so that a bug
+// costs one request, not the connection and the trace. http.ErrAbortHandler
+// is re-raised: it is net/http's way to abort a response on purpose.
 func recoverPanic(logger *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) (err error) {
