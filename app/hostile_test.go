@@ -352,7 +352,7 @@ func TestPanicInHandlerIsRecovered(t *testing.T) {
 		require.Contains(t, logs.String(), `"msg":"panic in handler"`)
 		require.Regexp(t, `"msg":"panic in handler".*"request_id":"req-panic-`+method+`"`, logs.String())
 	}
-	rec := apptest.Do(t, a.Echo, http.MethodGet, "/health", "", nil)
+	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", apptest.TestMerchant())
 	require.Equal(t, http.StatusOK, rec.Code)
 }
 

@@ -33,6 +33,8 @@ func TestStalledClientsDoNotStopTheGateway(t *testing.T) {
 		c.HTTPIdleTimeout = 3 * time.Second
 		c.HTTPMaxConnections = 2*stalled + 100
 	})
+	// The worker's first heartbeat makes /health healthy.
+	waitFor(t, func() bool { return apptest.Do(t, a.Echo, http.MethodGet, "/health", "", nil).Code == http.StatusOK })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := app.NewHTTPServer(a.Config, a.Echo, slog.New(slog.DiscardHandler))
