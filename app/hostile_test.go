@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
@@ -471,4 +472,39 @@ func publishableKey(hdr http.Header) string {
 	req := &http.Request{Header: hdr}
 	k, _, _ := req.BasicAuth()
 	return k
+}
+
+// The HTTP server's bounds come from the environment, with defaults, and
+// a zero timeout (which net/http reads as "none") is refused.
+func TestHTTPServerBoundsConfig(t *testing.T) {
+	t.Parallel()
+	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	cfg, err := app.LoadConfig(env(nil))
+	require.NoError(t, err)
+	srv := app.NewHTTPServer(cfg, http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	require.Equal(t, 5*time.Second, srv.ReadHeaderTimeout)
+	require.Equal(t, 15*time.Second, srv.ReadTimeout)
+	require.Equal(t, 60*time.Second, srv.IdleTimeout)
+	require.Positive(t, srv.MaxHeaderBytes)
+	require.Positive(t, cfg.MaxConnections())
+	require.LessOrEqual(t, cfg.MaxConnections(), 10_000)
+
+	cfg, err = app.LoadConfig(env(map[string]string{"HTTP_READ_HEADER_TIMEOUT": "1000", "HTTP_READ_TIMEOUT": "2000",
+		"HTTP_IDLE_TIMEOUT": "3000", "HTTP_MAX_CONNECTIONS": "50"}))
+	require.NoError(t, err)
+	srv = app.NewHTTPServer(cfg, http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	require.Equal(t, []time.Duration{time.Second, 2 * time.Second, 3 * time.Second},
+		[]time.Duration{srv.ReadHeaderTimeout, srv.ReadTimeout, srv.IdleTimeout})
+	require.Equal(t, 50, cfg.MaxConnections())
+
+	for _, name := range []string{"HTTP_READ_HEADER_TIMEOUT", "HTTP_READ_TIMEOUT", "HTTP_IDLE_TIMEOUT", "HTTP_MAX_CONNECTIONS"} {
+		for _, v := range []string{"-1", "x", "0"} {
+			if v == "0" && name == "HTTP_MAX_CONNECTIONS" {
+				continue // 0 is the derived default
+			}
+			_, err := app.LoadConfig(env(map[string]string{name: v}))
+			require.Error(t, err, "%s=%s", name, v)
+			require.Contains(t, err.Error(), name)
+		}
+	}
 }

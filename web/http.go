@@ -1,11 +1,14 @@
 // Package web holds what every handler shares: the error vocabulary and the
 // one place it becomes an HTTP answer, JSON decoding with precise messages,
-// request ids, the request log line, and the embedded browser assets.
+// request ids, the request log line, panic recovery, and the embedded
+// browser assets.
 //
 // Invariants: every error leaves as the envelope
 // {"error":{"code","description","field"}}; nothing unexpected is shown to
 // the client (it is logged with the request id instead); response JSON is
-// compact and not HTML-escaped, so stored and replayed bytes are identical.
+// compact and not HTML-escaped, so stored and replayed bytes are identical;
+// a request string that is not valid UTF-8 or holds NUL is refused, never
+// repaired; a client's request id is used only when it is a short token.
 package web
 
 import (
