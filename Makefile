@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help run test build lint deps bench screenshots
+.PHONY: help run test build lint deps bench screenshots fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -15,9 +15,25 @@ run: deps ## start the gateway on :8000 in test mode on the embedded PostgreSQL 
 test: deps ## install what is missing, vet, run every test with the race detector
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	@$(MAKE) --no-print-directory fuzz
 
 build: ## build bin/paygate
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/paygate .
+
+# FUZZ_TARGETS is package:target; go test -fuzz takes one of each at a time.
+# Their seed corpora also run as plain tests in every go test.
+FUZZ_TARGETS := web:FuzzDecode web:FuzzValidRequestID payments:FuzzValidateCard payments:FuzzValidateVPA \
+	db:FuzzIsID idempotency:FuzzParseKey merchants:FuzzValidCredential webhooks:FuzzCheckURL
+FUZZTIME ?= 5s
+
+# The fuzz targets touch no database: the URL below only stops each test
+# binary's TestMain from starting a PostgreSQL of its own.
+fuzz: ## fuzz the request decoder and every validator, FUZZTIME (5s) each
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  PAYGATE_TEST_DATABASE_URL=postgres://fuzz@127.0.0.1:1/none \
+	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
 
 bench: deps ## measure throughput, latency, time to webhook and memory; prints a report
 	$(GO) run ./bench $(BENCH_FLAGS)

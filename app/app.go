@@ -1,8 +1,9 @@
 // Package app is the composition root: it turns a Config into a running
 // gateway (database, migrations, River, HTTP routes), and stops it in order.
 //
-// Invariants: migrations run before anything serves; the test merchant is
-// seeded only in test mode or on the embedded database; shutdown stops HTTP,
+// Invariants: migrations run before anything serves; the test merchant
+// (public, well-known credentials) is seeded, served and accepted only in
+// test mode; shutdown stops HTTP,
 // then River, then the pool, then the embedded PostgreSQL, so no job or
 // request loses its database under it.
 package app
@@ -119,7 +120,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 	for _, m := range applied {
 		a.Logger.Info("migration applied", "migration", m)
 	}
-	if a.Config.TestMode || a.embedded != nil {
+	if a.Config.TestMode {
 		if err := merchants.SeedTestMerchant(ctx, pool); err != nil {
 			return fmt.Errorf("seed test merchant: %w", err)
 		}
@@ -174,7 +175,7 @@ func (a *App) wire() error {
 	a.Webhooks.River = client
 	a.Payments.River = client
 	a.Refunds.River = client
-	a.Auth = merchants.NewAuth(a.Pool)
+	a.Auth = merchants.NewAuth(a.Pool, a.Config.TestMode)
 
 	// Once per process: tests build many apps in parallel, and the answer
 	// is the same for all of them.

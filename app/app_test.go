@@ -325,13 +325,16 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	require.Len(t, secret, 2)
 
 	// Start the gateway on the same folder: the merchant is there and its
-	// credentials work; the test merchant is seeded on the embedded database.
+	// credentials work; outside test mode the test merchant is not seeded,
+	// even on the embedded database.
 	a, err := app.New(context.Background(), cfg, app.RoleAll, apptest.Logger())
 	require.NoError(t, err)
 	defer a.Close(context.Background())
 	hdr := http.Header{"X-Api-Key": {key[1]}, "X-Api-Secret": {secret[1]}}
-	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/test/merchant", "", hdr)
+	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", hdr)
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	rec = apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/test/merchant", "", nil)
+	require.Equal(t, http.StatusNotFound, rec.Code, rec.Body.String())
 
 	// While it runs, another command uses the same server.
 	out.Reset()
@@ -339,7 +342,7 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	require.Equal(t, 0, code, errOut.String())
 	var n int
 	require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT count(*) FROM merchants`).Scan(&n))
-	require.Equal(t, 3, n, "test merchant, Acme and Beta")
+	require.Equal(t, 2, n, "Acme and Beta, no test merchant")
 
 	// A duplicate email is refused with a message, not a stack.
 	errOut.Reset()

@@ -52,6 +52,15 @@ type Config struct {
 	MetricsToken string
 	// AdminToken, when set, mounts River UI and pprof behind it.
 	AdminToken string
+	// The HTTP server's bounds: a client must send its header within
+	// HTTPReadHeaderTimeout and its whole request within HTTPReadTimeout;
+	// an idle keep-alive connection closes after HTTPIdleTimeout; at most
+	// HTTPMaxConnections are open at once (0: derived from the open-file
+	// limit, see MaxConnections).
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPIdleTimeout       time.Duration
+	HTTPMaxConnections    int
 }
 
 // LoadConfig reads and validates the configuration. Every invalid variable
@@ -79,6 +88,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 		RequestTimeout:    10 * time.Second,
 		FetchPollInterval: 100 * time.Millisecond,
+
+		HTTPReadHeaderTimeout: time.Duration(p.int("HTTP_READ_HEADER_TIMEOUT", 5000, 1, 3_600_000)) * time.Millisecond,
+		HTTPReadTimeout:       time.Duration(p.int("HTTP_READ_TIMEOUT", 15000, 1, 3_600_000)) * time.Millisecond,
+		HTTPIdleTimeout:       time.Duration(p.int("HTTP_IDLE_TIMEOUT", 60000, 1, 3_600_000)) * time.Millisecond,
+		HTTPMaxConnections:    p.int("HTTP_MAX_CONNECTIONS", 0, 0, 1_000_000),
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
 	c.WebhookLogRetention = p.duration("WEBHOOK_LOG_RETENTION", 720*time.Hour, time.Hour)

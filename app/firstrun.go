@@ -96,12 +96,12 @@ func pingExternal(ctx context.Context, pool *pgxpool.Pool, cfg Config) error {
 
 // listen binds the HTTP port before any slow start-up step (initdb,
 // migrations), so that a port in use is reported at once.
-func listen(port int) (net.Listener, error) {
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+func listen(cfg Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
-		return nil, fmt.Errorf("PORT=%d: cannot listen (set PORT to a free port): %w", port, err)
+		return nil, fmt.Errorf("PORT=%d: cannot listen (set PORT to a free port): %w", cfg.Port, err)
 	}
-	return ln, nil
+	return LimitListener(ln, cfg.MaxConnections()), nil
 }
 
 // welcome tells a developer where to go once the gateway listens.

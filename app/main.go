@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -101,7 +100,7 @@ func isHelp(arg string) bool {
 // and everything else after it.
 func serve(ctx context.Context, cfg Config, role Role, logger *slog.Logger) error {
 	// The port first: a port in use is reported before initdb and migrations.
-	ln, err := listen(cfg.Port)
+	ln, err := listen(cfg)
 	if err != nil {
 		return err
 	}
@@ -114,7 +113,7 @@ func serve(ctx context.Context, cfg Config, role Role, logger *slog.Logger) erro
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: a.Echo, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := NewHTTPServer(cfg, a.Echo, logger)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("paygate listening", "addr", ln.Addr().String(), "role", role, "test_mode", cfg.TestMode,

@@ -128,7 +128,8 @@ func TestCreatePaymentValidation(t *testing.T) {
 		{name: "missing order_id", body: `{"method":"upi","vpa":"user@paytm"}`, status: 400, code: "BAD_REQUEST_ERROR", field: "order_id"},
 		{name: "order_id not a string", body: `{"order_id":5,"method":"upi","vpa":"user@paytm"}`, status: 400, code: "BAD_REQUEST_ERROR", field: "order_id"},
 		{name: "unknown order", body: upiBody("order_AAAAAAAAAAAAAAAA"), status: 404, code: "NOT_FOUND"},
-		{name: "malformed order id", body: `{"order_id":"order_\u0000","method":"upi","vpa":"user@paytm"}`, status: 404, code: "NOT_FOUND"},
+		{name: "malformed order id", body: `{"order_id":"order_%00","method":"upi","vpa":"user@paytm"}`, status: 404, code: "NOT_FOUND"},
+		{name: "order id with NUL", body: `{"order_id":"order_\u0000","method":"upi","vpa":"user@paytm"}`, status: 400, code: "BAD_REQUEST_ERROR", field: "order_id"},
 		{name: "malformed JSON", body: `{"order_id":`, status: 400, code: "BAD_REQUEST_ERROR"},
 	}
 	for _, tt := range tests {

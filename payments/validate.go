@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"paygate/web"
@@ -13,11 +14,17 @@ import (
 // dots, underscores and dashes, one "@", and a bank of letters and digits only.
 var vpaRE = regexp.MustCompile(`^[a-zA-Z0-9._-]+@[a-zA-Z0-9]+$`)
 
+// maxVPA bounds what a client can make us store (NPCI allows 255).
+const maxVPA = 255
+
 // ValidateVPA checks a UPI virtual payment address. It returns nil when vpa is
 // valid, else an INVALID_VPA error blaming the field "vpa".
 func ValidateVPA(vpa string) *web.Error {
 	if vpa == "" {
 		return web.FieldError(web.CodeInvalidVPA, "vpa", "vpa is required")
+	}
+	if len(vpa) > maxVPA {
+		return web.FieldError(web.CodeInvalidVPA, "vpa", "vpa must be at most 255 characters")
 	}
 	if !vpaRE.MatchString(vpa) {
 		return web.FieldError(web.CodeInvalidVPA, "vpa", "vpa must look like name@bank")
@@ -51,6 +58,10 @@ const (
 )
 
 const maxHolderName = 100
+
+// maxExpiryYears is how far ahead an expiry year may be: cards are issued
+// for a few years, so a later year is a typing error, not a card.
+const maxExpiryYears = 50
 
 // ValidateCard checks a card against API.md and returns its network and last
 // four digits. Checks run in the order number, expiry, CVV, holder name, so
@@ -87,6 +98,9 @@ func ValidateCard(in CardInput, now time.Time) (Card, *web.Error) {
 	if year < now.Year() || (year == now.Year() && month < int(now.Month())) {
 		return Card{}, cardErr(web.CodeExpiredCard, "card.expiry_year", "card has expired")
 	}
+	if year > now.Year()+maxExpiryYears {
+		return Card{}, cardErr(web.CodeExpiredCard, "card.expiry_year", "expiry_year must be within 50 years from now")
+	}
 
 	if n := len(in.CVV); n < 3 || n > 4 || !allDigits(in.CVV) {
 		return Card{}, cardErr(web.CodeInvalidCard, "card.cvv", "cvv must have 3 or 4 digits")
@@ -95,8 +109,25 @@ func ValidateCard(in CardInput, now time.Time) (Card, *web.Error) {
 	if utf8.RuneCountInString(in.HolderName) > maxHolderName {
 		return Card{}, cardErr(web.CodeBadRequest, "card.holder_name", "holder_name must be at most 100 characters")
 	}
+	if !printableText(in.HolderName) {
+		return Card{}, cardErr(web.CodeBadRequest, "card.holder_name", "holder_name must be printable text (no control characters)")
+	}
 
 	return Card{Network: network(number), Last4: number[len(number)-4:]}, nil
+}
+
+// printableText reports whether s is valid UTF-8 of printable characters and
+// plain spaces: no NUL, line break or other control or format character.
+func printableText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r != ' ' && !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func cardErr(code web.Code, field, description string) *web.Error {

@@ -1,9 +1,12 @@
 package payments
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -40,9 +43,14 @@ func TestValidateVPA(t *testing.T) {
 		{"user@", false},
 		{"üser@paytm", false},
 		{"user@pаytm", false}, // Cyrillic а
+		{"user\x00@paytm", false},
+		{"user@paytm\x00", false},
+		{strings.Repeat("u", 250) + "@bank", true},
+		{strings.Repeat("u", 251) + "@bank", false},
+		{"u@" + strings.Repeat("b", 300), false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.vpa, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%.40q", tt.vpa), func(t *testing.T) {
 			t.Parallel()
 			err := ValidateVPA(tt.vpa)
 			if tt.valid {
@@ -156,7 +164,18 @@ func TestValidateCardErrors(t *testing.T) {
 		{"cvv letters", func(c *CardInput) { c.CVV = "12a" }, web.CodeInvalidCard, "card.cvv"},
 		{"cvv space", func(c *CardInput) { c.CVV = "12 3" }, web.CodeInvalidCard, "card.cvv"},
 
+		{"year past the range", func(c *CardInput) { c.ExpiryYear = "2077" }, web.CodeExpiredCard, "card.expiry_year"},
+		{"year 9999", func(c *CardInput) { c.ExpiryYear = "9999" }, web.CodeExpiredCard, "card.expiry_year"},
+		{"two-digit year 99", func(c *CardInput) { c.ExpiryYear = "99" }, web.CodeExpiredCard, "card.expiry_year"},
+
 		{"holder 101 chars", func(c *CardInput) { c.HolderName = strings.Repeat("a", 101) }, web.CodeBadRequest, "card.holder_name"},
+		{"holder with NUL", func(c *CardInput) { c.HolderName = "Jane\x00Doe" }, web.CodeBadRequest, "card.holder_name"},
+		{"holder with line break", func(c *CardInput) { c.HolderName = "Jane\nDoe" }, web.CodeBadRequest, "card.holder_name"},
+		{"holder with tab", func(c *CardInput) { c.HolderName = "Jane\tDoe" }, web.CodeBadRequest, "card.holder_name"},
+		{"holder with DEL", func(c *CardInput) { c.HolderName = "Jane\x7f" }, web.CodeBadRequest, "card.holder_name"},
+		{"holder with C1 control", func(c *CardInput) { c.HolderName = "Jane\u0085" }, web.CodeBadRequest, "card.holder_name"},
+		{"holder with bidi override", func(c *CardInput) { c.HolderName = "Jane\u202e" }, web.CodeBadRequest, "card.holder_name"},
+		{"holder invalid UTF-8", func(c *CardInput) { c.HolderName = "Jane\xff" }, web.CodeBadRequest, "card.holder_name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,6 +214,10 @@ func TestValidateCardValid(t *testing.T) {
 		{"cvv leading zero", func(c *CardInput) { c.CVV = "007" }},
 		{"no holder", func(c *CardInput) { c.HolderName = "" }},
 		{"holder 100 chars", func(c *CardInput) { c.HolderName = strings.Repeat("é", 100) }},
+		{"holder with punctuation", func(c *CardInput) { c.HolderName = "J. O'Brien-Smith Jr" }},
+		{"holder in another script", func(c *CardInput) { c.HolderName = "राज कुमार" }},
+		{"year 50 years ahead", func(c *CardInput) { c.ExpiryYear = "2076" }},
+		{"two-digit year 76", func(c *CardInput) { c.ExpiryYear = "76" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,6 +261,8 @@ func FuzzValidateCard(f *testing.F) {
 	f.Add("30569309025904", "11", "2026", "12", "")
 	f.Add("", "", "", "", "")
 	f.Add("٤١١١", "٠١", "٢٠٣٠", "١٢٣", "\xff")
+	f.Add("4111111111111111", "12", "9999", "123", "Jane\x00")
+	f.Add("4111111111111111", "12", "2030", "123", "Jane\n\u202e")
 	f.Fuzz(func(t *testing.T, number, month, year, cvv, holder string) {
 		in := CardInput{Number: number, ExpiryMonth: month, ExpiryYear: year, CVV: cvv, HolderName: holder}
 		card, err := ValidateCard(in, now)
@@ -256,6 +281,12 @@ func FuzzValidateCard(f *testing.F) {
 		require.True(t, Luhn(digits))
 		require.Equal(t, digits[len(digits)-4:], card.Last4)
 		require.NotEmpty(t, card.Network)
+		y, _ := parseYear(year)
+		require.LessOrEqual(t, y, now.Year()+maxExpiryYears)
+		require.True(t, utf8.ValidString(holder))
+		for _, r := range holder {
+			require.False(t, unicode.IsControl(r), "holder %q", holder)
+		}
 	})
 }
 
@@ -265,10 +296,14 @@ func FuzzValidateVPA(f *testing.F) {
 	f.Add("user@ok.bank")
 	f.Add("a@b@c")
 	f.Add("")
+	f.Add("user\x00@paytm")
+	f.Add(strings.Repeat("u", 300) + "@bank")
 	f.Fuzz(func(t *testing.T, vpa string) {
 		err := ValidateVPA(vpa)
 		if err == nil {
 			require.Equal(t, 1, strings.Count(vpa, "@"))
+			require.LessOrEqual(t, len(vpa), maxVPA)
+			require.True(t, web.IsPrintableASCII(vpa), "%q", vpa)
 			return
 		}
 		require.Equal(t, web.CodeInvalidVPA, err.Code)

@@ -1,11 +1,14 @@
 // Package web holds what every handler shares: the error vocabulary and the
 // one place it becomes an HTTP answer, JSON decoding with precise messages,
-// request ids, the request log line, and the embedded browser assets.
+// request ids, the request log line, panic recovery, and the embedded
+// browser assets.
 //
 // Invariants: every error leaves as the envelope
 // {"error":{"code","description","field"}}; nothing unexpected is shown to
 // the client (it is logged with the request id instead); response JSON is
-// compact and not HTML-escaped, so stored and replayed bytes are identical.
+// compact and not HTML-escaped, so stored and replayed bytes are identical;
+// a request string that is not valid UTF-8 or holds NUL is refused, never
+// repaired; a client's request id is used only when it is a short token.
 package web
 
 import (
@@ -78,10 +81,19 @@ func Bind(c echo.Context, v any) ([]byte, error) {
 	return raw, nil
 }
 
-// Decode unmarshals a JSON object into v with client-facing errors.
+// Decode unmarshals a JSON object into v with client-facing errors. A
+// string that is not valid UTF-8 or holds NUL is refused naming its field:
+// it is never stored with U+FFFD in place of what the client sent.
 func Decode(raw []byte, v any) error {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		// json.Unmarshal would leave v untouched, as if {} had been sent.
+		return Errorf(CodeBadRequest, "Request body must be a JSON object")
+	}
 	err := json.Unmarshal(raw, v)
 	if err == nil {
+		if e := checkText(raw, reflect.TypeOf(v)); e != nil {
+			return e
+		}
 		return nil
 	}
 	var typeErr *json.UnmarshalTypeError
@@ -185,11 +197,13 @@ func toAPIError(err error) *Error {
 }
 
 // Middleware is the stack every request passes: a request id, a deadline so
-// that a stuck database answers 503 instead of hanging, the body limit, and
-// one log line.
+// that a stuck database answers 503 instead of hanging, the body limit, one
+// log line, and panic recovery inside it so that a panic is logged and
+// answered like any other unexpected error.
 func Middleware(e *echo.Echo, logger *slog.Logger, timeout time.Duration) {
-	e.Use(middleware.RequestID())
+	e.Use(requestID(middleware.RequestID()))
 	e.Use(requestLog(logger))
+	e.Use(recoverPanic(logger))
 	e.Use(deadline(timeout))
 	e.Use(bodyLimit)
 }

@@ -6,7 +6,12 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// Page is a list window: ?limit= (default 10, 1–100) and ?offset= (≥ 0).
+// MaxOffset bounds ?offset=: a deeper page makes PostgreSQL read and drop
+// that many rows first, and no client pages that far one page at a time.
+const MaxOffset = 1_000_000
+
+// Page is a list window: ?limit= (default 10, 1–100) and ?offset= (0 to
+// MaxOffset).
 type Page struct {
 	Limit  int
 	Offset int
@@ -24,8 +29,8 @@ func ParsePage(c echo.Context) (Page, error) {
 	}
 	if raw := c.QueryParam("offset"); raw != "" {
 		n, err := strconv.Atoi(raw)
-		if err != nil || n < 0 {
-			return Page{}, BadField("offset", "offset must be an integer of 0 or more")
+		if err != nil || n < 0 || n > MaxOffset {
+			return Page{}, BadField("offset", "offset must be an integer from 0 to 1000000")
 		}
 		p.Offset = n
 	}

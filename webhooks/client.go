@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"paygate/web"
 )
 
 // ErrForbiddenAddress is wrapped by every refusal to reach an address that
@@ -166,6 +168,11 @@ func resolve(ctx context.Context, r Resolver, host string) ([]netip.Addr, error)
 func CheckURL(ctx context.Context, raw string, allowPrivate bool, resolver ...Resolver) error {
 	if len(raw) > maxURLLength {
 		return fmt.Errorf("webhook_url must be at most %d characters", maxURLLength)
+	}
+	// RFC 3986: a URL is printable ASCII; anything else is percent-encoded
+	// (or punycode in a host). Spaces and control characters are refused.
+	if !web.IsPrintableASCII(raw) {
+		return errors.New("webhook_url must be printable ASCII without spaces (percent-encode the rest)")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {

@@ -46,8 +46,15 @@ func (h *Handler) PutConfig(c echo.Context) error {
 	return web.JSON(c, http.StatusOK, ep)
 }
 
-// RegenerateSecret: POST /api/v1/webhooks/regenerate-secret.
+// RegenerateSecret: POST /api/v1/webhooks/regenerate-secret. It refuses an
+// Idempotency-Key: a remembered answer would keep the new secret in clear in
+// the idempotency table for a day. Without a key, Keys.Do runs it in one
+// transaction and remembers nothing.
 func (h *Handler) RegenerateSecret(c echo.Context) error {
+	if len(c.Request().Header.Values(idempotency.Header)) > 0 {
+		return web.BadField(idempotency.Header, "Idempotency-Key is not accepted on regenerate-secret: "+
+			"its answer holds the new secret, which is never stored; read the current one with GET /api/v1/webhooks/config")
+	}
 	raw, err := web.Bind(c, &struct{}{})
 	if err != nil {
 		return err
