@@ -42,7 +42,19 @@ type Config struct {
 	// FetchPollInterval is how often River looks for due jobs; short, so that
 	// short delays and retries run on time.
 	FetchPollInterval time.Duration
+
+	// ShutdownTimeout bounds the whole stop on SIGTERM: HTTP drain, River's
+	// soft stop and cancel, the pool and the embedded PostgreSQL.
+	ShutdownTimeout time.Duration
+	// JobRescueAfter is how long a job may stay running before River takes
+	// it for stuck (its process was killed) and runs it again. It must
+	// exceed JobTimeout, or a job still running would be run twice.
+	JobRescueAfter time.Duration
 }
+
+// JobTimeout cancels a job that runs longer: every job here is short (a
+// webhook attempt is bounded by 5 s).
+const JobTimeout = 30 * time.Second
 
 // LoadConfig reads and validates the configuration. Every invalid variable
 // is reported, each with what is allowed.
@@ -69,6 +81,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 		RequestTimeout:    10 * time.Second,
 		FetchPollInterval: 100 * time.Millisecond,
+
+		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", 10*time.Second, time.Second, 10*time.Minute),
+		JobRescueAfter:  p.duration("JOB_RESCUE_AFTER", time.Minute, JobTimeout+time.Second, 24*time.Hour),
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
 	switch lvl := strings.ToLower(p.str("LOG_LEVEL", "info")); lvl {
@@ -151,6 +166,20 @@ func (p *parser) int(name string, def, min, max int) int {
 
 func (p *parser) millis(name string, def int) time.Duration {
 	return time.Duration(p.int(name, def, 0, 3_600_000)) * time.Millisecond
+}
+
+// duration reads a Go duration ("10s", "1m30s") within [min, max].
+func (p *parser) duration(name string, def, min, max time.Duration) time.Duration {
+	raw := strings.TrimSpace(p.getenv(name))
+	if raw == "" {
+		return def
+	}
+	v, err := time.ParseDuration(raw)
+	if err != nil || v < min || v > max {
+		p.fail(name, raw, fmt.Sprintf("a duration from %s to %s (like 10s or 2m)", min, max))
+		return def
+	}
+	return v
 }
 
 func (p *parser) bool(name string, def bool) bool {
