@@ -83,7 +83,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		FetchPollInterval: 100 * time.Millisecond,
 
 		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", 10*time.Second, time.Second, 10*time.Minute),
-		JobRescueAfter:  p.duration("JOB_RESCUE_AFTER", time.Minute, JobTimeout+time.Second, 24*time.Hour),
+		JobRescueAfter:  p.duration("JOB_RESCUE_AFTER", time.Minute, time.Second, 24*time.Hour),
+	}
+	if c.JobRescueAfter <= JobTimeout {
+		p.fail("JOB_RESCUE_AFTER", getenv("JOB_RESCUE_AFTER"), fmt.Sprintf("longer than the job timeout (%s), or a job still running would run twice", JobTimeout))
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
 	switch lvl := strings.ToLower(p.str("LOG_LEVEL", "info")); lvl {
