@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help run test build lint deps bench
+.PHONY: help run test build lint deps bench soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,6 +14,9 @@ run: deps ## start the gateway on :8000 on the embedded PostgreSQL (test merchan
 test: deps ## install what is missing, vet, run every test with the race detector
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+soak: deps ## break the real binary under load: crash, SIGTERM, replicas, database outages (~7 min)
+	PAYGATE_SOAK=1 $(GO) test -count=1 -timeout 20m -v ./soak
 
 build: ## build bin/paygate
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/paygate .

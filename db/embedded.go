@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -295,21 +296,20 @@ func postmasterPID(pgdata string) int {
 	return pid
 }
 
-// alive tells whether pid is a running process (a zombie is not: an
-// orphaned postmaster may wait as one for a parent that never reaps it).
+// alive tells whether pid is a running postgres process. A zombie is not
+// (an orphaned postmaster may wait as one for a parent that never reaps it),
+// nor is another program that got the pid of a postmaster long gone.
 func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return !os.IsNotExist(err)
+		return false
 	}
-	// The state follows the command name in parentheses: "pid (comm) S ...".
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
+	// "pid (comm) state ...": the name may hold spaces and parentheses.
+	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if open < 0 || end < open || end+2 >= len(stat) {
+		return false
 	}
-	return true
+	return string(stat[open+1:end]) == "postgres" && stat[end+2] != 'Z'
 }
 
 // supervise restarts the postmaster whenever it exits without Stop, with
