@@ -73,6 +73,7 @@ type App struct {
 	// working is set once River has started working jobs.
 	working   atomic.Bool
 	closeOnce sync.Once
+	stepLevel slog.Level // of Close's step-by-step log
 }
 
 // New connects to the database (starting the embedded one if needed),

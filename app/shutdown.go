@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -26,6 +27,12 @@ func (a *App) Drain() {
 // more than once; only the first call does anything.
 func (a *App) Close(ctx context.Context) {
 	a.closeOnce.Do(func() {
+		// A serving process has drained already and logs each step; the
+		// one-shot commands (migrate, merchant create) keep quiet.
+		a.stepLevel = slog.LevelDebug
+		if a.draining.Load() {
+			a.stepLevel = slog.LevelInfo
+		}
 		a.Drain()
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
@@ -39,12 +46,16 @@ func (a *App) Close(ctx context.Context) {
 		}
 		a.closePool(ctx)
 		if a.embedded != nil {
-			a.Logger.Info("shutdown: stopping embedded postgres")
+			a.step("shutdown: stopping embedded postgres")
 			if err := a.embedded.Stop(ctx); err != nil {
 				a.Logger.Error("shutdown: stop embedded postgres", "error", err)
 			}
 		}
 	})
+}
+
+func (a *App) step(msg string, args ...any) {
+	a.Logger.Log(context.Background(), a.stepLevel, msg, args...)
 }
 
 func (a *App) shutdownTimeout() time.Duration {
@@ -63,13 +74,13 @@ func (a *App) stopRiver(ctx context.Context) {
 		return
 	}
 	deadline, _ := ctx.Deadline()
-	reserve := min(time.Until(deadline)/4, 2*time.Second)
-	a.Logger.Info("shutdown: river stops fetching; running jobs may finish", "within", time.Until(deadline)-reserve)
+	reserve := max(0, min(time.Until(deadline)/4, 2*time.Second))
+	a.step("shutdown: river stops fetching; running jobs may finish", "within", time.Until(deadline)-reserve)
 	softCtx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
 	err := a.River.Stop(softCtx)
 	cancel()
 	if err == nil {
-		a.Logger.Info("shutdown: river stopped; every running job finished")
+		a.step("shutdown: river stopped; every running job finished")
 		return
 	}
 	a.Logger.Warn("shutdown: jobs still running; cancelling them (they return to the queue)", "error", err)
@@ -79,7 +90,7 @@ func (a *App) stopRiver(ctx context.Context) {
 		a.Logger.Error("shutdown: river did not stop after cancelling its jobs", "error", err)
 		return
 	}
-	a.Logger.Info("shutdown: river stopped after cancelling its remaining jobs")
+	a.step("shutdown: river stopped after cancelling its remaining jobs")
 }
 
 // closePool closes the pool, waiting for borrowed connections no longer
@@ -88,7 +99,7 @@ func (a *App) closePool(ctx context.Context) {
 	if a.Pool == nil {
 		return
 	}
-	a.Logger.Info("shutdown: closing the database pool")
+	a.step("shutdown: closing the database pool")
 	closed := make(chan struct{})
 	go func() {
 		a.Pool.Close()
