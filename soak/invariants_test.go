@@ -50,6 +50,13 @@ func checkInvariants(t *testing.T, dbURL string, l *load, r *receiver, since tim
 	lost := count(`SELECT count(*) FROM unnest($1::text[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = a.id)`, pays) +
 		count(`SELECT count(*) FROM unnest($1::text[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM refunds r WHERE r.id = a.id)`, refs)
 	require.Zero(t, lost, "accepted payments or refunds lost")
+	defer func() {
+		var p50, p99, top float64
+		_ = conn.QueryRow(ctx, `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.99) WITHIN GROUP (ORDER BY s), max(s)
+			FROM (SELECT extract(epoch FROM updated_at - created_at) AS s FROM payments WHERE id = ANY($1) AND status <> 'pending') d`,
+			pays).Scan(&p50, &p99, &top)
+		t.Logf("payments decided %.2f s after creation at the median, %.2f s at p99, %.2f s at most", p50, p99, top)
+	}()
 
 	var stuckPayments, stuckRefunds int
 	if !waitUntil(deadline, func() bool {

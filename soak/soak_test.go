@@ -14,17 +14,35 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// begin starts an all-role gateway on env, points the merchant's webhooks
+// at a new receiver and starts twelve merchants who stop after max payments.
+func begin(t *testing.T, env map[string]string, max int) (*gateway, *receiver, *load) {
+	t.Helper()
+	g := startGateway(t, "all", freePort(t), env)
+	r := newReceiver(t)
+	r.subscribe(t, g.url())
+	l := startLoad(g.url(), 12, max)
+	t.Cleanup(l.stop)
+	return g, r, l
+}
+
+// finish lets the load run to its last payment, checks the invariants on
+// dbURL counting from since, and stops the gateway with SIGTERM.
+func finish(t *testing.T, g *gateway, l *load, r *receiver, dbURL string, since time.Time) {
+	t.Helper()
+	l.waitAccepted(t, l.max)
+	l.stop()
+	checkInvariants(t, dbURL, l, r, since)
+	require.NoError(t, g.kill(syscall.SIGTERM, 15*time.Second))
+}
+
 // Crash: SIGKILL under load, three times, each time restarted on the same
 // DATA_DIR (the new process adopts the killed one's PostgreSQL). Jobs the
 // killed process was running are rescued and everything settles.
 func TestCrash(t *testing.T) {
 	soakOnly(t)
 	dir := dataDir(t)
-	r := newReceiver(t)
-	g := startGateway(t, "all", freePort(t), map[string]string{"DATA_DIR": dir})
-	r.subscribe(t, g.url())
-	l := startLoad(g.url(), 12, 2400)
-	defer l.stop()
+	g, r, l := begin(t, map[string]string{"DATA_DIR": dir}, 2400)
 	var restarted time.Time
 	for cycle := 1; cycle <= 3; cycle++ {
 		l.waitAccepted(t, cycle*600)
@@ -33,10 +51,7 @@ func TestCrash(t *testing.T) {
 		restarted = time.Now()
 		t.Logf("cycle %d: killed and restarted; %s", cycle, l)
 	}
-	l.waitAccepted(t, 2400)
-	l.stop()
-	checkInvariants(t, embeddedURL(dir), l, r, restarted)
-	require.NoError(t, g.kill(syscall.SIGTERM, 15*time.Second))
+	finish(t, g, l, r, embeddedURL(dir), restarted)
 }
 
 // Shutdown: SIGTERM under load. Requests in flight are answered (three
@@ -47,11 +62,7 @@ func TestShutdown(t *testing.T) {
 	soakOnly(t)
 	ctx := context.Background()
 	dir := dataDir(t)
-	r := newReceiver(t)
-	g := startGateway(t, "all", freePort(t), map[string]string{"DATA_DIR": dir})
-	r.subscribe(t, g.url())
-	l := startLoad(g.url(), 12, 1500)
-	defer l.stop()
+	g, r, l := begin(t, map[string]string{"DATA_DIR": dir}, 1500)
 	l.waitAccepted(t, 600)
 
 	conn, err := pgx.Connect(ctx, embeddedURL(dir))
@@ -141,15 +152,12 @@ func TestReplicas(t *testing.T) {
 	r := newReceiver(t)
 	r.subscribe(t, api.url())
 	l := startLoad(api.url(), 12, 1500)
-	defer l.stop()
+	t.Cleanup(l.stop)
 	l.waitAccepted(t, 500)
 	_ = w1.kill(syscall.SIGKILL, 10*time.Second)
 	killed := time.Now()
-	l.waitAccepted(t, 1500)
-	l.stop()
-	checkInvariants(t, x.url(), l, r, killed)
+	finish(t, api, l, r, x.url(), killed)
 	require.NoError(t, w2.kill(syscall.SIGTERM, 15*time.Second))
-	require.NoError(t, api.kill(syscall.SIGTERM, 15*time.Second))
 }
 
 // Outage of the embedded database: its postmaster is killed under load;
@@ -157,11 +165,7 @@ func TestReplicas(t *testing.T) {
 func TestOutageEmbedded(t *testing.T) {
 	soakOnly(t)
 	dir := dataDir(t)
-	r := newReceiver(t)
-	g := startGateway(t, "all", freePort(t), map[string]string{"DATA_DIR": dir})
-	r.subscribe(t, g.url())
-	l := startLoad(g.url(), 12, 1500)
-	defer l.stop()
+	g, r, l := begin(t, map[string]string{"DATA_DIR": dir}, 1500)
 	l.waitAccepted(t, 500)
 	old := postmasterPID(dir)
 	require.NotZero(t, old)
@@ -173,10 +177,7 @@ func TestOutageEmbedded(t *testing.T) {
 	g.waitReady()
 	back := time.Now()
 	t.Logf("postgres restarted; %s", l)
-	l.waitAccepted(t, 1500)
-	l.stop()
-	checkInvariants(t, embeddedURL(dir), l, r, back)
-	require.NoError(t, g.kill(syscall.SIGTERM, 15*time.Second))
+	finish(t, g, l, r, embeddedURL(dir), back)
 }
 
 // Outage of an external database: stopped for ten seconds under load, then
@@ -184,11 +185,7 @@ func TestOutageEmbedded(t *testing.T) {
 func TestOutageExternal(t *testing.T) {
 	soakOnly(t)
 	x := startExternal(t)
-	r := newReceiver(t)
-	g := startGateway(t, "all", freePort(t), map[string]string{"DATABASE_URL": x.url()})
-	r.subscribe(t, g.url())
-	l := startLoad(g.url(), 12, 1500)
-	defer l.stop()
+	g, r, l := begin(t, map[string]string{"DATABASE_URL": x.url()}, 1500)
 	l.waitAccepted(t, 500)
 	before := l.answered(http.StatusServiceUnavailable)
 	x.stop()
@@ -199,8 +196,5 @@ func TestOutageExternal(t *testing.T) {
 	back := time.Now()
 	t.Logf("database back after %d answers 503; %s", during, l)
 	require.Positive(t, during, "no request was answered 503 during the outage")
-	l.waitAccepted(t, 1500)
-	l.stop()
-	checkInvariants(t, x.url(), l, r, back)
-	require.NoError(t, g.kill(syscall.SIGTERM, 15*time.Second))
+	finish(t, g, l, r, x.url(), back)
 }
