@@ -2,6 +2,7 @@ package db
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,9 @@ type EmbeddedOptions struct {
 	// writes). Only tests set it: a crash may then lose committed data.
 	Fast   bool
 	Logger *slog.Logger
+	// RestartBackoff is the first wait before restarting a server that
+	// died (doubling up to maxBackoff); default restartBackoff.
+	RestartBackoff time.Duration
 }
 
 // Embedded is a PostgreSQL server in a folder of ours.
@@ -365,7 +369,7 @@ func (e *Embedded) supervise() {
 // restart starts the server again with back-off; false when stopping or
 // giving up.
 func (e *Embedded) restart(ctx context.Context) bool {
-	wait := restartBackoff
+	wait := cmp.Or(e.opts.RestartBackoff, restartBackoff)
 	var err error
 	for attempt := 1; attempt <= maxFailedRestarts; attempt++ {
 		select {

@@ -117,6 +117,30 @@ func TestEmbeddedRestartsDeadPostmaster(t *testing.T) {
 	}
 }
 
+// A server that cannot be started again is given up on after a bound, and
+// said so on Failed (serve then exits with the error).
+func TestEmbeddedSupervisorGivesUp(t *testing.T) {
+	t.Parallel()
+	var logs logBuffer
+	dir := embeddedDir(t)
+	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), RestartBackoff: 10 * time.Millisecond})
+	require.NoError(t, err)
+	defer pg.Stop(context.Background())
+	// Without PG_VERSION postgres refuses the folder at once.
+	require.NoError(t, os.Rename(filepath.Join(dir, "pg", "PG_VERSION"), filepath.Join(dir, "pg", "PG_VERSION.away")))
+	require.NoError(t, syscall.Kill(pg.PID(), syscall.SIGKILL))
+	select {
+	case err := <-pg.Failed():
+		require.ErrorContains(t, err, "could not be restarted after 8 attempts")
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the supervisor never gave up; log:\n%s", logs.String())
+	}
+	require.Equal(t, 8, strings.Count(logs.String(), "embedded postgres restart failed"))
+	require.Contains(t, logs.String(), "supervisor gives up")
+	require.Zero(t, pg.PID())
+}
+
 // TestEmbeddedHelperProcess is not a test: TestEmbeddedAdoptsLeftover runs
 // the test binary as a paygate process that starts the embedded server and
 // then waits to be killed.
