@@ -131,9 +131,19 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 		e.release()
 		return nil, err
 	}
-	if err := e.start(ctx); err != nil {
-		e.release()
-		return nil, err
+	// Backends of a postmaster killed outright may hold its shared memory
+	// for a moment, and postgres refuses to start until they are gone.
+	for attempt := 1; ; attempt++ {
+		err = e.start(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			e.release()
+			return nil, err
+		}
+		opts.Logger.Warn("embedded postgres did not start; trying again", "attempt", attempt, "error", err)
+		time.Sleep(time.Second)
 	}
 	go e.supervise()
 	if err := e.ensureDatabase(ctx); err != nil {
