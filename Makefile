@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help run test build lint deps bench screenshots fuzz
+.PHONY: help run test build lint deps bench screenshots fuzz soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ test: deps ## install what is missing, vet, run every test with the race detecto
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz
+
+soak: deps ## break the real binary under load: crash, SIGTERM, replicas, database outages (~7 min)
+	PAYGATE_SOAK=1 $(GO) test -count=1 -timeout 20m -v ./soak
 
 build: ## build bin/paygate
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/paygate .

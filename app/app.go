@@ -5,16 +5,18 @@
 // (public, well-known credentials) is seeded, served and accepted only in
 // test mode; shutdown stops HTTP,
 // then River, then the pool, then the embedded PostgreSQL, so no job or
-// request loses its database under it.
+// request loses its database under it; River runs on a context no signal
+// cancels, so only Close stops it, and a job it cancels goes back to the
+// queue without spending an attempt.
 package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,6 +70,13 @@ type App struct {
 	beat     *heartbeat
 	// stopAdmin stops River UI's background services (ADMIN_TOKEN set).
 	stopAdmin context.CancelFunc
+
+	// draining is set from the first moment of a stop: /ready answers 503.
+	draining atomic.Bool
+	// working is set once River has started working jobs.
+	working   atomic.Bool
+	closeOnce sync.Once
+	stepLevel slog.Level // of Close's step-by-step log
 }
 
 // New connects to the database (starting the embedded one if needed),
@@ -151,10 +160,11 @@ func (a *App) wire() error {
 		Workers:           workers,
 		FetchPollInterval: a.Config.FetchPollInterval,
 		FetchCooldown:     min(a.Config.FetchPollInterval, 100*time.Millisecond),
-		// A job that runs longer than this is cancelled and retried: every
-		// job here is short (a webhook attempt is bounded by 5 s).
-		JobTimeout: 30 * time.Second,
-		Hooks:      riverHooks(),
+		JobTimeout:        JobTimeout,
+		Hooks:             riverHooks(),
+		// The running jobs of a killed process are run again after this
+		// (River's default is an hour).
+		RescueStuckJobsAfter: a.Config.JobRescueAfter,
 	}
 	if a.role.works() {
 		// One queue per kind of work, so a slow merchant endpoint cannot
@@ -202,47 +212,19 @@ const (
 )
 
 // Start starts the workers (in the worker roles) and the heartbeat that
-// /health reads.
+// /health reads. River runs on a context that ctx's cancellation does not
+// reach: a SIGTERM must not hard-stop running jobs while HTTP still drains;
+// Close stops River in order.
 func (a *App) Start(ctx context.Context) error {
 	if !a.role.works() {
 		return nil
 	}
-	if err := a.River.Start(ctx); err != nil {
+	if err := a.River.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start river: %w", err)
 	}
+	a.working.Store(true)
 	a.beat = startHeartbeat(a.Pool, a.Logger)
 	return nil
-}
-
-// Close stops what is running, in order: workers (soft stop, then cancel),
-// heartbeat, pool, embedded PostgreSQL. HTTP is stopped by the caller first.
-func (a *App) Close(ctx context.Context) {
-	if a.stopAdmin != nil {
-		a.stopAdmin()
-	}
-	if a.beat != nil {
-		a.beat.stop()
-		a.beat = nil
-	}
-	if a.River != nil && a.role.works() {
-		softCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := a.River.Stop(softCtx)
-		cancel()
-		if err != nil && !errors.Is(err, context.Canceled) {
-			a.Logger.Warn("river did not stop in time; cancelling running jobs", "error", err)
-			hardCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = a.River.StopAndCancel(hardCtx)
-			cancel()
-		}
-	}
-	if a.Pool != nil {
-		a.Pool.Close()
-	}
-	if a.embedded != nil {
-		if err := a.embedded.Stop(ctx); err != nil {
-			a.Logger.Error("stop embedded postgres", "error", err)
-		}
-	}
 }
 
 // NewLogger builds the process logger from the configuration; it writes to w

@@ -61,7 +61,18 @@ type Config struct {
 	HTTPReadTimeout       time.Duration
 	HTTPIdleTimeout       time.Duration
 	HTTPMaxConnections    int
+	// ShutdownTimeout bounds the whole stop on SIGTERM: HTTP drain, River's
+	// soft stop and cancel, the pool and the embedded PostgreSQL.
+	ShutdownTimeout time.Duration
+	// JobRescueAfter is how long a job may stay running before River takes
+	// it for stuck (its process was killed) and runs it again. It must
+	// exceed JobTimeout, or a job still running would be run twice.
+	JobRescueAfter time.Duration
 }
+
+// JobTimeout cancels a job that runs longer: every job here is short (a
+// webhook attempt is bounded by 5 s).
+const JobTimeout = 30 * time.Second
 
 // LoadConfig reads and validates the configuration. Every invalid variable
 // is reported, each with what is allowed.
@@ -93,9 +104,15 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		HTTPReadTimeout:       time.Duration(p.int("HTTP_READ_TIMEOUT", 15000, 1, 3_600_000)) * time.Millisecond,
 		HTTPIdleTimeout:       time.Duration(p.int("HTTP_IDLE_TIMEOUT", 60000, 1, 3_600_000)) * time.Millisecond,
 		HTTPMaxConnections:    p.int("HTTP_MAX_CONNECTIONS", 0, 0, 1_000_000),
+
+		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", 10*time.Second, time.Second, 10*time.Minute),
+		JobRescueAfter:  p.duration("JOB_RESCUE_AFTER", time.Minute, time.Second, 24*time.Hour),
+	}
+	if c.JobRescueAfter <= JobTimeout {
+		p.fail("JOB_RESCUE_AFTER", getenv("JOB_RESCUE_AFTER"), fmt.Sprintf("longer than the job timeout (%s), or a job still running would run twice", JobTimeout))
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
-	c.WebhookLogRetention = p.duration("WEBHOOK_LOG_RETENTION", 720*time.Hour, time.Hour)
+	c.WebhookLogRetention = p.duration("WEBHOOK_LOG_RETENTION", 720*time.Hour, time.Hour, 100*365*24*time.Hour)
 	c.MetricsToken = strings.TrimSpace(getenv("METRICS_TOKEN"))
 	c.AdminToken = strings.TrimSpace(getenv("ADMIN_TOKEN"))
 	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
@@ -183,15 +200,15 @@ func (p *parser) millis(name string, def int) time.Duration {
 	return time.Duration(p.int(name, def, 0, 3_600_000)) * time.Millisecond
 }
 
-// duration reads a Go duration ("720h", "30m") of at least min.
-func (p *parser) duration(name string, def, min time.Duration) time.Duration {
+// duration reads a Go duration ("10s", "1m30s") within [min, max].
+func (p *parser) duration(name string, def, min, max time.Duration) time.Duration {
 	raw := strings.TrimSpace(p.getenv(name))
 	if raw == "" {
 		return def
 	}
 	v, err := time.ParseDuration(raw)
-	if err != nil || v < min {
-		p.fail(name, raw, "a duration of at least "+min.String()+" such as 720h")
+	if err != nil || v < min || v > max {
+		p.fail(name, raw, fmt.Sprintf("a duration from %s to %s (like 10s or 2m)", min, max))
 		return def
 	}
 	return v

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -123,15 +124,32 @@ func serve(ctx context.Context, cfg Config, role Role, logger *slog.Logger) erro
 	select {
 	case err := <-served:
 		return err
+	case err := <-a.DatabaseFailed():
+		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		logger.Warn("http shutdown", "error", err)
-	}
+	shutdown(a, srv, cfg.ShutdownTimeout, logger)
 	return nil
+}
+
+// shutdown is the stop of API.md (Operations), all within timeout: /ready
+// turns 503, HTTP stops taking connections and finishes in-flight requests
+// (for at most half the time), then River, the pool and PostgreSQL stop.
+func shutdown(a *App, srv *http.Server, timeout time.Duration, logger *slog.Logger) {
+	start := time.Now()
+	logger.Info("shutdown: signal received", "timeout", timeout)
+	a.Drain()
+	httpCtx, cancel := context.WithDeadline(context.Background(), start.Add(timeout/2))
+	if err := srv.Shutdown(httpCtx); err != nil {
+		logger.Warn("shutdown: requests still running at the HTTP deadline; closing their connections", "error", err)
+		_ = srv.Close()
+	}
+	cancel()
+	logger.Info("shutdown: http stopped; in-flight requests answered")
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(timeout))
+	defer cancel()
+	a.Close(ctx)
+	logger.Info("shutdown: done", "took", time.Since(start).Round(time.Millisecond))
 }
 
 func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {

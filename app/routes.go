@@ -16,7 +16,11 @@ func (a *App) routes(e *echo.Echo) {
 	secret, optional, public := a.Auth.Secret, a.Auth.Optional, a.Auth.Publishable
 
 	e.GET("/health", a.health)
+	e.GET("/ready", a.ready)
 	e.GET("/metrics", a.metricsHandler())
+	if a.role == RoleWorker {
+		return // a worker serves only what operators probe (API.md, Operations)
+	}
 	e.GET("/api/v1/test/jobs/status", a.jobsStatus)
 	e.GET("/api/v1/test/merchant", a.testMerchant, optional)
 	e.GET("/api/v1/openapi.json", openAPIJSON)

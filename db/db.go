@@ -12,13 +12,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 )
 
 // Open connects a pool to url. It does not wait for the database: the first
@@ -78,8 +81,10 @@ func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) e
 }
 
 // IsUnavailable tells whether err means the database cannot be reached (as
-// opposed to a query that failed): connection refused, timed out, or the
-// server shutting down.
+// opposed to a query that failed): connection refused or timed out, the
+// server shutting down, starting up or out of connections, a connection
+// that dropped mid-query (EOF, reset, broken pipe) or that the driver had
+// already closed, and the pool closed under a stopping process.
 func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
@@ -100,10 +105,21 @@ func IsUnavailable(err error) bool {
 		case "3D": // invalid catalog name: the database is gone
 			return true
 		}
-		return false
+		return pgErr.Code == "53300" // too_many_connections
+	}
+	for _, gone := range connectionGone {
+		if errors.Is(err, gone) {
+			return true
+		}
 	}
 	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
 }
+
+// connectionGone are what pgx reports when the connection under a query
+// dropped: the server's end closed (EOF), reset, a write to a closed socket,
+// or a connection pgx had closed after such an error.
+var connectionGone = []error{io.EOF, io.ErrUnexpectedEOF, syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNREFUSED,
+	syscall.ECONNABORTED, net.ErrClosed, pgconn.ErrConnClosed, puddle.ErrClosedPool}
 
 // IsUniqueViolation tells whether err is a unique-constraint violation.
 func IsUniqueViolation(err error) bool {

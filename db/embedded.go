@@ -1,6 +1,8 @@
 package db
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,29 +33,62 @@ type EmbeddedOptions struct {
 	// writes). Only tests set it: a crash may then lose committed data.
 	Fast   bool
 	Logger *slog.Logger
+	// RestartBackoff is the first wait before restarting a server that
+	// died (doubling up to maxBackoff); default restartBackoff.
+	RestartBackoff time.Duration
 }
 
-// Embedded is a PostgreSQL server in a folder of ours. When another paygate
-// process already runs the server on the same folder, Embedded connects to
-// it and leaves it running on Stop.
+// Embedded is a PostgreSQL server in a folder of ours.
+//
+// One paygate process owns the server of a folder: it holds an exclusive
+// lock on Dir/paygate.lock (the kernel releases it however the process
+// ends), supervises the postmaster (restarting it with back-off when it
+// dies, giving up after a bound) and stops it on Stop. A second process on
+// the same folder while the owner lives (a `paygate merchant create`, a
+// replica) connects to the owner's server and leaves it alone. A server
+// still running from an owner that is gone (killed with SIGKILL: the
+// postmaster runs in its own process group and outlives it) is adopted: the
+// new owner stops it and starts it again as its own child, so that it
+// supervises it and stops it when it stops.
 type Embedded struct {
 	opts    EmbeddedOptions
+	dir     string
 	pgdata  string
 	sockDir string
-	cmd     *exec.Cmd
-	exited  chan error
+	bin     string
 	cred    *syscall.Credential
+	lock    *os.File // held by the owner only
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd  // the running postmaster, when we own it
+	exited chan error // receives cmd's exit
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed by Stop
+	done     chan struct{} // closed when the supervisor has returned
+	failed   chan error    // one error when supervision gives up
 }
 
 // embeddedDB is the database paygate uses inside the embedded cluster.
 const embeddedDB = "paygate"
 
+// Supervision bounds: a restart waits restartBackoff, doubling up to
+// maxBackoff; after maxFailedRestarts failed restarts in a row, or
+// maxRestarts restarts within restartWindow, the supervisor gives up.
+const (
+	restartBackoff    = 250 * time.Millisecond
+	maxBackoff        = 10 * time.Second
+	maxFailedRestarts = 8
+	maxRestarts       = 10
+	restartWindow     = 10 * time.Minute
+)
+
 // ErrNoServerBinaries means PostgreSQL's server is not installed.
 var ErrNoServerBinaries = errors.New("PostgreSQL server binaries (postgres, initdb) not found on PATH or in /usr/lib/postgresql/*/bin: " +
 	"install them (Debian/Ubuntu: apt-get install postgresql) or set DATABASE_URL to an existing PostgreSQL database")
 
-// StartEmbedded initialises the cluster on first use, starts the server
-// unless one is already running on the folder, and makes sure the paygate
+// StartEmbedded initialises the cluster on first use, starts the server (or
+// connects to the one its living owner runs) and makes sure the paygate
 // database exists.
 func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error) {
 	if opts.Logger == nil {
@@ -62,28 +98,56 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 	if err != nil {
 		return nil, err
 	}
-	e := &Embedded{opts: opts, pgdata: filepath.Join(dir, "pg"), sockDir: filepath.Join(dir, "run")}
-	bin, err := serverBinDir()
-	if err != nil {
+	e := &Embedded{opts: opts, dir: dir, pgdata: filepath.Join(dir, "pg"), sockDir: filepath.Join(dir, "run"),
+		stopping: make(chan struct{}), done: make(chan struct{}), failed: make(chan error, 1)}
+	if e.bin, err = serverBinDir(); err != nil {
 		return nil, err
 	}
 	if err := e.prepare(dir); err != nil {
 		return nil, err
 	}
+	owner, err := e.claim()
+	if err != nil {
+		return nil, err
+	}
+	if !owner {
+		close(e.done)
+		if err := e.waitForOwner(ctx); err != nil {
+			return nil, err
+		}
+		opts.Logger.Info("embedded postgres run by another paygate process; connecting to it", "dir", dir)
+		if err := e.ensureDatabase(ctx); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
 	if _, err := os.Stat(filepath.Join(e.pgdata, "PG_VERSION")); err != nil {
-		if err := e.initdb(ctx, bin); err != nil {
+		if err := e.initdb(ctx); err != nil {
+			e.release()
 			return nil, err
 		}
 	}
-	if e.ping(ctx) != nil {
-		if err := e.start(ctx, bin); err != nil {
+	if err := e.stopLeftover(ctx); err != nil {
+		e.release()
+		return nil, err
+	}
+	// Backends of a postmaster killed outright may hold its shared memory
+	// for a moment, and postgres refuses to start until they are gone.
+	for attempt := 1; ; attempt++ {
+		err = e.start(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			e.release()
 			return nil, err
 		}
-	} else {
-		opts.Logger.Info("embedded postgres already running, connecting to it", "dir", dir)
+		opts.Logger.Warn("embedded postgres did not start; trying again", "attempt", attempt, "error", err)
+		time.Sleep(time.Second)
 	}
+	go e.supervise()
 	if err := e.ensureDatabase(ctx); err != nil {
-		e.Stop(context.Background())
+		_ = e.Stop(context.Background())
 		return nil, err
 	}
 	return e, nil
@@ -100,27 +164,56 @@ func (e *Embedded) url(database string) string {
 	return "postgres:///" + database + "?" + q.Encode()
 }
 
-// Owned tells whether this process started the server (and will stop it).
-func (e *Embedded) Owned() bool { return e.cmd != nil }
+// Owned tells whether this process owns the server (and will stop it).
+func (e *Embedded) Owned() bool { return e.lock != nil }
 
-// Stop shuts a server we started down with a fast shutdown (open
-// transactions roll back, committed ones are durable) and waits for it.
-func (e *Embedded) Stop(ctx context.Context) error {
+// Failed delivers an error when the supervisor has given up restarting the
+// server: the process should exit and let its own supervisor act.
+func (e *Embedded) Failed() <-chan error { return e.failed }
+
+// PID is the postmaster's process id while this process runs it, else 0.
+func (e *Embedded) PID() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.cmd == nil {
+		return 0
+	}
+	return e.cmd.Process.Pid
+}
+
+// Stop ends supervision and shuts a server we own down with a fast
+// shutdown (open transactions roll back, committed ones are durable),
+// escalating to an immediate shutdown (recovery on next start) when ctx
+// ends first. It waits for the server to exit.
+func (e *Embedded) Stop(ctx context.Context) error {
+	if e.lock == nil {
 		return nil
 	}
-	_ = e.cmd.Process.Signal(syscall.SIGINT)
+	e.stopOnce.Do(func() { close(e.stopping) })
+	<-e.done
+	defer e.release()
+	e.mu.Lock()
+	cmd, exited := e.cmd, e.exited
+	e.cmd = nil
+	e.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case err := <-e.exited:
-		e.cmd = nil
+	case err := <-exited:
 		return ignoreSignalExit(err)
-	case <-time.After(30 * time.Second):
 	case <-ctx.Done():
 	}
-	_ = e.cmd.Process.Signal(syscall.SIGQUIT) // immediate shutdown: recovery on next start
-	err := <-e.exited
-	e.cmd = nil
-	return ignoreSignalExit(err)
+	e.opts.Logger.Warn("embedded postgres: fast shutdown did not finish in time; immediate shutdown")
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case err := <-exited:
+		return ignoreSignalExit(err)
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		return ignoreSignalExit(<-exited)
+	}
 }
 
 func ignoreSignalExit(err error) error {
@@ -129,6 +222,191 @@ func ignoreSignalExit(err error) error {
 		return nil
 	}
 	return err
+}
+
+// claim takes the owner lock of the folder without waiting: true when this
+// process is now the owner, false when a living process holds it.
+func (e *Embedded) claim() (bool, error) {
+	f, err := os.OpenFile(filepath.Join(e.dir, "paygate.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("embedded postgres owner lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, nil
+		}
+		return false, fmt.Errorf("embedded postgres owner lock: %w", err)
+	}
+	e.lock = f
+	return true, nil
+}
+
+func (e *Embedded) release() {
+	if e.lock != nil {
+		e.lock.Close() // closing the last descriptor drops the flock
+		e.lock = nil
+	}
+}
+
+// waitForOwner waits for the owner's server to accept connections: the
+// owner may be starting or restarting it.
+func (e *Embedded) waitForOwner(ctx context.Context) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := e.ping(ctx)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("embedded postgres in %s is owned by another paygate process but does not answer: %w", e.dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// stopLeftover stops a postmaster that still runs on the cluster although
+// its owner is gone (we hold the owner lock): first a fast shutdown, then
+// an immediate one.
+func (e *Embedded) stopLeftover(ctx context.Context) error {
+	pid := postmasterPID(e.pgdata)
+	if pid == 0 || !alive(pid) {
+		return nil
+	}
+	e.opts.Logger.Warn("embedded postgres left running by a paygate process that is gone; stopping it to run it under supervision",
+		"pid", pid, "dir", e.dir)
+	for _, step := range []struct {
+		sig  syscall.Signal
+		wait time.Duration
+	}{{syscall.SIGINT, 30 * time.Second}, {syscall.SIGQUIT, 10 * time.Second}, {syscall.SIGKILL, 10 * time.Second}} {
+		_ = syscall.Kill(pid, step.sig)
+		deadline := time.Now().Add(step.wait)
+		for alive(pid) && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if !alive(pid) {
+			return nil
+		}
+	}
+	return fmt.Errorf("embedded postgres left running (pid %d) would not stop", pid)
+}
+
+// postmasterPID reads the postmaster's pid from its lock file; 0 if none.
+func postmasterPID(pgdata string) int {
+	b, err := os.ReadFile(filepath.Join(pgdata, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(first))
+	return pid
+}
+
+// alive tells whether pid is a running postgres process. A zombie is not
+// (an orphaned postmaster may wait as one for a parent that never reaps it),
+// nor is another program that got the pid of a postmaster long gone.
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// "pid (comm) state ...": the name may hold spaces and parentheses.
+	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if open < 0 || end < open || end+2 >= len(stat) {
+		return false
+	}
+	return string(stat[open+1:end]) == "postgres" && stat[end+2] != 'Z'
+}
+
+// supervise restarts the postmaster whenever it exits without Stop, with
+// back-off, until Stop or until it gives up (reported on Failed).
+func (e *Embedded) supervise() {
+	defer close(e.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-e.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var restarts []time.Time
+	for {
+		e.mu.Lock()
+		exited := e.exited
+		e.mu.Unlock()
+		var err error
+		select {
+		case <-e.stopping:
+			return
+		case err = <-exited:
+		}
+		e.mu.Lock()
+		e.cmd = nil
+		e.mu.Unlock()
+		select {
+		case <-e.stopping: // exited as we stop: nothing to restart
+			return
+		default:
+		}
+		e.opts.Logger.Error("embedded postgres exited unexpectedly; restarting it", "error", err,
+			"log", filepath.Join(e.dir, "postgres.log"))
+		now := time.Now()
+		restarts = append(restarts, now)
+		for len(restarts) > 0 && now.Sub(restarts[0]) > restartWindow {
+			restarts = restarts[1:]
+		}
+		if len(restarts) > maxRestarts {
+			e.giveUp(fmt.Errorf("embedded postgres died %d times within %s; see %s", len(restarts), restartWindow,
+				filepath.Join(e.dir, "postgres.log")))
+			return
+		}
+		if !e.restart(ctx) {
+			return
+		}
+	}
+}
+
+// restart starts the server again with back-off; false when stopping or
+// giving up.
+func (e *Embedded) restart(ctx context.Context) bool {
+	wait := cmp.Or(e.opts.RestartBackoff, restartBackoff)
+	var err error
+	for attempt := 1; attempt <= maxFailedRestarts; attempt++ {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxBackoff)
+		if err = e.stopLeftover(ctx); err == nil {
+			err = e.start(ctx)
+		}
+		if err == nil {
+			e.opts.Logger.Warn("embedded postgres restarted", "attempt", attempt, "pid", e.PID())
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		e.opts.Logger.Error("embedded postgres restart failed", "attempt", attempt, "error", err)
+	}
+	e.giveUp(fmt.Errorf("embedded postgres could not be restarted after %d attempts: %w", maxFailedRestarts, err))
+	return false
+}
+
+func (e *Embedded) giveUp(err error) {
+	e.opts.Logger.Error("embedded postgres supervisor gives up: the gateway cannot work without its database", "error", err)
+	e.failed <- err
 }
 
 // serverBinDir finds a folder that holds both postgres and initdb: PATH
@@ -185,12 +463,57 @@ func (e *Embedded) prepare(dir string) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
+	if err := reachable(dir, u); err != nil {
+		return err
+	}
 	for _, d := range []string{e.pgdata, e.sockDir} {
 		if err := os.Chown(d, uid, gid); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// reachable checks that user u may search every folder from / down to dir,
+// by their mode bits: a clone under a mode-700 /root is not reachable by
+// the postgres user, and initdb would fail with a bare "permission denied".
+func reachable(dir string, u *user.User) error {
+	uid, _ := strconv.Atoi(u.Uid)
+	groups := map[uint32]bool{}
+	ids, _ := u.GroupIds()
+	for _, g := range append(ids, u.Gid) {
+		if n, err := strconv.Atoi(g); err == nil {
+			groups[uint32(n)] = true
+		}
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		mode := fi.Mode().Perm()
+		var can bool
+		switch {
+		case st.Uid == uint32(uid):
+			can = mode&0o100 != 0
+		case groups[st.Gid]:
+			can = mode&0o010 != 0
+		default:
+			can = mode&0o001 != 0
+		}
+		if !can {
+			return fmt.Errorf("paygate runs as root, so the embedded PostgreSQL runs as the %q OS user, and that user cannot reach DATA_DIR %s: "+
+				"%s (mode %#o) does not let it through. Set DATA_DIR to a folder it can reach (for example DATA_DIR=/var/lib/paygate), "+
+				"or open the way with: chmod o+x %s", u.Username, dir, p, mode, p)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 func (e *Embedded) command(ctx context.Context, bin, name string, args ...string) *exec.Cmd {
@@ -202,9 +525,9 @@ func (e *Embedded) command(ctx context.Context, bin, name string, args ...string
 	return cmd
 }
 
-func (e *Embedded) initdb(ctx context.Context, bin string) error {
+func (e *Embedded) initdb(ctx context.Context) error {
 	e.opts.Logger.Info("initialising embedded postgres", "pgdata", e.pgdata)
-	cmd := e.command(ctx, bin, "initdb", "-D", e.pgdata, "-U", "postgres", "-E", "UTF8", "--locale=C",
+	cmd := e.command(ctx, e.bin, "initdb", "-D", e.pgdata, "-U", "postgres", "-E", "UTF8", "--locale=C",
 		// Only the socket in our private folder is reachable.
 		"--auth-local=trust", "--auth-host=reject")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -213,7 +536,9 @@ func (e *Embedded) initdb(ctx context.Context, bin string) error {
 	return nil
 }
 
-func (e *Embedded) start(ctx context.Context, bin string) error {
+// start runs the postmaster as our child and waits until it accepts
+// connections.
+func (e *Embedded) start(ctx context.Context) error {
 	logPath := filepath.Join(filepath.Dir(e.pgdata), "postgres.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -226,7 +551,7 @@ func (e *Embedded) start(ctx context.Context, bin string) error {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
 	// Not CommandContext: the server outlives the start-up context.
-	cmd := e.command(context.Background(), bin, "postgres", args...)
+	cmd := e.command(context.Background(), e.bin, "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
@@ -237,17 +562,14 @@ func (e *Embedded) start(ctx context.Context, bin string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if e.ping(ctx) == nil {
+			e.mu.Lock()
 			e.cmd, e.exited = cmd, exited
+			e.mu.Unlock()
 			e.opts.Logger.Info("embedded postgres started", "pid", cmd.Process.Pid, "socket_dir", e.sockDir)
 			return nil
 		}
 		select {
 		case err := <-exited:
-			// Another process may have started the server on this folder in
-			// the meantime (postgres refuses a second postmaster): use it.
-			if e.ping(ctx) == nil {
-				return nil
-			}
 			return fmt.Errorf("embedded postgres exited (%v); see %s: %s", err, logPath, tail(logPath))
 		case <-ctx.Done():
 			_ = cmd.Process.Kill()

@@ -1,0 +1,228 @@
+package db_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/db"
+)
+
+// logBuffer is a slog destination the test can read while the server runs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func embeddedDir(t *testing.T) string {
+	t.Helper()
+	// Under /tmp, reachable by the postgres user when the tests run as root.
+	dir, err := os.MkdirTemp("", "paygate-embedded-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func startEmbedded(t *testing.T, dir string, logs *logBuffer) *db.Embedded {
+	t.Helper()
+	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err, logs.String())
+	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
+	return pg
+}
+
+func queryOK(pg *db.Embedded) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pg.URL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "SELECT 1")
+	return err
+}
+
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+// eventually polls cond; the bound only stops a broken test.
+func eventually(t *testing.T, within time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf(msg, args...)
+}
+
+// When the postmaster dies, the supervisor starts it again and says so.
+func TestEmbeddedRestartsDeadPostmaster(t *testing.T) {
+	t.Parallel()
+	var logs logBuffer
+	pg := startEmbedded(t, embeddedDir(t), &logs)
+	require.True(t, pg.Owned())
+	old := pg.PID()
+	require.NotZero(t, old)
+	require.NoError(t, syscall.Kill(old, syscall.SIGKILL))
+	eventually(t, 90*time.Second, func() bool {
+		pid := pg.PID()
+		return pid != 0 && pid != old && queryOK(pg) == nil
+	}, "postgres was not restarted; log:\n%s", logs.String())
+	require.Contains(t, logs.String(), "embedded postgres exited unexpectedly")
+	require.Contains(t, logs.String(), "embedded postgres restarted")
+
+	pid := pg.PID()
+	require.NoError(t, pg.Stop(context.Background()))
+	require.False(t, processAlive(pid), "stopped postgres still runs")
+	select {
+	case err := <-pg.Failed():
+		t.Fatalf("supervisor gave up: %v", err)
+	default:
+	}
+}
+
+// A server that cannot be started again is given up on after a bound, and
+// said so on Failed (serve then exits with the error).
+func TestEmbeddedSupervisorGivesUp(t *testing.T) {
+	t.Parallel()
+	var logs logBuffer
+	dir := embeddedDir(t)
+	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), RestartBackoff: 10 * time.Millisecond})
+	require.NoError(t, err)
+	defer pg.Stop(context.Background())
+	// Without PG_VERSION postgres refuses the folder at once.
+	require.NoError(t, os.Rename(filepath.Join(dir, "pg", "PG_VERSION"), filepath.Join(dir, "pg", "PG_VERSION.away")))
+	require.NoError(t, syscall.Kill(pg.PID(), syscall.SIGKILL))
+	select {
+	case err := <-pg.Failed():
+		require.ErrorContains(t, err, "could not be restarted after 8 attempts")
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the supervisor never gave up; log:\n%s", logs.String())
+	}
+	require.Equal(t, 8, strings.Count(logs.String(), "embedded postgres restart failed"))
+	require.Contains(t, logs.String(), "supervisor gives up")
+	require.Zero(t, pg.PID())
+}
+
+// TestEmbeddedHelperProcess is not a test: TestEmbeddedAdoptsLeftover runs
+// the test binary as a paygate process that starts the embedded server and
+// then waits to be killed.
+func TestEmbeddedHelperProcess(t *testing.T) {
+	dir := os.Getenv("PAYGATE_EMBEDDED_HELPER_DIR")
+	if dir == "" {
+		t.Skip("helper process only")
+	}
+	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Printf("postmaster %d\n", pg.PID())
+	select {}
+}
+
+// A paygate killed with SIGKILL leaves its postmaster running (it runs in
+// its own process group). The next paygate on the folder adopts it: it
+// runs the server as its own, and stopping it stops the server. Meanwhile a
+// second process on the folder is a guest that leaves the server alone.
+func TestEmbeddedAdoptsLeftover(t *testing.T) {
+	t.Parallel()
+	dir := embeddedDir(t)
+	helper := exec.Command(os.Args[0], "-test.run=^TestEmbeddedHelperProcess$", "-test.count=1")
+	helper.Env = append(os.Environ(), "PAYGATE_EMBEDDED_HELPER_DIR="+dir)
+	out, err := helper.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, helper.Start())
+	var leftover int
+	for sc := bufio.NewScanner(out); sc.Scan(); {
+		if pid, ok := strings.CutPrefix(sc.Text(), "postmaster "); ok {
+			leftover, _ = strconv.Atoi(pid)
+			break
+		}
+		require.False(t, strings.HasPrefix(sc.Text(), "error"), sc.Text())
+	}
+	require.NotZero(t, leftover, "helper did not start postgres")
+	require.NoError(t, helper.Process.Kill())
+	_ = helper.Wait()
+	require.True(t, processAlive(leftover), "the postmaster should outlive its killed paygate")
+	t.Cleanup(func() { _ = syscall.Kill(leftover, syscall.SIGKILL) })
+
+	var logs logBuffer
+	pg := startEmbedded(t, dir, &logs)
+	require.True(t, pg.Owned())
+	require.NotEqual(t, leftover, pg.PID())
+	require.False(t, processAlive(leftover), "the leftover postmaster should have been stopped")
+	require.Contains(t, logs.String(), "left running by a paygate process that is gone")
+	require.NoError(t, queryOK(pg))
+
+	guest := startEmbedded(t, dir, &logs)
+	require.False(t, guest.Owned())
+	require.NoError(t, queryOK(guest))
+	require.NoError(t, guest.Stop(context.Background()))
+	require.NoError(t, queryOK(pg), "a guest's stop must leave the server running")
+
+	pid := pg.PID()
+	require.NoError(t, pg.Stop(context.Background()))
+	require.False(t, processAlive(pid))
+	_, err = os.Stat(filepath.Join(dir, "pg", "postmaster.pid"))
+	require.True(t, os.IsNotExist(err), "postgres did not shut down cleanly")
+}
+
+// As root the server runs as the postgres OS user: a DATA_DIR it cannot
+// reach (a clone under a mode-700 home) fails with the way out.
+func TestEmbeddedUnreachableDataDir(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("only root hands the server to the postgres user")
+	}
+	if _, err := user.Lookup("postgres"); err != nil {
+		t.Skip("no postgres OS user")
+	}
+	home := embeddedDir(t)
+	require.NoError(t, os.Chmod(home, 0o700))
+	_, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: filepath.Join(home, "paygate", "data"),
+		Logger: slog.New(slog.DiscardHandler)})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "cannot reach DATA_DIR")
+	require.Contains(t, err.Error(), home+" (mode 0700)")
+	require.Contains(t, err.Error(), "Set DATA_DIR to a folder it can reach")
+	require.Contains(t, err.Error(), "chmod o+x "+home)
+}

@@ -1,0 +1,200 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// begin starts an all-role gateway on env, points the merchant's webhooks
+// at a new receiver and starts twelve merchants who stop after max payments.
+func begin(t *testing.T, env map[string]string, max int) (*gateway, *receiver, *load) {
+	t.Helper()
+	g := startGateway(t, "all", freePort(t), env)
+	r := newReceiver(t)
+	r.subscribe(t, g.url())
+	l := startLoad(g.url(), 12, max)
+	t.Cleanup(l.stop)
+	return g, r, l
+}
+
+// finish lets the load run to its last payment, checks the invariants on
+// dbURL counting from since, and stops the gateway with SIGTERM.
+func finish(t *testing.T, g *gateway, l *load, r *receiver, dbURL string, since time.Time) {
+	t.Helper()
+	l.waitAccepted(t, l.max)
+	l.stop()
+	checkInvariants(t, dbURL, l, r, since)
+	require.NoError(t, g.kill(syscall.SIGTERM, 15*time.Second))
+}
+
+// Crash: SIGKILL under load, three times, each time restarted on the same
+// DATA_DIR (the new process adopts the killed one's PostgreSQL). Jobs the
+// killed process was running are rescued and everything settles.
+func TestCrash(t *testing.T) {
+	soakOnly(t)
+	dir := dataDir(t)
+	g, r, l := begin(t, map[string]string{"DATA_DIR": dir}, 2400)
+	var restarted time.Time
+	for cycle := 1; cycle <= 3; cycle++ {
+		l.waitAccepted(t, cycle*600)
+		_ = g.kill(syscall.SIGKILL, 10*time.Second)
+		g.restart()
+		restarted = time.Now()
+		t.Logf("cycle %d: killed and restarted; %s", cycle, l)
+	}
+	finish(t, g, l, r, embeddedURL(dir), restarted)
+}
+
+// Shutdown: SIGTERM under load. Requests in flight are answered (three
+// refunds held on a payment row this test locks until the gateway drains),
+// the process exits within SHUTDOWN_TIMEOUT, and no job spent an attempt on
+// being stopped.
+func TestShutdown(t *testing.T) {
+	soakOnly(t)
+	ctx := context.Background()
+	dir := dataDir(t)
+	g, r, l := begin(t, map[string]string{"DATA_DIR": dir}, 1500)
+	l.waitAccepted(t, 600)
+
+	conn, err := pgx.Connect(ctx, embeddedURL(dir))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var payID string
+	var amount int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT id, amount FROM payments p WHERE status = 'success'
+		AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = p.id) LIMIT 1`).Scan(&payID, &amount))
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT 1 FROM payments WHERE id = $1 FOR UPDATE`, payID)
+	require.NoError(t, err)
+	var holder int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holder))
+
+	const inFlight = 3
+	codes := make([]int, inFlight)
+	var answered sync.WaitGroup
+	for i := range inFlight {
+		answered.Add(1)
+		go func() {
+			defer answered.Done()
+			var body map[string]any
+			codes[i], body = l.post(ctx, "/api/v1/payments/"+payID+"/refunds", fmt.Sprintf(`{"amount":%d}`, amount/4))
+			if codes[i] == http.StatusCreated {
+				l.record(&l.refunds, body["id"].(string))
+			}
+		}()
+	}
+	require.True(t, waitUntil(time.Now().Add(30*time.Second), func() bool {
+		var waiting int
+		// The first waits on this transaction, the others queue behind it.
+		require.NoError(t, conn.QueryRow(ctx, `WITH RECURSIVE blocked(pid) AS (
+				SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))
+				UNION SELECT a.pid FROM pg_stat_activity a JOIN blocked b ON b.pid = ANY(pg_blocking_pids(a.pid)))
+			SELECT count(*) FROM blocked`, holder).Scan(&waiting))
+		return waiting == inFlight
+	}), "the refunds never waited on the locked payment")
+
+	g.signal(syscall.SIGTERM)
+	require.True(t, waitUntil(time.Now().Add(10*time.Second), func() bool {
+		resp, err := http.Get(g.url() + "/ready")
+		if err != nil {
+			return true
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	}), "/ready did not turn 503 after SIGTERM")
+	require.NoError(t, tx.Commit(ctx))
+	require.NoError(t, g.waitExit(10*time.Second+5*time.Second), "paygate exited with an error")
+	answered.Wait()
+	require.Equal(t, []int{201, 201, 201}, codes, "in-flight requests not answered")
+	l.stop()
+	log := tailOf(g.log, 200)
+	for _, step := range []string{"shutdown: signal received", "shutdown: /ready answers 503 draining", "shutdown: http stopped",
+		"shutdown: river", "shutdown: closing the database pool", "shutdown: stopping embedded postgres", "shutdown: done"} {
+		require.Contains(t, log, step)
+	}
+
+	g.restart()
+	restarted := time.Now()
+	checkInvariants(t, embeddedURL(dir), l, r, restarted)
+	conn2, err := pgx.Connect(ctx, embeddedURL(dir))
+	require.NoError(t, err)
+	defer conn2.Close(ctx)
+	var spent int
+	require.NoError(t, conn2.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE errors::text LIKE '%context canceled%'`).Scan(&spent))
+	require.Zero(t, spent, "jobs spent an attempt on being stopped")
+	require.NoError(t, g.kill(syscall.SIGTERM, 15*time.Second))
+}
+
+// Replicas: an api process and two workers on one external database; one
+// worker is killed mid-run and the other takes over its jobs.
+func TestReplicas(t *testing.T) {
+	soakOnly(t)
+	x := startExternal(t)
+	env := map[string]string{"DATABASE_URL": x.url()}
+	api := startGateway(t, "api", freePort(t), env)
+	w1 := startGateway(t, "worker", freePort(t), env)
+	w2 := startGateway(t, "worker", freePort(t), env)
+	resp, err := http.Post(w1.url()+"/api/v1/orders", "application/json", strings.NewReader(`{"amount":1000}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "a worker serves no API")
+
+	r := newReceiver(t)
+	r.subscribe(t, api.url())
+	l := startLoad(api.url(), 12, 1500)
+	t.Cleanup(l.stop)
+	l.waitAccepted(t, 500)
+	_ = w1.kill(syscall.SIGKILL, 10*time.Second)
+	killed := time.Now()
+	finish(t, api, l, r, x.url(), killed)
+	require.NoError(t, w2.kill(syscall.SIGTERM, 15*time.Second))
+}
+
+// Outage of the embedded database: its postmaster is killed under load;
+// paygate's supervisor starts it again and everything settles.
+func TestOutageEmbedded(t *testing.T) {
+	soakOnly(t)
+	dir := dataDir(t)
+	g, r, l := begin(t, map[string]string{"DATA_DIR": dir}, 1500)
+	l.waitAccepted(t, 500)
+	old := postmasterPID(dir)
+	require.NotZero(t, old)
+	require.NoError(t, syscall.Kill(old, syscall.SIGKILL))
+	require.True(t, waitUntil(time.Now().Add(90*time.Second), func() bool {
+		pid := postmasterPID(dir)
+		return pid != 0 && pid != old
+	}), "paygate did not restart its postgres")
+	g.waitReady()
+	back := time.Now()
+	t.Logf("postgres restarted; %s", l)
+	finish(t, g, l, r, embeddedURL(dir), back)
+}
+
+// Outage of an external database: stopped for ten seconds under load, then
+// started again. Meanwhile requests are answered 503, never 500.
+func TestOutageExternal(t *testing.T) {
+	soakOnly(t)
+	x := startExternal(t)
+	g, r, l := begin(t, map[string]string{"DATABASE_URL": x.url()}, 1500)
+	l.waitAccepted(t, 500)
+	before := l.answered(http.StatusServiceUnavailable)
+	x.stop()
+	time.Sleep(10 * time.Second) // the outage
+	during := l.answered(http.StatusServiceUnavailable) - before
+	x.start()
+	g.waitReady()
+	back := time.Now()
+	t.Logf("database back after %d answers 503; %s", during, l)
+	require.Positive(t, during, "no request was answered 503 during the outage")
+	finish(t, g, l, r, x.url(), back)
+}
