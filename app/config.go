@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"paygate/payments"
 	"paygate/webhooks"
 )
 
@@ -35,6 +36,13 @@ type Config struct {
 	// not read from the environment: tests set it to run the whole schedule
 	// in a moment.
 	WebhookSchedule []time.Duration
+
+	// Acquirer, when set, decides payments in place of the simulator, and
+	// PaymentRetry replaces the waits between asking it again after an
+	// error. Neither is read from the environment: tests set them to stand in
+	// for an acquirer that errs, and to run its retries in a moment.
+	Acquirer     payments.Decide
+	PaymentRetry []time.Duration
 
 	// RequestTimeout bounds every API request, so an unreachable database
 	// answers 503 instead of hanging.

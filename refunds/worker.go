@@ -2,6 +2,8 @@ package refunds
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -9,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
+	"paygate/web"
 )
 
 // ProcessArgs is the job that processes one refund at ProcessAt.
@@ -32,6 +35,15 @@ type Worker struct {
 
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	if err := db.SnoozeUntil(job.Args.ProcessAt); err != nil {
+		return err
+	}
+	_, err := w.Service.Get(ctx, job.Args.MerchantID, job.Args.RefundID)
+	var apiErr *web.Error
+	if errors.As(err, &apiErr) && apiErr.Code == web.CodeNotFound {
+		// Nothing will ever make it appear: retrying would only fail again.
+		return river.JobCancel(fmt.Errorf("refund %s of merchant %s not found", job.Args.RefundID, job.Args.MerchantID))
+	}
+	if err != nil {
 		return err
 	}
 	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
