@@ -119,6 +119,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 func (a *App) wire() error {
 	a.Idempotency = idempotency.New(a.Pool)
 	a.Webhooks = webhooks.New(a.Pool, a.Config.WebhookAllowPrivateNetworks, a.Config.webhookSchedule())
+	a.Webhooks.MaxPerEndpoint = a.Config.WebhookMaxPerEndpoint
 	c := a.Config
 	a.simulator = payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay, TestSuccess: c.TestPaymentSuccess,
 		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,

@@ -32,6 +32,9 @@ type Config struct {
 
 	WebhookRetryIntervalsTest   bool
 	WebhookAllowPrivateNetworks bool
+	// WebhookMaxPerEndpoint bounds the deliveries a process makes to one
+	// endpoint at once, so one slow endpoint cannot hold every worker.
+	WebhookMaxPerEndpoint int
 	// WebhookSchedule overrides the waits between delivery attempts. It is
 	// not read from the environment: tests set it to run the whole schedule
 	// in a moment.
@@ -74,6 +77,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		CardSuccessRate:    p.rate("CARD_SUCCESS_RATE", 0.95),
 
 		WebhookRetryIntervalsTest: p.bool("WEBHOOK_RETRY_INTERVALS_TEST", false),
+		WebhookMaxPerEndpoint:     p.int("WEBHOOK_MAX_PER_ENDPOINT", webhooks.DefaultMaxPerEndpoint, 1, 1000),
 
 		RequestTimeout:    10 * time.Second,
 		FetchPollInterval: 100 * time.Millisecond,

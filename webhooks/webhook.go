@@ -119,7 +119,11 @@ type LogDetail struct {
 }
 
 // Attempt is one request to the merchant's endpoint and what came back.
+// Run and Attempt say which attempt of which run it was: the log's attempts
+// count the entries of its current run (a manual retry starts a new run).
 type Attempt struct {
+	Run          int      `json:"run"`
+	Attempt      int      `json:"attempt"`
 	AttemptedAt  web.Time `json:"attempted_at"`
 	ResponseCode *int     `json:"response_code"`
 	ResponseBody string   `json:"response_body"`
