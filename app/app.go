@@ -178,12 +178,13 @@ func (a *App) wire() error {
 // setUnavailable guards the one write of web.IsUnavailable.
 var setUnavailable sync.Once
 
-// Queue names. Each job kind says its queue in its InsertOpts.
+// Queue names, defined once beside each package's jobs (their InsertOpts
+// use the same constants).
 const (
-	queuePayments    = "payments"
-	queueRefunds     = "refunds"
-	queueWebhooks    = "webhooks"
-	queueMaintenance = "maintenance"
+	queuePayments    = payments.Queue
+	queueRefunds     = refunds.Queue
+	queueWebhooks    = webhooks.Queue
+	queueMaintenance = db.QueueMaintenance
 )
 
 // Start starts the workers (in the worker roles) and the heartbeat that

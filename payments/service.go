@@ -17,10 +17,6 @@ import (
 	"paygate/webhooks"
 )
 
-// Emit records an event in tx, so that it commits with the change that
-// caused it (webhooks.EmitTx has this shape).
-type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, payload any) error
-
 // Service runs the order and payment use cases, one transaction each.
 type Service struct {
 	Pool *pgxpool.Pool
@@ -29,7 +25,7 @@ type Service struct {
 	// Delay is how long after creation a payment is decided.
 	Delay func(method string) time.Duration
 	// Emit records the payment events; nil records none.
-	Emit Emit
+	Emit webhooks.Emit
 }
 
 // CreateOrderTx validates in and creates a merchant's order.

@@ -14,6 +14,9 @@ import (
 	"paygate/web"
 )
 
+// Queue is the River queue of the refund jobs.
+const Queue = "refunds"
+
 // ProcessArgs is the job that processes one refund at ProcessAt.
 type ProcessArgs struct {
 	RefundID   string    `json:"refund_id"`
@@ -23,7 +26,7 @@ type ProcessArgs struct {
 
 func (ProcessArgs) Kind() string { return "process_refund" }
 
-func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: "refunds"} }
+func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: Queue} }
 
 // Worker processes ProcessArgs jobs. Until ProcessAt it snoozes, which
 // costs no attempt and holds no worker slot. Every refund is processed: the

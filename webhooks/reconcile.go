@@ -31,7 +31,7 @@ type ReconcileArgs struct{}
 func (ReconcileArgs) Kind() string { return "webhook_reconcile" }
 
 func (ReconcileArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: "maintenance", UniqueOpts: river.UniqueOpts{ByPeriod: stuckAfter}}
+	return river.InsertOpts{Queue: db.QueueMaintenance, UniqueOpts: river.UniqueOpts{ByPeriod: stuckAfter}}
 }
 
 // ReconcileWorker runs ReconcileArgs. Like key pruning, it is a rule for all
