@@ -19,6 +19,7 @@ func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 		decide = a.Config.Acquirer
 	}
 	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: decide, Retry: a.Config.PaymentRetry})
+	river.AddWorker(workers, &payments.ReconcileWorker{Service: a.Payments})
 	river.AddWorker(workers, &refunds.Worker{Service: a.Refunds})
-	return []*river.PeriodicJob{idempotency.PeriodicPrune(), webhooks.PeriodicReconcile()}
+	return []*river.PeriodicJob{idempotency.PeriodicPrune(), webhooks.PeriodicReconcile(), payments.PeriodicReconcile()}
 }

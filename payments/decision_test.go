@@ -201,3 +201,31 @@ func TestSimulatorAnswersAKeyOnce(t *testing.T) {
 	require.Positive(t, seen[true])
 	require.Positive(t, seen[false])
 }
+
+// A pending payment whose job left River some other way (discarded,
+// cancelled, deleted) is given a new one by the reconciler and decided.
+func TestReconcilerResumesAPaymentThatLostItsJob(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	id := pay(t, a, h)["id"].(string)
+
+	n, err := a.Payments.Reconcile(ctx, 0)
+	require.NoError(t, err)
+	require.Zero(t, n, "a payment with a live job is left alone")
+
+	_, err = a.Pool.Exec(ctx, `DELETE FROM river_job WHERE kind = 'process_payment' AND args->>'payment_id' = $1`, id)
+	require.NoError(t, err)
+	n, err = a.Payments.Reconcile(ctx, time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n, "a payment younger than the bound is left alone")
+
+	n, err = a.Payments.Reconcile(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, payments.StatusSuccess, waitFinal(t, a, h, id)["status"])
+	n, err = a.Payments.Reconcile(ctx, 0)
+	require.NoError(t, err)
+	require.Zero(t, n)
+}

@@ -85,6 +85,13 @@ type Worker struct {
 	Service *Service
 }
 
+// NextRetry is when River runs a job again after the job itself failed (the
+// database was away, not the endpoint): soon, so that the attempt is made
+// close to its time once the database is back.
+func (w *Worker) NextRetry(job *river.Job[DeliverArgs]) time.Time {
+	return time.Now().Add(time.Duration(min(job.Attempt*job.Attempt, 60)) * time.Second)
+}
+
 // wait is the pause after the given (1-based) failed attempt, counted from
 // that attempt's start.
 func (s *Service) wait(attempt int) time.Duration {
