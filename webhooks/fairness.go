@@ -12,11 +12,16 @@ import (
 // makes at once unless configured otherwise.
 const DefaultMaxPerEndpoint = 10
 
-// busyWait is how long a delivery whose endpoint is at its bound waits
-// before it is tried again (plus up to as much again, so that waiting
-// deliveries do not all come back together). The wait is a River snooze: it
-// spends no attempt and holds no worker slot.
-const busyWait = time.Second
+// A delivery whose endpoint is at its bound waits between busyWait and
+// busyWaitMax before it is tried again, at random so that waiting deliveries
+// do not all come back together. The wait is a River snooze: it spends no
+// attempt and holds no worker slot, but each costs an update of the job, so
+// a backlog of a hanging endpoint should not come back too often; up to 5 s
+// the job stays available and is fetched on time.
+const (
+	busyWait    = time.Second
+	busyWaitMax = 5 * time.Second
+)
 
 // endpointLimiter bounds the deliveries in flight per endpoint (scheme, host
 // and port), so that one merchant's slow or hanging endpoint holds at most
@@ -64,7 +69,7 @@ func endpointKey(rawURL string) string {
 	return strings.ToLower(u.Scheme + "://" + u.Host)
 }
 
-// busySnooze is a wait of busyWait plus jitter.
+// busySnooze is a random wait in [busyWait, busyWaitMax).
 func busySnooze() time.Duration {
-	return busyWait + rand.N(busyWait)
+	return busyWait + rand.N(busyWaitMax-busyWait)
 }
