@@ -107,15 +107,12 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 		return replay(ctx, c, tx, m.ID, route, key, hash)
 	}
 	if err != nil {
-		return err
+		return busy(err) // a deadlock broken on the claim: retry
 	}
 	// The key is ours: the work waits on its locks like any request, bounded
-	// by the request's deadline (and any lock_timeout the operator set).
-	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout TO DEFAULT"); err != nil {
-		return err
-	}
-
-	if _, err := tx.Exec(ctx, "SAVEPOINT idempotent_work"); err != nil {
+	// by the request's deadline (and any lock_timeout the operator set). One
+	// round trip for both statements.
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout TO DEFAULT; SAVEPOINT idempotent_work"); err != nil {
 		return err
 	}
 	status, v, err := fn(ctx, tx)
