@@ -13,13 +13,12 @@ import (
 func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &idempotency.PruneWorker{Keys: a.Idempotency})
 	river.AddWorker(workers, &webhooks.Worker{Service: a.Webhooks})
-	river.AddWorker(workers, &webhooks.ReconcileWorker{Service: a.Webhooks})
 	decide := a.simulator.Decide
 	if a.Config.Acquirer != nil {
 		decide = a.Config.Acquirer
 	}
 	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: decide, Retry: a.Config.PaymentRetry})
-	river.AddWorker(workers, &payments.ReconcileWorker{Service: a.Payments})
 	river.AddWorker(workers, &refunds.Worker{Service: a.Refunds})
-	return []*river.PeriodicJob{idempotency.PeriodicPrune(), webhooks.PeriodicReconcile(), payments.PeriodicReconcile()}
+	river.AddWorker(workers, &reconcileWorker{app: a})
+	return []*river.PeriodicJob{idempotency.PeriodicPrune(), periodicReconcile()}
 }

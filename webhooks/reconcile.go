@@ -6,49 +6,22 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 
 	"paygate/db"
 )
 
-// stuckAfter is how long a pending log may go unchanged without a live job
-// of its current run before the reconciler resumes it. Every step of a run
-// touches the log, so a log this old without a job has lost it.
-const stuckAfter = time.Minute
-
-// ReconcileArgs is the periodic job that resumes logs left pending without
-// a live job of their run.
+// Reconcile gives every log pending and unchanged for longer than after
+// without a live job of its current run a new job, due now, and reports how
+// many it resumed. Every step of a run touches the log, so a log this old
+// without a job has lost it.
 //
 // The worker keeps a log and its jobs in step on every path it takes, but a
 // job can still leave River without passing through it: discarded after
-// failing jobRetries times (the database was away), discarded by the
-// rescuer when a crash hit its last try, or cancelled or deleted by an
-// operator. Such a log gets a new job of its run, due now, so it goes on
-// with the attempts it has left and ends delivered or failed, never pending
-// forever.
-type ReconcileArgs struct{}
-
-func (ReconcileArgs) Kind() string { return "webhook_reconcile" }
-
-func (ReconcileArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: db.QueueMaintenance, UniqueOpts: river.UniqueOpts{ByPeriod: stuckAfter}}
-}
-
-// ReconcileWorker runs ReconcileArgs. Like key pruning, it is a rule for all
-// merchants, so its query spans them; each resumed job carries its log's
-// merchant.
-type ReconcileWorker struct {
-	river.WorkerDefaults[ReconcileArgs]
-	Service *Service
-}
-
-func (w *ReconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs]) error {
-	_, err := w.Service.Reconcile(ctx, stuckAfter)
-	return err
-}
-
-// Reconcile gives every log pending for longer than after without a live
-// job of its current run a new job, and reports how many it resumed.
+// failing jobRetries times (the database was away), discarded by the rescuer
+// when a crash hit its last try, or cancelled or deleted by an operator. The
+// new job goes on with the attempts the log has left, so it ends delivered
+// or failed, never pending forever. The query spans merchants, like key
+// pruning; each new job carries its log's merchant.
 func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, error) {
 	resumed := 0
 	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
@@ -93,11 +66,4 @@ func touchLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) error {
 	_, err := tx.Exec(ctx, `UPDATE webhook_logs SET next_retry_at = now(), updated_at = now()
 		WHERE id = $1 AND merchant_id = $2`, id, merchantID)
 	return err
-}
-
-// PeriodicReconcile schedules ReconcileArgs every stuckAfter.
-func PeriodicReconcile() *river.PeriodicJob {
-	return river.NewPeriodicJob(river.PeriodicInterval(stuckAfter),
-		func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
-		&river.PeriodicJobOpts{ID: "webhook_reconcile"})
 }
