@@ -142,6 +142,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 func (a *App) wire() error {
 	a.Idempotency = idempotency.New(a.Pool)
 	a.Webhooks = webhooks.New(a.Pool, a.Config.WebhookAllowPrivateNetworks, a.Config.webhookSchedule())
+	a.Webhooks.MaxPerEndpoint = a.Config.WebhookMaxPerEndpoint
 	c := a.Config
 	a.simulator = payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay, TestSuccess: c.TestPaymentSuccess,
 		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,
@@ -203,12 +204,13 @@ func (a *App) wire() error {
 // setUnavailable guards the one write of web.IsUnavailable.
 var setUnavailable sync.Once
 
-// Queue names. Each job kind says its queue in its InsertOpts.
+// Queue names, defined once beside each package's jobs (their InsertOpts
+// use the same constants).
 const (
-	queuePayments    = "payments"
-	queueRefunds     = "refunds"
-	queueWebhooks    = "webhooks"
-	queueMaintenance = "maintenance"
+	queuePayments    = payments.Queue
+	queueRefunds     = refunds.Queue
+	queueWebhooks    = webhooks.Queue
+	queueMaintenance = db.QueueMaintenance
 )
 
 // Start starts the workers (in the worker roles) and the heartbeat that

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"paygate/payments"
 	"paygate/webhooks"
 )
 
@@ -31,10 +32,20 @@ type Config struct {
 
 	WebhookRetryIntervalsTest   bool
 	WebhookAllowPrivateNetworks bool
+	// WebhookMaxPerEndpoint bounds the deliveries a process makes to one
+	// endpoint at once, so one slow endpoint cannot hold every worker.
+	WebhookMaxPerEndpoint int
 	// WebhookSchedule overrides the waits between delivery attempts. It is
 	// not read from the environment: tests set it to run the whole schedule
 	// in a moment.
 	WebhookSchedule []time.Duration
+
+	// Acquirer, when set, decides payments in place of the simulator, and
+	// PaymentRetry replaces the waits between asking it again after an
+	// error. Neither is read from the environment: tests set them to stand in
+	// for an acquirer that errs, and to run its retries in a moment.
+	Acquirer     payments.Decide
+	PaymentRetry []time.Duration
 
 	// RequestTimeout bounds every API request, so an unreachable database
 	// answers 503 instead of hanging.
@@ -96,6 +107,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		CardSuccessRate:    p.rate("CARD_SUCCESS_RATE", 0.95),
 
 		WebhookRetryIntervalsTest: p.bool("WEBHOOK_RETRY_INTERVALS_TEST", false),
+		WebhookMaxPerEndpoint:     p.int("WEBHOOK_MAX_PER_ENDPOINT", webhooks.DefaultMaxPerEndpoint, 1, 1000),
 
 		RequestTimeout:    10 * time.Second,
 		FetchPollInterval: 100 * time.Millisecond,

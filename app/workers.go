@@ -13,8 +13,13 @@ import (
 func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &idempotency.PruneWorker{Keys: a.Idempotency})
 	river.AddWorker(workers, &webhooks.Worker{Service: a.Webhooks})
-	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: a.simulator.Decide})
+	decide := a.simulator.Decide
+	if a.Config.Acquirer != nil {
+		decide = a.Config.Acquirer
+	}
+	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: decide, Retry: a.Config.PaymentRetry})
 	river.AddWorker(workers, &refunds.Worker{Service: a.Refunds})
 	river.AddWorker(workers, &webhooks.PruneWorker{Pool: a.Pool, Retention: a.Config.WebhookLogRetention})
-	return []*river.PeriodicJob{idempotency.PeriodicPrune(), webhooks.PeriodicPrune()}
+	river.AddWorker(workers, &reconcileWorker{app: a})
+	return []*river.PeriodicJob{idempotency.PeriodicPrune(), webhooks.PeriodicPrune(), periodicReconcile()}
 }

@@ -11,6 +11,11 @@ import (
 	"github.com/riverqueue/river/rivertype"
 )
 
+// QueueMaintenance is the River queue of the periodic housekeeping jobs
+// (key pruning, webhook reconciliation). Each domain package names its own
+// queue beside its jobs; the app configures them all from those names.
+const QueueMaintenance = "maintenance"
+
 // maxSnooze is River's scheduler interval: a snooze up to it leaves the job
 // available (picked at the first fetch poll after it is due), a longer one
 // makes it scheduled, to be woken by the scheduler up to 5 s late.

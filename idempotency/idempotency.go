@@ -6,7 +6,10 @@
 // a key is never stuck; a repeat of a running request waits on the
 // uncommitted key row (then replays) or, past LockTimeout, answers 409; a
 // different body under a key answers 422; keys are scoped by merchant, method
-// and path, and kept for TTL.
+// and path, and kept for TTL. LockTimeout bounds only the claim of the key:
+// the work itself may wait on row locks (a refund behind a capture) for as
+// long as the request may last. A lock that cannot be had (lock_timeout or a
+// deadlock) is answered 503, retryable, never 500; nothing is remembered then.
 package idempotency
 
 import (
@@ -71,7 +74,7 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 		return err
 	}
 	if !present {
-		return k.run(ctx, c, fn)
+		return busy(k.run(ctx, c, fn))
 	}
 	m := merchants.FromContext(c)
 	route := c.Request().Method + " " + c.Request().URL.Path
@@ -104,15 +107,18 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 		return replay(ctx, c, tx, m.ID, route, key, hash)
 	}
 	if err != nil {
-		return err
+		return busy(err) // a deadlock broken on the claim: retry
 	}
-
-	if _, err := tx.Exec(ctx, "SAVEPOINT idempotent_work"); err != nil {
+	// The key is ours: the work waits on its locks like any request, bounded
+	// by the request's deadline (and any lock_timeout the operator set). One
+	// round trip for both statements.
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout TO DEFAULT; SAVEPOINT idempotent_work"); err != nil {
 		return err
 	}
 	status, v, err := fn(ctx, tx)
+	err = busy(err)
 	var apiErr *web.Error
-	if errors.As(err, &apiErr) {
+	if errors.As(err, &apiErr) && apiErr.Code != web.CodeUnavailable {
 		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT idempotent_work"); err != nil {
 			return err
 		}
@@ -212,6 +218,17 @@ func RequestHash(body []byte) []byte {
 func isLockTimeout(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
+}
+
+// busy answers a lock that could not be had (lock_not_available, or a
+// deadlock PostgreSQL broke by cancelling us) as 503: the request did
+// nothing and may be sent again as it is.
+func busy(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "40P01") {
+		return web.Errorf(web.CodeUnavailable, "The object is busy with another request; retry shortly")
+	}
+	return err
 }
 
 // IsReplay reports whether a response was replayed; for tests and logs.

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+
+	"paygate/db"
 )
 
 // PruneArgs is the periodic job that forgets expired keys.
@@ -13,7 +15,7 @@ type PruneArgs struct{}
 func (PruneArgs) Kind() string { return "idempotency_prune" }
 
 func (PruneArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: "maintenance", UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+	return river.InsertOpts{Queue: db.QueueMaintenance, UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
 }
 
 // PruneWorker deletes expired keys. It is the one query here that spans

@@ -7,8 +7,12 @@
 //     payment.success/failed event and the job's completion.
 //   - A payment leaves pending exactly once: the decision is a conditional
 //     update (WHERE status = 'pending'), so a job run twice changes nothing.
-//   - An order has at most one successful payment: payment creation and the
-//     decision both lock the order row, and a partial unique index backs it.
+//   - An order has at most one payment that is pending or successful, so it
+//     is charged at most once: a partial unique index refuses a second one,
+//     under any concurrency.
+//   - A payment is decided once by the acquirer: the worker commits a
+//     decision key before asking and asks again only under that key; after
+//     the last attempt the payment fails rather than stays pending.
 //   - A payment is captured at most once: capture locks the payment row.
 //   - Of a card only the network and the last four digits are kept; the full
 //     number and the CVV never reach the database, a log or a response.

@@ -135,7 +135,9 @@ func TestCreatePaymentValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			status, body := call(t, a, http.MethodPost, "/api/v1/payments", tt.body, h)
+			// An order takes one pending payment: each case pays its own.
+			status, body := call(t, a, http.MethodPost, "/api/v1/payments",
+				strings.ReplaceAll(tt.body, orderID, createOrder(t, a, h, 50000)), h)
 			require.Equal(t, tt.status, status, "%v", body)
 			if status != http.StatusCreated {
 				code, field := errorOf(t, body)
@@ -247,15 +249,14 @@ func TestListPayments(t *testing.T) {
 	h := apptest.TestMerchant()
 
 	orderA, orderB := createOrder(t, a, h, 1000), createOrder(t, a, h, 2000)
-	var ids []string // oldest first: A pending, A failed, A success, B pending, B pending
+	// Oldest first: A failed, A failed, A success, B failed, B pending (an
+	// order takes a new payment only once the one before has failed).
+	var ids []string
 	for i, orderID := range []string{orderA, orderA, orderA, orderB, orderB} {
 		_, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
 		ids = append(ids, p["id"].(string))
-		switch i {
-		case 1:
-			decide(t, a, ids[i], false)
-		case 2:
-			decide(t, a, ids[i], true)
+		if i < 4 {
+			decide(t, a, ids[i], i == 2)
 		}
 	}
 	_, other := apptest.NewMerchant(t, a, "payments-list@example.com")
@@ -271,11 +272,12 @@ func TestListPayments(t *testing.T) {
 		{"?limit=2&offset=2", 5, []string{ids[2], ids[1]}},
 		{"?limit=2&offset=4", 5, []string{ids[0]}},
 		{"?offset=5", 5, []string{}},
-		{"?status=pending", 3, []string{ids[4], ids[3], ids[0]}},
+		{"?status=pending", 1, []string{ids[4]}},
 		{"?status=success", 1, []string{ids[2]}},
-		{"?status=failed", 1, []string{ids[1]}},
+		{"?status=failed", 3, []string{ids[3], ids[1], ids[0]}},
 		{"?order_id=" + orderA, 3, []string{ids[2], ids[1], ids[0]}},
-		{"?order_id=" + orderB + "&status=pending&limit=1", 2, []string{ids[4]}},
+		{"?order_id=" + orderB + "&limit=1", 2, []string{ids[4]}},
+		{"?order_id=" + orderB + "&status=failed", 1, []string{ids[3]}},
 		{"?order_id=" + orderB + "&status=success", 0, []string{}},
 		{"?order_id=order_AAAAAAAAAAAAAAAA", 0, []string{}},
 	}

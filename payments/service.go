@@ -8,24 +8,15 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"paygate/db"
 	"paygate/metrics"
 	"paygate/web"
+	"paygate/webhooks"
 )
-
-// Payment events, recorded through Service.Emit.
-const (
-	EventPaymentCreated = "payment.created"
-	EventPaymentSuccess = "payment.success"
-	EventPaymentFailed  = "payment.failed"
-)
-
-// Emit records an event in tx, so that it commits with the change that
-// caused it (webhooks.EmitTx has this shape).
-type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, payload any) error
 
 // Service runs the order and payment use cases, one transaction each.
 type Service struct {
@@ -35,7 +26,7 @@ type Service struct {
 	// Delay is how long after creation a payment is decided.
 	Delay func(method string) time.Duration
 	// Emit records the payment events; nil records none.
-	Emit Emit
+	Emit webhooks.Emit
 }
 
 // CreateOrderTx validates in and creates a merchant's order.
@@ -58,8 +49,9 @@ func (s *Service) ListOrders(ctx context.Context, merchantID uuid.UUID, page web
 
 // CreatePaymentTx validates in and creates a pending payment on a merchant's
 // order, with the job that will decide it and its payment.created event.
-// The order row stays locked until tx ends, so no payment is created on an
-// order while another payment of it is being decided.
+// An order that is paid, or has a payment still pending, takes no other
+// payment: the unique index payments_one_live_per_order refuses it whatever
+// the concurrency, and the refusal is the client's 400 on order_id.
 func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, in PaymentInput) (Payment, error) {
 	p, verr := in.payment(time.Now())
 	if verr != nil {
@@ -74,6 +66,9 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	}
 	p.ID, p.MerchantID, p.Amount, p.Currency = db.NewID("pay_"), merchantID, order.Amount, order.Currency
 	if p, err = insertPaymentTx(ctx, tx, p); err != nil {
+		if isConstraint(err, "payments_one_live_per_order") {
+			return Payment{}, web.BadField("order_id", "Order already has a payment in progress; wait for its outcome")
+		}
 		return Payment{}, err
 	}
 	// The job is available at once and snoozes until DecideAt: a job
@@ -82,7 +77,7 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	if _, err := s.River.InsertTx(ctx, tx, args, nil); err != nil {
 		return Payment{}, fmt.Errorf("insert payment job: %w", err)
 	}
-	return p, s.emitTx(ctx, tx, p, EventPaymentCreated)
+	return p, s.emitTx(ctx, tx, p, webhooks.EventPaymentCreated)
 }
 
 func (s *Service) GetPayment(ctx context.Context, merchantID uuid.UUID, id string) (Payment, error) {
@@ -99,14 +94,11 @@ func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f Paym
 // DecideTx moves a pending payment to success (ok) or failed, marks its
 // order paid on success and records the event. It reports false and changes
 // nothing when the payment was already decided, so a repeated decision is
-// harmless. A success on an order that another payment has already paid
-// becomes a failure: an order is paid once.
+// harmless. While this payment is pending no other payment of its order can
+// exist in pending or success (payments_one_live_per_order), so a success
+// here is the order's only one.
 func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, ok bool) (bool, error) {
-	orderStatus, err := lockOrderOfPaymentTx(ctx, tx, merchantID, paymentID)
-	if err != nil {
-		return false, err
-	}
-	status, code, desc := decision(ok && orderStatus != OrderPaid)
+	status, code, desc := decision(ok)
 	p, err := decideTx(ctx, tx, merchantID, paymentID, status, code, desc)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
@@ -115,9 +107,9 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 		return false, err
 	}
 	db.AfterCommit(tx, func() { metrics.PaymentFinal(p.Status, p.Method) })
-	event := EventPaymentFailed
+	event := webhooks.EventPaymentFailed
 	if p.Status == StatusSuccess {
-		event = EventPaymentSuccess
+		event = webhooks.EventPaymentSuccess
 		if err := markOrderPaidTx(ctx, tx, merchantID, p.OrderID); err != nil {
 			return false, err
 		}
@@ -137,6 +129,11 @@ func (s *Service) CaptureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 		return Payment{}, verr
 	}
 	return captureTx(ctx, tx, merchantID, id)
+}
+
+func isConstraint(err error, name string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == name
 }
 
 // emitTx records a payment event, {"payment": <the payment>}, in tx.

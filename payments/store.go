@@ -107,16 +107,6 @@ func listPayments(ctx context.Context, q db.Querier, merchantID uuid.UUID, f Pay
 	return web.NewList(payments, total, page), err
 }
 
-// lockOrderOfPaymentTx locks the order a payment pays and returns its status.
-func lockOrderOfPaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string) (string, error) {
-	var status string
-	err := tx.QueryRow(ctx, `
-		SELECT o.status FROM orders o
-		WHERE o.merchant_id = $2 AND o.id = (SELECT order_id FROM payments WHERE id = $1 AND merchant_id = $2)
-		FOR UPDATE`, paymentID, merchantID).Scan(&status)
-	return status, notFound(err, "Payment")
-}
-
 // decideTx moves a pending payment to status. It matches no row (and returns
 // pgx.ErrNoRows) when the payment was already decided.
 func decideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id, status string, errCode, errDescription *string) (Payment, error) {

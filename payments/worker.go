@@ -2,6 +2,9 @@ package payments
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -10,7 +13,20 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
+	"paygate/web"
 )
+
+// Queue is the River queue of the payment jobs.
+const Queue = "payments"
+
+// maxDecideAttempts is how often the acquirer is asked before the payment
+// fails: the first time, then once after each wait of DefaultRetry.
+const maxDecideAttempts = 6
+
+// DefaultRetry is the waits between asking the acquirer again after an
+// error: a payment is final within about ten minutes even when the acquirer
+// is down.
+var DefaultRetry = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second, 2 * time.Minute, 5 * time.Minute}
 
 // ProcessArgs is the job that decides one payment at DecideAt.
 type ProcessArgs struct {
@@ -21,11 +37,16 @@ type ProcessArgs struct {
 
 func (ProcessArgs) Kind() string { return "process_payment" }
 
-func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: "payments"} }
+func (ProcessArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: Queue, MaxAttempts: maxDecideAttempts}
+}
 
 // Decide is where a payment is decided: the simulator now, an acquirer
-// connector later. An error is retried; a decline is ok == false.
-type Decide func(ctx context.Context, p Payment) (ok bool, err error)
+// connector later. key is the payment's decision key, the same on every
+// attempt: an acquirer deduplicates on it, so asking again after a lost
+// answer does not charge twice. An error is retried; a decline is
+// ok == false.
+type Decide func(ctx context.Context, p Payment, key uuid.UUID) (ok bool, err error)
 
 // Worker processes ProcessArgs jobs. It holds no worker slot while a payment
 // waits: until DecideAt it snoozes, which costs no attempt.
@@ -33,23 +54,46 @@ type Worker struct {
 	river.WorkerDefaults[ProcessArgs]
 	Service *Service
 	Decide  Decide
+	// Retry is the waits between attempts after an error (nil: DefaultRetry).
+	Retry []time.Duration
 }
 
+// NextRetry is the schedule: job.Attempt is the attempt that just failed.
+func (w *Worker) NextRetry(job *river.Job[ProcessArgs]) time.Time {
+	retry := w.Retry
+	if len(retry) == 0 {
+		retry = DefaultRetry
+	}
+	return time.Now().Add(retry[max(0, min(job.Attempt-1, len(retry)-1))])
+}
+
+// Work asks the acquirer under the payment's decision key, committed before
+// the question, and records the answer with the job's completion in one
+// transaction. No row lock waits on the acquirer: it answers over the
+// network. After the last attempt an acquirer that still errs fails the
+// payment, with its payment.failed event, instead of leaving it pending.
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	if err := db.SnoozeUntil(job.Args.DecideAt); err != nil {
 		return err
 	}
-	p, err := w.Service.GetPayment(ctx, job.Args.MerchantID, job.Args.PaymentID)
+	a := job.Args
+	p, key, err := startDecision(ctx, w.Service.Pool, a.MerchantID, a.PaymentID)
+	var apiErr *web.Error
+	if errors.As(err, &apiErr) && apiErr.Code == web.CodeNotFound {
+		// Nothing will ever make it appear: retrying would only fail again.
+		return river.JobCancel(fmt.Errorf("payment %s of merchant %s not found", a.PaymentID, a.MerchantID))
+	}
 	if err != nil {
 		return err
 	}
-	// Decided outside the transaction: an acquirer answers over the network,
-	// and no row lock should wait on it. A payment already decided (a job run
-	// again) is not asked about again.
 	ok := false
 	if p.Status == StatusPending {
-		if ok, err = w.Decide(ctx, p); err != nil {
-			return err
+		// A payment already decided (a job run again) is not asked about again.
+		if ok, err = w.Decide(ctx, p, key); err != nil {
+			if ctx.Err() != nil || job.Attempt < job.MaxAttempts {
+				return err // stopping (the attempt is given back), or asked again later
+			}
+			ok = false
 		}
 	}
 	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
@@ -58,6 +102,27 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 		}
 		return db.CompleteJobTx(ctx, tx, job)
 	})
+}
+
+// decisionRow is a payment with its decision key.
+type decisionRow struct {
+	Payment
+	DecisionKey uuid.UUID
+}
+
+// startDecision returns the payment and, while it is pending, its decision
+// key, creating and committing the key the first time. A decided payment
+// comes back with no key; an unknown one is NOT_FOUND.
+func startDecision(ctx context.Context, pool db.Querier, merchantID uuid.UUID, id string) (Payment, uuid.UUID, error) {
+	r, err := db.QueryOne[decisionRow](ctx, pool, `
+		UPDATE payments SET decision_key = coalesce(decision_key, gen_random_uuid())
+		WHERE id = $1 AND merchant_id = $2 AND status = 'pending'
+		RETURNING `+paymentColumns+`, decision_key`, id, merchantID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		p, err := getPayment(ctx, pool, merchantID, id, false)
+		return p, uuid.Nil, err
+	}
+	return r.Payment, r.DecisionKey, err
 }
 
 // Simulator stands in for an acquirer (API.md, Test mode): in test mode
@@ -79,8 +144,10 @@ func (s Simulator) Delay(string) time.Duration {
 	return s.DelayMin + rand.N(s.DelayMax-s.DelayMin+1)
 }
 
-// Decide is the Worker.Decide of the simulator.
-func (s Simulator) Decide(_ context.Context, p Payment) (bool, error) {
+// Decide is the Worker.Decide of the simulator. Like an acquirer that
+// deduplicates, it answers one decision key the same way every time: the
+// draw is seeded by the key.
+func (s Simulator) Decide(_ context.Context, p Payment, key uuid.UUID) (bool, error) {
 	if s.TestMode {
 		return s.TestSuccess, nil
 	}
@@ -88,5 +155,6 @@ func (s Simulator) Decide(_ context.Context, p Payment) (bool, error) {
 	if p.Method == MethodCard {
 		rate = s.CardSuccessRate
 	}
-	return rand.Float64() < rate, nil
+	draw := rand.New(rand.NewPCG(binary.BigEndian.Uint64(key[:8]), binary.BigEndian.Uint64(key[8:])))
+	return draw.Float64() < rate, nil
 }

@@ -28,7 +28,7 @@ type Service struct {
 	// Delay is how long after creation a refund is processed.
 	Delay func() time.Duration
 	// Emit records the refund events; nil records none.
-	Emit payments.Emit
+	Emit webhooks.Emit
 }
 
 // CreateTx validates in and creates a pending refund of a merchant's

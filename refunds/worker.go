@@ -2,6 +2,8 @@ package refunds
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -9,7 +11,11 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
+	"paygate/web"
 )
+
+// Queue is the River queue of the refund jobs.
+const Queue = "refunds"
 
 // ProcessArgs is the job that processes one refund at ProcessAt.
 type ProcessArgs struct {
@@ -20,7 +26,7 @@ type ProcessArgs struct {
 
 func (ProcessArgs) Kind() string { return "process_refund" }
 
-func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: "refunds"} }
+func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: Queue} }
 
 // Worker processes ProcessArgs jobs. Until ProcessAt it snoozes, which
 // costs no attempt and holds no worker slot. Every refund is processed: the
@@ -32,6 +38,15 @@ type Worker struct {
 
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	if err := db.SnoozeUntil(job.Args.ProcessAt); err != nil {
+		return err
+	}
+	_, err := w.Service.Get(ctx, job.Args.MerchantID, job.Args.RefundID)
+	var apiErr *web.Error
+	if errors.As(err, &apiErr) && apiErr.Code == web.CodeNotFound {
+		// Nothing will ever make it appear: retrying would only fail again.
+		return river.JobCancel(fmt.Errorf("refund %s of merchant %s not found", job.Args.RefundID, job.Args.MerchantID))
+	}
+	if err != nil {
 		return err
 	}
 	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {

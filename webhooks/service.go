@@ -31,6 +31,11 @@ type Service struct {
 	// River inserts delivery jobs. The app sets it once the client exists:
 	// the client is built with this package's worker, so it comes later.
 	River *river.Client[pgx.Tx]
+	// MaxPerEndpoint bounds the deliveries this process makes to one
+	// endpoint at once (0: DefaultMaxPerEndpoint).
+	MaxPerEndpoint int
+
+	limiter endpointLimiter
 }
 
 // New returns the service. allowPrivate lets URLs and deliveries reach
@@ -79,7 +84,7 @@ func (s *Service) recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	if err := insertLog(ctx, tx, id, merchantID, event, payload); err != nil {
 		return uuid.Nil, err
 	}
-	if _, err := s.River.InsertTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID}, nil); err != nil {
+	if _, err := s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID}); err != nil {
 		return uuid.Nil, err
 	}
 	return id, nil
@@ -174,31 +179,32 @@ func (s *Service) SendTestTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUI
 	})
 }
 
-// RetryTx delivers a log again from the start of the schedule. A log that is
-// still pending already has a live job: that job stays the only one, so a
-// double click schedules one delivery. A finished log starts a new run,
-// whose job is unique per (log, run).
+// RetryTx delivers a log again now, from the start of the schedule,
+// whatever its status: it starts a new run at attempt one, whose job is due
+// at once; a job of the old run that is still waiting finds itself
+// superseded and delivers nothing. A log that has not been attempted in its
+// run yet (just created or just retried) is already about to be delivered:
+// it keeps its job, so a double click schedules one delivery.
 func (s *Service) RetryTx(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) error {
-	status, run, err := lockLog(ctx, tx, merchantID, id)
+	status, run, attempts, err := lockLog(ctx, tx, merchantID, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return web.NotFound("Webhook")
 	}
 	if err != nil {
 		return err
 	}
-	if status != StatusPending {
-		run++
-	}
-	res, err := s.River.InsertTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run}, nil)
-	if err != nil {
+	if status == StatusPending && attempts == 0 {
+		// Its job is due now; should it have been lost (deleted by an
+		// operator), this puts one back, and otherwise adds nothing.
+		_, err := s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})
 		return err
 	}
-	if res.UniqueSkippedAsDuplicate {
-		return nil
+	run++
+	if err := restartLog(ctx, tx, merchantID, id, run); err != nil {
+		return err
 	}
-	// A new job: either a new run, or a pending log whose job was lost
-	// (deleted by an operator); both start again at attempt one.
-	return restartLog(ctx, tx, merchantID, id, run)
+	_, err = s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})
+	return err
 }
 
 // ListFilter narrows the log list.

@@ -48,13 +48,13 @@ func insertLog(ctx context.Context, tx pgx.Tx, id, merchantID uuid.UUID, event s
 	return err
 }
 
-// lockLog returns a log's status and run, holding its row until tx ends so
-// that concurrent retries of one log take turns.
-func lockLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) (status string, run int, err error) {
+// lockLog returns a log's status, run and attempts in that run, holding its
+// row until tx ends so that concurrent retries of one log take turns.
+func lockLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) (status string, run, attempts int, err error) {
 	err = tx.QueryRow(ctx, `
-		SELECT status, run FROM webhook_logs WHERE id = $1 AND merchant_id = $2 FOR UPDATE`, id, merchantID).
-		Scan(&status, &run)
-	return status, run, err
+		SELECT status, run, attempts FROM webhook_logs WHERE id = $1 AND merchant_id = $2 FOR UPDATE`, id, merchantID).
+		Scan(&status, &run, &attempts)
+	return status, run, attempts, err
 }
 
 func restartLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID, run int) error {
@@ -96,7 +96,7 @@ func getLog(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (LogDet
 		return LogDetail{}, err
 	}
 	rows, err := q.Query(ctx, `
-		SELECT a.attempted_at, a.response_code, a.response_body, a.error, a.duration_ms
+		SELECT a.run, a.attempt, a.attempted_at, a.response_code, a.response_body, a.error, a.duration_ms
 		FROM webhook_attempts a JOIN webhook_logs l ON l.id = a.log_id
 		WHERE a.log_id = $1 AND l.merchant_id = $2 ORDER BY a.id`, id, merchantID)
 	if err != nil {
@@ -104,7 +104,7 @@ func getLog(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (LogDet
 	}
 	d.AttemptHistory, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Attempt, error) {
 		var a Attempt
-		return a, r.Scan(&a.AttemptedAt, &a.ResponseCode, &a.ResponseBody, &a.Error, &a.DurationMS)
+		return a, r.Scan(&a.Run, &a.Attempt, &a.AttemptedAt, &a.ResponseCode, &a.ResponseBody, &a.Error, &a.DurationMS)
 	})
 	return d, err
 }
@@ -112,36 +112,37 @@ func getLog(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (LogDet
 // delivery is what one attempt needs: the log's state and the endpoint as
 // it is now (the URL or secret may have changed since the event).
 type delivery struct {
-	status  string
-	run     int
-	payload []byte
+	status   string
+	run      int
+	attempts int // made in this run so far
+	payload  []byte
 	Endpoint
 }
 
 func deliveryOf(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (delivery, error) {
 	var d delivery
 	err := q.QueryRow(ctx, `
-		SELECT l.status, l.run, l.payload, `+endpointColumns+`
+		SELECT l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
 		FROM webhook_logs l JOIN merchants m ON m.id = l.merchant_id
 		WHERE l.id = $1 AND l.merchant_id = $2`, id, merchantID).
-		Scan(append([]any{&d.status, &d.run, &d.payload}, endpointFields(&d.Endpoint)...)...)
+		Scan(append([]any{&d.status, &d.run, &d.attempts, &d.payload}, endpointFields(&d.Endpoint)...)...)
 	return d, err
 }
 
-// recordAttempt stores one attempt's result: the log's summary (only while
-// the log is still pending in this run, so a stale job changes nothing) and
-// a history row. It reports whether the log was updated.
+// recordAttempt stores attempt number attempts of the run: the log's
+// summary and a history row, in one statement, so that attempts always
+// counts the history of the run. Only a log still pending in this run with
+// the attempts before this one is updated, so a stale or repeated job
+// changes nothing. It reports whether the log was updated.
 func recordAttempt(ctx context.Context, tx pgx.Tx, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
 	tag, err := tx.Exec(ctx, `
-		UPDATE webhook_logs SET status = $4, attempts = $5, last_attempt_at = $6, next_retry_at = $7,
-		       response_code = $8, updated_at = now()
-		WHERE id = $1 AND merchant_id = $2 AND run = $3 AND status = 'pending'`,
-		a.LogID, a.MerchantID, a.Run, status, attempts, o.at, next, o.code)
-	if err != nil || tag.RowsAffected() == 0 {
-		return false, err
-	}
-	_, err = tx.Exec(ctx, `
-		INSERT INTO webhook_attempts (log_id, attempted_at, response_code, response_body, error, duration_ms)
-		VALUES ($1, $2, $3, $4, $5, $6)`, a.LogID, o.at, o.code, o.body, o.err, o.duration.Milliseconds())
-	return err == nil, err
+		WITH log AS (
+		    UPDATE webhook_logs SET status = $4, attempts = $5, last_attempt_at = $6, next_retry_at = $7,
+		           response_code = $8, updated_at = now()
+		    WHERE id = $1 AND merchant_id = $2 AND run = $3 AND status = 'pending' AND attempts = $5 - 1
+		    RETURNING id)
+		INSERT INTO webhook_attempts (log_id, run, attempt, attempted_at, response_code, response_body, error, duration_ms)
+		SELECT id, $3, $5, $6, $8, $9, $10, $11 FROM log`,
+		a.LogID, a.MerchantID, a.Run, status, attempts, o.at, next, o.code, o.body, o.err, o.duration.Milliseconds())
+	return err == nil && tag.RowsAffected() == 1, err
 }

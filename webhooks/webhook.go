@@ -9,11 +9,21 @@
 //   - A body is marshalled once (compact, no HTML escaping) and stored as
 //     bytes. Those bytes are signed and sent unchanged on every attempt, so a
 //     receiver verifying the bytes it got verifies what we recorded.
-//   - The retry schedule lives in River's job table (MaxAttempts and
-//     NextRetry), so it survives restarts. A log is pending exactly while a
-//     job of its current run is alive; success is recorded in the same
-//     transaction that completes the job, so a delivered log is not delivered
-//     again by a repeated job.
+//   - Each attempt is one River job. Its record (the log's summary and its
+//     history row, written by one statement, so attempts always counts the
+//     current run's history), the log's new status and the next attempt's
+//     job commit in one transaction with the job's completion. So a log is
+//     pending exactly while a job of its current run is alive, on every
+//     path: delivered, failed after the fifth attempt, or waiting for the
+//     next. The schedule lives in the job table and survives restarts; each
+//     wait counts from the start of the attempt before, and next_retry_at is
+//     when the next job is due. A job that leaves River some other way
+//     (discarded after infrastructure errors, cancelled by an operator) is
+//     replaced by the reconciler, so no log stays pending forever.
+//   - A manual retry starts a new run; jobs of older runs deliver nothing.
+//   - One endpoint holds at most MaxPerEndpoint deliveries of a process at
+//     once; the rest snooze without spending an attempt, so a hanging
+//     endpoint cannot take every webhook worker.
 //   - Delivery never reaches a forbidden address (loopback, private, link-local,
 //     metadata, ...) unless private networks are explicitly allowed: the check
 //     runs when a URL is saved and again in the dialer, on the resolved IPs
@@ -23,11 +33,13 @@
 package webhooks
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"paygate/web"
 )
@@ -45,6 +57,11 @@ const (
 // Events lists every event a merchant can subscribe to.
 var Events = []string{EventPaymentCreated, EventPaymentSuccess, EventPaymentFailed,
 	EventRefundCreated, EventRefundProcessed, EventTest}
+
+// Emit records an event in tx, so that it commits with the change that
+// caused it: Service.EmitTx, which the payments and refunds services are
+// given.
+type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) error
 
 // AllEvents is the subscription to every event.
 const AllEvents = "*"
@@ -119,7 +136,11 @@ type LogDetail struct {
 }
 
 // Attempt is one request to the merchant's endpoint and what came back.
+// Run and Attempt say which attempt of which run it was: the log's attempts
+// count the entries of its current run (a manual retry starts a new run).
 type Attempt struct {
+	Run          int      `json:"run"`
+	Attempt      int      `json:"attempt"`
 	AttemptedAt  web.Time `json:"attempted_at"`
 	ResponseCode *int     `json:"response_code"`
 	ResponseBody string   `json:"response_body"`

@@ -374,47 +374,9 @@ func TestRetryDoubleClickSchedulesOneDelivery(t *testing.T) {
 
 	v := waitStatus(t, a, h, id, webhooks.StatusSuccess)
 	require.Equal(t, 1, v.Attempts)
-	require.Equal(t, 2, jobsFor(t, a, id), "the first run's job and one retry job")
+	require.Equal(t, 1, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook' AND args @> jsonb_build_object('log_id', $1::uuid, 'run', 1)`, id),
+		"one job for the retried run")
 	require.Len(t, r.requests(), 6)
-}
-
-func TestRetryOfPendingLogAddsNoJob(t *testing.T) {
-	t.Parallel()
-	a, h, _ := setup(t, slow, failing)
-	id := sendTest(t, a, h)
-	var v logView
-	eventually(t, "the first failed attempt", func() bool { v = get(t, a, h, id); return v.Attempts == 1 })
-	require.Equal(t, webhooks.StatusPending, v.Status)
-	require.NotNil(t, v.NextRetryAt)
-
-	retry(t, a, h, id)
-	retry(t, a, h, id)
-	require.Equal(t, 1, jobsFor(t, a, id))
-	require.Equal(t, 1, get(t, a, h, id).Attempts)
-}
-
-func TestRetryAfterIsHonouredWithoutSpendingAnAttempt(t *testing.T) {
-	t.Parallel()
-	// A counted failure would wait an hour; only the Retry-After brings the
-	// second request.
-	a, h, r := setup(t, slow, func(n int, w http.ResponseWriter) {
-		if n == 1 {
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
-	id := sendTest(t, a, h)
-
-	v := waitStatus(t, a, h, id, webhooks.StatusSuccess)
-	require.Equal(t, 1, v.Attempts, "the 503 with Retry-After was not an attempt")
-	require.Len(t, v.AttemptHistory, 2)
-	require.Equal(t, 503, *v.AttemptHistory[0].ResponseCode)
-	require.Equal(t, 200, *v.AttemptHistory[1].ResponseCode)
-	got := r.requests()
-	require.Len(t, got, 2)
-	require.GreaterOrEqual(t, got[1].at.Sub(got[0].at), 900*time.Millisecond)
 }
 
 func TestEventsOnlyForConfiguredSubscribedEndpoints(t *testing.T) {

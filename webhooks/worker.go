@@ -3,9 +3,7 @@ package webhooks
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -21,31 +19,42 @@ import (
 	"paygate/metrics"
 )
 
+// Queue is the River queue of the delivery jobs.
+const Queue = "webhooks"
+
 const (
 	// maxResponseBody is how much of a response is kept for the merchant.
 	maxResponseBody = 1 << 10
-	// A Retry-After is honoured (without spending an attempt) for at most
-	// maxRetryAfter, and at most maxSnoozes times per run, so an endpoint
-	// that always answers 429 still ends failed eventually.
+	// A Retry-After on a 429 or 503 delays the next attempt to the time it
+	// asks for when that is later than the schedule's, by at most
+	// maxRetryAfter after the start of the attempt. It never brings an
+	// attempt earlier and never adds one.
 	maxRetryAfter = time.Hour
-	maxSnoozes    = 10
+	// jobRetries is how often River runs one attempt's job again when the
+	// job itself fails (the database went away mid-job), before giving up
+	// on it; the reconciler then resumes the log.
+	jobRetries = 10
 )
 
-// DeliverArgs is the job that delivers one log. Run is the log's run it
-// belongs to: a manual retry starts a new run, and jobs of older runs do
-// nothing.
+// DeliverArgs is the job that makes the next attempt of one log's run, not
+// before At. Each attempt is its own job: the attempt's record, the log's
+// new state and the next attempt's job (or none) commit with the job's
+// completion, so a log is pending exactly while a job of its current run is
+// alive. Run is the log's run: a manual retry starts a new one, and jobs of
+// older runs do nothing.
 type DeliverArgs struct {
-	LogID      uuid.UUID `json:"log_id"`
-	MerchantID uuid.UUID `json:"merchant_id"`
-	Run        int       `json:"run"`
+	LogID      uuid.UUID `json:"log_id" river:"unique"`
+	MerchantID uuid.UUID `json:"merchant_id" river:"unique"`
+	Run        int       `json:"run" river:"unique"`
+	At         time.Time `json:"at,omitzero"`
 }
 
 func (DeliverArgs) Kind() string { return "deliver_webhook" }
 
 func (DeliverArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{
-		Queue:       "webhooks",
-		MaxAttempts: maxAttempts,
+		Queue:       Queue,
+		MaxAttempts: jobRetries,
 		// One live job per (log, run): a retry request that finds one
 		// already scheduled or running adds nothing.
 		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
@@ -55,25 +64,46 @@ func (DeliverArgs) InsertOpts() river.InsertOpts {
 	}
 }
 
-// Worker makes one delivery attempt per job run. River counts the attempts
-// and keeps the schedule (NextRetry), so it survives restarts.
+// insertDeliveryTx schedules the job of a log's attempt at at (zero: now).
+// River's scheduler makes a scheduled job available up to 5 s late, so a
+// later job is scheduled 5 s early and snoozes the rest (db.SnoozeUntil):
+// the attempt is made when next_retry_at says.
+func (s *Service) insertDeliveryTx(ctx context.Context, tx pgx.Tx, a DeliverArgs) (bool, error) {
+	var opts *river.InsertOpts
+	if early := a.At.Add(-5 * time.Second); time.Until(early) > 0 {
+		opts = &river.InsertOpts{ScheduledAt: early}
+	}
+	res, err := s.River.InsertTx(ctx, tx, a, opts)
+	if err != nil {
+		return false, err
+	}
+	return !res.UniqueSkippedAsDuplicate, nil
+}
+
+// Worker makes one delivery attempt per job.
 type Worker struct {
 	river.WorkerDefaults[DeliverArgs]
 	Service *Service
 }
 
-// NextRetry is the schedule: job.Attempt is the attempt that just failed.
+// NextRetry is when River runs a job again after the job itself failed (the
+// database was away, not the endpoint): soon, so that the attempt is made
+// close to its time once the database is back.
 func (w *Worker) NextRetry(job *river.Job[DeliverArgs]) time.Time {
-	return time.Now().Add(w.Service.wait(job.Attempt))
+	return time.Now().Add(time.Duration(min(job.Attempt*job.Attempt, 60)) * time.Second)
 }
 
-// wait is the pause after the given (1-based) failed attempt.
+// wait is the pause after the given (1-based) failed attempt, counted from
+// that attempt's start.
 func (s *Service) wait(attempt int) time.Duration {
 	return s.Schedule[max(0, min(attempt-1, len(s.Schedule)-1))]
 }
 
 func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	s, a := w.Service, job.Args
+	if err := db.SnoozeUntil(a.At); err != nil {
+		return err
+	}
 	d, err := deliveryOf(ctx, s.pool, a.MerchantID, a.LogID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // the log is gone: nothing to deliver
@@ -84,64 +114,57 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if d.status != StatusPending || d.run != a.Run {
 		return nil // delivered, failed, or superseded by a manual retry
 	}
+	release, ok := s.limiter.acquire(d.URL, s.MaxPerEndpoint)
+	if !ok {
+		// The endpoint has its share of the workers: wait without spending
+		// an attempt, so other endpoints' deliveries go first.
+		return river.JobSnooze(busySnooze())
+	}
 	o := s.send(ctx, a.LogID, d)
+	release()
 	if ctx.Err() != nil {
-		// Stopping or timed out mid-request: River decides; the attempt is
-		// made again and recorded then.
+		// Stopping or timed out mid-request: River gives the job back and
+		// the attempt is made again, and recorded, then.
 		return ctx.Err()
 	}
+	return s.finishAttemptTx(ctx, job, d.attempts+1, o)
+}
 
-	if o.delivered() {
-		return s.recordSuccess(ctx, job, o)
+// finishAttemptTx records attempt n of the job's run and moves the log on, in one
+// transaction with the job's completion: delivered, failed after the last
+// attempt, or pending with the next attempt's job scheduled from this
+// attempt's start. A log that moved on meanwhile (a manual retry started a
+// new run) keeps its state; this job just ends.
+func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArgs], n int, o outcome) error {
+	a := job.Args
+	status, next := StatusPending, o.at.Add(max(s.wait(n), o.retryAfter))
+	switch {
+	case o.delivered():
+		status = StatusSuccess
+	case n >= maxAttempts:
+		status = StatusFailed
 	}
-	if o.retryAfter > 0 && snoozes(job) < maxSnoozes {
-		// Not an attempt: River gives the attempt back on a snooze, so the
-		// log keeps the count it had before this request.
-		next := o.at.Add(o.retryAfter)
-		if err := s.record(ctx, a, StatusPending, job.Attempt-1, &next, o); err != nil {
+	var nextAt *time.Time
+	if status == StatusPending {
+		nextAt = &next
+	}
+	return db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		// Completed first, so the next job of the run is not its duplicate.
+		// When the job is no longer ours (rescued and run elsewhere) this
+		// fails and nothing is recorded: the other run of it records.
+		if err := db.CompleteJobTx(ctx, tx, job); err != nil {
 			return err
 		}
-		return river.JobSnooze(o.retryAfter)
-	}
-	status, next := StatusPending, new(o.at.Add(s.wait(job.Attempt)))
-	if job.Attempt >= job.MaxAttempts {
-		status, next = StatusFailed, nil
-	}
-	if err := s.record(ctx, a, status, job.Attempt, next, o); err != nil {
-		return err
-	}
-	// The error makes River retry per NextRetry, or discard after the last.
-	return fmt.Errorf("webhook %s attempt %d: %s", a.LogID, job.Attempt, *o.err)
-}
-
-// recordSuccess records the attempt and completes the job in one
-// transaction, so a delivered log is never left pending with a live job.
-func (s *Service) recordSuccess(ctx context.Context, job *river.Job[DeliverArgs], o outcome) error {
-	return db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := recordAttempt(ctx, tx, job.Args, StatusSuccess, job.Attempt, nil, o); err != nil {
+		updated, err := recordAttempt(ctx, tx, a, status, n, nextAt, o)
+		if updated {
+			db.AfterCommit(tx, func() { metrics.WebhookDelivery(status) })
+		}
+		if err != nil || !updated || status != StatusPending {
 			return err
 		}
-		db.AfterCommit(tx, func() { metrics.WebhookDelivery(StatusSuccess) })
-		// When someone else owns the job now (rescued or cancelled), this
-		// fails and the log is left to that run rather than recorded over.
-		return db.CompleteJobTx(ctx, tx, job)
-	})
-}
-
-func (s *Service) record(ctx context.Context, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) error {
-	return db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		_, err := recordAttempt(ctx, tx, a, status, attempts, next, o)
-		db.AfterCommit(tx, func() { metrics.WebhookDelivery(status) })
+		_, err = s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: a.LogID, MerchantID: a.MerchantID, Run: a.Run, At: next})
 		return err
 	})
-}
-
-func snoozes(job *river.Job[DeliverArgs]) int {
-	var m struct {
-		Snoozes int `json:"snoozes"`
-	}
-	_ = json.Unmarshal(job.Metadata, &m) // absent or odd metadata: no snoozes yet
-	return m.Snoozes
 }
 
 // outcome is one request to the merchant's endpoint.
