@@ -267,6 +267,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, time.Second, cfg.TestProcessingDelay)
 	require.Equal(t, 0.90, cfg.UPISuccessRate)
 	require.Equal(t, 0.95, cfg.CardSuccessRate)
+	require.Equal(t, 5*time.Millisecond, cfg.FetchCooldown, "River's 100 ms default caps a queue at workers×10 jobs/s")
 
 	cfg, err = app.LoadConfig(env("TEST_MODE", "true", "TEST_PROCESSING_DELAY", "500", "PORT", "9000", "LOG_LEVEL", "debug"))
 	require.NoError(t, err)
@@ -287,6 +288,12 @@ func TestConfig(t *testing.T) {
 		{[]string{"PROCESSING_DELAY_MIN", "9000", "PROCESSING_DELAY_MAX", "100"}},
 		{[]string{"REFUND_DELAY_MIN", "9000", "REFUND_DELAY_MAX", "100"}},
 		{[]string{"WEBHOOK_ALLOW_PRIVATE_NETWORKS", "yes please"}},
+		{[]string{"PAYMENTS_WORKERS", "0"}},
+		{[]string{"WEBHOOK_WORKERS", "many"}},
+		{[]string{"REFUND_WORKERS", "-1"}},
+		{[]string{"RIVER_FETCH_COOLDOWN", "0"}},
+		{[]string{"RIVER_FETCH_POLL_INTERVAL", "2", "RIVER_FETCH_COOLDOWN", "5"}},
+		{[]string{"DB_MAX_CONNS", "-3"}},
 	} {
 		_, err := app.LoadConfig(env(tc.env...))
 		require.Error(t, err, tc.env)

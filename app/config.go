@@ -42,6 +42,13 @@ type Config struct {
 	// FetchPollInterval is how often River looks for due jobs; short, so that
 	// short delays and retries run on time.
 	FetchPollInterval time.Duration
+
+	// Queue throughput (queue.go): River fetches at most a queue's workers
+	// per FetchCooldown, so workers / cooldown caps each queue's jobs per
+	// second. DBMaxConns is the pgx pool size (0: db.Open's default).
+	PaymentsWorkers, RefundWorkers, WebhookWorkers int
+	FetchCooldown                                  time.Duration
+	DBMaxConns                                     int
 }
 
 // LoadConfig reads and validates the configuration. Every invalid variable
@@ -68,7 +75,19 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		WebhookRetryIntervalsTest: p.bool("WEBHOOK_RETRY_INTERVALS_TEST", false),
 
 		RequestTimeout:    10 * time.Second,
-		FetchPollInterval: 100 * time.Millisecond,
+		FetchPollInterval: p.millis("RIVER_FETCH_POLL_INTERVAL", 100),
+
+		PaymentsWorkers: p.int("PAYMENTS_WORKERS", defaultPaymentsWorkers, 1, 10_000),
+		RefundWorkers:   p.int("REFUND_WORKERS", defaultRefundWorkers, 1, 10_000),
+		WebhookWorkers:  p.int("WEBHOOK_WORKERS", defaultWebhookWorkers, 1, 10_000),
+		FetchCooldown:   p.millis("RIVER_FETCH_COOLDOWN", defaultFetchCooldownMs),
+		DBMaxConns:      p.int("DB_MAX_CONNS", 0, 0, 10_000),
+	}
+	if c.FetchCooldown < time.Millisecond {
+		p.fail("RIVER_FETCH_COOLDOWN", getenv("RIVER_FETCH_COOLDOWN"), "at least 1 (ms)")
+	}
+	if c.FetchPollInterval < c.FetchCooldown {
+		p.fail("RIVER_FETCH_POLL_INTERVAL", getenv("RIVER_FETCH_POLL_INTERVAL"), "at least RIVER_FETCH_COOLDOWN")
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
 	switch lvl := strings.ToLower(p.str("LOG_LEVEL", "info")); lvl {
