@@ -26,8 +26,8 @@ type client struct {
 
 func newClient(base, key, secret string, conc int) *client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 2 * conc
-	tr.MaxIdleConnsPerHost = 2 * conc
+	tr.MaxIdleConns = max(2*conc, 1024)
+	tr.MaxIdleConnsPerHost = max(2*conc, 1024)
 	return &client{base: strings.TrimRight(base, "/"), key: key, secret: secret,
 		http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }

@@ -255,7 +255,7 @@ func (b *bench) steady(ctx context.Context) error {
 	returned := make([]time.Time, n)
 	start := time.Now()
 	g0, d0 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
-	post := openLoop(ctx, fmt.Sprintf("steady POSTs %.0f/s", f.Rate), f.Rate, f.Steady, 4*f.C, func(i int) (int, error) {
+	post := openLoop(ctx, fmt.Sprintf("steady POSTs %.0f/s", f.Rate), f.Rate, f.Steady, 1024, func(i int) (int, error) {
 		status, id, err := b.c.createPayment(ctx, orders[i], false)
 		if status == http.StatusCreated && err == nil {
 			ids[i], returned[i] = id, time.Now()

@@ -1,15 +1,22 @@
 package db
 
 import (
-	"context"
-	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivertype"
 )
+
+// Completing jobs. Workers do not complete their job inside the transaction
+// of their work (river.JobCompleteTx): River's completer marks jobs completed
+// after Work returns, many in one statement, where JobCompleteTx costs one
+// heavy statement per job inside the work's transaction — the largest share
+// of the database's time per payment (BENCHMARKS.md, cost account). Exactly
+// once still holds, because every worker's change is conditional (a payment
+// is decided only while pending, a refund processed only while pending, a
+// webhook log recorded only while pending in its run): a job that runs again
+// after its work committed — its completion lost to a crash, or the job
+// rescued — changes nothing. At least once holds because a job is only
+// completed after its work committed.
 
 // maxSnooze is River's scheduler interval: a snooze up to it leaves the job
 // available (picked at the first fetch poll after it is due), a longer one
@@ -23,21 +30,6 @@ const maxSnooze = 5 * time.Second
 func SnoozeUntil(at time.Time) error {
 	if wait := time.Until(at); wait > 0 {
 		return river.JobSnooze(min(wait, maxSnooze))
-	}
-	return nil
-}
-
-// CompleteJobTx completes the running job in tx, the transaction of the work
-// it did, so the work and the completion commit together. River answers a
-// job that is no longer ours (rescued and run elsewhere) unchanged and
-// without error: that is an error here, so that the work is rolled back.
-func CompleteJobTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.Job[T]) error {
-	done, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-	if err != nil {
-		return err
-	}
-	if done.State != rivertype.JobStateCompleted {
-		return fmt.Errorf("%s job %d is %s, not completed", job.Kind, job.ID, done.State)
 	}
 	return nil
 }

@@ -52,11 +52,12 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 			return err
 		}
 	}
+	// The job is completed by River after Work returns, batched with
+	// others (db/jobs.go); DecideTx's conditional update makes a rerun
+	// harmless.
 	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
-		if _, err := w.Service.DecideTx(ctx, tx, p.MerchantID, p.ID, ok); err != nil {
-			return err
-		}
-		return db.CompleteJobTx(ctx, tx, job)
+		_, err := w.Service.DecideTx(ctx, tx, p.MerchantID, p.ID, ok)
+		return err
 	})
 }
 

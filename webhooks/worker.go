@@ -113,17 +113,11 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	return fmt.Errorf("webhook %s attempt %d: %s", a.LogID, job.Attempt, *o.err)
 }
 
-// recordSuccess records the attempt and completes the job in one
-// transaction, so a delivered log is never left pending with a live job.
+// recordSuccess records the delivered attempt. River completes the job
+// after Work returns, batched with others (db/jobs.go); a run of the job
+// after that commit finds the log delivered and sends nothing.
 func (s *Service) recordSuccess(ctx context.Context, job *river.Job[DeliverArgs], o outcome) error {
-	return db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := recordAttempt(ctx, tx, job.Args, StatusSuccess, job.Attempt, nil, o); err != nil {
-			return err
-		}
-		// When someone else owns the job now (rescued or cancelled), this
-		// fails and the log is left to that run rather than recorded over.
-		return db.CompleteJobTx(ctx, tx, job)
-	})
+	return s.record(ctx, job.Args, StatusSuccess, job.Attempt, nil, o)
 }
 
 func (s *Service) record(ctx context.Context, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) error {
