@@ -81,7 +81,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		RefundWorkers:   p.int("REFUND_WORKERS", defaultRefundWorkers, 1, 10_000),
 		WebhookWorkers:  p.int("WEBHOOK_WORKERS", defaultWebhookWorkers, 1, 10_000),
 		FetchCooldown:   p.millis("RIVER_FETCH_COOLDOWN", defaultFetchCooldownMs),
-		DBMaxConns:      p.int("DB_MAX_CONNS", 0, 0, 10_000),
+		DBMaxConns:      p.int("DB_MAX_CONNS", defaultDBMaxConns, 0, 10_000),
 	}
 	if c.FetchCooldown < time.Millisecond {
 		p.fail("RIVER_FETCH_COOLDOWN", getenv("RIVER_FETCH_COOLDOWN"), "at least 1 (ms)")

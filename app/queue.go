@@ -5,20 +5,29 @@ import "time"
 // Queue defaults, from what was measured (BENCHMARKS.md, "Queue settings").
 //
 // River fetches at most a queue's free workers every FetchCooldown, so
-// workers / cooldown bounds a queue's jobs per second: River's defaults (100
+// workers / cooldown bounds a queue's jobs per second: River's default (100
 // ms) with 20 workers capped payments at 200/s, a twentieth of what the
-// database commits. A job's run time (a decision or one webhook POST plus
-// its commit, a few ms, tens under load) times the wanted rate is the
-// workers a queue needs: 1,000 payments/s is 1,000 decisions and 2,000
-// deliveries a second, so 50 and 100 workers leave headroom at 20–50 ms a
-// job, and a 5 ms cooldown lifts the fetch bound to 10,000 and 20,000 jobs/s,
-// above anything the database can commit. More workers than that only queue
-// on the pool and on PostgreSQL's locks.
+// database commits (its payment + job ceiling, 1,000–6,000 tx/s on the
+// 2-core bench machine). The bound must sit above that ceiling, for each
+// payment is one decision and two deliveries: 100 and 200 workers per 10 ms
+// are 10,000 and 20,000 jobs/s. The cooldown is not shorter because each
+// fetch is a transaction of its own and each insert NOTIFY (at most one per
+// queue per cooldown) serialises commits on PostgreSQL's notify lock: at 5
+// ms the bench saw 0.4 fetches per payment, at 20 ms 0.17. A job's run time
+// (a decision, or one webhook POST and its commit: a few ms, tens under
+// load) times the rate is the workers in use; idle workers cost nothing.
 const (
-	defaultPaymentsWorkers = 50
+	defaultPaymentsWorkers = 100
 	defaultRefundWorkers   = 20
-	defaultWebhookWorkers  = 100
-	defaultFetchCooldownMs = 5
+	defaultWebhookWorkers  = 200
+	defaultFetchCooldownMs = 10
+	// A worker holds a connection only while it talks to the database, but
+	// 300 workers and the API's requests on 25 (db.Open's default) queued
+	// for connections in the burst; most of a connection's time is spent
+	// waiting for its commit's WAL flush, which more concurrent committers
+	// share (group commit). 50 leaves room for four replicas under the
+	// embedded server's max_connections=200.
+	defaultDBMaxConns = 50
 )
 
 // fetchCooldown is the cooldown River is given: never longer than the poll

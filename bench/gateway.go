@@ -44,6 +44,16 @@ func buildGateway(ctx context.Context) (*gateway, error) {
 	return g, nil
 }
 
+// migrate runs paygate migrate on databaseURL.
+func (g *gateway) migrate(ctx context.Context, databaseURL string) error {
+	cmd := exec.CommandContext(ctx, g.bin, "migrate")
+	cmd.Env = append(environWithout("DATABASE_URL", "LOG_LEVEL"), "DATABASE_URL="+databaseURL, "LOG_LEVEL=warn")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("paygate migrate: %w: %s", err, out)
+	}
+	return nil
+}
+
 // start runs paygate serve on databaseURL with env added to its settings,
 // and waits until /health answers 200.
 func (g *gateway) start(ctx context.Context, databaseURL string, delay, wait time.Duration, env []string) error {

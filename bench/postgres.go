@@ -99,10 +99,11 @@ func startCluster(ctx context.Context) (*cluster, error) {
 	for {
 		conn, err := pgx.Connect(ctx, c.url("postgres"))
 		if err == nil {
-			_, err = conn.Exec(ctx, `CREATE DATABASE paygate`)
-			conn.Close(ctx)
-			if err != nil {
-				return c, err
+			defer conn.Close(ctx)
+			for _, db := range []string{"paygate", "ceiling"} {
+				if _, err := conn.Exec(ctx, `CREATE DATABASE `+db); err != nil {
+					return c, err
+				}
 			}
 			return c, nil
 		}

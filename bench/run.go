@@ -37,7 +37,41 @@ func run(ctx context.Context, f Flags) (err error) {
 	if err != nil {
 		return err
 	}
-	b.pool, err = pgxpool.New(ctx, b.pg.url("paygate")+"&pool_max_conns="+fmt.Sprint(f.C+8))
+	logf("building paygate")
+	b.gw, err = buildGateway(ctx)
+	defer b.gw.remove(b.rep)
+	if err != nil {
+		return err
+	}
+	// The ceiling runs in a database of its own on the same server (paygate's
+	// schema, applied by paygate migrate), before paygate starts: the
+	// database alone, and paygate's database stays as fresh as on a first
+	// start.
+	if err := b.gw.migrate(ctx, b.pg.url("ceiling")); err != nil {
+		return err
+	}
+	cpool, err := pgxpool.New(ctx, b.pg.url("ceiling")+"&pool_max_conns="+fmt.Sprint(f.C+8))
+	if err != nil {
+		return err
+	}
+	defer cpool.Close()
+	var cmid uuid.UUID
+	if err := cpool.QueryRow(ctx, `INSERT INTO merchants (name, email, api_key, api_secret_hash, webhook_secret)
+		VALUES ('ceiling', 'ceiling@bench.test', 'key_ceiling', sha256('x'), 'whsec_ceiling') RETURNING id`).Scan(&cmid); err != nil {
+		return fmt.Errorf("ceiling merchant: %w", err)
+	}
+	logf("ceiling: the database alone, %d clients, %v each", f.C, f.CeilingD)
+	ceilings, err := measureCeiling(ctx, cpool, b.pg.pid(), cmid, f.C, f.CeilingD)
+	if err != nil {
+		return err
+	}
+	cpool.Close()
+	b.rep.Ceilings = ceilings
+	for _, c := range ceilings {
+		b.ceiling[c.Name] = c
+	}
+
+	b.pool, err = pgxpool.New(ctx, b.pg.url("paygate")+"&pool_max_conns=8")
 	if err != nil {
 		return err
 	}
@@ -46,36 +80,14 @@ func run(ctx context.Context, f Flags) (err error) {
 		return err
 	}
 
-	logf("building paygate")
-	b.gw, err = buildGateway(ctx)
-	defer b.gw.remove(b.rep)
-	if err != nil {
-		return err
-	}
-	// A first start migrates and seeds the test merchant; the ceiling then
-	// runs with paygate stopped: the database alone.
-	if err := b.gw.start(ctx, b.pg.url("paygate"), f.Delay, time.Minute, f.Env); err != nil {
-		return err
-	}
-	b.gw.stop()
-	if err := b.pool.QueryRow(ctx, `SELECT id FROM merchants WHERE api_key = $1`, f.Key).Scan(&b.mid); err != nil {
-		return fmt.Errorf("find the merchant of -key: %w", err)
-	}
-	logf("ceiling: the database alone, %d clients, %v each", f.C, f.CeilingD)
-	ceilings, err := measureCeiling(ctx, b.pool, b.pg.pid(), b.mid, f.C, f.CeilingD)
-	if err != nil {
-		return err
-	}
-	b.rep.Ceilings = ceilings
-	for _, c := range ceilings {
-		b.ceiling[c.Name] = c
-	}
-
 	logf("starting paygate (TEST_PROCESSING_DELAY=%v %s)", f.Delay, f.Env.String())
 	if err := b.gw.start(ctx, b.pg.url("paygate"), f.Delay, time.Minute, f.Env); err != nil {
 		return err
 	}
 	b.rep.Startup = b.gw.startup.Seconds()
+	if err := b.pool.QueryRow(ctx, `SELECT id FROM merchants WHERE api_key = $1`, f.Key).Scan(&b.mid); err != nil {
+		return fmt.Errorf("find the merchant of -key: %w", err)
+	}
 	stopped := false
 	stopGateway := func() {
 		if !stopped {
