@@ -18,7 +18,7 @@ test: deps ## install what is missing, vet, run every test with the race detecto
 build: ## build bin/paygate
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/paygate .
 
-bench: deps ## measure throughput, latency, time to webhook and memory; prints a report
+bench: deps ## measure against the database ceiling (BENCH_FLAGS=-quick: under a minute; -cost: per statement)
 	$(GO) run ./bench $(BENCH_FLAGS)
 
 lint: ## gofmt and go vet

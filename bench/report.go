@@ -232,6 +232,14 @@ func (r *Report) costText(w io.Writer, full bool) {
 		fmt.Fprintf(w, "  against the payment + job ceiling: %.1f× its DB CPU and %.1f× its commits per transaction\n",
 			c.DBCPUms/r.Ceilings[1].DBCPUms, c.Commits/max(0.01, r.Ceilings[1].Commits))
 	}
+	fmt.Fprint(w, "  paygate's sessions during the burst (pg_stat_activity every 50 ms):")
+	for i, wt := range c.Waits {
+		if i == 8 {
+			break
+		}
+		fmt.Fprintf(w, " %s %.0f%%;", wt.Event, 100*wt.Share)
+	}
+	fmt.Fprintln(w)
 	byArea := map[string][2]float64{}
 	for _, s := range c.ByStmt {
 		a := byArea[s.Area]

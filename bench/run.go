@@ -221,6 +221,9 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	db0, g0 := snapshotDB(ctx, b.pool, b.pg.pid()), treeUsage(b.gw.pid(), false).CPU
 	ids := make([]string, f.N)
 	returned := make([]time.Time, f.N)
+	waitCtx, stopWaits := context.WithCancel(ctx)
+	waits := make(chan []Wait, 1)
+	go func() { waits <- sampleWaits(waitCtx, b.pool) }()
 	start := time.Now()
 	post := runPhase(ctx, "burst POSTs", f.C, 0, f.N, func(i int) (int, error) {
 		status, id, err := b.c.createPayment(ctx, orders[i], false)
@@ -237,6 +240,7 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	// The cost account runs to the end of the last job (the payment.created
 	// deliveries may finish after the last payment.success).
 	awaitIdle(ctx, b.pool, f.Wait)
+	stopWaits()
 	d := snapshotDB(ctx, b.pool, b.pg.pid()).minus(db0)
 	gcpu := treeUsage(b.gw.pid(), false).CPU - g0
 	fl.PaygateCPUms = gcpu.Seconds() * 1000 / float64(max(1, len(created)))
@@ -246,6 +250,7 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cost account: %w", err)
 	}
+	cost.Waits = <-waits
 	b.rep.Cost = &cost
 	var ok []string
 	for i, t := range b.recv.arrivals(created, false) {
