@@ -136,18 +136,23 @@ func deliveryOf(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (de
 
 // recordAttempt stores one attempt's result: the log's summary (only while
 // the log is still pending in this run, so a stale job changes nothing) and
-// a history row. It reports whether the log was updated.
-func recordAttempt(ctx context.Context, tx pgx.Tx, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
-	tag, err := tx.Exec(ctx, `
-		UPDATE webhook_logs SET status = $4, attempts = $5, last_attempt_at = $6, next_retry_at = $7,
-		       response_code = $8, updated_at = now()
-		WHERE id = $1 AND merchant_id = $2 AND run = $3 AND status = 'pending'`,
-		a.LogID, a.MerchantID, a.Run, status, attempts, o.at, next, o.code)
-	if err != nil || tag.RowsAffected() == 0 {
-		return false, err
-	}
-	_, err = tx.Exec(ctx, `
-		INSERT INTO webhook_attempts (log_id, attempted_at, response_code, response_body, error, duration_ms)
-		VALUES ($1, $2, $3, $4, $5, $6)`, a.LogID, o.at, o.code, o.body, o.err, o.duration.Milliseconds())
-	return err == nil, err
+// a history row. It reports whether the log was updated. It is one
+// statement, so atomic without a transaction of its own: no BEGIN and
+// COMMIT round trips, and no row lock held between statements.
+func recordAttempt(ctx context.Context, q db.Querier, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
+	var updated bool
+	err := q.QueryRow(ctx, `
+		WITH log AS (
+			UPDATE webhook_logs SET status = $4, attempts = $5, last_attempt_at = $6, next_retry_at = $7,
+			       response_code = $8, updated_at = now()
+			WHERE id = $1 AND merchant_id = $2 AND run = $3 AND status = 'pending'
+			RETURNING id
+		), attempt AS (
+			INSERT INTO webhook_attempts (log_id, attempted_at, response_code, response_body, error, duration_ms)
+			SELECT id, $6, $8, $9, $10, $11 FROM log
+		)
+		SELECT EXISTS (SELECT 1 FROM log)`,
+		a.LogID, a.MerchantID, a.Run, status, attempts, o.at, next, o.code, o.body, o.err, o.duration.Milliseconds()).
+		Scan(&updated)
+	return updated, err
 }

@@ -16,8 +16,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
-
-	"paygate/db"
 )
 
 const (
@@ -121,10 +119,8 @@ func (s *Service) recordSuccess(ctx context.Context, job *river.Job[DeliverArgs]
 }
 
 func (s *Service) record(ctx context.Context, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) error {
-	return db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		_, err := recordAttempt(ctx, tx, a, status, attempts, next, o)
-		return err
-	})
+	_, err := recordAttempt(ctx, s.pool, a, status, attempts, next, o)
+	return err
 }
 
 func snoozes(job *river.Job[DeliverArgs]) int {
