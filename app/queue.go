@@ -2,7 +2,7 @@ package app
 
 import "time"
 
-// Queue defaults, from what was measured (BENCHMARKS.md, "Queue settings").
+// Queue defaults, from what was measured (BENCHMARKS.md, "What changed").
 //
 // River fetches at most a queue's free workers every FetchCooldown, so
 // workers / cooldown bounds a queue's jobs per second: River's default (100

@@ -62,7 +62,7 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, e
 
 // recordTx stores the body and schedules its first attempt. With
 // subscribedOnly, nothing is stored (and uuid.Nil returned) unless the
-// merchant's endpoint delivers event (Endpoint.delivers).
+// merchant's endpoint delivers event (insertLog).
 func (s *Service) recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any, subscribedOnly bool) (uuid.UUID, error) {
 	payload, err := web.Marshal(body{Event: event, Timestamp: time.Now().Unix(), Data: data})
 	if err != nil {

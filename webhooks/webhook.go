@@ -10,10 +10,10 @@
 //     bytes. Those bytes are signed and sent unchanged on every attempt, so a
 //     receiver verifying the bytes it got verifies what we recorded.
 //   - The retry schedule lives in River's job table (MaxAttempts and
-//     NextRetry), so it survives restarts. A log is pending exactly while a
-//     job of its current run is alive; success is recorded in the same
-//     transaction that completes the job, so a delivered log is not delivered
-//     again by a repeated job.
+//     NextRetry), so it survives restarts. A log is pending while a job of
+//     its current run is alive; success is recorded (conditionally on the
+//     log still pending in that run) before River completes the job, so a
+//     delivered log is not delivered again by a repeated job.
 //   - Delivery never reaches a forbidden address (loopback, private, link-local,
 //     metadata, ...) unless private networks are explicitly allowed: the check
 //     runs when a URL is saved and again in the dialer, on the resolved IPs
