@@ -66,7 +66,7 @@ func (e *envList) Set(v string) error {
 
 func main() {
 	var f Flags
-	flag.BoolVar(&f.Quick, "quick", false, "a run of under a minute: -d 2s -n 2000 -steady 5s -refunds 300 unless set")
+	flag.BoolVar(&f.Quick, "quick", false, "a run of under a minute: -d 2s -n 1000 -steady 4s -refunds 200 unless set")
 	flag.IntVar(&f.C, "c", 64, "concurrent clients of the closed-loop phases (payments also run at 16)")
 	flag.IntVar(&f.N, "n", 20000, "payments in the end-to-end burst")
 	flag.IntVar(&f.Refunds, "refunds", 2000, "refunds in the refunds phase (of burst payments)")
@@ -86,8 +86,8 @@ func main() {
 	flag.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	if f.Quick {
 		for name, apply := range map[string]func(){
-			"d": func() { f.D = 2 * time.Second }, "n": func() { f.N = 2000 },
-			"steady": func() { f.Steady = 5 * time.Second }, "refunds": func() { f.Refunds = 300 },
+			"d": func() { f.D = 2 * time.Second }, "n": func() { f.N = 1000 },
+			"steady": func() { f.Steady = 4 * time.Second }, "refunds": func() { f.Refunds = 200 },
 		} {
 			if !set[name] {
 				apply()
