@@ -267,7 +267,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, time.Second, cfg.TestProcessingDelay)
 	require.Equal(t, 0.90, cfg.UPISuccessRate)
 	require.Equal(t, 0.95, cfg.CardSuccessRate)
-	require.Equal(t, 10*time.Millisecond, cfg.FetchCooldown, "River's 100 ms default caps a queue at workers×10 jobs/s")
+	require.Equal(t, 50*time.Millisecond, cfg.FetchCooldown, "River's 100 ms default caps a queue at workers×10 jobs/s")
 
 	cfg, err = app.LoadConfig(env("TEST_MODE", "true", "TEST_PROCESSING_DELAY", "500", "PORT", "9000", "LOG_LEVEL", "debug"))
 	require.NoError(t, err)
