@@ -1,9 +1,14 @@
 package db
 
 import (
+	"context"
+	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // Completing jobs. Workers do not complete their job inside the transaction
@@ -16,7 +21,8 @@ import (
 // webhook log recorded only while pending in its run): a job that runs again
 // after its work committed — its completion lost to a crash, or the job
 // rescued — changes nothing. At least once holds because a job is only
-// completed after its work committed.
+// completed after its work committed. CompleteJobTx remains for work that
+// needs the completion in its own transaction.
 
 // maxSnooze is River's scheduler interval: a snooze up to it leaves the job
 // available (picked at the first fetch poll after it is due), a longer one
@@ -30,6 +36,24 @@ const maxSnooze = 5 * time.Second
 func SnoozeUntil(at time.Time) error {
 	if wait := time.Until(at); wait > 0 {
 		return river.JobSnooze(min(wait, maxSnooze))
+	}
+	return nil
+}
+
+// CompleteJobTx completes the running job in tx, the transaction of the work
+// it did, so the work and the completion commit together: for a worker that
+// inserts its successor job unique by args, which the running job would
+// otherwise duplicate. It costs one statement per job; the hot paths leave
+// completion to River's batch completer (above). River answers a job that
+// is no longer ours (rescued and run elsewhere) unchanged and without error:
+// that is an error here, so that the work is rolled back.
+func CompleteJobTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.Job[T]) error {
+	done, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+	if err != nil {
+		return err
+	}
+	if done.State != rivertype.JobStateCompleted {
+		return fmt.Errorf("%s job %d is %s, not completed", job.Kind, job.ID, done.State)
 	}
 	return nil
 }
