@@ -38,7 +38,7 @@ fuzz: ## fuzz the request decoder and every validator, FUZZTIME (5s) each
 	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
 
-bench: deps ## measure throughput, latency, time to webhook and memory; prints a report
+bench: deps ## measure against the database ceiling (BENCH_FLAGS=-quick: under a minute; -cost: per statement)
 	$(GO) run ./bench $(BENCH_FLAGS)
 
 screenshots: deps ## save the checkout and dashboard pages, laptop and phone size, into ./screenshots

@@ -110,7 +110,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 		a.embedded = pg
 		url = pg.URL()
 	}
-	pool, err := db.Open(ctx, url, 0)
+	pool, err := db.Open(ctx, url, int32(a.Config.DBMaxConns))
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (a *App) wire() error {
 		Logger:            riverLogger(a.Logger),
 		Workers:           workers,
 		FetchPollInterval: a.Config.FetchPollInterval,
-		FetchCooldown:     min(a.Config.FetchPollInterval, 100*time.Millisecond),
+		FetchCooldown:     a.Config.fetchCooldown(),
 		JobTimeout:        JobTimeout,
 		Hooks:             riverHooks(),
 		// The running jobs of a killed process are run again after this
@@ -171,9 +171,9 @@ func (a *App) wire() error {
 		// One queue per kind of work, so a slow merchant endpoint cannot
 		// starve payments.
 		cfg.Queues = map[string]river.QueueConfig{
-			queuePayments:    {MaxWorkers: 20},
-			queueRefunds:     {MaxWorkers: 10},
-			queueWebhooks:    {MaxWorkers: 50},
+			queuePayments:    {MaxWorkers: c.PaymentsWorkers},
+			queueRefunds:     {MaxWorkers: c.RefundWorkers},
+			queueWebhooks:    {MaxWorkers: c.WebhookWorkers},
 			queueMaintenance: {MaxWorkers: 2},
 		}
 		cfg.PeriodicJobs = periodic

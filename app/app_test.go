@@ -262,6 +262,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, 0.90, cfg.UPISuccessRate)
 	require.Equal(t, 0.95, cfg.CardSuccessRate)
 	require.Equal(t, 30*24*time.Hour, cfg.WebhookLogRetention)
+	require.Equal(t, 50*time.Millisecond, cfg.FetchCooldown, "River's 100 ms default caps a queue at workers×10 jobs/s")
 
 	cfg, err = app.LoadConfig(env("TEST_MODE", "true", "TEST_PROCESSING_DELAY", "500", "PORT", "9000", "LOG_LEVEL", "debug"))
 	require.NoError(t, err)
@@ -285,6 +286,12 @@ func TestConfig(t *testing.T) {
 		{[]string{"WEBHOOK_LOG_RETENTION", "a month"}},
 		{[]string{"WEBHOOK_LOG_RETENTION", "10m"}},
 		{[]string{"DATABASE_URL", "postgres://h:port/db"}},
+		{[]string{"PAYMENTS_WORKERS", "0"}},
+		{[]string{"WEBHOOK_WORKERS", "many"}},
+		{[]string{"REFUND_WORKERS", "-1"}},
+		{[]string{"RIVER_FETCH_COOLDOWN", "0"}},
+		{[]string{"RIVER_FETCH_POLL_INTERVAL", "2", "RIVER_FETCH_COOLDOWN", "5"}},
+		{[]string{"DB_MAX_CONNS", "-3"}},
 	} {
 		_, err := app.LoadConfig(env(tc.env...))
 		require.Error(t, err, tc.env)

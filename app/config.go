@@ -79,6 +79,12 @@ type Config struct {
 	// it for stuck (its process was killed) and runs it again. It must
 	// exceed JobTimeout, or a job still running would be run twice.
 	JobRescueAfter time.Duration
+	// Queue throughput (queue.go): River fetches at most a queue's workers
+	// per FetchCooldown, so workers / cooldown caps each queue's jobs per
+	// second. DBMaxConns is the pgx pool size (0: db.Open's default).
+	PaymentsWorkers, RefundWorkers, WebhookWorkers int
+	FetchCooldown                                  time.Duration
+	DBMaxConns                                     int
 }
 
 // JobTimeout cancels a job that runs longer: every job here is short (a
@@ -110,7 +116,13 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		WebhookMaxPerEndpoint:     p.int("WEBHOOK_MAX_PER_ENDPOINT", webhooks.DefaultMaxPerEndpoint, 1, 1000),
 
 		RequestTimeout:    10 * time.Second,
-		FetchPollInterval: 100 * time.Millisecond,
+		FetchPollInterval: p.millis("RIVER_FETCH_POLL_INTERVAL", 100),
+
+		PaymentsWorkers: p.int("PAYMENTS_WORKERS", defaultPaymentsWorkers, 1, 10_000),
+		RefundWorkers:   p.int("REFUND_WORKERS", defaultRefundWorkers, 1, 10_000),
+		WebhookWorkers:  p.int("WEBHOOK_WORKERS", defaultWebhookWorkers, 1, 10_000),
+		FetchCooldown:   p.millis("RIVER_FETCH_COOLDOWN", defaultFetchCooldownMs),
+		DBMaxConns:      p.int("DB_MAX_CONNS", defaultDBMaxConns, 0, 10_000),
 
 		HTTPReadHeaderTimeout: time.Duration(p.int("HTTP_READ_HEADER_TIMEOUT", 5000, 1, 3_600_000)) * time.Millisecond,
 		HTTPReadTimeout:       time.Duration(p.int("HTTP_READ_TIMEOUT", 15000, 1, 3_600_000)) * time.Millisecond,
@@ -122,6 +134,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if c.JobRescueAfter <= JobTimeout {
 		p.fail("JOB_RESCUE_AFTER", getenv("JOB_RESCUE_AFTER"), fmt.Sprintf("longer than the job timeout (%s), or a job still running would run twice", JobTimeout))
+	}
+	if c.FetchCooldown < time.Millisecond {
+		p.fail("RIVER_FETCH_COOLDOWN", getenv("RIVER_FETCH_COOLDOWN"), "at least 1 (ms)")
+	}
+	if c.FetchPollInterval < c.FetchCooldown {
+		p.fail("RIVER_FETCH_POLL_INTERVAL", getenv("RIVER_FETCH_POLL_INTERVAL"), "at least RIVER_FETCH_COOLDOWN")
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
 	c.WebhookLogRetention = p.duration("WEBHOOK_LOG_RETENTION", 720*time.Hour, time.Hour, 100*365*24*time.Hour)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,8 +26,8 @@ type client struct {
 
 func newClient(base, key, secret string, conc int) *client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 2 * conc
-	tr.MaxIdleConnsPerHost = 2 * conc
+	tr.MaxIdleConns = max(2*conc, 1024)
+	tr.MaxIdleConnsPerHost = max(2*conc, 1024)
 	return &client{base: strings.TrimRight(base, "/"), key: key, secret: secret,
 		http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
@@ -76,19 +75,15 @@ func (c *client) get(ctx context.Context, path string, out any) (int, error) {
 	return c.do(ctx, http.MethodGet, path, nil, "", out)
 }
 
-func (c *client) createOrder(ctx context.Context, i int, into *idList) (int, error) {
+func (c *client) createOrder(ctx context.Context, i int) (int, string, error) {
 	var o struct{ ID string }
 	status, err := c.do(ctx, http.MethodPost, "/api/v1/orders",
 		map[string]any{"amount": 50000, "currency": "INR", "receipt": "bench_" + strconv.Itoa(i)}, "", &o)
-	if status == http.StatusCreated && err == nil {
-		into.add(o.ID)
-	}
-	return status, err
+	return status, o.ID, err
 }
 
-// createPayment pays orderID by UPI; the new id goes to into and onCreated
-// (called the moment the 201 is read), whichever is given.
-func (c *client) createPayment(ctx context.Context, orderID string, idem bool, into *idList, onCreated func(string)) (int, error) {
+// createPayment pays orderID by UPI, with an Idempotency-Key when idem.
+func (c *client) createPayment(ctx context.Context, orderID string, idem bool) (int, string, error) {
 	key := ""
 	if idem {
 		key = "bench-" + orderID
@@ -96,84 +91,36 @@ func (c *client) createPayment(ctx context.Context, orderID string, idem bool, i
 	var p struct{ ID string }
 	status, err := c.do(ctx, http.MethodPost, "/api/v1/payments",
 		map[string]any{"order_id": orderID, "method": "upi", "vpa": "bench@paytm"}, key, &p)
-	if status == http.StatusCreated && err == nil {
-		if onCreated != nil {
-			onCreated(p.ID)
-		}
-		if into != nil {
-			into.add(p.ID)
-		}
-	}
-	return status, err
+	return status, p.ID, err
 }
 
-func (c *client) createRefund(ctx context.Context, paymentID string, amount int) (int, error) {
-	return c.do(ctx, http.MethodPost, "/api/v1/payments/"+paymentID+"/refunds",
-		map[string]any{"amount": amount, "reason": "bench"}, "", nil)
+func (c *client) createRefund(ctx context.Context, paymentID string, amount int) (int, string, error) {
+	var r struct{ ID string }
+	status, err := c.do(ctx, http.MethodPost, "/api/v1/payments/"+paymentID+"/refunds",
+		map[string]any{"amount": amount, "reason": "bench"}, "", &r)
+	return status, r.ID, err
 }
 
-// configureWebhook points the merchant's webhook at the receiver and learns
-// its secret; the returned func puts the previous URL back.
-func (c *client) configureWebhook(ctx context.Context, r *receiver) (func(), error) {
-	var before struct {
-		WebhookURL    string `json:"webhook_url"`
+// configureWebhook points the merchant's webhook at the receiver and gives
+// the receiver the signing secret.
+func (c *client) configureWebhook(ctx context.Context, r *receiver) error {
+	var cfg struct {
 		WebhookSecret string `json:"webhook_secret"`
 	}
-	if status, err := c.get(ctx, "/api/v1/webhooks/config", &before); err != nil || status != http.StatusOK {
-		return nil, fmt.Errorf("GET /api/v1/webhooks/config: status %d, %v", status, err)
+	if status, err := c.do(ctx, http.MethodPut, "/api/v1/webhooks/config", map[string]any{"webhook_url": r.url}, "", &cfg); err != nil || status != http.StatusOK {
+		return fmt.Errorf("PUT /api/v1/webhooks/config: status %d, %v", status, err)
 	}
-	if before.WebhookSecret != "" {
-		r.setSecret(before.WebhookSecret)
-	}
-	put := func(url string) (int, error) {
-		return c.do(context.Background(), http.MethodPut, "/api/v1/webhooks/config", map[string]any{"webhook_url": url}, "", nil)
-	}
-	if status, err := put(r.url); err != nil || status != http.StatusOK {
-		return nil, fmt.Errorf("PUT /api/v1/webhooks/config: status %d, %v", status, err)
-	}
-	return func() { put(before.WebhookURL) }, nil
-}
-
-// scrapeMetrics reads the few gauges the report shows from /metrics.
-func (c *client) scrapeMetrics(ctx context.Context) map[string]float64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
-		if ok && (name == "go_memstats_heap_inuse_bytes" || name == "go_goroutines") {
-			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-				out[name] = v
-			}
+	if cfg.WebhookSecret == "" {
+		if status, err := c.get(ctx, "/api/v1/webhooks/config", &cfg); err != nil || status != http.StatusOK {
+			return fmt.Errorf("GET /api/v1/webhooks/config: status %d, %v", status, err)
 		}
 	}
-	return out
+	r.setSecret(cfg.WebhookSecret)
+	return nil
 }
 
-// idList collects ids from concurrent callers.
-type idList struct {
-	mu  sync.Mutex
-	ids []string
-}
-
-func (l *idList) add(id string) { l.mu.Lock(); l.ids = append(l.ids, id); l.mu.Unlock() }
-func (l *idList) len() int      { l.mu.Lock(); defer l.mu.Unlock(); return len(l.ids) }
-func (l *idList) snapshot() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.ids)
-}
-
-// runPhase runs do from conc workers, each call with the next index, until
+// runPhase runs do from conc workers (closed loop: each sends its next
+// request when the last one answered), each call with the next index, until
 // dur has passed (if dur > 0) or count calls were made (if count > 0). A
 // request in flight at the deadline finishes and counts.
 func runPhase(ctx context.Context, name string, conc int, dur time.Duration, count int, do func(i int) (int, error)) Phase {
@@ -250,4 +197,63 @@ func percentiles(d []time.Duration) Latency {
 		return float64(d[max(0, min(i, len(d)-1))]) / float64(time.Millisecond)
 	}
 	return Latency{P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: at(1)}
+}
+
+// openLoop starts do at a fixed rate for dur, whether or not earlier calls
+// have answered (open loop: a slow gateway does not slow the offered load,
+// so its queueing shows in the latencies instead of hiding in a lower
+// rate). Latency counts from when a call was due, not from when a goroutine
+// got to it. At most maxInFlight calls run at once; a call due beyond that
+// is counted as dropped, not sent.
+func openLoop(ctx context.Context, name string, rate float64, dur time.Duration, maxInFlight int, do func(i int) (int, error)) Phase {
+	var (
+		mu       sync.Mutex
+		all      []time.Duration
+		byStatus = map[string]int{}
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, maxInFlight)
+		dropped  int
+	)
+	start := time.Now()
+	n := int(rate * dur.Seconds())
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		time.Sleep(time.Until(due))
+		select {
+		case sem <- struct{}{}:
+		default:
+			dropped++
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			status, err := do(i)
+			lat := time.Since(due)
+			mu.Lock()
+			defer mu.Unlock()
+			all = append(all, lat)
+			switch {
+			case err != nil && status == 0:
+				byStatus["net"]++
+			case err != nil:
+				byStatus["bad body"]++
+			case status/100 != 2:
+				byStatus[strconv.Itoa(status)]++
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	p := Phase{Name: name, Requests: len(all), Seconds: elapsed.Seconds(), Latency: percentiles(all), RPS: float64(len(all)) / elapsed.Seconds()}
+	if dropped > 0 {
+		byStatus["dropped (too many in flight)"] = dropped
+	}
+	for _, v := range byStatus {
+		p.Errors += v
+	}
+	if p.Errors > 0 {
+		p.ErrorsByStatus = byStatus
+	}
+	return p
 }

@@ -4,33 +4,38 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
 
-// receiver plays the merchant's webhook endpoint. It answers 200 to a
-// correctly signed delivery and 401 to any other, and remembers when each
-// payment's final event (payment.success or payment.failed) first arrived.
+// receiver plays the merchant's webhook endpoint. It verifies both
+// signatures of every delivery (the Standard Webhooks one over
+// id.timestamp.body and the hex one over the body) independently of
+// paygate's code, answers 401 to a delivery that fails either, and 200
+// otherwise. A webhook-id seen before is a duplicate delivery (at-least-once
+// makes them possible; a delivered one should not come again). For each
+// payment it keeps when its first payment.success arrived, and for each
+// refund when its refund.processed did.
 type receiver struct {
 	url string
 	srv *http.Server
 
 	mu        sync.Mutex
-	secret    []byte
-	final     map[string]arrival // payment id → first final event
-	events    map[string]int     // event → signed deliveries
-	badSig    int
-	duplicate int // final events for a payment already seen (at-least-once)
-}
-
-type arrival struct {
-	event string
-	at    time.Time
+	key, hex  []byte
+	seen      map[string]struct{}  // webhook-id
+	success   map[string]time.Time // payment id → payment.success arrival
+	refunded  map[string]time.Time // refund id → refund.processed arrival
+	events    map[string]int       // event → valid, first deliveries
+	invalid   int
+	duplicate int
 }
 
 func startReceiver() (*receiver, error) {
@@ -38,8 +43,8 @@ func startReceiver() (*receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &receiver{url: "http://" + ln.Addr().String() + "/hook", secret: []byte("whsec_test_abc123"),
-		final: map[string]arrival{}, events: map[string]int{}}
+	r := &receiver{url: "http://" + ln.Addr().String() + "/hook",
+		seen: map[string]struct{}{}, success: map[string]time.Time{}, refunded: map[string]time.Time{}, events: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hook", r.hook)
 	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -49,7 +54,45 @@ func startReceiver() (*receiver, error) {
 
 func (r *receiver) close() { r.srv.Shutdown(context.Background()) }
 
-func (r *receiver) setSecret(s string) { r.mu.Lock(); r.secret = []byte(s); r.mu.Unlock() }
+// setSecret takes the merchant's signing secret. The Standard Webhooks key
+// is the base64 after "whsec_"; a secret not of that form is used whole
+// (API.md).
+func (r *receiver) setSecret(s string) {
+	key := []byte(s)
+	if rest, ok := strings.CutPrefix(s, "whsec_"); ok {
+		if k, err := base64.StdEncoding.DecodeString(rest); err == nil && len(k) > 0 {
+			key = k
+		}
+	}
+	r.mu.Lock()
+	r.key, r.hex = key, []byte(s)
+	r.mu.Unlock()
+}
+
+func (r *receiver) valid(h http.Header, body []byte) bool {
+	r.mu.Lock()
+	key, hexKey := r.key, r.hex
+	r.mu.Unlock()
+	m := hmac.New(sha256.New, hexKey)
+	m.Write(body)
+	if !hmac.Equal([]byte(hex.EncodeToString(m.Sum(nil))), []byte(h.Get("X-Webhook-Signature"))) {
+		return false
+	}
+	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")
+	if _, err := strconv.ParseInt(ts, 10, 64); err != nil || id == "" {
+		return false
+	}
+	m = hmac.New(sha256.New, key)
+	m.Write([]byte(id + "." + ts + "."))
+	m.Write(body)
+	want := "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+	for _, sig := range strings.Fields(h.Get("webhook-signature")) {
+		if hmac.Equal([]byte(sig), []byte(want)) {
+			return true
+		}
+	}
+	return false
+}
 
 func (r *receiver) hook(w http.ResponseWriter, req *http.Request) {
 	now := time.Now()
@@ -58,96 +101,94 @@ func (r *receiver) hook(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "read", http.StatusBadRequest)
 		return
 	}
-	r.mu.Lock()
-	mac := hmac.New(sha256.New, r.secret)
-	r.mu.Unlock()
-	mac.Write(body)
-	want := hex.EncodeToString(mac.Sum(nil))
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !hmac.Equal([]byte(want), []byte(req.Header.Get("X-Webhook-Signature"))) {
-		r.badSig++
+	if !r.valid(req.Header, body) {
+		r.mu.Lock()
+		r.invalid++
+		r.mu.Unlock()
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
 	}
 	var ev struct {
 		Event string `json:"event"`
 		Data  struct {
-			Payment struct {
-				ID string `json:"id"`
-			} `json:"payment"`
+			Payment struct{ ID string } `json:"payment"`
+			Refund  struct{ ID string } `json:"refund"`
 		} `json:"data"`
 	}
 	_ = json.Unmarshal(body, &ev)
+	id := req.Header.Get("webhook-id")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.seen[id]; dup {
+		r.duplicate++
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	r.seen[id] = struct{}{}
 	r.events[ev.Event]++
-	if id := ev.Data.Payment.ID; id != "" && (ev.Event == "payment.success" || ev.Event == "payment.failed") {
-		if _, seen := r.final[id]; seen {
-			r.duplicate++
-		} else {
-			r.final[id] = arrival{ev.Event, now}
+	switch {
+	case ev.Event == "payment.success" && ev.Data.Payment.ID != "":
+		if _, ok := r.success[ev.Data.Payment.ID]; !ok {
+			r.success[ev.Data.Payment.ID] = now
+		}
+	case ev.Event == "refund.processed" && ev.Data.Refund.ID != "":
+		if _, ok := r.refunded[ev.Data.Refund.ID]; !ok {
+			r.refunded[ev.Data.Refund.ID] = now
 		}
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// await waits until every id has its final event or wait has passed, and
-// returns the ids still without one.
-func (r *receiver) await(ctx context.Context, ids []string, wait time.Duration) []string {
+// awaitSuccess waits until every payment in ids has its payment.success, or
+// wait has passed, and returns how many are still missing.
+func (r *receiver) awaitSuccess(ctx context.Context, ids []string, wait time.Duration) int {
+	return r.await(ctx, ids, wait, r.success)
+}
+
+func (r *receiver) awaitRefunds(ctx context.Context, ids []string, wait time.Duration) int {
+	return r.await(ctx, ids, wait, r.refunded)
+}
+
+func (r *receiver) await(ctx context.Context, ids []string, wait time.Duration, in map[string]time.Time) int {
 	deadline := time.Now().Add(wait)
 	for {
 		var missing []string
 		r.mu.Lock()
 		for _, id := range ids {
-			if _, ok := r.final[id]; !ok {
+			if _, ok := in[id]; !ok {
 				missing = append(missing, id)
 			}
 		}
 		r.mu.Unlock()
 		if len(missing) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			return missing
+			return len(missing)
 		}
 		ids = missing
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// successAt is when id's payment.success arrived.
-func (r *receiver) successAt(id string) (time.Time, bool) {
+// arrivals returns, for each id, when its payment.success (or, refunds,
+// refund.processed) arrived; zero when it has not.
+func (r *receiver) arrivals(ids []string, refunds bool) []time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	a, ok := r.final[id]
-	return a.at, ok && a.event == "payment.success"
-}
-
-// succeeded keeps the ids whose payment.success arrived.
-func (r *receiver) succeeded(ids []string) []string {
-	var out []string
-	for _, id := range ids {
-		if _, ok := r.successAt(id); ok {
-			out = append(out, id)
-		}
+	in := r.success
+	if refunds {
+		in = r.refunded
+	}
+	out := make([]time.Time, len(ids))
+	for i, id := range ids {
+		out[i] = in[id]
 	}
 	return out
 }
 
-// lastArrival is the latest final-event arrival among ids.
-func (r *receiver) lastArrival(ids []string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var last time.Time
-	for _, id := range ids {
-		if a, ok := r.final[id]; ok && a.at.After(last) {
-			last = a.at
-		}
-	}
-	return last
-}
-
 // ReceiverStats counts every delivery the receiver saw.
 type ReceiverStats struct {
-	Events        map[string]int `json:"signed_events"`
-	BadSignatures int            `json:"bad_signatures"`
-	Duplicates    int            `json:"duplicate_final_events"`
+	Events     map[string]int `json:"valid_events"`
+	Invalid    int            `json:"invalid_signatures"`
+	Duplicates int            `json:"duplicate_deliveries"`
 }
 
 func (r *receiver) stats() ReceiverStats {
@@ -157,5 +198,5 @@ func (r *receiver) stats() ReceiverStats {
 	for k, v := range r.events {
 		ev[k] = v
 	}
-	return ReceiverStats{Events: ev, BadSignatures: r.badSig, Duplicates: r.duplicate}
+	return ReceiverStats{Events: ev, Invalid: r.invalid, Duplicates: r.duplicate}
 }

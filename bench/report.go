@@ -12,22 +12,23 @@ import (
 	"text/tabwriter"
 )
 
-// Report is what a run found; printed as text and, with -json, written as
-// JSON with the same fields.
+// Report is what a run found; printed as text and written as JSON with the
+// same fields.
 type Report struct {
-	Phases     []Phase            `json:"phases"`
-	Backlog    Backlog            `json:"backlog"`
-	E2E        E2E                `json:"e2e"`
-	Receiver   ReceiverStats      `json:"webhook_receiver"`
-	Memory     Memory             `json:"memory"`
-	Metrics    map[string]float64 `json:"metrics_at_end"`
-	GatewayLog GatewayLog         `json:"gateway_log"`
-	Startup    float64            `json:"startup_s,omitempty"` // paygate process start to /health 200
-	Machine    Machine            `json:"machine"`
-	Flags      map[string]string  `json:"flags"`
+	Ceilings   []Ceiling         `json:"ceilings"`
+	Phases     []Phase           `json:"phases"`
+	Flows      []Flow            `json:"end_to_end"`
+	Cost       *Cost             `json:"cost_account,omitempty"`
+	Receiver   ReceiverStats     `json:"webhook_receiver"`
+	Resources  Resources         `json:"resources"`
+	GatewayLog GatewayLog        `json:"gateway_log"`
+	Startup    float64           `json:"startup_s,omitempty"` // paygate process start to /health 200
+	Machine    Machine           `json:"machine"`
+	Settings   []string          `json:"postgres_settings"`
+	Flags      map[string]string `json:"flags"`
 }
 
-// Phase is one measured kind of request.
+// Phase is one closed-loop kind of request.
 type Phase struct {
 	Name           string         `json:"name"`
 	Requests       int            `json:"requests"`
@@ -35,35 +36,61 @@ type Phase struct {
 	ErrorsByStatus map[string]int `json:"errors_by_status,omitempty"`
 	Seconds        float64        `json:"seconds"`
 	RPS            float64        `json:"req_per_s"`
+	Ratio          float64        `json:"ratio_of_ceiling,omitempty"`
+	Ceiling        string         `json:"ceiling,omitempty"`
 	Latency        Latency        `json:"latency"`
-	Skipped        bool           `json:"skipped,omitempty"`
+	PaygateCPUms   float64        `json:"paygate_cpu_ms_per_request"`
+	DBCPUms        float64        `json:"db_cpu_ms_per_request"`
+	Drain          *Drain         `json:"drain,omitempty"`
 	Note           string         `json:"note,omitempty"`
 }
 
-// Backlog is the workers catching up after the payments phase: when the
-// last of that phase's payment.success webhooks arrived.
-type Backlog struct {
-	Payments  int     `json:"payments"`
-	Missing   int     `json:"missing"`
-	LastAfter float64 `json:"last_webhook_after_phase_s"`
-	Rate      float64 `json:"completed_per_s"` // payments decided and delivered, over the phase plus the backlog
+func (p *Phase) ratio(c Ceiling) {
+	if c.TPS > 0 {
+		p.Ratio, p.Ceiling = p.RPS/c.TPS, c.Name
+	}
 }
 
-// E2E is the time from a payment's 201 to its payment.success webhook.
-type E2E struct {
-	Payments int      `json:"payments"`
-	Errors   int      `json:"errors"`                   // failed POSTs plus missing webhooks
-	Missing  int      `json:"missing"`                  // no signed payment.success within -wait
-	Delay    *float64 `json:"test_processing_delay_ms"` // nil with -url: the target's is unknown
-	Latency  Latency  `json:"latency"`
-	ids      []string
+// Drain is the wait after a payments phase until every payment.success of
+// it has arrived.
+type Drain struct {
+	Payments int     `json:"payments"`
+	Missing  int     `json:"missing"`
+	Seconds  float64 `json:"seconds_after_phase"`
+	Rate     float64 `json:"delivered_per_s"` // over the phase plus the drain
 }
 
-// Memory is the gateway process's RSS in bytes (0 when benching -url).
-type Memory struct {
-	StartRSS int64 `json:"start_rss_bytes"`
-	PeakRSS  int64 `json:"peak_rss_bytes"`
-	EndRSS   int64 `json:"end_rss_bytes"`
+// Flow is an end-to-end figure: from the first request to the last webhook.
+type Flow struct {
+	Name           string         `json:"name"`
+	Items          int            `json:"items"`
+	Offered        float64        `json:"offered_per_s,omitempty"`
+	Completed      int            `json:"completed"` // with their webhook received
+	Missing        int            `json:"missing"`   // created, webhook not received within -wait
+	Errors         int            `json:"errors"`
+	ErrorsByStatus map[string]int `json:"errors_by_status,omitempty"`
+	Seconds        float64        `json:"seconds"`
+	Rate           float64        `json:"completed_per_s"`
+	Ratio          float64        `json:"ratio_of_ceiling,omitempty"`
+	Ceiling        string         `json:"ceiling,omitempty"`
+	Post           Latency        `json:"post_latency"`
+	Lag            Latency        `json:"webhook_lag_minus_delay"`
+	PaygateCPUms   float64        `json:"paygate_cpu_ms_per_item"`
+	DBCPUms        float64        `json:"db_cpu_ms_per_item"`
+}
+
+func (f *Flow) ratio(c Ceiling) {
+	if c.TPS > 0 {
+		f.Ratio, f.Ceiling = f.Rate/c.TPS, c.Name
+	}
+}
+
+// Resources are over the whole paygate run (all phases).
+type Resources struct {
+	PaygatePeakRSS  int64   `json:"paygate_peak_rss_bytes"`
+	PaygateCPU      float64 `json:"paygate_cpu_s"`
+	PostgresPeakPSS int64   `json:"postgres_peak_pss_bytes"`
+	PostgresCPU     float64 `json:"postgres_cpu_s"`
 }
 
 // GatewayLog is what the started paygate wrote (at LOG_LEVEL=warn, so
@@ -74,12 +101,11 @@ type GatewayLog struct {
 }
 
 type Machine struct {
-	CPUs   int    `json:"cpus"`
-	Model  string `json:"cpu_model,omitempty"`
-	OS     string `json:"goos"`
-	Arch   string `json:"goarch"`
-	Go     string `json:"go"`
-	Target string `json:"target"` // "started by bench" or the -url
+	CPUs  int    `json:"cpus"`
+	Model string `json:"cpu_model,omitempty"`
+	OS    string `json:"goos"`
+	Arch  string `json:"goarch"`
+	Go    string `json:"go"`
 }
 
 func machine() Machine {
@@ -108,9 +134,8 @@ func flagValues() map[string]string {
 
 func (r *Report) add(p Phase) { r.Phases = append(r.Phases, p) }
 
-func (r *Report) write(w io.Writer, jsonPath string) error {
-	r.Memory.PeakRSS = max(r.Memory.PeakRSS, r.Memory.StartRSS, r.Memory.EndRSS)
-	r.text(w)
+func (r *Report) write(w io.Writer, jsonPath string, cost bool) error {
+	r.text(w, cost)
 	if jsonPath == "" {
 		return nil
 	}
@@ -121,68 +146,71 @@ func (r *Report) write(w io.Writer, jsonPath string) error {
 	return os.WriteFile(jsonPath, append(b, '\n'), 0o644)
 }
 
-func (r *Report) text(w io.Writer) {
-	fmt.Fprintf(w, "\npaygate bench (%s)\n\n", r.Machine.Target)
+func (r *Report) text(w io.Writer, cost bool) {
+	fmt.Fprintf(w, "\npaygate bench — %d CPUs (%s), %s\n", r.Machine.CPUs, r.Machine.Model, r.Machine.Go)
+	fmt.Fprintf(w, "PostgreSQL: %s\n", strings.Join(r.Settings, " "))
+
+	fmt.Fprintln(w, "\nceiling: the database alone (paygate stopped) committing paygate's hot-path transactions")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\trequests\terrors\treq/s\tp50\tp90\tp99\tmax\t")
+	fmt.Fprintln(tw, "transaction\tclients\ttx\terrors\ttx/s\tp50\tp99\tDB CPU/tx\tcommits/tx\tWAL/tx\t")
+	for _, c := range r.Ceilings {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%.2fms\t%.2f\t%.0fB\t\n", c.Name, c.Conc, c.Tx, c.Errors, c.TPS,
+			ms(c.Latency.P50), ms(c.Latency.P99), c.DBCPUms, c.Commits, c.WALBytes)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nrequests (closed loop)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\trequests\terrors\treq/s\tof ceiling\tp50\tp90\tp99\tmax\tpaygate CPU/req\tDB CPU/req\t")
 	for _, p := range r.Phases {
-		if p.Skipped {
-			continue
-		}
 		l := p.Latency
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t\n", p.Name, p.Requests, p.Errors, p.RPS,
-			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t\n", p.Name, p.Requests, p.Errors, p.RPS, pct(p.Ratio),
+			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), p.PaygateCPUms, p.DBCPUms)
 	}
 	tw.Flush()
 	for _, p := range r.Phases {
 		if p.Errors > 0 {
-			fmt.Fprintf(w, "  %s errors by status: %s\n", p.Name, counts(p.ErrorsByStatus))
+			fmt.Fprintf(w, "  %s errors: %s\n", p.Name, counts(p.ErrorsByStatus))
+		}
+		if d := p.Drain; d != nil {
+			fmt.Fprintf(w, "  %s: last payment.success %.1f s after the phase (missing %d): %.0f payments/s delivered over phase + drain (%s of ceiling)\n",
+				p.Name, d.Seconds, d.Missing, d.Rate, pct(d.Rate/max(1, r.ceilingTPS(p.Ceiling))))
 		}
 		if p.Note != "" {
 			fmt.Fprintf(w, "  %s: %s\n", p.Name, p.Note)
 		}
 	}
 
-	e := r.E2E
-	fmt.Fprintf(w, "\ntime to webhook: payment POST 201 → signed payment.success received (%d payments, %d clients)\n",
-		e.Payments, r.flagInt("c"))
-	fmt.Fprintf(w, "  p50 %s  p90 %s  p99 %s  max %s  errors %d (missing webhooks %d)\n",
-		ms(e.Latency.P50), ms(e.Latency.P90), ms(e.Latency.P99), ms(e.Latency.Max), e.Errors, e.Missing)
-	if e.Delay != nil {
-		fmt.Fprintf(w, "  includes TEST_PROCESSING_DELAY = %s; subtract it for the gateway's own share\n", ms(*e.Delay))
-	} else {
-		fmt.Fprintln(w, "  includes the target's TEST_PROCESSING_DELAY, which bench cannot see with -url")
+	fmt.Fprintln(w, "\nend to end (first request → last webhook received; lag = 201 → webhook, minus TEST_PROCESSING_DELAY)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "flow\titems\tdone\tmissing\terrors\tseconds\tdone/s\tof ceiling\tPOST p99\tlag p50\tlag p90\tlag p99\tlag max\tpaygate CPU/item\tDB CPU/item\t")
+	for _, f := range r.Flows {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t\n", f.Name, f.Items, f.Completed, f.Missing,
+			f.Errors, f.Seconds, f.Rate, pct(f.Ratio), ms(f.Post.P99), ms(f.Lag.P50), ms(f.Lag.P90), ms(f.Lag.P99), ms(f.Lag.Max),
+			f.PaygateCPUms, f.DBCPUms)
 	}
-	b := r.Backlog
-	fmt.Fprintf(w, "backlog: the last payment.success of the payments phase (%d payments) arrived %.1f s after it ended (missing %d);\n"+
-		"  %.0f payments/s processed and delivered over the phase plus its backlog\n", b.Payments, b.LastAfter, b.Missing, b.Rate)
-	fmt.Fprintf(w, "webhooks received by the end (later ones not awaited): %s; bad signatures %d, duplicate final events %d\n",
-		counts(r.Receiver.Events), r.Receiver.BadSignatures, r.Receiver.Duplicates)
-
-	fmt.Fprintln(w, "\nmemory")
-	if m := r.Memory; m.StartRSS > 0 {
-		fmt.Fprintf(w, "  gateway RSS (paygate process only, not its PostgreSQL): start %s, peak %s, end %s\n",
-			mib(m.StartRSS), mib(m.PeakRSS), mib(m.EndRSS))
-	} else {
-		fmt.Fprintln(w, "  gateway RSS: skipped (-url target)")
-	}
-	if v, ok := r.Metrics["go_memstats_heap_inuse_bytes"]; ok {
-		fmt.Fprintf(w, "  /metrics at end: go_memstats_heap_inuse_bytes %s, go_goroutines %.0f\n", mib(int64(v)), r.Metrics["go_goroutines"])
-	} else {
-		fmt.Fprintln(w, "  /metrics at end: go_memstats_heap_inuse_bytes and go_goroutines not found")
-	}
-	if r.Startup > 0 {
-		fmt.Fprintf(w, "  start-up (process start to /health 200, includes initdb): %.1f s\n", r.Startup)
-	}
-	if r.Machine.Target == "started by bench" {
-		fmt.Fprintf(w, "  gateway log at LOG_LEVEL=warn: %d lines\n", r.GatewayLog.Lines)
-		for _, l := range r.GatewayLog.First {
-			fmt.Fprintf(w, "    %s\n", truncate(l, 200))
+	tw.Flush()
+	for _, f := range r.Flows {
+		if f.Errors > 0 {
+			fmt.Fprintf(w, "  %s errors: %s\n", f.Name, counts(f.ErrorsByStatus))
 		}
 	}
+	fmt.Fprintf(w, "webhooks received: %s; invalid signatures %d, duplicate deliveries (same webhook-id) %d\n",
+		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Duplicates)
 
-	m := r.Machine
-	fmt.Fprintf(w, "\nmachine: %d CPUs (%s), %s/%s, %s\n", m.CPUs, m.Model, m.OS, m.Arch, m.Go)
+	res := r.Resources
+	fmt.Fprintf(w, "\nresources over the paygate run: paygate peak RSS %s, CPU %.1f s; PostgreSQL peak PSS %s, CPU %.1f s\n",
+		mib(res.PaygatePeakRSS), res.PaygateCPU, mib(res.PostgresPeakPSS), res.PostgresCPU)
+	if r.Startup > 0 {
+		fmt.Fprintf(w, "paygate start-up (process start to /health 200, migrations done): %.2f s\n", r.Startup)
+	}
+	fmt.Fprintf(w, "paygate log at LOG_LEVEL=warn: %d lines\n", r.GatewayLog.Lines)
+	for _, l := range r.GatewayLog.First {
+		fmt.Fprintf(w, "  %s\n", truncate(l, 200))
+	}
+	if c := r.Cost; c != nil {
+		r.costText(w, cost)
+	}
 	var names []string
 	for k := range r.Flags {
 		names = append(names, k)
@@ -192,13 +220,70 @@ func (r *Report) text(w io.Writer) {
 	for _, k := range names {
 		fl = append(fl, "-"+k+"="+r.Flags[k])
 	}
-	fmt.Fprintf(w, "flags: %s\n", strings.Join(fl, " "))
+	fmt.Fprintf(w, "\nflags: %s\n", strings.Join(fl, " "))
 }
 
-func (r *Report) flagInt(name string) int {
-	var n int
-	fmt.Sscan(r.Flags[name], &n)
-	return n
+func (r *Report) costText(w io.Writer, full bool) {
+	c := r.Cost
+	fmt.Fprintf(w, "\ncost account, per payment of the burst (%d payments, creation → last webhook, all jobs done):\n", c.Payments)
+	fmt.Fprintf(w, "  statements %.1f, commits %.2f, rollbacks %.2f, statement time %.2f ms, DB CPU %.2f ms, paygate CPU %.2f ms, WAL %.0f B in %.2f flushes, %.2f full-page images\n",
+		c.Statements, c.Commits, c.Rollbacks, c.ExecMs, c.DBCPUms, c.GatewayCPU, c.WALBytes, c.WALSyncs, c.WALFPIs)
+	if len(r.Ceilings) > 1 && r.Ceilings[1].DBCPUms > 0 {
+		fmt.Fprintf(w, "  against the payment + job ceiling: %.1f× its DB CPU and %.1f× its commits per transaction\n",
+			c.DBCPUms/r.Ceilings[1].DBCPUms, c.Commits/max(0.01, r.Ceilings[1].Commits))
+	}
+	fmt.Fprint(w, "  paygate's sessions during the burst (pg_stat_activity every 50 ms):")
+	for i, wt := range c.Waits {
+		if i == 8 {
+			break
+		}
+		fmt.Fprintf(w, " %s %.0f%%;", wt.Event, 100*wt.Share)
+	}
+	fmt.Fprintln(w)
+	byArea := map[string][2]float64{}
+	for _, s := range c.ByStmt {
+		a := byArea[s.Area]
+		byArea[s.Area] = [2]float64{a[0] + s.Calls, a[1] + s.ExecMs}
+	}
+	var areas []string
+	for a := range byArea {
+		areas = append(areas, a)
+	}
+	sort.Slice(areas, func(i, j int) bool { return byArea[areas[i]][0] > byArea[areas[j]][0] })
+	fmt.Fprint(w, "  by area (statements, ms):")
+	for _, a := range areas {
+		fmt.Fprintf(w, " %s %.2f/%.2f;", a, byArea[a][0], byArea[a][1])
+	}
+	fmt.Fprintln(w)
+	if !full {
+		fmt.Fprintln(w, "  (-cost prints every statement)")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  calls/payment\tms/payment\trows/payment\tarea\tstatement")
+	for _, s := range c.ByStmt {
+		if s.Calls < 0.005 {
+			continue
+		}
+		fmt.Fprintf(tw, "  %.2f\t%.3f\t%.2f\t%s\t%s\n", s.Calls, s.ExecMs, s.Rows, s.Area, truncate(s.Query, 150))
+	}
+	tw.Flush()
+}
+
+func (r *Report) ceilingTPS(name string) float64 {
+	for _, c := range r.Ceilings {
+		if c.Name == name {
+			return c.TPS
+		}
+	}
+	return 0
+}
+
+func pct(r float64) string {
+	if r == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*r)
 }
 
 func ms(v float64) string {

@@ -16,6 +16,20 @@ import (
 // queue beside its jobs; the app configures them all from those names.
 const QueueMaintenance = "maintenance"
 
+// Completing jobs. The payment and refund workers do not complete their job
+// inside the transaction of their work (river.JobCompleteTx): River's
+// completer marks jobs completed after Work returns, many in one statement,
+// where JobCompleteTx costs one heavy statement per job inside the work's
+// transaction — the largest share of the database's time per payment
+// (BENCHMARKS.md, cost account). Exactly once still holds, because their
+// change is conditional (a payment is decided only while pending, a refund
+// processed only while pending): a job that runs again after its work
+// committed — its completion lost to a crash, or the job rescued — changes
+// nothing. At least once holds because a job is only completed after its
+// work committed. The webhook worker keeps CompleteJobTx: it inserts the next
+// attempt's job in the same transaction, and a log is pending exactly while
+// a job of its run is alive.
+
 // maxSnooze is River's scheduler interval: a snooze up to it leaves the job
 // available (picked at the first fetch poll after it is due), a longer one
 // makes it scheduled, to be woken by the scheduler up to 5 s late.
@@ -33,9 +47,12 @@ func SnoozeUntil(at time.Time) error {
 }
 
 // CompleteJobTx completes the running job in tx, the transaction of the work
-// it did, so the work and the completion commit together. River answers a
-// job that is no longer ours (rescued and run elsewhere) unchanged and
-// without error: that is an error here, so that the work is rolled back.
+// it did, so the work and the completion commit together: for a worker that
+// inserts its successor job unique by args, which the running job would
+// otherwise duplicate. It costs one statement per job; the hot paths leave
+// completion to River's batch completer (above). River answers a job that
+// is no longer ours (rescued and run elsewhere) unchanged and without error:
+// that is an error here, so that the work is rolled back.
 func CompleteJobTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.Job[T]) error {
 	done, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 	if err != nil {

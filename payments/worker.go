@@ -68,8 +68,8 @@ func (w *Worker) NextRetry(job *river.Job[ProcessArgs]) time.Time {
 }
 
 // Work asks the acquirer under the payment's decision key, committed before
-// the question, and records the answer with the job's completion in one
-// transaction. No row lock waits on the acquirer: it answers over the
+// the question, and records the answer in one transaction, conditionally on
+// the payment still pending, so a job run again changes nothing. No row lock waits on the acquirer: it answers over the
 // network. After the last attempt an acquirer that still errs fails the
 // payment, with its payment.failed event, instead of leaving it pending.
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
@@ -96,11 +96,12 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 			ok = false
 		}
 	}
+	// The job is completed by River after Work returns, batched with
+	// others (db/jobs.go); DecideTx's conditional update makes a rerun
+	// harmless.
 	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
-		if _, err := w.Service.DecideTx(ctx, tx, p.MerchantID, p.ID, ok); err != nil {
-			return err
-		}
-		return db.CompleteJobTx(ctx, tx, job)
+		_, err := w.Service.DecideTx(ctx, tx, p.MerchantID, p.ID, ok)
+		return err
 	})
 }
 

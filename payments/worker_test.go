@@ -218,7 +218,8 @@ func TestJobsStatusCountsCompletedPayments(t *testing.T) {
 		var status int
 		status, body = call(t, a, http.MethodGet, "/api/v1/test/jobs/status", "", nil)
 		require.Equal(t, http.StatusOK, status)
-		if body["worker_status"] == "running" {
+		// River marks jobs completed shortly after their work (batched).
+		if body["worker_status"] == "running" && body["completed"].(float64) >= 3 {
 			break
 		}
 		require.Less(t, i, 500, "no worker heartbeat: %v", body)

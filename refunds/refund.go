@@ -8,8 +8,9 @@
 //     payment's row lock (payments.GetForUpdateTx), after summing the
 //     existing refunds in SQL in the same transaction.
 //   - A refund row, its processing job and its refund.created event commit
-//     in one transaction; so do processing, the payment's amount_refunded,
-//     the refund.processed event and the job's completion.
+//     in one transaction; so do processing, the payment's amount_refunded
+//     and the refund.processed event. River completes the job after that
+//     commit, batched with others (db/jobs.go).
 //   - A refund is processed exactly once: processing is a conditional update
 //     (WHERE status = 'pending'), so a job run twice changes nothing, and
 //     amount_refunded only ever counts processed refunds.

@@ -49,10 +49,10 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	if err != nil {
 		return err
 	}
+	// River completes the job after Work returns, batched (db/jobs.go);
+	// ProcessTx's conditional update makes a rerun harmless.
 	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
-		if _, err := w.Service.ProcessTx(ctx, tx, job.Args.MerchantID, job.Args.RefundID); err != nil {
-			return err
-		}
-		return db.CompleteJobTx(ctx, tx, job)
+		_, err := w.Service.ProcessTx(ctx, tx, job.Args.MerchantID, job.Args.RefundID)
+		return err
 	})
 }

@@ -35,7 +35,6 @@ package webhooks
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -93,11 +92,6 @@ type Endpoint struct {
 	// During a rotation the previous secret signs too, until previousUntil.
 	previous      *string
 	previousUntil *time.Time
-}
-
-// delivers reports whether event is recorded for this endpoint.
-func (e Endpoint) delivers(event string) bool {
-	return e.URL != "" && e.Enabled && (slices.Contains(e.Events, AllEvents) || slices.Contains(e.Events, event))
 }
 
 // secrets are the secrets that sign a delivery made at now, current first.

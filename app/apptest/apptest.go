@@ -203,8 +203,14 @@ func RerunJob(t testing.TB, a *app.App, kind, key, value string) {
 			WHERE kind = $1 AND args->>$2 = $3`, kind, key, value).Scan(&j.ID, &j.State, &j.Finalized))
 		return j
 	}
+	// River completes a job shortly after its work commits (batched), so
+	// wait for that first.
 	first := job()
-	require.Equal(t, "completed", first.State)
+	for i := 0; first.State != "completed"; i++ {
+		require.Less(t, i, 1000, "the job did not complete: %+v", first)
+		time.Sleep(10 * time.Millisecond)
+		first = job()
+	}
 	_, err := a.River.JobRetry(ctx, first.ID)
 	require.NoError(t, err)
 	for i := 0; ; i++ {

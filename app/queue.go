@@ -1,0 +1,40 @@
+package app
+
+import "time"
+
+// Queue defaults, from what was measured (BENCHMARKS.md, "What changed").
+//
+// River fetches at most a queue's free workers every FetchCooldown, so
+// workers / cooldown bounds a queue's jobs per second: River's default (100
+// ms) with 20 workers capped payments at 200/s, below what the database
+// commits (its payment + job ceiling, 500–1,500 tx/s on the busy 2-core
+// bench machine). 100 payment and 200 webhook workers per 50 ms bound the
+// queues at 2,000 decisions and 4,000 deliveries a second: above the 1,000
+// payments/s target (each is a decision and two deliveries) and far above
+// what a payment's CPU cost allows on 2 cores. The cooldown is not shorter
+// because each fetch is a transaction of its own and each insert NOTIFY (at
+// most one per queue per cooldown) holds PostgreSQL's notify lock through
+// its commit: at 10 ms the bench's sessions spent 5–7 % of the burst waiting
+// on it (Lock:object), at 50 ms none, and fetches per payment fell from 0.4
+// at 5 ms to 0.17 at 20 ms. A job's run time (a decision, or one webhook
+// POST and its commit: a few ms, tens under load) times the rate is the
+// workers in use; idle workers cost nothing.
+const (
+	defaultPaymentsWorkers = 100
+	defaultRefundWorkers   = 20
+	defaultWebhookWorkers  = 200
+	defaultFetchCooldownMs = 50
+	// A worker holds a connection only while it talks to the database, but
+	// 300 workers and the API's requests on 25 (db.Open's default) queued
+	// for connections in the burst; most of a connection's time is spent
+	// waiting for its commit's WAL flush, which more concurrent committers
+	// share (group commit). 50 leaves room for four replicas under the
+	// embedded server's max_connections=200.
+	defaultDBMaxConns = 50
+)
+
+// fetchCooldown is the cooldown River is given: never longer than the poll
+// interval (River refuses that; tests poll every 20 ms).
+func (c Config) fetchCooldown() time.Duration {
+	return min(c.FetchCooldown, c.FetchPollInterval)
+}

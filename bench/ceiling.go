@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"paygate/db"
+	"paygate/payments"
+)
+
+// ceilingQueue is a queue no paygate works: the ceiling's job rows are
+// inserted the way paygate inserts its own and then deleted.
+const ceilingQueue = "bench_ceiling"
+
+// Ceiling is the rate at which the database alone (paygate stopped) commits
+// one of the transactions paygate's hot paths commit, from conc clients.
+type Ceiling struct {
+	Name     string  `json:"name"`
+	Conc     int     `json:"concurrency"`
+	Tx       int     `json:"transactions"`
+	Errors   int     `json:"errors"`
+	Seconds  float64 `json:"seconds"`
+	TPS      float64 `json:"tx_per_s"`
+	Latency  Latency `json:"latency"`
+	DBCPUms  float64 `json:"db_cpu_ms_per_tx"`
+	Commits  float64 `json:"commits_per_tx"`
+	WALBytes float64 `json:"wal_bytes_per_tx"`
+	Note     string  `json:"note,omitempty"`
+}
+
+// measureCeiling runs the two ceilings: an order insert (its own commit, as
+// POST /orders without an idempotency key), and a payment row plus its
+// ProcessPayment job row, inserted with River's InsertTx exactly as
+// paygate's CreatePaymentTx does, in one transaction. Each payment needs an
+// order of its own, from the first ceiling.
+func measureCeiling(ctx context.Context, pool *pgxpool.Pool, pgPID int, merchantID uuid.UUID, conc int, dur time.Duration) ([]Ceiling, error) {
+	rc, err := river.NewClient(riverpgxv5.New(pool), &river.Config{}) // insert-only
+	if err != nil {
+		return nil, err
+	}
+	var ids idList
+	orders := ceiling(ctx, pool, pgPID, "order insert", conc, dur, 0, func(i int) error {
+		id := db.NewID("order_")
+		_, err := pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency, receipt) VALUES ($1, $2, $3, 'INR', $4)`,
+			id, merchantID, 50000, "ceiling")
+		if err == nil {
+			ids.add(id)
+		}
+		return err
+	})
+	orderIDs := ids.all()
+	pays := ceiling(ctx, pool, pgPID, "payment + job", conc, dur, len(orderIDs), func(i int) error {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		id := db.NewID("pay_")
+		if _, err := tx.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status)
+			VALUES ($1, $2, $3, 50000, 'INR', 'upi', 'bench@paytm', 'pending')`, id, orderIDs[i], merchantID); err != nil {
+			return err
+		}
+		args := payments.ProcessArgs{PaymentID: id, MerchantID: merchantID, DecideAt: time.Now()}
+		if _, err := rc.InsertTx(ctx, tx, args, &river.InsertOpts{Queue: ceilingQueue}); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+	if pays.Tx >= len(orderIDs) {
+		pays.Note = fmt.Sprintf("stopped early: used every order of the order ceiling (%d)", len(orderIDs))
+	}
+	// Its own database: nothing to clean, but the checkpoint its writes
+	// would cause should not land in paygate's phases.
+	if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
+		return nil, err
+	}
+	return []Ceiling{orders, pays}, nil
+}
+
+func ceiling(ctx context.Context, pool *pgxpool.Pool, pgPID int, name string, conc int, dur time.Duration, count int, tx func(i int) error) Ceiling {
+	before := snapshotDB(ctx, pool, pgPID)
+	p := runPhase(ctx, name, conc, dur, count, func(i int) (int, error) {
+		if err := tx(i); err != nil {
+			return 0, err
+		}
+		return 200, nil
+	})
+	after := snapshotDB(ctx, pool, pgPID)
+	c := Ceiling{Name: name, Conc: conc, Tx: p.Requests - p.Errors, Errors: p.Errors, Seconds: p.Seconds, Latency: p.Latency}
+	if c.Tx > 0 {
+		c.TPS = float64(c.Tx) / p.Seconds
+		d := after.minus(before)
+		c.DBCPUms = d.cpu.Seconds() * 1000 / float64(c.Tx)
+		c.Commits = float64(d.commits) / float64(c.Tx)
+		c.WALBytes = float64(d.walBytes) / float64(c.Tx)
+	}
+	return c
+}
+
+// dbSnapshot is the server-wide counters a phase's cost is the difference of.
+type dbSnapshot struct {
+	cpu                 time.Duration
+	commits, rollbacks  int64
+	walBytes, walSyncs  int64
+	walRecords, walFPIs int64
+}
+
+func snapshotDB(ctx context.Context, pool *pgxpool.Pool, pgPID int) dbSnapshot {
+	var s dbSnapshot
+	s.cpu = treeUsage(pgPID, false).CPU
+	_ = pool.QueryRow(ctx, `SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()`).
+		Scan(&s.commits, &s.rollbacks)
+	_ = pool.QueryRow(ctx, `SELECT wal_bytes::bigint, wal_sync, wal_records, wal_fpi FROM pg_stat_wal`).
+		Scan(&s.walBytes, &s.walSyncs, &s.walRecords, &s.walFPIs)
+	return s
+}
+
+func (a dbSnapshot) minus(b dbSnapshot) dbSnapshot {
+	return dbSnapshot{cpu: a.cpu - b.cpu, commits: a.commits - b.commits, rollbacks: a.rollbacks - b.rollbacks,
+		walBytes: a.walBytes - b.walBytes, walSyncs: a.walSyncs - b.walSyncs,
+		walRecords: a.walRecords - b.walRecords, walFPIs: a.walFPIs - b.walFPIs}
+}
+
+// seedOrders inserts n orders for the merchant with COPY, outside any
+// measurement: the payment phases each need fresh orders, and making them
+// through the API would spend the run's time and CPU on something already
+// measured.
+func seedOrders(ctx context.Context, pool *pgxpool.Pool, merchantID uuid.UUID, n int) ([]string, error) {
+	ids := make([]string, n)
+	rows := make([][]any, n)
+	for i := range ids {
+		ids[i] = db.NewID("order_")
+		rows[i] = []any{ids[i], merchantID, int64(50000), "INR", "bench"}
+	}
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{"orders"}, []string{"id", "merchant_id", "amount", "currency", "receipt"},
+		pgx.CopyFromRows(rows))
+	if err != nil {
+		return nil, fmt.Errorf("seed %d orders: %w", n, err)
+	}
+	_, _ = pool.Exec(ctx, `ANALYZE orders`)
+	return ids, nil
+}
+
+// idList collects ids from concurrent callers.
+type idList struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (l *idList) add(id string) { l.mu.Lock(); l.ids = append(l.ids, id); l.mu.Unlock() }
+func (l *idList) all() []string { l.mu.Lock(); defer l.mu.Unlock(); return slices.Clone(l.ids) }

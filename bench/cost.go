@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Cost is what the database spent per payment over the burst, from the
+// first POST to the moment every job the burst made (its decisions and both
+// webhooks of each payment) had finished: pg_stat_statements, pg_stat_database
+// and pg_stat_wal differences divided by the payments, and the PostgreSQL
+// processes' CPU time from /proc. Everything paygate sent in that time is
+// counted, River's polling and maintenance included; bench's own queries
+// (marked /* bench */) are not.
+type Cost struct {
+	Payments   int             `json:"payments"`
+	Statements float64         `json:"statements_per_payment"`
+	Commits    float64         `json:"commits_per_payment"`
+	Rollbacks  float64         `json:"rollbacks_per_payment"`
+	ExecMs     float64         `json:"statement_exec_ms_per_payment"`
+	DBCPUms    float64         `json:"db_cpu_ms_per_payment"`
+	GatewayCPU float64         `json:"paygate_cpu_ms_per_payment"`
+	WALBytes   float64         `json:"wal_bytes_per_payment"`
+	WALSyncs   float64         `json:"wal_syncs_per_payment"`
+	WALFPIs    float64         `json:"wal_full_page_images_per_payment"`
+	ByStmt     []StatementCost `json:"statements"`
+	Waits      []Wait          `json:"session_waits"`
+}
+
+// StatementCost is one normalised statement's share.
+type StatementCost struct {
+	Area   string  `json:"area"`
+	Query  string  `json:"query"`
+	Calls  float64 `json:"calls_per_payment"`
+	ExecMs float64 `json:"exec_ms_per_payment"`
+	Rows   float64 `json:"rows_per_payment"`
+}
+
+func resetStatements(ctx context.Context, pool *pgxpool.Pool) error {
+	_, err := pool.Exec(ctx, `/* bench */ SELECT pg_stat_statements_reset()`)
+	return err
+}
+
+// awaitIdle waits until no job of paygate's queues is left to run (or wait
+// has passed): then every delivery the burst caused has been made.
+func awaitIdle(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		var n int
+		err := pool.QueryRow(ctx, `/* bench */ SELECT count(*) FROM river_job
+			WHERE queue <> 'maintenance' AND state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`).Scan(&n)
+		if err == nil && n == 0 {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+func readCost(ctx context.Context, pool *pgxpool.Pool, n int, d dbSnapshot, gatewayCPU time.Duration) (Cost, error) {
+	per := func(v float64) float64 { return v / float64(n) }
+	c := Cost{Payments: n, Commits: per(float64(d.commits)), Rollbacks: per(float64(d.rollbacks)),
+		DBCPUms: per(d.cpu.Seconds() * 1000), GatewayCPU: per(gatewayCPU.Seconds() * 1000),
+		WALBytes: per(float64(d.walBytes)), WALSyncs: per(float64(d.walSyncs)), WALFPIs: per(float64(d.walFPIs))}
+	rows, err := pool.Query(ctx, `/* bench */ SELECT query, calls, total_exec_time, rows FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%/* bench */%'`)
+	if err != nil {
+		return c, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var q string
+		var calls, stmtRows int64
+		var ms float64
+		if err := rows.Scan(&q, &calls, &ms, &stmtRows); err != nil {
+			return c, err
+		}
+		s := StatementCost{Area: area(q), Query: oneLine(q), Calls: per(float64(calls)), ExecMs: per(ms), Rows: per(float64(stmtRows))}
+		c.Statements += s.Calls
+		c.ExecMs += s.ExecMs
+		c.ByStmt = append(c.ByStmt, s)
+	}
+	sort.Slice(c.ByStmt, func(i, j int) bool { return c.ByStmt[i].ExecMs > c.ByStmt[j].ExecMs })
+	return c, rows.Err()
+}
+
+// area names who sends a statement, from the tables it touches.
+func area(q string) string {
+	l := strings.ToLower(q)
+	switch {
+	case strings.HasPrefix(l, "begin"), strings.HasPrefix(l, "commit"), strings.HasPrefix(l, "rollback"),
+		strings.HasPrefix(l, "savepoint"), strings.HasPrefix(l, "release"):
+		return "tx control"
+	case strings.Contains(l, "idempotency_keys"):
+		return "idempotency"
+	case strings.Contains(l, "webhook_logs"), strings.Contains(l, "webhook_attempts"):
+		return "webhooks"
+	case strings.Contains(l, "river_"), strings.Contains(l, "pg_notify"), strings.Contains(l, "river"):
+		return "river"
+	case strings.Contains(l, "payments"), strings.Contains(l, "orders"):
+		return "payments"
+	case strings.Contains(l, "refunds"):
+		return "refunds"
+	case strings.Contains(l, "merchants"):
+		return "merchants"
+	}
+	return "other"
+}
+
+var spaces = regexp.MustCompile(`\s+`)
+
+func oneLine(q string) string { return strings.TrimSpace(spaces.ReplaceAllString(q, " ")) }

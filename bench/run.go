@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// bench is one run's shared state.
+type bench struct {
+	f       Flags
+	rep     *Report
+	pg      *cluster
+	pool    *pgxpool.Pool // bench's own connections, for seeding and statistics
+	gw      *gateway
+	c       *client
+	recv    *receiver
+	mid     uuid.UUID
+	ceiling map[string]Ceiling
+}
+
+func run(ctx context.Context, f Flags) (err error) {
+	b := &bench{f: f, rep: &Report{Flags: flagValues(), Machine: machine(), Settings: serverSettings},
+		ceiling: map[string]Ceiling{}}
+	logf("starting a durable PostgreSQL with pg_stat_statements")
+	b.pg, err = startCluster(ctx)
+	if b.pg != nil {
+		defer b.pg.stop()
+	}
+	if err != nil {
+		return err
+	}
+	logf("building paygate")
+	b.gw, err = buildGateway(ctx)
+	defer b.gw.remove(b.rep)
+	if err != nil {
+		return err
+	}
+	// The ceiling runs in a database of its own on the same server (paygate's
+	// schema, applied by paygate migrate), before paygate starts: the
+	// database alone, and paygate's database stays as fresh as on a first
+	// start.
+	if err := b.gw.migrate(ctx, b.pg.url("ceiling")); err != nil {
+		return err
+	}
+	cpool, err := pgxpool.New(ctx, b.pg.url("ceiling")+"&pool_max_conns="+fmt.Sprint(f.C+8))
+	if err != nil {
+		return err
+	}
+	defer cpool.Close()
+	var cmid uuid.UUID
+	if err := cpool.QueryRow(ctx, `INSERT INTO merchants (name, email, api_key, api_secret_hash, webhook_secret)
+		VALUES ('ceiling', 'ceiling@bench.test', 'key_ceiling', sha256('x'), 'whsec_ceiling') RETURNING id`).Scan(&cmid); err != nil {
+		return fmt.Errorf("ceiling merchant: %w", err)
+	}
+	logf("ceiling: the database alone, %d clients, %v each", f.C, f.CeilingD)
+	ceilings, err := measureCeiling(ctx, cpool, b.pg.pid(), cmid, f.C, f.CeilingD)
+	if err != nil {
+		return err
+	}
+	cpool.Close()
+	b.rep.Ceilings = ceilings
+	for _, c := range ceilings {
+		b.ceiling[c.Name] = c
+	}
+
+	b.pool, err = pgxpool.New(ctx, b.pg.url("paygate")+"&pool_max_conns=8")
+	if err != nil {
+		return err
+	}
+	defer b.pool.Close()
+	if _, err := b.pool.Exec(ctx, `CREATE EXTENSION pg_stat_statements`); err != nil {
+		return err
+	}
+
+	logf("starting paygate (TEST_PROCESSING_DELAY=%v %s)", f.Delay, f.Env.String())
+	if err := b.gw.start(ctx, b.pg.url("paygate"), f.Delay, time.Minute, f.Env); err != nil {
+		return err
+	}
+	b.rep.Startup = b.gw.startup.Seconds()
+	if err := b.pool.QueryRow(ctx, `SELECT id FROM merchants WHERE api_key = $1`, f.Key).Scan(&b.mid); err != nil {
+		return fmt.Errorf("find the merchant of -key: %w", err)
+	}
+	stopped := false
+	stopGateway := func() {
+		if !stopped {
+			b.rep.Resources.PaygatePeakRSS = peakRSS(b.gw.pid())
+			b.gw.stop()
+			stopped = true
+		}
+	}
+	defer stopGateway()
+	startUsage := treeUsage(b.gw.pid(), false).CPU
+	startPG := treeUsage(b.pg.pid(), false).CPU
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.samplePG(sampleCtx) }()
+
+	b.c = newClient(b.gw.url, f.Key, f.apiSecret, f.C)
+	if b.recv, err = startReceiver(); err != nil {
+		return err
+	}
+	defer b.recv.close()
+	if err := b.c.configureWebhook(ctx, b.recv); err != nil {
+		return err
+	}
+	err = b.phases(ctx)
+	b.rep.Resources.PaygateCPU = (treeUsage(b.gw.pid(), false).CPU - startUsage).Seconds()
+	b.rep.Resources.PostgresCPU = (treeUsage(b.pg.pid(), false).CPU - startPG).Seconds()
+	stopSampling()
+	wg.Wait()
+	b.rep.Receiver = b.recv.stats()
+	stopGateway()
+	if err == nil && ctx.Err() != nil {
+		err = errors.New("interrupted")
+	}
+	b.gw.remove(b.rep)
+	if werr := b.rep.write(os.Stdout, f.JSON, f.Cost); err == nil {
+		err = werr
+	}
+	return err
+}
+
+func (b *bench) phases(ctx context.Context) error {
+	f := b.f
+	orders, pays := b.ceiling["order insert"], b.ceiling["payment + job"]
+
+	logf("orders: %d clients for %v", f.C, f.D)
+	p := b.measure(ctx, func() Phase {
+		return runPhase(ctx, "create orders", f.C, f.D, 0, func(i int) (int, error) {
+			status, _, err := b.c.createOrder(ctx, i)
+			return status, err
+		})
+	})
+	p.ratio(orders)
+	b.rep.add(p)
+
+	for _, conc := range []int{16, f.C} {
+		ids, err := seedOrders(ctx, b.pool, b.mid, max(2000, int(1.5*pays.TPS*f.D.Seconds())))
+		if err != nil {
+			return err
+		}
+		logf("payments: %d clients for %v", conc, f.D)
+		var created idList
+		p := b.measure(ctx, func() Phase {
+			return runPhase(ctx, fmt.Sprintf("create payments c=%d", conc), conc, f.D, len(ids), func(i int) (int, error) {
+				status, id, err := b.c.createPayment(ctx, ids[i], i%2 == 0)
+				if status == http.StatusCreated && err == nil {
+					created.add(id)
+				}
+				return status, err
+			})
+		})
+		if p.Requests >= len(ids) {
+			p.Note = fmt.Sprintf("stopped early: used all %d seeded orders", len(ids))
+		}
+		p.ratio(pays)
+		// The backlog: until each of the phase's payments has its
+		// payment.success, so that the next phase starts on a quiet queue.
+		start := time.Now()
+		all := created.all()
+		missing := b.recv.awaitSuccess(ctx, all, f.Wait)
+		p.Drain = &Drain{Payments: len(all), Missing: missing, Seconds: time.Since(start).Seconds()}
+		p.Drain.Rate = float64(len(all)-missing) / (p.Seconds + p.Drain.Seconds)
+		awaitIdle(ctx, b.pool, f.Wait)
+		b.rep.add(p)
+	}
+
+	logf("burst: %d payments from %d clients, until every payment.success has arrived", f.N, f.C)
+	burst, err := b.burst(ctx, pays)
+	if err != nil {
+		return err
+	}
+	logf("steady: %.0f payments/s for %v, open loop", f.Rate, f.Steady)
+	if err := b.steady(ctx); err != nil {
+		return err
+	}
+	if f.Refunds > 0 {
+		logf("refunds: %d from %d clients, until every refund.processed has arrived", f.Refunds, f.C)
+		b.refunds(ctx, burst[:min(len(burst), f.Refunds)], pays)
+	}
+	return nil
+}
+
+// measure runs a phase and adds the CPU paygate and PostgreSQL spent on it.
+func (b *bench) measure(ctx context.Context, phase func() Phase) Phase {
+	g0, d0 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
+	p := phase()
+	g1, d1 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
+	if ok := p.Requests - p.Errors; ok > 0 {
+		p.PaygateCPUms = (g1 - g0).Seconds() * 1000 / float64(ok)
+		p.DBCPUms = (d1 - d0).Seconds() * 1000 / float64(ok)
+	}
+	return p
+}
+
+// burst sends N payments as fast as the clients go and waits for every
+// payment.success; the cost account covers it up to the last job's end. It
+// returns the payments that succeeded.
+func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
+	f := b.f
+	orders, err := seedOrders(ctx, b.pool, b.mid, f.N)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.pool.Exec(ctx, `/* bench */ CHECKPOINT`); err != nil {
+		return nil, err
+	}
+	if err := resetStatements(ctx, b.pool); err != nil {
+		return nil, err
+	}
+	db0, g0 := snapshotDB(ctx, b.pool, b.pg.pid()), treeUsage(b.gw.pid(), false).CPU
+	ids := make([]string, f.N)
+	returned := make([]time.Time, f.N)
+	waitCtx, stopWaits := context.WithCancel(ctx)
+	waits := make(chan []Wait, 1)
+	go func() { waits <- sampleWaits(waitCtx, b.pool) }()
+	start := time.Now()
+	post := runPhase(ctx, "burst POSTs", f.C, 0, f.N, func(i int) (int, error) {
+		status, id, err := b.c.createPayment(ctx, orders[i], false)
+		if status == http.StatusCreated && err == nil {
+			ids[i], returned[i] = id, time.Now()
+		}
+		return status, err
+	})
+	created := compact(ids)
+	missing := b.recv.awaitSuccess(ctx, created, f.Wait)
+	fl := b.flow("burst (end to end)", post, start, ids, returned, false)
+	fl.Missing = missing
+	fl.ratio(pays)
+	// The cost account runs to the end of the last job (the payment.created
+	// deliveries may finish after the last payment.success).
+	awaitIdle(ctx, b.pool, f.Wait)
+	stopWaits()
+	d := snapshotDB(ctx, b.pool, b.pg.pid()).minus(db0)
+	gcpu := treeUsage(b.gw.pid(), false).CPU - g0
+	fl.PaygateCPUms = gcpu.Seconds() * 1000 / float64(max(1, len(created)))
+	fl.DBCPUms = d.cpu.Seconds() * 1000 / float64(max(1, len(created)))
+	b.rep.Flows = append(b.rep.Flows, fl)
+	cost, err := readCost(ctx, b.pool, max(1, len(created)), d, gcpu)
+	if err != nil {
+		return nil, fmt.Errorf("cost account: %w", err)
+	}
+	cost.Waits = <-waits
+	b.rep.Cost = &cost
+	var ok []string
+	for i, t := range b.recv.arrivals(created, false) {
+		if !t.IsZero() {
+			ok = append(ok, created[i])
+		}
+	}
+	return ok, nil
+}
+
+func (b *bench) steady(ctx context.Context) error {
+	f := b.f
+	n := int(f.Rate * f.Steady.Seconds())
+	orders, err := seedOrders(ctx, b.pool, b.mid, n)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, n)
+	returned := make([]time.Time, n)
+	start := time.Now()
+	g0, d0 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
+	post := openLoop(ctx, fmt.Sprintf("steady POSTs %.0f/s", f.Rate), f.Rate, f.Steady, 1024, func(i int) (int, error) {
+		status, id, err := b.c.createPayment(ctx, orders[i], false)
+		if status == http.StatusCreated && err == nil {
+			ids[i], returned[i] = id, time.Now()
+		}
+		return status, err
+	})
+	missing := b.recv.awaitSuccess(ctx, compact(ids), f.Wait)
+	fl := b.flow(fmt.Sprintf("steady %.0f/s (end to end)", f.Rate), post, start, ids, returned, false)
+	fl.Missing = missing
+	fl.Offered = f.Rate
+	if ok := len(compact(ids)); ok > 0 {
+		fl.PaygateCPUms = (treeUsage(b.gw.pid(), false).CPU - g0).Seconds() * 1000 / float64(ok)
+		fl.DBCPUms = (treeUsage(b.pg.pid(), false).CPU - d0).Seconds() * 1000 / float64(ok)
+	}
+	b.rep.Flows = append(b.rep.Flows, fl)
+	awaitIdle(ctx, b.pool, f.Wait)
+	return nil
+}
+
+func (b *bench) refunds(ctx context.Context, payments []string, pays Ceiling) {
+	f := b.f
+	ids := make([]string, len(payments))
+	returned := make([]time.Time, len(payments))
+	start := time.Now()
+	g0, d0 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
+	post := runPhase(ctx, "refund POSTs", f.C, 0, len(payments), func(i int) (int, error) {
+		status, id, err := b.c.createRefund(ctx, payments[i], 10000)
+		if status == http.StatusCreated && err == nil {
+			ids[i], returned[i] = id, time.Now()
+		}
+		return status, err
+	})
+	missing := b.recv.awaitRefunds(ctx, compact(ids), f.Wait)
+	fl := b.flow("refunds (end to end)", post, start, ids, returned, true)
+	fl.Missing = missing
+	fl.ratio(pays)
+	if ok := len(compact(ids)); ok > 0 {
+		fl.PaygateCPUms = (treeUsage(b.gw.pid(), false).CPU - g0).Seconds() * 1000 / float64(ok)
+		fl.DBCPUms = (treeUsage(b.pg.pid(), false).CPU - d0).Seconds() * 1000 / float64(ok)
+	}
+	b.rep.Flows = append(b.rep.Flows, fl)
+}
+
+// flow turns a phase's POSTs and the receiver's arrivals into an
+// end-to-end figure: items completed per second from the first request to
+// the last webhook, and the lag from each 201 to its webhook minus the
+// configured processing delay.
+func (b *bench) flow(name string, post Phase, start time.Time, ids []string, returned []time.Time, refunds bool) Flow {
+	fl := Flow{Name: name, Items: len(ids), Errors: post.Errors, ErrorsByStatus: post.ErrorsByStatus, Post: post.Latency}
+	var last time.Time
+	var lag []time.Duration
+	arr := b.recv.arrivals(ids, refunds)
+	for i, t := range arr {
+		if t.IsZero() || ids[i] == "" {
+			continue
+		}
+		fl.Completed++
+		last = maxTime(last, t)
+		lag = append(lag, max(0, t.Sub(returned[i])-b.f.Delay))
+	}
+	if fl.Completed > 0 {
+		fl.Seconds = last.Sub(start).Seconds()
+		fl.Rate = float64(fl.Completed) / fl.Seconds
+	}
+	fl.Lag = percentiles(lag)
+	return fl
+}
+
+// samplePG keeps PostgreSQL's peak memory (all its processes' PSS) every
+// half second.
+func (b *bench) samplePG(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		b.rep.Resources.PostgresPeakPSS = max(b.rep.Resources.PostgresPeakPSS, treeUsage(b.pg.pid(), true).RSS)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func compact(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
