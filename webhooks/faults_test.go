@@ -2,6 +2,7 @@ package webhooks_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -313,4 +314,43 @@ func TestHangingEndpointDoesNotDelayOthers(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.LessOrEqual(t, maxInFlight, bound)
+}
+
+// Retries of a log whose first attempt is finishing meet the worker's
+// transaction on the log row and the job row: both take the log row first,
+// so neither waits on the other in a cycle (a deadlock answered 503).
+func TestRetriesDuringAnAttemptDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	a, h, r := setup(t, slow, nil)
+	release := make(chan struct{})
+	r.setRespond(func(_ int, w http.ResponseWriter) {
+		<-release
+		w.WriteHeader(http.StatusOK)
+	})
+	id := sendTest(t, a, h)
+	eventually(t, "the first attempt to reach the endpoint", func() bool { return len(r.requests()) == 1 })
+
+	// Every retry either finds the run's first attempt pending (and adds a
+	// job that is its duplicate) or starts a new run, whose first attempt
+	// finishes while the next retries arrive.
+	path := "/api/v1/webhooks/" + id.String() + "/retry"
+	var mu sync.Mutex
+	var bad []string
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 40 {
+				rec := apptest.Do(t, a.Echo, http.MethodPost, path, "", h)
+				if rec.Code != http.StatusOK {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("%d %s", rec.Code, rec.Body.String()))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	close(release)
+	wg.Wait()
+	require.Empty(t, bad)
+	waitStatus(t, a, h, id, webhooks.StatusSuccess)
 }

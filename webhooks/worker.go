@@ -149,18 +149,27 @@ func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArg
 		nextAt = &next
 	}
 	return db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		// Completed first, so the next job of the run is not its duplicate.
-		// When the job is no longer ours (rescued and run elsewhere) this
-		// fails and nothing is recorded: the other run of it records.
+		// The log row first, then the job row: RetryTx locks the log row and
+		// then inserts a job unique by the run, which waits on this job's
+		// row once this transaction has updated it. Completing the job first
+		// would wait on the log row in turn, a deadlock.
+		updated, err := recordAttempt(ctx, tx, a, status, n, nextAt, o)
+		if err != nil {
+			return err
+		}
+		// Completed before the next job of the run is inserted, which would
+		// otherwise be its duplicate. When the job is no longer ours (rescued
+		// and run elsewhere) this fails and the attempt is rolled back: the
+		// other run of it records. A log that moved on (nothing updated)
+		// still has its job completed.
 		if err := db.CompleteJobTx(ctx, tx, job); err != nil {
 			return err
 		}
-		updated, err := recordAttempt(ctx, tx, a, status, n, nextAt, o)
 		if updated {
 			db.AfterCommit(tx, func() { metrics.WebhookDelivery(status) })
 		}
-		if err != nil || !updated || status != StatusPending {
-			return err
+		if !updated || status != StatusPending {
+			return nil
 		}
 		_, err = s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: a.LogID, MerchantID: a.MerchantID, Run: a.Run, At: next})
 		return err
