@@ -52,6 +52,27 @@ func riverMigration() *goose.Migration {
 // paygate processes starting at once) are serialised by a Postgres session
 // advisory lock; running it again changes nothing.
 func Migrate(ctx context.Context, sqlDB *sql.DB) ([]string, error) {
+	p, err := provider(sqlDB)
+	if err != nil {
+		return nil, err
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	applied := make([]string, 0, len(results))
+	for _, r := range results {
+		name := r.Source.Path
+		if name == "" {
+			name = fmt.Sprintf("river schema v%d", riverVersion)
+		}
+		applied = append(applied, name)
+	}
+	return applied, nil
+}
+
+// provider is goose over the embedded migrations and River's schema.
+func provider(sqlDB *sql.DB) (*goose.Provider, error) {
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
 		return nil, err
@@ -68,19 +89,7 @@ func Migrate(ctx context.Context, sqlDB *sql.DB) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
-	results, err := p.Up(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	applied := make([]string, 0, len(results))
-	for _, r := range results {
-		name := r.Source.Path
-		if name == "" {
-			name = fmt.Sprintf("river schema v%d", riverVersion)
-		}
-		applied = append(applied, name)
-	}
-	return applied, nil
+	return p, nil
 }
 
 // MigrationsHash identifies the schema that Migrate produces: a hash of

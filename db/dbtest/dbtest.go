@@ -86,6 +86,22 @@ func New(t testing.TB) string {
 	return pgtestdb.Custom(t, server, migrator{}).URL()
 }
 
+// Empty returns the URL of a fresh database with no migrations applied,
+// dropped when the test ends: for tests of the upgrade path.
+func Empty(t testing.TB) string {
+	t.Helper()
+	if server.DriverName == "" {
+		t.Fatal("dbtest: call dbtest.Main from the package's TestMain")
+	}
+	return pgtestdb.Custom(t, server, emptyMigrator{}).URL()
+}
+
+type emptyMigrator struct{}
+
+func (emptyMigrator) Hash() (string, error) { return "empty", nil }
+
+func (emptyMigrator) Migrate(context.Context, *sql.DB, pgtestdb.Config) error { return nil }
+
 // migrator adapts db.Migrate to pgtestdb; templates are keyed by the hash of
 // the migrations, so a changed migration gets a fresh template.
 type migrator struct{}

@@ -1,0 +1,17 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+)
+
+// MigrateUpTo applies the migrations up to version, as an older paygate
+// left the database, for tests of a later migration's upgrade path.
+func MigrateUpTo(ctx context.Context, sqlDB *sql.DB, version int64) error {
+	p, err := provider(sqlDB)
+	if err != nil {
+		return err
+	}
+	_, err = p.UpTo(ctx, version)
+	return err
+}

@@ -1,0 +1,91 @@
+package db_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/stretchr/testify/require"
+
+	"paygate/db"
+	"paygate/db/dbtest"
+)
+
+// A database from before 00007 may hold several pending payments of one
+// order, or a pending payment beside a success. Upgrading settles them: the
+// pending payments of an order that succeeded fail, of the others the oldest
+// stays pending; then one live payment per order is enforced.
+func TestUpgradeSettlesDuplicatePendingPayments(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.Empty(t), 4)
+	require.NoError(t, err)
+	defer pool.Close()
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	require.NoError(t, db.MigrateUpTo(ctx, sqlDB, 6))
+
+	var merchant string
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO merchants (name, email, api_key, api_secret_hash, webhook_secret)
+		VALUES ('m', 'm@example.com', 'key_upgrade', sha256('s'), 'whsec') RETURNING id`).Scan(&merchant))
+	order := func() string {
+		id := db.NewID("order_")
+		_, err := pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency) VALUES ($1, $2, 50000, 'INR')`, id, merchant)
+		require.NoError(t, err)
+		return id
+	}
+	t0 := time.Now().Add(-time.Hour)
+	payment := func(orderID, status string, age int) string {
+		id := db.NewID("pay_")
+		var code *string
+		if status == "failed" {
+			c := "PAYMENT_FAILED"
+			code = &c
+		}
+		_, err := pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, error_code, created_at, updated_at)
+			VALUES ($1, $2, $3, 50000, 'INR', 'upi', 'user@bank', $4, $5, $6, $6)`,
+			id, orderID, merchant, status, code, t0.Add(time.Duration(age)*time.Minute))
+		require.NoError(t, err)
+		return id
+	}
+	paid, several, single, retried := order(), order(), order(), order()
+	want := map[string]string{
+		payment(paid, "pending", 0):    "failed",
+		payment(paid, "success", 1):    "success",
+		payment(paid, "pending", 2):    "failed",
+		payment(several, "pending", 2): "failed",
+		payment(several, "pending", 0): "pending", // the oldest
+		payment(several, "pending", 1): "failed",
+		payment(single, "pending", 0):  "pending",
+		payment(retried, "failed", 0):  "failed",
+		payment(retried, "pending", 1): "pending",
+	}
+
+	_, err = db.Migrate(ctx, sqlDB)
+	require.NoError(t, err)
+
+	rows, err := pool.Query(ctx, `SELECT id, status, coalesce(error_code, ''), coalesce(error_description, '') FROM payments`)
+	require.NoError(t, err)
+	got := map[string]string{}
+	for rows.Next() {
+		var id, status, code, desc string
+		require.NoError(t, rows.Scan(&id, &status, &code, &desc))
+		got[id] = status
+		if status == "failed" {
+			require.Equal(t, "PAYMENT_FAILED", code)
+		}
+		if status == "failed" && desc != "" {
+			require.Equal(t, "Payment processing failed", desc)
+		}
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, want, got)
+
+	var settled int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM payments WHERE error_description = 'Payment processing failed' AND updated_at > created_at`).Scan(&settled))
+	require.Equal(t, 4, settled, "the settled payments carry the failure's description")
+	_, err = pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa)
+		VALUES ($1, $2, $3, 50000, 'INR', 'upi', 'user@bank')`, db.NewID("pay_"), single, merchant)
+	require.ErrorContains(t, err, "payments_one_live_per_order")
+}
