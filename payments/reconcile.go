@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"paygate/db"
@@ -23,36 +24,11 @@ import (
 // merchants, like key pruning: the rule is the same for all of them, and
 // each new job carries its payment's merchant.
 func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, error) {
-	resumed := 0
-	err := db.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			SELECT p.id, p.merchant_id FROM payments p
-			WHERE p.status = 'pending' AND p.created_at < now() - $1::interval
-			  AND NOT EXISTS (
-			      SELECT 1 FROM river_job j
-			      WHERE j.kind = 'process_payment' AND j.args @> jsonb_build_object('payment_id', p.id)
-			        AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
-			ORDER BY p.created_at LIMIT 1000
-			FOR UPDATE OF p SKIP LOCKED`, after)
-		if err != nil {
-			return err
-		}
-		lost, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ProcessArgs, error) {
-			var a ProcessArgs
-			return a, r.Scan(&a.PaymentID, &a.MerchantID)
-		})
-		if err != nil {
-			return err
-		}
-		for _, a := range lost {
+	return db.ResumeLost(ctx, s.Pool, "payments", ProcessArgs{}.Kind(), "payment_id", after,
+		func(tx pgx.Tx, id string, merchantID uuid.UUID) error {
 			// A second job of one payment would be harmless: the decision
 			// is a conditional update, asked under the same key.
-			if _, err := s.River.InsertTx(ctx, tx, a, nil); err != nil {
-				return err
-			}
-		}
-		resumed = len(lost)
-		return nil
-	})
-	return resumed, err
+			_, err := s.River.InsertTx(ctx, tx, ProcessArgs{PaymentID: id, MerchantID: merchantID}, nil)
+			return err
+		})
 }

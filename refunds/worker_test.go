@@ -128,3 +128,42 @@ func TestRefundWebhooks(t *testing.T) {
 	require.Equal(t, "processed", done["status"])
 	require.NotNil(t, done["processed_at"])
 }
+
+// A pending refund whose job left River some other way (discarded,
+// cancelled, deleted) is given a new one by the reconciler and processed,
+// so its amount does not stay held from the payment.
+func TestReconcilerResumesARefundThatLostItsJob(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	// The refund's job is put off for an hour before the refund commits,
+	// so no worker processes it during the test.
+	var id string
+	require.NoError(t, db.WithTx(ctx, f.a.Pool, func(tx pgx.Tx) error {
+		r, err := f.a.Refunds.CreateTx(ctx, tx, merchants.TestMerchantID, f.paymentID, refunds.Input{Amount: new(int64(100))})
+		if err != nil {
+			return err
+		}
+		id = r.ID
+		_, err = tx.Exec(ctx, `UPDATE river_job SET state = 'scheduled', scheduled_at = now() + interval '1 hour'
+			WHERE kind = 'process_refund' AND args->>'refund_id' = $1`, id)
+		return err
+	}))
+	n, err := f.a.Refunds.Reconcile(ctx, 0)
+	require.NoError(t, err)
+	require.Zero(t, n, "a refund with a live job is left alone")
+
+	_, err = f.a.Pool.Exec(ctx, `DELETE FROM river_job WHERE kind = 'process_refund' AND args->>'refund_id' = $1`, id)
+	require.NoError(t, err)
+	n, err = f.a.Refunds.Reconcile(ctx, time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n, "a refund younger than the bound is left alone")
+
+	n, err = f.a.Refunds.Reconcile(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, refunds.StatusProcessed, waitProcessed(t, f, id)["status"])
+	n, err = f.a.Refunds.Reconcile(ctx, 0)
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
