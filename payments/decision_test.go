@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
@@ -235,4 +237,72 @@ func TestReconcilerResumesAPaymentThatLostItsJob(t *testing.T) {
 	n, err = a.Payments.Reconcile(ctx, 0)
 	require.NoError(t, err)
 	require.Zero(t, n)
+}
+
+// An acquirer that hangs is given up on before the job's own deadline: on
+// the last attempt the payment fails, even when the job's context ran out
+// too (River's job timeout); on an earlier attempt the job errs and is
+// asked again later. Only a cancelled job (stopping) gives the attempt back.
+func TestHangingAcquirerOnTheLastAttemptFailsThePayment(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	hang := func(ctx context.Context, _ payments.Payment, _ uuid.UUID) (bool, error) {
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
+	w := &payments.Worker{Service: a.Payments, Decide: hang, DecideTimeout: 20 * time.Millisecond}
+	run := func(t *testing.T, id string, attempt int, jobCtx context.Context) error {
+		job := &river.Job[payments.ProcessArgs]{
+			JobRow: &rivertype.JobRow{ID: 1, Kind: payments.ProcessArgs{}.Kind(), Attempt: attempt, MaxAttempts: 6},
+			Args:   payments.ProcessArgs{PaymentID: id, MerchantID: merchants.TestMerchantID},
+		}
+		return w.Work(jobCtx, job)
+	}
+	status := func(id string) string {
+		var s string
+		require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT status FROM payments WHERE id = $1`, id).Scan(&s))
+		return s
+	}
+
+	id := pay(t, a, h)["id"].(string)
+	require.ErrorIs(t, run(t, id, 5, context.Background()), context.DeadlineExceeded)
+	require.Equal(t, payments.StatusPending, status(id), "an earlier attempt is retried")
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, run(t, id, 6, cancelled), context.Canceled)
+	require.Equal(t, payments.StatusPending, status(id), "a stopping job gives the attempt back")
+
+	require.NoError(t, run(t, id, 6, context.Background()))
+	require.Equal(t, payments.StatusFailed, status(id))
+
+	// The job's own deadline (River's job timeout) comes while the acquirer
+	// hangs.
+	id = pay(t, a, h)["id"].(string)
+	expired := &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
+	w.DecideTimeout = time.Hour
+	w.Decide = func(ctx context.Context, p payments.Payment, key uuid.UUID) (bool, error) {
+		close(expired.done)
+		return hang(ctx, p, key)
+	}
+	require.NoError(t, run(t, id, 6, expired))
+	require.Equal(t, payments.StatusFailed, status(id))
+}
+
+// deadlineCtx is a job context whose deadline passes when done is closed.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c *deadlineCtx) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }

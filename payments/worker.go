@@ -23,6 +23,16 @@ const Queue = "payments"
 // fails: the first time, then once after each wait of DefaultRetry.
 const maxDecideAttempts = 6
 
+// DefaultDecideTimeout is how long the acquirer is given to answer: less
+// than the job timeout (app.JobTimeout, 30 s), so that an acquirer that
+// hangs ends the attempt with an error of its own, and the last attempt can
+// still fail the payment, before River cancels the job.
+const DefaultDecideTimeout = 25 * time.Second
+
+// recordTimeout bounds recording the decision, which runs even when the
+// job's own context has ended: an answer, or the final failure, is kept.
+const recordTimeout = 5 * time.Second
+
 // DefaultRetry is the waits between asking the acquirer again after an
 // error: a payment is final within about ten minutes even when the acquirer
 // is down.
@@ -56,6 +66,9 @@ type Worker struct {
 	Decide  Decide
 	// Retry is the waits between attempts after an error (nil: DefaultRetry).
 	Retry []time.Duration
+	// DecideTimeout bounds each question to the acquirer (zero:
+	// DefaultDecideTimeout); it must be shorter than the job timeout.
+	DecideTimeout time.Duration
 }
 
 // NextRetry is the schedule: job.Attempt is the attempt that just failed.
@@ -69,9 +82,10 @@ func (w *Worker) NextRetry(job *river.Job[ProcessArgs]) time.Time {
 
 // Work asks the acquirer under the payment's decision key, committed before
 // the question, and records the answer in one transaction, conditionally on
-// the payment still pending, so a job run again changes nothing. No row lock waits on the acquirer: it answers over the
-// network. After the last attempt an acquirer that still errs fails the
-// payment, with its payment.failed event, instead of leaving it pending.
+// the payment still pending, so a job run again changes nothing. No row
+// lock waits on the acquirer: it answers over the network. After the last
+// attempt an acquirer that still errs, or hangs past DecideTimeout, fails
+// the payment, with its payment.failed event, instead of leaving it pending.
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	if err := db.SnoozeUntil(job.Args.DecideAt); err != nil {
 		return err
@@ -89,20 +103,38 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	ok := false
 	if p.Status == StatusPending {
 		// A payment already decided (a job run again) is not asked about again.
-		if ok, err = w.Decide(ctx, p, key); err != nil {
-			if ctx.Err() != nil || job.Attempt < job.MaxAttempts {
-				return err // stopping (the attempt is given back), or asked again later
+		if ok, err = w.decide(ctx, p, key); err != nil {
+			// Stopping (the job's context cancelled: the attempt is given
+			// back), or asked again later. A hanging acquirer ends in
+			// DecideTimeout, or at worst in the job's deadline: on the last
+			// attempt either fails the payment below.
+			if errors.Is(ctx.Err(), context.Canceled) || job.Attempt < job.MaxAttempts {
+				return err
 			}
 			ok = false
 		}
 	}
-	// The job is completed by River after Work returns, batched with
-	// others (db/jobs.go); DecideTx's conditional update makes a rerun
-	// harmless.
-	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
-		_, err := w.Service.DecideTx(ctx, tx, p.MerchantID, p.ID, ok)
+	// Recorded even when the job's context has ended meanwhile (its
+	// deadline, or stopping after the answer came). The job is completed
+	// by River after Work returns, batched with others (db/jobs.go);
+	// DecideTx's conditional update makes a rerun harmless.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return db.WithTx(rctx, w.Service.Pool, func(tx pgx.Tx) error {
+		_, err := w.Service.DecideTx(rctx, tx, p.MerchantID, p.ID, ok)
 		return err
 	})
+}
+
+// decide asks the acquirer under DecideTimeout.
+func (w *Worker) decide(ctx context.Context, p Payment, key uuid.UUID) (bool, error) {
+	timeout := w.DecideTimeout
+	if timeout <= 0 {
+		timeout = DefaultDecideTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return w.Decide(ctx, p, key)
 }
 
 // decisionRow is a payment with its decision key.
