@@ -306,3 +306,56 @@ func (c *deadlineCtx) Err() error {
 		return nil
 	}
 }
+
+// A payment asked for while the order's pending payment is being decided
+// waits for that decision and is refused on order_id: creation takes no
+// lock on the order, so the worker marking the order paid does not wait on
+// it in turn (a deadlock, answered 503).
+func TestPaymentCreatedWhileTheOrdersPaymentIsDecided(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	orderID := createOrder(t, a, h, 50000)
+	status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+	require.Equal(t, http.StatusCreated, status, "%v", p)
+	id := p["id"].(string)
+
+	// The worker's transaction, in DecideTx's order: the payment first...
+	w, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer w.Rollback(ctx) //nolint:errcheck
+	_, err = w.Exec(ctx, `UPDATE payments SET status = 'success', updated_at = now() WHERE id = $1`, id)
+	require.NoError(t, err)
+
+	type answer struct {
+		code int
+		body map[string]any
+	}
+	created := make(chan answer, 1)
+	go func() {
+		code, body := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+		created <- answer{code, body}
+	}()
+	// ...which the new payment's insert waits for...
+	for i := 0; ; i++ {
+		var waiting int
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
+			  AND query LIKE '%INSERT INTO payments%'`).Scan(&waiting))
+		if waiting > 0 {
+			break
+		}
+		require.Less(t, i, 1000, "the new payment never waited on the decision")
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ...then the order.
+	_, err = w.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = now() WHERE id = $1`, orderID)
+	require.NoError(t, err)
+	require.NoError(t, w.Commit(ctx))
+
+	got := <-created
+	require.Equal(t, http.StatusBadRequest, got.code, "%v", got.body)
+	_, field := errorOf(t, got.body)
+	require.Equal(t, "order_id", field)
+}

@@ -40,7 +40,7 @@ func (s *Service) CreateOrderTx(ctx context.Context, tx pgx.Tx, merchantID uuid.
 }
 
 func (s *Service) GetOrder(ctx context.Context, merchantID uuid.UUID, id string) (Order, error) {
-	return getOrder(ctx, s.Pool, merchantID, id, false)
+	return getOrder(ctx, s.Pool, merchantID, id)
 }
 
 func (s *Service) ListOrders(ctx context.Context, merchantID uuid.UUID, page web.Page) (web.List[Order], error) {
@@ -52,12 +52,20 @@ func (s *Service) ListOrders(ctx context.Context, merchantID uuid.UUID, page web
 // An order that is paid, or has a payment still pending, takes no other
 // payment: the unique index payments_one_live_per_order refuses it whatever
 // the concurrency, and the refusal is the client's 400 on order_id.
+//
+// The order is read without a row lock. The index is what keeps one live
+// payment per order, and a paid order has a success payment, so the status
+// read here only picks the clearer message. Locking the order would deadlock
+// with the worker: it updates the pending payment (on which this insert's
+// index check waits) and then marks the order paid. The payment's foreign
+// key takes only a key-share lock on the order, which marking it paid does
+// not conflict with; an order's amount and currency never change.
 func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, in PaymentInput) (Payment, error) {
 	p, verr := in.payment(time.Now())
 	if verr != nil {
 		return Payment{}, verr
 	}
-	order, err := getOrder(ctx, tx, merchantID, in.OrderID, true)
+	order, err := getOrder(ctx, tx, merchantID, in.OrderID)
 	if err != nil {
 		return Payment{}, err
 	}
@@ -67,6 +75,7 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	p.ID, p.MerchantID, p.Amount, p.Currency = db.NewID("pay_"), merchantID, order.Amount, order.Currency
 	if p, err = insertPaymentTx(ctx, tx, p); err != nil {
 		if isConstraint(err, "payments_one_live_per_order") {
+			// Also when the live payment succeeded after the order was read.
 			return Payment{}, web.BadField("order_id", "Order already has a payment in progress; wait for its outcome")
 		}
 		return Payment{}, err

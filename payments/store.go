@@ -24,14 +24,13 @@ func insertOrderTx(ctx context.Context, tx pgx.Tx, o Order) (Order, error) {
 		o.ID, o.MerchantID, o.Amount, o.Currency, o.Receipt, o.Notes, o.Status)
 }
 
-// getOrder returns a merchant's order, or NOT_FOUND. forUpdate locks the row
-// (q must then be a transaction).
-func getOrder(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Order, error) {
+// getOrder returns a merchant's order, or NOT_FOUND.
+func getOrder(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string) (Order, error) {
 	if !db.IsID("order_", id) {
 		return Order{}, web.NotFound("Order")
 	}
-	o, err := db.QueryOne[Order](ctx, q, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND merchant_id = $2`+
-		lockClause(forUpdate), id, merchantID)
+	o, err := db.QueryOne[Order](ctx, q, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND merchant_id = $2`,
+		id, merchantID)
 	return o, notFound(err, "Order")
 }
 
