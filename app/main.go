@@ -121,23 +121,30 @@ func serve(ctx context.Context, cfg Config, role Role, logger *slog.Logger) erro
 		"embedded_database", cfg.DatabaseURL == "")
 	welcome(logger, cfg, ln.Addr(), a.seeded)
 
+	// A fatal error (the listener failed, the embedded database is gone for
+	// good) stops in the same order as a signal: HTTP before the pool it
+	// answers from.
+	var fatal error
 	select {
-	case err := <-served:
-		return err
-	case err := <-a.DatabaseFailed():
-		return err
+	case fatal = <-served:
+	case fatal = <-a.DatabaseFailed():
 	case <-ctx.Done():
 	}
-	shutdown(a, srv, cfg.ShutdownTimeout, logger)
-	return nil
+	shutdown(a, srv, cfg.ShutdownTimeout, logger, fatal)
+	return fatal
 }
 
 // shutdown is the stop of API.md (Operations), all within timeout: /ready
 // turns 503, HTTP stops taking connections and finishes in-flight requests
 // (for at most half the time), then River, the pool and PostgreSQL stop.
-func shutdown(a *App, srv *http.Server, timeout time.Duration, logger *slog.Logger) {
+// cause is the fatal error that stops it, nil for a signal.
+func shutdown(a *App, srv *http.Server, timeout time.Duration, logger *slog.Logger, cause error) {
 	start := time.Now()
-	logger.Info("shutdown: signal received", "timeout", timeout)
+	if cause != nil {
+		logger.Error("shutdown: fatal error", "error", cause, "timeout", timeout)
+	} else {
+		logger.Info("shutdown: signal received", "timeout", timeout)
+	}
 	a.Drain()
 	httpCtx, cancel := context.WithDeadline(context.Background(), start.Add(timeout/2))
 	if err := srv.Shutdown(httpCtx); err != nil {

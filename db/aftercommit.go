@@ -6,18 +6,28 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// afterCommit holds, per transaction run by WithTx, what to do once it has
-// committed: counting a state change in a metric must not happen for a
-// change that rolls back.
+// afterCommit holds, per transaction that WithTx runs, what to do once it
+// has committed: counting a state change in a metric must not happen for a
+// change that rolls back. WithTx enters a transaction before its work and
+// removes it on every way out (commit, error, rollback, panic), so nothing
+// outlives the transaction.
 var afterCommit sync.Map // pgx.Tx → *[]func()
 
-// AfterCommit runs fn after tx commits, and never if it rolls back. tx must
-// be one that WithTx runs; elsewhere fn is dropped.
+// AfterCommit runs fn after tx commits, and never if it rolls back. It works
+// only inside WithTx: in a transaction begun any other way (a raw
+// pool.Begin, a nested savepoint transaction) fn is dropped, never run, and
+// nothing is kept for it.
 func AfterCommit(tx pgx.Tx, fn func()) {
-	fns, _ := afterCommit.LoadOrStore(tx, new([]func()))
+	fns, ok := afterCommit.Load(tx)
+	if !ok {
+		return
+	}
 	// One transaction is used by one goroutine at a time: no lock needed.
 	*fns.(*[]func()) = append(*fns.(*[]func()), fn)
 }
+
+// track makes tx one whose AfterCommit callbacks are kept.
+func track(tx pgx.Tx) { afterCommit.Store(tx, new([]func())) }
 
 // committed runs and forgets tx's callbacks; forget only forgets them.
 func committed(tx pgx.Tx) {

@@ -62,13 +62,15 @@ func QueryOne[T any](ctx context.Context, q Querier, sql string, args ...any) (T
 	return pgx.CollectOneRow(rows, pgx.RowToStructByName[T])
 }
 
-// WithTx runs fn in a transaction and commits when fn returns nil.
+// WithTx runs fn in a transaction and commits when fn returns nil; the
+// AfterCommit callbacks of tx run after the commit.
 func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	track(tx)
 	defer forget(tx)
 	if err := fn(tx); err != nil {
 		return err

@@ -15,3 +15,9 @@ func MigrateUpTo(ctx context.Context, sqlDB *sql.DB, version int64) error {
 	_, err = p.UpTo(ctx, version)
 	return err
 }
+
+// Tracked reports whether AfterCommit keeps anything for tx.
+func Tracked(tx any) bool {
+	_, ok := afterCommit.Load(tx)
+	return ok
+}

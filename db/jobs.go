@@ -11,9 +11,11 @@ import (
 	"github.com/riverqueue/river/rivertype"
 )
 
-// QueueMaintenance is the River queue of the periodic housekeeping jobs
-// (key pruning, webhook reconciliation). Each domain package names its own
-// queue beside its jobs; the app configures them all from those names.
+// QueueMaintenance is the River queue of the periodic housekeeping jobs:
+// idempotency key pruning, webhook log pruning (retention), and the
+// reconciliation of payments, refunds and webhook logs that lost their job.
+// Each domain package names its own queue beside its jobs; the app
+// configures them all from those names.
 const QueueMaintenance = "maintenance"
 
 // Completing jobs. The payment and refund workers do not complete their job

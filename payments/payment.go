@@ -9,11 +9,17 @@
 //   - A payment leaves pending exactly once: the decision is a conditional
 //     update (WHERE status = 'pending'), so a job run twice changes nothing.
 //   - An order has at most one payment that is pending or successful, so it
-//     is charged at most once: a partial unique index refuses a second one,
-//     under any concurrency.
+//     is charged at most once: a partial unique index
+//     (payments_one_live_per_order) refuses a second one, under any
+//     concurrency. Creation does not lock the order; only a decision
+//     changes it (to paid, with the success).
 //   - A payment is decided once by the acquirer: the worker commits a
-//     decision key before asking and asks again only under that key; after
-//     the last attempt the payment fails rather than stays pending.
+//     decision key before asking and asks again only under that key. After
+//     the last attempt an acquirer that errs or hangs (DecideTimeout) fails
+//     the payment; a real connector must void or look up by key first
+//     (Decide).
+//   - No payment stays pending forever: one whose job left River without
+//     deciding it is given a new job by Reconcile.
 //   - A payment is captured at most once: capture locks the payment row.
 //   - Of a card only the network and the last four digits are kept; the full
 //     number and the CVV never reach the database, a log or a response.

@@ -55,7 +55,13 @@ func (ProcessArgs) InsertOpts() river.InsertOpts {
 // connector later. key is the payment's decision key, the same on every
 // attempt: an acquirer deduplicates on it, so asking again after a lost
 // answer does not charge twice. An error is retried; a decline is
-// ok == false.
+// ok == false. ctx ends after Worker.DecideTimeout.
+//
+// After the last attempt an error, or no answer within DecideTimeout, marks
+// the payment failed. The acquirer may nonetheless have charged it (the
+// answer was lost, not the charge): a real acquirer connector must, before
+// it returns that last error, void or reverse the charge under key, or look
+// the decision up by key and answer it. The simulator never errs.
 type Decide func(ctx context.Context, p Payment, key uuid.UUID) (ok bool, err error)
 
 // Worker processes ProcessArgs jobs. It holds no worker slot while a payment

@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+
+	"paygate/db"
 )
 
 // PruneArgs is the periodic job that deletes webhook logs and attempts older
@@ -15,7 +17,7 @@ type PruneArgs struct{}
 func (PruneArgs) Kind() string { return "webhook_log_prune" }
 
 func (PruneArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: "maintenance", UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+	return river.InsertOpts{Queue: db.QueueMaintenance, UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
 }
 
 // pruneBatch bounds each DELETE, so pruning a large backlog never holds

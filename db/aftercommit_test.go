@@ -1,0 +1,51 @@
+package db_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/db"
+	"paygate/db/dbtest"
+)
+
+// AfterCommit runs its callback once the WithTx transaction commits, never
+// when it rolls back, and never in a transaction WithTx does not run; no
+// transaction is remembered after it ends.
+func TestAfterCommitOnlyAfterWithTxCommits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 4)
+	require.NoError(t, err)
+	defer pool.Close()
+
+	ran := 0
+	var seen pgx.Tx
+	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		seen = tx
+		db.AfterCommit(tx, func() { ran++ })
+		require.Zero(t, ran, "not before the commit")
+		return nil
+	}))
+	require.Equal(t, 1, ran)
+	require.False(t, db.Tracked(seen))
+
+	failed := errors.New("rolled back")
+	require.ErrorIs(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		seen = tx
+		db.AfterCommit(tx, func() { ran++ })
+		return failed
+	}), failed)
+	require.Equal(t, 1, ran, "not after a rollback")
+	require.False(t, db.Tracked(seen))
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	db.AfterCommit(tx, func() { ran++ })
+	require.False(t, db.Tracked(tx), "a transaction WithTx does not run keeps nothing")
+	require.NoError(t, tx.Commit(ctx))
+	require.Equal(t, 1, ran)
+}
