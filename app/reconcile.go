@@ -11,9 +11,8 @@ import (
 
 // reconcileEvery is how often, and after how long without progress, a
 // payment, refund or webhook log left pending without a live job gets a new
-// one. It
-// is longer than any job's timeout, so a job still working is never taken
-// for a lost one.
+// one. It is longer than any job's timeout, so a job still working is never
+// taken for a lost one.
 const reconcileEvery = time.Minute
 
 // reconcileArgs is the periodic job that resumes work whose job left River
