@@ -36,10 +36,8 @@ export async function render(main, me) {
       h('div', { class: 'card-head card-head-pad' },
         h('h2', {}, 'Recent transactions'),
         h('a', { href: '/dashboard/transactions', class: 'btn btn-ghost btn-sm' }, 'View all')),
-      recent.data.length
-        ? transactionsTable(recent.data)
-        : empty('No payments yet', 'Payments show up here as soon as customers pay.',
-          h('a', { class: 'btn btn-secondary btn-sm', href: '/dashboard/docs' }, 'Take your first payment')))));
+      transactionsTable(recent.data, empty('No payments yet', 'Payments show up here as soon as customers pay.',
+        h('a', { class: 'btn btn-secondary btn-sm', href: '/dashboard/docs' }, 'Take your first payment'))))));
 
   const draw = () => chartBox.replaceChildren(chart(stats, Math.max(280, chartBox.clientWidth)));
   draw();
