@@ -311,3 +311,54 @@ func TestTestMerchantSessionOutsideTestMode(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, other.APIKey, me["api_key"])
 }
+
+// X-Forwarded-Proto marks the session cookie Secure, and makes the docs
+// say https, only when it comes from a loopback, link-local or private peer
+// (a proxy beside paygate); from anyone else it is ignored. That is echo's
+// Context.Scheme since v4.16 (no SchemeExtractor set): this pins it, as
+// docs/API.md promises it.
+func TestForwardedProtoTrustedFromNearbyPeersOnly(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	signInFrom := func(peer string) (*http.Cookie, http.Header) {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodPost, "/dashboard/api/session",
+			strings.NewReader(signInBody(merchants.TestMerchantKey, merchants.TestMerchantSecret)))
+		req.RemoteAddr = peer
+		req.Header = http.Header{"Origin": {"https://" + req.Host}, "X-Forwarded-Proto": {"https"}, "Content-Type": {"application/json"}}
+		rec := httptest.NewRecorder()
+		a.Echo.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		ck := rec.Result().Cookies()[0]
+		return ck, http.Header{"Cookie": {ck.Name + "=" + ck.Value}, "X-Forwarded-Proto": {"https"}}
+	}
+	docsFrom := func(peer string, h http.Header) string {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, "/dashboard/api/docs", nil)
+		req.RemoteAddr, req.Header = peer, h
+		rec := httptest.NewRecorder()
+		a.Echo.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		return rec.Body.String()
+	}
+	for peer, secure := range map[string]bool{
+		"127.0.0.1:40000":   true,
+		"[::1]:40000":       true,
+		"10.1.2.3:40000":    true,
+		"192.168.1.9:40000": true,
+		"172.20.0.2:40000":  true,
+		"[fd00::7]:40000":   true,
+		"169.254.1.1:40000": true,
+		"203.0.113.7:40000": false,
+		"8.8.8.8:40000":     false,
+		"[2001:db8::1]:443": false,
+	} {
+		ck, h := signInFrom(peer)
+		require.Equal(t, secure, ck.Secure, peer)
+		if secure {
+			require.Contains(t, docsFrom(peer, h), "https://example.com/api/v1/orders", peer)
+		} else {
+			require.Contains(t, docsFrom(peer, h), "http://example.com/api/v1/orders", peer)
+		}
+	}
+}
