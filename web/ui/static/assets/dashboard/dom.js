@@ -63,6 +63,12 @@ export function empty(title, text, action) {
     action);
 }
 
+// thead is a table's header row; the columns named in numeric line up
+// right, over their numbers.
+export function thead(columns, numeric = []) {
+  return h('thead', {}, h('tr', {}, columns.map((t) => h('th', { scope: 'col', class: numeric.includes(t) ? 'num' : null }, t))));
+}
+
 // emptyRow is a table's only row when it has nothing to list: the state box
 // across all columns, so the table (and its data-test-id) is always there.
 export function emptyRow(columns, box) {

@@ -1,7 +1,7 @@
 // Overview: credentials, totals, and the last 14 days as a picture (bars
 // for payments per day, a line for the success rate), drawn as inline SVG.
 import { api, query } from './api.js';
-import { h, s, loading, failure, empty, copyButton } from './dom.js';
+import { h, s, loading, failure, empty, copyButton, thead } from './dom.js';
 import { formatAmount } from '../money.js';
 import { transactionsTable } from './transactions.js';
 
@@ -157,7 +157,7 @@ function chartTable(stats) {
   return h('details', { class: 'chart-data' },
     h('summary', {}, 'Show the numbers'),
     h('div', { class: 'table-wrap' }, h('table', { class: 'table table-compact' },
-      h('thead', {}, h('tr', {}, ['Day', 'Payments', 'Succeeded', 'Failed', 'Collected'].map((t) => h('th', { scope: 'col' }, t)))),
+      thead(['Day', 'Payments', 'Succeeded', 'Failed', 'Collected'], ['Payments', 'Succeeded', 'Failed', 'Collected']),
       h('tbody', {}, stats.daily.map((d) => h('tr', {},
         h('td', {}, dayLabel(d.date)), h('td', { class: 'num' }, d.payments), h('td', { class: 'num' }, d.succeeded),
         h('td', { class: 'num' }, d.failed), h('td', { class: 'num' }, formatAmount(d.amount, currency))))))));

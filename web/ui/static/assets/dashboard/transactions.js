@@ -1,7 +1,7 @@
 // Transactions: every payment, newest first, filtered by status, a page at
 // a time. The filter and page live in the URL, so reload and back work.
 import { api, query } from './api.js';
-import { h, badge, when, loading, empty, emptyRow, failure } from './dom.js';
+import { h, badge, when, loading, empty, emptyRow, failure, thead } from './dom.js';
 import { formatAmount } from '../money.js';
 
 const PAGE = 20;
@@ -68,7 +68,7 @@ export function transactionsTable(payments, emptyBox) {
   const cols = ['Payment ID', 'Order ID', 'Amount', 'Method', 'Status', 'Created'];
   return h('div', { class: 'table-wrap' },
     h('table', { class: 'table', test: 'transactions-table' },
-      h('thead', {}, h('tr', {}, cols.map((t) => h('th', { scope: 'col' }, t)))),
+      thead(cols, ['Amount']),
       h('tbody', {}, payments.length ? payments.map(row) : emptyRow(cols.length, emptyBox))));
 }
 

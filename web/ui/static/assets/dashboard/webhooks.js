@@ -1,7 +1,7 @@
 // Webhooks: the endpoint (URL and events), its signing secret, a test
 // event, and the delivery logs with each log's attempts and a retry.
 import { api, query } from './api.js';
-import { h, badge, when, loading, empty, emptyRow, failure, notice, copyButton, newKey } from './dom.js';
+import { h, badge, when, loading, empty, emptyRow, failure, notice, copyButton, newKey, thead } from './dom.js';
 
 const EVENTS = ['payment.created', 'payment.success', 'payment.failed', 'refund.created', 'refund.processed', 'webhook.test'];
 const PAGE = 20;
@@ -133,7 +133,7 @@ function logsSection() {
       return;
     }
     const table = (rows) => h('div', { class: 'table-wrap' }, h('table', { class: 'table', test: 'webhook-logs-table' },
-      h('thead', {}, h('tr', {}, ['Event', 'Status', 'Attempts', 'Last attempt', 'Response', ''].map((t) => h('th', { scope: 'col' }, t)))),
+      thead(['Event', 'Status', 'Attempts', 'Last attempt', 'Response', ''], ['Attempts']),
       h('tbody', {}, rows)));
     if (list.total === 0) {
       body.replaceChildren(table(emptyRow(6, empty(status ? `No ${status} deliveries` : 'No deliveries yet',
