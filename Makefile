@@ -49,8 +49,9 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 # deps installs the PostgreSQL server when it is missing (paygate runs its
-# own private PostgreSQL from those binaries), and Chromium for the browser
-# tests. As root it uses apt-get;
+# own private PostgreSQL from those binaries), Chromium for the browser
+# tests, and a C compiler with the C library headers (go test -race needs
+# cgo). As root it uses apt-get;
 # otherwise it says what to install.
 deps:
 	@if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
@@ -68,5 +69,15 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else \
 	    echo "Chromium is missing (the browser tests need it): sudo apt-get install chromium"; exit 1; \
+	  fi; \
+	fi
+# go test -race needs cgo: Go's C compiler (go env CC, gcc by default) and
+# libc's headers; without them Go turns cgo off and -race refuses to run.
+	@if ! printf '#include <stdlib.h>\nint main(void) { return 0; }\n' | $$($(GO) env CC) -x c -o /dev/null - >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing gcc and libc6-dev (go test -race needs cgo)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; \
+	  else \
+	    echo "A C compiler is missing (go test -race needs cgo): sudo apt-get install gcc libc6-dev"; exit 1; \
 	  fi; \
 	fi

@@ -114,6 +114,33 @@ func TestDockerfileLint(t *testing.T) {
 	}
 
 	copies := has("COPY")
+	for _, in := range ins {
+		if in.cmd == "COPY" || in.cmd == "RUN" {
+			// Flags the legacy builder refuses: the image builds with or
+			// without BuildKit.
+			require.NotRegexp(t, `--(chmod|chown|link|mount|parents|exclude)\b`, in.args, "line %d: needs BuildKit", in.line)
+		}
+	}
+	// The entry point keeps its mode through COPY: git must record it executable.
+	if out, err := exec.Command("git", "ls-files", "-s", "docker-entrypoint.sh").Output(); err == nil && len(out) > 0 {
+		require.True(t, strings.HasPrefix(string(out), "100755 "), "git must track docker-entrypoint.sh as executable: %s", out)
+	}
+	info, err := os.Stat("docker-entrypoint.sh")
+	require.NoError(t, err)
+	require.NotZero(t, info.Mode()&0o111, "docker-entrypoint.sh is executable")
+	// The whole stop, PostgreSQL's included, fits in Docker's default grace
+	// of 10 s before SIGKILL, with room to spare.
+	var shutdown time.Duration
+	for _, in := range has("ENV") {
+		for _, kv := range strings.Fields(in.args) {
+			if v, ok := strings.CutPrefix(kv, "SHUTDOWN_TIMEOUT="); ok {
+				shutdown, err = time.ParseDuration(v)
+				require.NoError(t, err, "line %d", in.line)
+			}
+		}
+	}
+	require.NotZero(t, shutdown, "the image sets SHUTDOWN_TIMEOUT")
+	require.LessOrEqual(t, shutdown, 8*time.Second, "SHUTDOWN_TIMEOUT leaves at least 2 s of Docker's 10 s")
 	require.True(t, containsArgs(copies, "--from=build /out/paygate /usr/local/bin/paygate"), "the binary is copied from the build stage")
 	entry := has("ENTRYPOINT")
 	require.Len(t, entry, 1)

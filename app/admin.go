@@ -16,11 +16,13 @@ import (
 
 // adminRoutes mounts River UI at /riverui/ and Go's profiler at
 // /debug/pprof/, only when ADMIN_TOKEN is set, both behind it. Without the
-// token they do not exist (404). River UI lists jobs with their arguments
-// hidden (they hold ids only: card data never enters a job).
+// token, and on a worker, they do not exist (404). River UI lists jobs with
+// their arguments hidden (they hold ids only: card data never enters a job).
 func (a *App) adminRoutes(e *echo.Echo) error {
 	token := a.Config.AdminToken
-	if token == "" {
+	if token == "" || a.role == RoleWorker {
+		// A worker serves only /health, /ready and /metrics (API.md,
+		// Operations); River UI runs on an api or all process.
 		return nil
 	}
 	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
@@ -39,17 +41,21 @@ func (a *App) adminRoutes(e *echo.Echo) error {
 	}
 	a.stopAdmin = cancel
 
+	// The guard goes on each route, not on a group: an echo group with
+	// middleware also claims every unmatched path under its prefix, and
+	// with an empty prefix that turns every unknown route and wrong method
+	// of the whole API into this 401.
 	guard := adminAuth(token)
-	admin := e.Group("", guard)
-	admin.Any("/riverui", echo.WrapHandler(ui))
-	admin.Any("/riverui/*", echo.WrapHandler(ui))
-	admin.GET("/debug/pprof/", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
-	admin.GET("/debug/pprof/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)))
-	admin.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
-	admin.Any("/debug/pprof/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)))
-	admin.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+	riverUI := echo.WrapHandler(ui)
+	e.Any("/riverui", riverUI, guard)
+	e.Any("/riverui/*", riverUI, guard)
+	e.GET("/debug/pprof/", echo.WrapHandler(http.HandlerFunc(pprof.Index)), guard)
+	e.GET("/debug/pprof/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)), guard)
+	e.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)), guard)
+	e.Any("/debug/pprof/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)), guard)
+	e.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)), guard)
 	// The named profiles (heap, goroutine, allocs, block, mutex, threadcreate).
-	admin.GET("/debug/pprof/:name", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
+	e.GET("/debug/pprof/:name", echo.WrapHandler(http.HandlerFunc(pprof.Index)), guard)
 	return nil
 }
 

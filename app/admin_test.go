@@ -53,3 +53,54 @@ func TestAdminRoutesAbsentWithoutToken(t *testing.T) {
 		require.Equal(t, web.CodeNotFound, errorBody(t, rec.Body.Bytes()).Code)
 	}
 }
+
+// With ADMIN_TOKEN set, the rest of the gateway still answers its own
+// envelopes: an unknown route is 404 and a wrong method 405, with no Basic
+// prompt (the guard sits on the admin routes only).
+func TestAdminTokenLeavesOtherRoutesAlone(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, func(c *app.Config) { c.AdminToken = "adm-secret" })
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code         web.Code
+	}{
+		{http.MethodGet, "/nope", http.StatusNotFound, web.CodeNotFound},
+		{http.MethodGet, "/", http.StatusNotFound, web.CodeNotFound},
+		{http.MethodGet, "/debug/nope", http.StatusNotFound, web.CodeNotFound},
+		{http.MethodDelete, "/api/v1/orders", http.StatusMethodNotAllowed, web.CodeBadRequest},
+		{http.MethodPost, "/health", http.StatusMethodNotAllowed, web.CodeBadRequest},
+		{http.MethodPost, "/debug/pprof/heap", http.StatusMethodNotAllowed, web.CodeBadRequest},
+	} {
+		rec := apptest.Do(t, a.Echo, tc.method, tc.path, "", nil)
+		require.Equal(t, tc.status, rec.Code, "%s %s: %s", tc.method, tc.path, rec.Body.String())
+		require.Equal(t, tc.code, errorBody(t, rec.Body.Bytes()).Code, "%s %s", tc.method, tc.path)
+		require.Empty(t, rec.Header().Get("WWW-Authenticate"), "%s %s", tc.method, tc.path)
+	}
+	// The orders route itself still needs merchant credentials, not the admin token.
+	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", http.Header{"Authorization": {"Bearer adm-secret"}})
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	require.Empty(t, rec.Header().Get("WWW-Authenticate"))
+}
+
+// A worker serves only /health, /ready and /metrics, even with ADMIN_TOKEN
+// set; its unknown routes answer 404 without a Basic prompt.
+func TestAdminRoutesNotOnWorker(t *testing.T) {
+	t.Parallel()
+	cfg := apptest.Config(t)
+	cfg.AdminToken = "adm-secret"
+	w, err := app.New(t.Context(), cfg, app.RoleWorker, apptest.Logger())
+	require.NoError(t, err)
+	defer w.Close(t.Context())
+	bearer := http.Header{"Authorization": {"Bearer adm-secret"}}
+	for _, path := range []string{"/riverui/", "/riverui", "/debug/pprof/", "/debug/pprof/heap", "/api/v1/orders", "/nope"} {
+		for _, h := range []http.Header{nil, bearer} {
+			rec := apptest.Do(t, w.Echo, http.MethodGet, path, "", h)
+			require.Equal(t, http.StatusNotFound, rec.Code, "%s %v", path, h)
+			require.Equal(t, web.CodeNotFound, errorBody(t, rec.Body.Bytes()).Code)
+			require.Empty(t, rec.Header().Get("WWW-Authenticate"), path)
+		}
+	}
+	rec := apptest.Do(t, w.Echo, http.MethodGet, "/metrics", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+}

@@ -65,9 +65,9 @@ func (a *App) routes(e *echo.Echo) {
 		e.GET(p, ui.Dashboard)
 	}
 	dash := &dashboard.Dashboard{Pool: a.Pool, Auth: a.Auth}
-	signedIn := []echo.MiddlewareFunc{dashboard.SameOrigin, dash.Require}
-	e.POST("/dashboard/api/session", dash.SignIn, dashboard.SameOrigin)
-	e.DELETE("/dashboard/api/session", dash.SignOut, dashboard.SameOrigin)
+	signedIn := []echo.MiddlewareFunc{dashboard.NoStore, dashboard.SameOrigin, dash.Require}
+	e.POST("/dashboard/api/session", dash.SignIn, dashboard.NoStore, dashboard.SameOrigin)
+	e.DELETE("/dashboard/api/session", dash.SignOut, dashboard.NoStore, dashboard.SameOrigin)
 	e.GET("/dashboard/api/me", dash.Me, signedIn...)
 	e.GET("/dashboard/api/stats", dash.Stats, signedIn...)
 	e.GET("/dashboard/api/docs", dash.Docs, signedIn...)

@@ -16,6 +16,8 @@
 //     must carry an Origin of the dashboard's own host: with SameSite=Strict
 //     this is the second lock against cross-site request forgery.
 //   - Every query is scoped by merchant_id.
+//   - Every /dashboard/api answer is Cache-Control: no-store (NoStore).
+//   - The test merchant's sessions work only in test mode, like its keys.
 //
 // Why sessions in PostgreSQL and not a signed cookie: sign-out really ends
 // the session (a signed cookie stays valid until it expires), every replica
@@ -110,6 +112,10 @@ func (d *Dashboard) Require(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		if !d.Auth.Admits(m.ID) {
+			// The test merchant's session, from a test-mode run.
+			return errSignedOut
+		}
 		merchants.SetMerchant(c, m)
 		return next(c)
 	}
@@ -118,6 +124,16 @@ func (d *Dashboard) Require(next echo.HandlerFunc) echo.HandlerFunc {
 // Me: GET /dashboard/api/me, the signed-in merchant (never a secret).
 func (d *Dashboard) Me(c echo.Context) error {
 	return web.JSON(c, http.StatusOK, merchants.FromContext(c))
+}
+
+// NoStore marks every answer of the dashboard's JSON as not to be kept by
+// the browser or any cache: it carries the webhook secret and the
+// merchant's payments.
+func NoStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		return next(c)
+	}
 }
 
 // SameOrigin refuses a state-changing request whose Origin is missing or is

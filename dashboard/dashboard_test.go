@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
@@ -250,4 +251,114 @@ func decode(t *testing.T, rec *httptest.ResponseRecorder) map[string]any {
 	var v map[string]any
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &v), "%d %s", rec.Code, rec.Body.String())
 	return v
+}
+
+// Every answer of the dashboard's JSON, success or error, tells the browser
+// and any cache not to keep it: it carries the webhook secret.
+func TestDashboardAPIIsNotStored(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	session := signIn(t, a, merchants.TestMerchantKey, merchants.TestMerchantSecret)
+	p := apptest.PaySuccessfully(t, a, apptest.TestMerchant())
+	var n int
+	for _, r := range a.Echo.Routes() {
+		if !strings.HasPrefix(r.Path, "/dashboard/api/") || r.Method == echo.RouteNotFound {
+			continue
+		}
+		path := strings.ReplaceAll(r.Path, ":id", p["id"].(string))
+		for _, h := range []http.Header{session, nil} {
+			rec := apptest.Do(t, a.Echo, r.Method, path, "", h)
+			require.Equal(t, "no-store", rec.Header().Get("Cache-Control"), "%s %s (%d)", r.Method, path, rec.Code)
+		}
+		n++
+	}
+	require.GreaterOrEqual(t, n, 15, "the dashboard's routes were found")
+	// The webhook secret itself, on the route the page reads (a new
+	// session: the loop signed out).
+	session = signIn(t, a, merchants.TestMerchantKey, merchants.TestMerchantSecret)
+	rec := apptest.Do(t, a.Echo, http.MethodGet, "/dashboard/api/webhooks/config", "", session)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), "whsec_")
+	require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+}
+
+// A session of the test merchant, left in the database by a test-mode run,
+// signs nobody in once TEST_MODE is off; another merchant's session works.
+func TestTestMerchantSessionOutsideTestMode(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, func(c *app.Config) { c.TestMode = false })
+	ctx := context.Background()
+	require.NoError(t, merchants.SeedTestMerchant(ctx, a.Pool)) // as an earlier test-mode run did
+	token := "left-over-test-merchant-session"
+	sum := sha256.Sum256([]byte(token))
+	_, err := a.Pool.Exec(ctx, `INSERT INTO dashboard_sessions (token_hash, merchant_id, expires_at)
+		VALUES ($1, $2, now() + interval '1 hour')`, sum[:], merchants.TestMerchantID)
+	require.NoError(t, err)
+	cookie := http.Header{"Cookie": {dashboard.CookieName + "=" + token}, "Origin": {origin}}
+	for _, path := range []string{"/dashboard/api/me", "/dashboard/api/webhooks/config", "/dashboard/api/payments"} {
+		status, body := apptest.Call(t, a, http.MethodGet, path, "", cookie)
+		require.Equal(t, http.StatusUnauthorized, status, path)
+		code, _ := apptest.ErrorOf(t, body)
+		require.Equal(t, "UNAUTHORIZED", code, path)
+	}
+	// Nor can it sign in again.
+	rec := apptest.Do(t, a.Echo, http.MethodPost, "/dashboard/api/session",
+		signInBody(merchants.TestMerchantKey, merchants.TestMerchantSecret), http.Header{"Origin": {origin}})
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+
+	other, _ := apptest.NewMerchant(t, a, "real@example.com")
+	status, me := apptest.Call(t, a, http.MethodGet, "/dashboard/api/me", "", signIn(t, a, other.APIKey, other.APISecret))
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, other.APIKey, me["api_key"])
+}
+
+// X-Forwarded-Proto marks the session cookie Secure, and makes the docs
+// say https, only when it comes from a loopback, link-local or private peer
+// (a proxy beside paygate); from anyone else it is ignored. That is echo's
+// Context.Scheme since v4.16 (no SchemeExtractor set): this pins it, as
+// docs/API.md promises it.
+func TestForwardedProtoTrustedFromNearbyPeersOnly(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	signInFrom := func(peer string) (*http.Cookie, http.Header) {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodPost, "/dashboard/api/session",
+			strings.NewReader(signInBody(merchants.TestMerchantKey, merchants.TestMerchantSecret)))
+		req.RemoteAddr = peer
+		req.Header = http.Header{"Origin": {"https://" + req.Host}, "X-Forwarded-Proto": {"https"}, "Content-Type": {"application/json"}}
+		rec := httptest.NewRecorder()
+		a.Echo.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		ck := rec.Result().Cookies()[0]
+		return ck, http.Header{"Cookie": {ck.Name + "=" + ck.Value}, "X-Forwarded-Proto": {"https"}}
+	}
+	docsFrom := func(peer string, h http.Header) string {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, "/dashboard/api/docs", nil)
+		req.RemoteAddr, req.Header = peer, h
+		rec := httptest.NewRecorder()
+		a.Echo.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		return rec.Body.String()
+	}
+	for peer, secure := range map[string]bool{
+		"127.0.0.1:40000":   true,
+		"[::1]:40000":       true,
+		"10.1.2.3:40000":    true,
+		"192.168.1.9:40000": true,
+		"172.20.0.2:40000":  true,
+		"[fd00::7]:40000":   true,
+		"169.254.1.1:40000": true,
+		"203.0.113.7:40000": false,
+		"8.8.8.8:40000":     false,
+		"[2001:db8::1]:443": false,
+	} {
+		ck, h := signInFrom(peer)
+		require.Equal(t, secure, ck.Secure, peer)
+		if secure {
+			require.Contains(t, docsFrom(peer, h), "https://example.com/api/v1/orders", peer)
+		} else {
+			require.Contains(t, docsFrom(peer, h), "http://example.com/api/v1/orders", peer)
+		}
+	}
 }

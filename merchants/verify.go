@@ -3,6 +3,7 @@ package merchants
 import (
 	"context"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 )
 
@@ -19,3 +20,8 @@ func (a *Auth) Verify(ctx context.Context, key, secret string) (Merchant, error)
 // another way of authenticating (the dashboard's session cookie). Handlers
 // behind it read the merchant with FromContext as usual.
 func SetMerchant(c echo.Context, m Merchant) { setMerchant(c, m) }
+
+// Admits reports whether merchant id may act at all: every merchant but the
+// test merchant, which only in test mode. The dashboard asks it of every
+// session, since a session created in an earlier test-mode run outlives it.
+func (a *Auth) Admits(id uuid.UUID) bool { return a.testMerchant || id != TestMerchantID }

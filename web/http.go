@@ -221,11 +221,13 @@ func bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// deadline bounds every API request by timeout. The operator's streams are
+// not API calls and are left without one: a CPU profile or trace runs for
+// the seconds it was asked for, and River UI's requests are its own.
 func deadline(timeout time.Duration) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			// Long-lived streams (River UI) are not API calls.
-			if timeout <= 0 {
+			if timeout <= 0 || operatorStream(c.Request().URL.Path) {
 				return next(c)
 			}
 			ctx, cancel := context.WithTimeout(c.Request().Context(), timeout)
@@ -234,6 +236,12 @@ func deadline(timeout time.Duration) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// operatorStream reports whether path is under /debug/pprof/ or /riverui,
+// the admin routes (behind ADMIN_TOKEN) that may run longer than an API call.
+func operatorStream(path string) bool {
+	return strings.HasPrefix(path, "/debug/pprof/") || path == "/riverui" || strings.HasPrefix(path, "/riverui/")
 }
 
 func requestLog(logger *slog.Logger) echo.MiddlewareFunc {

@@ -115,6 +115,52 @@ func TestWidgetCloseEscapeAndForeignMessages(t *testing.T) {
 	require.Equal(t, []event{{Type: "close"}, {Type: "close"}, {Type: "close"}}, events(tb))
 }
 
+// The pay button stays disabled until the form is valid, and a customer is
+// never left with a grey button and no reason: the hint under it says what
+// is missing, and moving on from an empty field shows that field's message.
+func TestCheckoutSaysWhyPayIsDisabled(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t)
+	orderID := apptest.CreateOrder(t, g.app, apptest.TestMerchant(), 50000)
+	tb := newTab(t)
+	tb.do(chromedp.Navigate(fmt.Sprintf("%s/checkout?order_id=%s&key=%s", g.url, orderID, testKey)),
+		chromedp.WaitVisible(chromedp.CSS(byTest("upi-form"))))
+	disabled := func() bool { return eval[bool](tb, `document.querySelector('[data-test-id="pay-button"]').disabled`) }
+	hint := func() string { return tb.text(byTest("pay-hint")) }
+
+	// Untouched: grey button, and the reason under it.
+	require.True(t, disabled())
+	require.Equal(t, "To pay, enter your UPI ID.", hint())
+	// Leaving the (focused) empty UPI ID for the other method's tab is no
+	// mistake: no message when the customer comes back.
+	require.True(t, eval[bool](tb, `document.activeElement === document.querySelector('[data-test-id="vpa-input"]')`))
+	tb.do(chromedp.Click(chromedp.CSS(byTest("method-card"))), chromedp.WaitVisible(chromedp.CSS(byTest("card-form"))),
+		chromedp.Click(chromedp.CSS(byTest("method-upi"))), chromedp.WaitVisible(chromedp.CSS(byTest("upi-form"))))
+	require.Equal(t, "", eval[string](tb, `document.querySelector('#vpa-error').textContent`))
+	tb.do(chromedp.SendKeys(chromedp.CSS(byTest("vpa-input")), "user@"))
+	require.Equal(t, "To pay, check your UPI ID.", hint())
+	tb.do(chromedp.SendKeys(chromedp.CSS(byTest("vpa-input")), "paytm"),
+		chromedp.WaitVisible(chromedp.CSS(byTest("pay-button")+":not([disabled])")))
+	require.Zero(t, eval[int](tb, `document.querySelector('[data-test-id="pay-hint"]').offsetHeight`), "no hint once it can pay")
+
+	// Card: leaving the empty number for the expiry shows the number's message.
+	tb.do(chromedp.Click(chromedp.CSS(byTest("method-card"))), chromedp.WaitVisible(chromedp.CSS(byTest("card-form"))))
+	require.True(t, disabled())
+	require.Equal(t, "To pay, enter the card number, the expiry date and the CVV.", hint())
+	require.Equal(t, "", eval[string](tb, `document.querySelector('#card-number-error').textContent`), "nothing shown before the customer acts")
+	tb.do(chromedp.Focus(chromedp.CSS(byTest("card-number-input"))), chromedp.Focus(chromedp.CSS(byTest("expiry-input"))))
+	require.Equal(t, "Enter your card number", tb.text("#card-number-error"))
+	tb.do(chromedp.Focus(chromedp.CSS(byTest("cvv-input"))))
+	require.Equal(t, "Enter the expiry date as MM/YY", tb.text("#expiry-error"))
+	tb.do(chromedp.SendKeys(chromedp.CSS(byTest("card-number-input")), "4111 1111"),
+		chromedp.SendKeys(chromedp.CSS(byTest("expiry-input")), "1230"))
+	require.Equal(t, "To pay, enter the CVV, and check the card number.", hint())
+	tb.do(chromedp.SendKeys(chromedp.CSS(byTest("card-number-input")), "1111 1111"),
+		chromedp.SendKeys(chromedp.CSS(byTest("cvv-input")), "123"),
+		chromedp.WaitVisible(chromedp.CSS(byTest("pay-button")+":not([disabled])")))
+	require.Equal(t, "", eval[string](tb, `document.querySelector('[data-test-id="pay-hint"]').textContent`))
+}
+
 // A card payment on the hosted page, with validation as the customer types.
 func TestHostedCheckoutCard(t *testing.T) {
 	t.Parallel()

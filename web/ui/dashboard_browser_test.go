@@ -53,13 +53,56 @@ func (r *receiver) awaitCount(t *testing.T, id string, n int) {
 	require.Equal(t, n, r.count(id))
 }
 
-// signIn signs in on the dashboard's form.
+// signIn signs in as the test merchant on the dashboard's form.
 func signIn(tb *tab, g gateway, secret string) {
 	tb.t.Helper()
+	signInAs(tb, g, merchants.TestMerchantKey, secret)
+}
+
+// signInAs signs in with key and secret on the dashboard's form.
+func signInAs(tb *tab, g gateway, key, secret string) {
+	tb.t.Helper()
 	tb.do(chromedp.Navigate(g.url+"/dashboard"), chromedp.WaitVisible(chromedp.CSS(byTest("login-form"))),
-		chromedp.SendKeys(chromedp.CSS(byTest("login-key-input")), merchants.TestMerchantKey),
+		chromedp.SendKeys(chromedp.CSS(byTest("login-key-input")), key),
 		chromedp.SendKeys(chromedp.CSS(byTest("login-secret-input")), secret),
 		chromedp.Click(chromedp.CSS(byTest("login-button"))))
+}
+
+// A new merchant, with no payments and no deliveries, still gets every
+// element docs/API.md lists: the stats, and the tables with their empty
+// state inside.
+func TestDashboardEmptyMerchant(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t)
+	m, _ := apptest.NewMerchant(t, g.app, "fresh@example.com")
+	tb := newTab(t)
+	signInAs(tb, g, m.APIKey, m.APISecret)
+	tb.do(chromedp.WaitVisible(chromedp.CSS(byTest("dashboard"))))
+	require.Equal(t, m.APIKey, tb.text(byTest("api-key")))
+	tb.do(chromedp.WaitVisible(chromedp.CSS(byTest("stats-container"))))
+	require.Equal(t, "0", tb.text(byTest("total-transactions")))
+	require.Equal(t, "₹0.00", tb.text(byTest("total-amount")))
+	require.Equal(t, "—", tb.text(byTest("success-rate")))
+	count := func(id string) int {
+		return eval[int](tb, fmt.Sprintf(`document.querySelectorAll(%q).length`, byTest(id)))
+	}
+	// Home's recent payments.
+	tb.do(chromedp.WaitVisible(chromedp.CSS(byTest("transactions-table"))))
+	require.Zero(t, count("transaction-row"))
+	require.Contains(t, tb.text(byTest("transactions-table")), "No payments yet")
+
+	tb.do(chromedp.Navigate(g.url+"/dashboard/transactions"), chromedp.WaitVisible(chromedp.CSS(byTest("transactions-table"))))
+	require.Zero(t, count("transaction-row"))
+	require.Contains(t, tb.text(byTest("transactions-table")), "No payments yet")
+	// A filter with no match keeps the table too.
+	tb.do(chromedp.SetValue(chromedp.CSS(byTest("status-filter")), "failed"))
+	tb.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-test-id="status-filter"]').dispatchEvent(new Event('change'))`))
+	tb.waitJS(`document.querySelector('[data-test-id="transactions-table"]')?.textContent.includes('No failed payments')`)
+
+	tb.do(chromedp.Navigate(g.url+"/dashboard/webhooks"), chromedp.WaitVisible(chromedp.CSS(byTest("webhook-logs-table"))))
+	require.Zero(t, count("webhook-log-item"))
+	require.Contains(t, tb.text(byTest("webhook-logs-table")), "No deliveries yet")
+	require.Equal(t, "", eval[string](tb, `document.querySelector('[data-test-id="webhook-url-input"]').value`))
 }
 
 // The dashboard, from sign-in to sign-out: a wrong secret is refused, the

@@ -37,6 +37,7 @@ func TestScreenshots(t *testing.T) {
 	require.Equal(t, http.StatusCreated, status)
 	orderID := apptest.CreateOrder(t, g.app, h, 149900)
 	checkout := fmt.Sprintf("%s/checkout?order_id=%s&key=%s", g.url, orderID, testKey)
+	fresh, _ := apptest.NewMerchant(t, g.app, "new@example.com")
 
 	tb := newTab(t)
 	sizes := []struct {
@@ -83,6 +84,16 @@ func TestScreenshots(t *testing.T) {
 		shoot("dashboard-webhooks", i)
 		tb.do(chromedp.Navigate(g.url+"/dashboard/docs"), chromedp.WaitVisible(chromedp.CSS(byTest("api-docs"))))
 		shoot("dashboard-docs", i)
+		tb.do(chromedp.Click(chromedp.CSS(byTest("logout-button"))), chromedp.WaitVisible(chromedp.CSS(byTest("login-form"))))
+
+		// A new merchant: no payments, no deliveries.
+		signInAs(tb, g, fresh.APIKey, fresh.APISecret)
+		tb.do(chromedp.WaitVisible(chromedp.CSS(byTest("transactions-table"))))
+		shoot("dashboard-empty-home", i)
+		tb.do(chromedp.Navigate(g.url+"/dashboard/transactions"), chromedp.WaitVisible(chromedp.CSS(byTest("transactions-table"))))
+		shoot("dashboard-empty-transactions", i)
+		tb.do(chromedp.Navigate(g.url+"/dashboard/webhooks"), chromedp.WaitVisible(chromedp.CSS(byTest("webhook-logs-table"))))
+		shoot("dashboard-empty-webhooks", i)
 		tb.do(chromedp.Click(chromedp.CSS(byTest("logout-button"))), chromedp.WaitVisible(chromedp.CSS(byTest("login-form"))))
 	}
 }

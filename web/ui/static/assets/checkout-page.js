@@ -208,18 +208,38 @@ function valueOf(id) {
   return field(id).value;
 }
 
+// What the pay hint calls each field.
+const LABELS = {
+  vpa: 'your UPI ID', 'card-number': 'the card number', expiry: 'the expiry date', cvv: 'the CVV',
+  'holder-name': 'the name on the card',
+};
+
 // validate shows each field's message and enables the form's pay button
-// only when every field is valid. force shows every message (on submit).
+// only when every field is valid; while it is disabled, the hint under it
+// says what is missing, so a grey button always has a reason beside it.
+// force shows every message (on submit).
 function validate(force = false) {
-  let ok = true;
+  const missing = [];
+  const wrong = [];
   for (const id of FIELDS[method]) {
     const result = checks[id](valueOf(id));
     const visible = result && (force || touched.has(id) || result.now);
     setFieldError(id, visible ? result.msg : '');
-    if (result) ok = false;
+    if (result) (valueOf(id).trim() === '' ? missing : wrong).push(LABELS[id]);
   }
+  const ok = missing.length === 0 && wrong.length === 0;
   byTest('pay-button', forms[method]).disabled = !ok || busy;
+  byTest('pay-hint', forms[method]).textContent = ok ? '' : payHint(missing, wrong);
   return ok;
+}
+
+// payHint: "To pay, enter the expiry date and the CVV, and check the card number."
+function payHint(missing, wrong) {
+  const list = (items) => (items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`);
+  const parts = [];
+  if (missing.length) parts.push(`enter ${list(missing)}`);
+  if (wrong.length) parts.push(`check ${list(wrong)}`);
+  return `To pay, ${parts.join(', and ')}.`;
 }
 
 function setFieldError(id, msg) {
@@ -298,8 +318,11 @@ for (const form of Object.values(forms)) {
     formatters[e.target.id]?.(e.target);
     validate();
   });
+  // Leaving a field shows its message: one that holds something, or an
+  // empty one the customer moved on from to another field of the form
+  // (leaving the form, say for the other method's tab, is no mistake).
   form.addEventListener('focusout', (e) => {
-    if (e.target.id in checks && e.target.value !== '') touched.add(e.target.id);
+    if (e.target.id in checks && (e.target.value !== '' || form.contains(e.relatedTarget))) touched.add(e.target.id);
     validate();
   });
   form.addEventListener('submit', (e) => {

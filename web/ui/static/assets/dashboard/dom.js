@@ -63,6 +63,18 @@ export function empty(title, text, action) {
     action);
 }
 
+// thead is a table's header row; the columns named in numeric line up
+// right, over their numbers.
+export function thead(columns, numeric = []) {
+  return h('thead', {}, h('tr', {}, columns.map((t) => h('th', { scope: 'col', class: numeric.includes(t) ? 'num' : null }, t))));
+}
+
+// emptyRow is a table's only row when it has nothing to list: the state box
+// across all columns, so the table (and its data-test-id) is always there.
+export function emptyRow(columns, box) {
+  return h('tr', { class: 'empty-row' }, h('td', { colspan: columns }, box));
+}
+
 export function failure(err, retry) {
   return h('div', { class: 'state-box error', role: 'alert' },
     h('span', { class: 'state-art', 'aria-hidden': 'true' }, icon('alert')),

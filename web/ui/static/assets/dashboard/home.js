@@ -1,7 +1,7 @@
 // Overview: credentials, totals, and the last 14 days as a picture (bars
 // for payments per day, a line for the success rate), drawn as inline SVG.
 import { api, query } from './api.js';
-import { h, s, loading, failure, empty, copyButton } from './dom.js';
+import { h, s, loading, failure, empty, copyButton, thead } from './dom.js';
 import { formatAmount } from '../money.js';
 import { transactionsTable } from './transactions.js';
 
@@ -36,10 +36,8 @@ export async function render(main, me) {
       h('div', { class: 'card-head card-head-pad' },
         h('h2', {}, 'Recent transactions'),
         h('a', { href: '/dashboard/transactions', class: 'btn btn-ghost btn-sm' }, 'View all')),
-      recent.data.length
-        ? transactionsTable(recent.data)
-        : empty('No payments yet', 'Payments show up here as soon as customers pay.',
-          h('a', { class: 'btn btn-secondary btn-sm', href: '/dashboard/docs' }, 'Take your first payment')))));
+      transactionsTable(recent.data, empty('No payments yet', 'Payments show up here as soon as customers pay.',
+        h('a', { class: 'btn btn-secondary btn-sm', href: '/dashboard/docs' }, 'Take your first payment'))))));
 
   const draw = () => chartBox.replaceChildren(chart(stats, Math.max(280, chartBox.clientWidth)));
   draw();
@@ -159,7 +157,7 @@ function chartTable(stats) {
   return h('details', { class: 'chart-data' },
     h('summary', {}, 'Show the numbers'),
     h('div', { class: 'table-wrap' }, h('table', { class: 'table table-compact' },
-      h('thead', {}, h('tr', {}, ['Day', 'Payments', 'Succeeded', 'Failed', 'Collected'].map((t) => h('th', { scope: 'col' }, t)))),
+      thead(['Day', 'Payments', 'Succeeded', 'Failed', 'Collected'], ['Payments', 'Succeeded', 'Failed', 'Collected']),
       h('tbody', {}, stats.daily.map((d) => h('tr', {},
         h('td', {}, dayLabel(d.date)), h('td', { class: 'num' }, d.payments), h('td', { class: 'num' }, d.succeeded),
         h('td', { class: 'num' }, d.failed), h('td', { class: 'num' }, formatAmount(d.amount, currency))))))));

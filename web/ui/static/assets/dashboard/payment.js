@@ -1,7 +1,7 @@
 // One payment: its details, its refunds, and a form to refund all or part
 // of what is left. The API decides; its refusal is shown as it says it.
 import { api, query } from './api.js';
-import { h, badge, when, loading, failure, notice, icon, newKey } from './dom.js';
+import { h, badge, when, loading, failure, notice, icon, newKey, thead, emptyRow } from './dom.js';
 import { formatAmount, minorDigits, parseAmount } from '../money.js';
 import { methodDetail } from './transactions.js';
 
@@ -103,12 +103,10 @@ function details(p) {
 }
 
 function refundsTable(refunds, currency) {
-  if (refunds.length === 0) {
-    return h('div', { class: 'state-box empty compact' }, h('p', { class: 'muted' }, 'No refunds yet.'));
-  }
+  const none = emptyRow(6, h('div', { class: 'state-box empty compact' }, h('p', { class: 'muted' }, 'No refunds yet.')));
   return h('div', { class: 'table-wrap' }, h('table', { class: 'table', test: 'refunds-table' },
-    h('thead', {}, h('tr', {}, ['Refund ID', 'Amount', 'Status', 'Reason', 'Created', 'Processed'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, refunds.map((r) => h('tr', { test: 'refund-row', 'data-refund-id': r.id },
+    thead(['Refund ID', 'Amount', 'Status', 'Reason', 'Created', 'Processed'], ['Amount']),
+    h('tbody', {}, refunds.length === 0 ? none : refunds.map((r) => h('tr', { test: 'refund-row', 'data-refund-id': r.id },
       h('td', { 'data-label': 'Refund' }, h('span', { class: 'mono', test: 'refund-id' }, r.id)),
       h('td', { 'data-label': 'Amount', class: 'num' }, h('span', { test: 'refund-amount', 'data-amount': r.amount }, formatAmount(r.amount, currency))),
       h('td', { 'data-label': 'Status' }, badge(r.status, 'refund-status')),

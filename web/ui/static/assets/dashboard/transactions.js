@@ -1,7 +1,7 @@
 // Transactions: every payment, newest first, filtered by status, a page at
 // a time. The filter and page live in the URL, so reload and back work.
 import { api, query } from './api.js';
-import { h, badge, when, loading, empty, failure } from './dom.js';
+import { h, badge, when, loading, empty, emptyRow, failure, thead } from './dom.js';
 import { formatAmount } from '../money.js';
 
 const PAGE = 20;
@@ -35,10 +35,10 @@ export function render(main) {
       return;
     }
     if (list.total === 0) {
-      body.replaceChildren(status
+      body.replaceChildren(transactionsTable([], status
         ? empty(`No ${status} payments`, 'Payments with this status will show up here.')
         : empty('No payments yet', 'Create an order and open the checkout: payments appear here as they happen.',
-          h('a', { class: 'btn btn-secondary btn-sm', href: '/dashboard/docs' }, 'How to take a payment')));
+          h('a', { class: 'btn btn-secondary btn-sm', href: '/dashboard/docs' }, 'How to take a payment'))));
       return;
     }
     if (list.data.length === 0 && offset > 0) {
@@ -62,13 +62,14 @@ export function render(main) {
 }
 
 // transactionsTable is the payments table with the ids of docs/API.md; the
-// home page shows the latest few with it too.
-export function transactionsTable(payments) {
+// home page shows the latest few with it too. With no payments it holds
+// the empty state box in its one row.
+export function transactionsTable(payments, emptyBox) {
+  const cols = ['Payment ID', 'Order ID', 'Amount', 'Method', 'Status', 'Created'];
   return h('div', { class: 'table-wrap' },
     h('table', { class: 'table', test: 'transactions-table' },
-      h('thead', {}, h('tr', {},
-        ['Payment ID', 'Order ID', 'Amount', 'Method', 'Status', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, payments.map(row))));
+      thead(cols, ['Amount']),
+      h('tbody', {}, payments.length ? payments.map(row) : emptyRow(cols.length, emptyBox))));
 }
 
 function row(p) {

@@ -1,7 +1,7 @@
 // Webhooks: the endpoint (URL and events), its signing secret, a test
 // event, and the delivery logs with each log's attempts and a retry.
 import { api, query } from './api.js';
-import { h, badge, when, loading, empty, failure, notice, copyButton, newKey } from './dom.js';
+import { h, badge, when, loading, empty, emptyRow, failure, notice, copyButton, newKey, thead } from './dom.js';
 
 const EVENTS = ['payment.created', 'payment.success', 'payment.failed', 'refund.created', 'refund.processed', 'webhook.test'];
 const PAGE = 20;
@@ -132,9 +132,12 @@ function logsSection() {
       body.replaceChildren(failure(err, () => reload()));
       return;
     }
+    const table = (rows) => h('div', { class: 'table-wrap' }, h('table', { class: 'table', test: 'webhook-logs-table' },
+      thead(['Event', 'Status', 'Attempts', 'Last attempt', 'Response', ''], ['Attempts']),
+      h('tbody', {}, rows)));
     if (list.total === 0) {
-      body.replaceChildren(empty(status ? `No ${status} deliveries` : 'No deliveries yet',
-        'Set an endpoint URL and send a test event, or take a payment: each event shows up here.'));
+      body.replaceChildren(table(emptyRow(6, empty(status ? `No ${status} deliveries` : 'No deliveries yet',
+        'Set an endpoint URL and send a test event, or take a payment: each event shows up here.'))));
       return;
     }
     const open = new Set([...body.querySelectorAll('[data-test-id="webhook-log-item"][aria-expanded="true"]')].map((r) => r.dataset.webhookId));
@@ -144,9 +147,7 @@ function logsSection() {
     prev.addEventListener('click', () => { offset = Math.max(0, offset - PAGE); reload(); });
     next.addEventListener('click', () => { offset += PAGE; reload(); });
     body.replaceChildren(
-      h('div', { class: 'table-wrap' }, h('table', { class: 'table', test: 'webhook-logs-table' },
-        h('thead', {}, h('tr', {}, ['Event', 'Status', 'Attempts', 'Last attempt', 'Response', ''].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, rows))),
+      table(rows),
       h('div', { class: 'pager' },
         h('span', { class: 'muted small' }, `${offset + 1}–${offset + list.data.length} of ${list.total}`),
         h('div', { class: 'pager-buttons' }, prev, next)));
