@@ -8,8 +8,16 @@ GO ?= go
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+# As root the embedded PostgreSQL runs as the postgres user, which cannot
+# enter a clone under a private home (mode 700 /root): then run keeps the
+# development database under /var/lib/paygate instead, and says so.
 run: deps ## start the gateway on :8000 in test mode on the embedded PostgreSQL in ./data (test merchant seeded)
-	TEST_MODE=$${TEST_MODE:-true} WEBHOOK_ALLOW_PRIVATE_NETWORKS=$${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true} \
+	@data="$${DATA_DIR:-$(CURDIR)/data}"; \
+	if [ -z "$$DATA_DIR" ] && [ "$$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$(CURDIR)" 2>/dev/null; then \
+	  data=/var/lib/paygate/dev-$$(printf %s "$(CURDIR)" | md5sum | cut -c1-8); mkdir -p "$$data"; \
+	  echo "make run: the postgres user cannot enter $(CURDIR); the database lives in DATA_DIR=$$data"; \
+	fi; \
+	DATA_DIR="$$data" TEST_MODE=$${TEST_MODE:-true} WEBHOOK_ALLOW_PRIVATE_NETWORKS=$${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true} \
 	LOG_FORMAT=$${LOG_FORMAT:-text} $(GO) run . serve
 
 test: deps ## install what is missing, vet, run every test with the race detector
