@@ -114,11 +114,11 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if d.status != StatusPending || d.run != a.Run {
 		return nil // delivered, failed, or superseded by a manual retry
 	}
-	release, ok := s.limiter.acquire(d.URL, s.MaxPerEndpoint)
+	release, wait, ok := s.limiter.acquire(d.URL, s.MaxPerEndpoint)
 	if !ok {
 		// The endpoint has its share of the workers: wait without spending
 		// an attempt, so other endpoints' deliveries go first.
-		return river.JobSnooze(busySnooze())
+		return river.JobSnooze(wait)
 	}
 	o := s.send(ctx, a.LogID, d)
 	release()
