@@ -68,10 +68,20 @@ func TestShutdown(t *testing.T) {
 	conn, err := pgx.Connect(ctx, embeddedURL(dir))
 	require.NoError(t, err)
 	defer conn.Close(ctx)
-	var payID string
-	var amount int
-	require.NoError(t, conn.QueryRow(ctx, `SELECT id, amount FROM payments p WHERE status = 'success'
-		AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.payment_id = p.id) LIMIT 1`).Scan(&payID, &amount))
+	// A payment of the test's own, so that no refund of the load queues on
+	// its row beside the three held below.
+	const amount = 40_000
+	code, order := l.post(ctx, "/api/v1/orders", fmt.Sprintf(`{"amount":%d}`, amount))
+	require.Equal(t, http.StatusCreated, code)
+	code, p := l.post(ctx, "/api/v1/payments", fmt.Sprintf(`{"order_id":%q,"method":"upi","vpa":"held@paytm"}`, order["id"]))
+	require.Equal(t, http.StatusCreated, code)
+	payID := p["id"].(string)
+	l.record(&l.payments, payID)
+	require.True(t, waitUntil(time.Now().Add(time.Minute), func() bool {
+		var status string
+		require.NoError(t, conn.QueryRow(ctx, `SELECT status FROM payments WHERE id = $1`, payID).Scan(&status))
+		return status == "success"
+	}), "the test's payment was not decided")
 	tx, err := conn.Begin(ctx)
 	require.NoError(t, err)
 	_, err = tx.Exec(ctx, `SELECT 1 FROM payments WHERE id = $1 FOR UPDATE`, payID)
