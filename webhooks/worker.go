@@ -68,16 +68,13 @@ func (DeliverArgs) InsertOpts() river.InsertOpts {
 // River's scheduler makes a scheduled job available up to 5 s late, so a
 // later job is scheduled 5 s early and snoozes the rest (db.SnoozeUntil):
 // the attempt is made when next_retry_at says.
-func (s *Service) insertDeliveryTx(ctx context.Context, tx pgx.Tx, a DeliverArgs) (bool, error) {
+func (s *Service) insertDeliveryTx(ctx context.Context, tx pgx.Tx, a DeliverArgs) error {
 	var opts *river.InsertOpts
 	if early := a.At.Add(-5 * time.Second); time.Until(early) > 0 {
 		opts = &river.InsertOpts{ScheduledAt: early}
 	}
-	res, err := s.River.InsertTx(ctx, tx, a, opts)
-	if err != nil {
-		return false, err
-	}
-	return !res.UniqueSkippedAsDuplicate, nil
+	_, err := s.River.InsertTx(ctx, tx, a, opts)
+	return err
 }
 
 // Worker makes one delivery attempt per job.
@@ -171,8 +168,7 @@ func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArg
 		if !updated || status != StatusPending {
 			return nil
 		}
-		_, err = s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: a.LogID, MerchantID: a.MerchantID, Run: a.Run, At: next})
-		return err
+		return s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: a.LogID, MerchantID: a.MerchantID, Run: a.Run, At: next})
 	})
 }
 
