@@ -34,7 +34,7 @@ func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, erro
 			  AND NOT EXISTS (
 			      SELECT 1 FROM river_job j
 			      WHERE j.kind = 'deliver_webhook'
-			        AND j.args @> jsonb_build_object('log_id', l.id, 'run', l.run)
+			        AND j.args->>'log_id' = l.id::text AND j.args->'run' = to_jsonb(l.run)
 			        AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
 			ORDER BY l.updated_at LIMIT 1000
 			FOR UPDATE OF l SKIP LOCKED`, after)
