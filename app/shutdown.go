@@ -33,7 +33,7 @@ func (a *App) Close(ctx context.Context) {
 		if a.draining.Load() {
 			a.stepLevel = slog.LevelInfo
 		}
-		a.Drain()
+		a.draining.Store(true) // quietly: a serving process drained already
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, a.shutdownTimeout())
