@@ -18,8 +18,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,38 +68,94 @@ func New(pool *pgxpool.Pool) *Keys {
 // decoded (a malformed body never reaches Do, so it is not remembered), or a
 // fingerprint of it where the body holds secrets such as a card number.
 func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
-	ctx := c.Request().Context()
 	key, present, err := parseKey(c.Request().Header.Values(Header))
 	if err != nil {
 		return err
 	}
 	if !present {
-		return busy(k.run(ctx, c, fn))
+		return busy(k.run(c, fn))
 	}
+	return k.keyed(c, key, body, fn)
+}
+
+// DoStatement is Do for a use case that sends exactly one statement (order
+// creation). Without a key that statement runs alone, in PostgreSQL's
+// implicit transaction: as atomic as BEGIN … COMMIT around it, in one round
+// trip instead of three. A second statement is refused (see single); with a
+// key, the request runs in a transaction like any other, because the key is
+// written in the same one.
+func (k *Keys) DoStatement(c echo.Context, body []byte, fn Func) error {
+	key, present, err := parseKey(c.Request().Header.Values(Header))
+	if err != nil {
+		return err
+	}
+	if !present {
+		ctx := c.Request().Context()
+		status, v, err := fn(ctx, &single{pool: k.pool})
+		if err != nil {
+			return busy(err)
+		}
+		return web.JSON(c, status, v)
+	}
+	return k.keyed(c, key, body, fn)
+}
+
+// keyed runs a request under its key in three round trips besides the
+// work's own: BEGIN; the claim, pipelined with the lock timeout that bounds
+// it and the savepoint after it; and the remembered answer, pipelined with
+// COMMIT.
+func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
+	ctx := c.Request().Context()
 	m := merchants.FromContext(c)
 	route := c.Request().Method + " " + c.Request().URL.Path
 	hash := RequestHash(body)
 
-	tx, err := k.pool.Begin(ctx)
+	conn, err := k.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", k.LockTimeout.Milliseconds())); err != nil {
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
 		return err
 	}
+	// The answer commits in a batch, which pgx's Tx does not see: after that
+	// the connection is idle and goes back to the pool as it is.
+	committed := false
+	defer func() {
+		if !committed {
+			tx.Rollback(ctx) //nolint:errcheck // the connection is closed if this fails
+		}
+	}()
+
 	now := k.Now()
-	// Claim the key. A concurrent claim blocks here until the first
-	// transaction ends; an expired key is taken over as if new.
-	var claimed bool
-	err = tx.QueryRow(ctx, `
+	// Claim the key. A concurrent claim blocks on the INSERT until the first
+	// transaction ends (at most LockTimeout); an expired key is taken over as
+	// if new. Once the key is ours, the work waits on its locks like any
+	// request, bounded by the request's deadline (and any lock_timeout the
+	// operator set): the timeout goes back to its default before it. A
+	// statement that fails ends the batch, so nothing after it runs.
+	claim := &pgx.Batch{}
+	claim.Queue(`SELECT set_config('lock_timeout', $1, true)`, strconv.FormatInt(k.LockTimeout.Milliseconds(), 10)+"ms")
+	claim.Queue(`
 		INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response_body, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, 0, '', $5, $6)
 		ON CONFLICT (merchant_id, route, key) DO UPDATE
 		SET request_hash = EXCLUDED.request_hash, status_code = 0, response_body = '',
 		    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
 		WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
-		RETURNING true`, m.ID, route, key, hash, now, now.Add(TTL)).Scan(&claimed)
+		RETURNING true`, m.ID, route, key, hash, now, now.Add(TTL))
+	claim.Queue(`SET LOCAL lock_timeout TO DEFAULT`)
+	claim.Queue(`SAVEPOINT idempotent_work`)
+	results := tx.SendBatch(ctx, claim)
+	_, err = results.Exec()
+	if err == nil {
+		var claimed bool
+		err = results.QueryRow().Scan(&claimed)
+	}
+	if closeErr := results.Close(); err == nil {
+		err = closeErr
+	}
 	if isLockTimeout(err) {
 		return web.Errorf(web.CodeIdempotencyConflict, "A request with this Idempotency-Key is still being processed; retry later")
 	}
@@ -109,19 +165,13 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 	if err != nil {
 		return busy(err) // a deadlock broken on the claim: retry
 	}
-	// The key is ours: the work waits on its locks like any request, bounded
-	// by the request's deadline (and any lock_timeout the operator set). One
-	// round trip for both statements.
-	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout TO DEFAULT; SAVEPOINT idempotent_work"); err != nil {
-		return err
-	}
+
 	status, v, err := fn(ctx, tx)
 	err = busy(err)
+	answer := &pgx.Batch{}
 	var apiErr *web.Error
 	if errors.As(err, &apiErr) && apiErr.Code != web.CodeUnavailable {
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT idempotent_work"); err != nil {
-			return err
-		}
+		answer.Queue(`ROLLBACK TO SAVEPOINT idempotent_work`)
 		status, v = apiErr.HTTPStatus(), map[string]*web.Error{"error": apiErr}
 	} else if err != nil {
 		return err
@@ -130,18 +180,24 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `
+	answer.Queue(`
 		UPDATE idempotency_keys SET status_code = $4, response_body = $5
-		WHERE merchant_id = $1 AND route = $2 AND key = $3`, m.ID, route, key, status, resp); err != nil {
+		WHERE merchant_id = $1 AND route = $2 AND key = $3`, m.ID, route, key, status, resp)
+	answer.Queue(`COMMIT`).Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() != "COMMIT" {
+			return pgx.ErrTxCommitRollback
+		}
+		return nil
+	})
+	if err := tx.SendBatch(ctx, answer).Close(); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
+	committed = true
 	return c.Blob(status, echo.MIMEApplicationJSON, resp)
 }
 
-func (k *Keys) run(ctx context.Context, c echo.Context, fn Func) error {
+func (k *Keys) run(c echo.Context, fn Func) error {
+	ctx := c.Request().Context()
 	var status int
 	var v any
 	err := db.WithTx(ctx, k.pool, func(tx pgx.Tx) (err error) {
