@@ -100,33 +100,22 @@ func (k *Keys) DoStatement(c echo.Context, body []byte, fn Func) error {
 	return k.keyed(c, key, body, fn)
 }
 
-// keyed runs a request under its key in three round trips besides the
-// work's own: BEGIN; the claim, pipelined with the lock timeout that bounds
-// it and the savepoint after it; and the remembered answer, pipelined with
-// COMMIT.
+// keyed runs a request under its key in two round trips besides the work's
+// own: BEGIN with the claim, the lock timeout that bounds it and the
+// savepoint after it; and the remembered answer with COMMIT.
 func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	ctx := c.Request().Context()
 	m := merchants.FromContext(c)
 	route := c.Request().Method + " " + c.Request().URL.Path
 	hash := RequestHash(body)
 
-	conn, err := k.pool.Acquire(ctx)
+	tx, err := beginPipelined(ctx, k.pool)
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	// The answer commits in a batch, which pgx's Tx does not see: after that
-	// the connection is idle and goes back to the pool as it is.
-	committed := false
-	defer func() {
-		if !committed {
-			tx.Rollback(ctx) //nolint:errcheck // the connection is closed if this fails
-		}
-	}()
+	defer tx.release(ctx)
+	end := db.Track(tx)
+	defer end(false)
 
 	now := k.Now()
 	// Claim the key. A concurrent claim blocks on the INSERT until the first
@@ -183,30 +172,32 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	answer.Queue(`
 		UPDATE idempotency_keys SET status_code = $4, response_body = $5
 		WHERE merchant_id = $1 AND route = $2 AND key = $3`, m.ID, route, key, status, resp)
-	answer.Queue(`COMMIT`).Exec(func(tag pgconn.CommandTag) error {
-		if tag.String() != "COMMIT" {
-			return pgx.ErrTxCommitRollback
-		}
-		return nil
-	})
-	if err := tx.SendBatch(ctx, answer).Close(); err != nil {
+	if err := tx.commitWith(ctx, answer); err != nil {
 		return err
 	}
-	committed = true
+	end(true)
 	return c.Blob(status, echo.MIMEApplicationJSON, resp)
 }
 
+// run runs fn in a transaction whose BEGIN travels with fn's first
+// statement.
 func (k *Keys) run(c echo.Context, fn Func) error {
 	ctx := c.Request().Context()
-	var status int
-	var v any
-	err := db.WithTx(ctx, k.pool, func(tx pgx.Tx) (err error) {
-		status, v, err = fn(ctx, tx)
-		return err
-	})
+	tx, err := beginPipelined(ctx, k.pool)
 	if err != nil {
 		return err
 	}
+	defer tx.release(ctx)
+	end := db.Track(tx)
+	defer end(false)
+	status, v, err := fn(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	end(true)
 	return web.JSON(c, status, v)
 }
 

@@ -3,7 +3,9 @@ package idempotency_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"paygate/app/apptest"
+	"paygate/db"
 	"paygate/idempotency"
 	"paygate/merchants"
 	"paygate/web"
@@ -98,8 +101,75 @@ func TestKeyedRequestsReuseTheirConnection(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, b.post(t, `{"name":"a","fail":"validation"}`, key+"-v", nil).Code)
 		require.Equal(t, http.StatusInternalServerError, b.post(t, `{"name":"a","fail":"crash"}`, key+"-c", nil).Code)
 		require.Equal(t, http.StatusCreated, b.post(t, `{"name":"a"}`, "", nil).Code)
+		require.Equal(t, http.StatusBadRequest, b.post(t, `{"name":"a","fail":"validation"}`, "", nil).Code)
+		require.Equal(t, http.StatusInternalServerError, b.post(t, `{"name":"a","fail":"crash"}`, "", nil).Code)
 	}
 	require.Equal(t, int64(1), pool.Stat().NewConnsCount(), "every request left its connection idle")
 	require.Equal(t, 10, b.widgets(t))
 	require.Equal(t, 10, b.keys(t))
+}
+
+// The first statement of a transaction carries its BEGIN: a query of many
+// rows read to its end, then more statements, all commit together; a
+// failure anywhere rolls all of it back; AfterCommit runs only after a
+// commit, with or without a key.
+func TestPipelinedTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var committed atomic.Int32
+	b.a.Echo.POST("/test/series", func(c echo.Context) error {
+		var req struct {
+			N    int  `json:"n"`
+			Fail bool `json:"fail"`
+		}
+		raw, err := web.Bind(c, &req)
+		if err != nil {
+			return err
+		}
+		m := merchants.FromContext(c)
+		return b.a.Idempotency.Do(c, raw, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
+			rows, err := tx.Query(ctx, `SELECT generate_series(1, $1::int)`, req.N)
+			if err != nil {
+				return 0, nil, err
+			}
+			var got []int
+			for rows.Next() {
+				var i int
+				if err := rows.Scan(&i); err != nil {
+					return 0, nil, err
+				}
+				got = append(got, i)
+			}
+			if err := rows.Err(); err != nil {
+				return 0, nil, err
+			}
+			for _, i := range got {
+				if _, err := tx.Exec(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, $2)`, m.ID, strconv.Itoa(i)); err != nil {
+					return 0, nil, err
+				}
+			}
+			if req.Fail {
+				_, err := tx.Exec(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, NULL)`, m.ID)
+				return 0, nil, err
+			}
+			db.AfterCommit(tx, func() { committed.Add(1) })
+			return http.StatusCreated, got, nil
+		})
+	}, b.a.Auth.Secret)
+	post := func(body, key string) *httptest.ResponseRecorder {
+		h := apptest.TestMerchant()
+		if key != "" {
+			h = apptest.With(h, idempotency.Header, key)
+		}
+		return apptest.Do(t, b.a.Echo, http.MethodPost, "/test/series", body, h)
+	}
+	for _, key := range []string{"", "series"} {
+		rec := post(`{"n":3}`, key)
+		require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+		require.JSONEq(t, `[1,2,3]`, rec.Body.String())
+		require.Equal(t, http.StatusInternalServerError, post(`{"n":2,"fail":true}`, key+"-fail").Code)
+	}
+	require.Equal(t, 6, b.widgets(t), "the failed requests left nothing")
+	require.Equal(t, int32(2), committed.Load())
+	require.Equal(t, 1, b.keys(t))
 }
