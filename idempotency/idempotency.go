@@ -10,6 +10,11 @@
 // the work itself may wait on row locks (a refund behind a capture) for as
 // long as the request may last. A lock that cannot be had (lock_timeout or a
 // deadlock) is answered 503, retryable, never 500; nothing is remembered then.
+//
+// Round trips: a request's transaction sends BEGIN with its first statement,
+// and a keyed one its claim with BEGIN and its answer with COMMIT
+// (pipelinedTx); a use case of one statement runs without a key as that
+// statement alone (DoStatement). Each is still one transaction.
 package idempotency
 
 import (
