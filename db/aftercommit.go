@@ -14,9 +14,9 @@ import (
 var afterCommit sync.Map // pgx.Tx → *[]func()
 
 // AfterCommit runs fn after tx commits, and never if it rolls back. It works
-// only inside WithTx: in a transaction begun any other way (a raw
-// pool.Begin, a nested savepoint transaction) fn is dropped, never run, and
-// nothing is kept for it.
+// only inside WithTx or a transaction Track follows: in a transaction begun
+// any other way (a raw pool.Begin, a nested savepoint transaction) fn is
+// dropped, never run, and nothing is kept for it.
 func AfterCommit(tx pgx.Tx, fn func()) {
 	fns, ok := afterCommit.Load(tx)
 	if !ok {
@@ -24,6 +24,20 @@ func AfterCommit(tx pgx.Tx, fn func()) {
 	}
 	// One transaction is used by one goroutine at a time: no lock needed.
 	*fns.(*[]func()) = append(*fns.(*[]func()), fn)
+}
+
+// Track keeps the AfterCommit callbacks of a transaction begun other than
+// by WithTx: end(true), once tx has committed, runs them; end(false) drops
+// them. Call end on every way out (defer end(false)); once is enough.
+func Track(tx pgx.Tx) (end func(committed bool)) {
+	track(tx)
+	return func(ok bool) {
+		if ok {
+			committed(tx)
+		} else {
+			forget(tx)
+		}
+	}
 }
 
 // track makes tx one whose AfterCommit callbacks are kept.

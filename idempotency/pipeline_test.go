@@ -1,0 +1,175 @@
+package idempotency_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/stretchr/testify/require"
+
+	"paygate/app/apptest"
+	"paygate/db"
+	"paygate/idempotency"
+	"paygate/merchants"
+	"paygate/web"
+)
+
+// statementRoute adds POST /test/statement, which inserts widgets through
+// DoStatement: one, or as many as the body's "n".
+func (b *bundle) statementRoute(t *testing.T) {
+	t.Helper()
+	b.a.Echo.POST("/test/statement", func(c echo.Context) error {
+		var req struct {
+			Name string `json:"name"`
+			N    int    `json:"n"`
+		}
+		raw, err := web.Bind(c, &req)
+		if err != nil {
+			return err
+		}
+		if req.Name == "" {
+			return web.BadField("name", "name is required")
+		}
+		m := merchants.FromContext(c)
+		return b.a.Idempotency.DoStatement(c, raw, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
+			var id int64
+			for range max(req.N, 1) {
+				if err := tx.QueryRow(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, $2) RETURNING id`,
+					m.ID, req.Name).Scan(&id); err != nil {
+					return 0, nil, err
+				}
+			}
+			return http.StatusCreated, map[string]any{"id": id}, nil
+		})
+	}, b.a.Auth.Secret)
+}
+
+// Without a key a one-statement use case runs on its own and commits; a
+// second statement never reaches the database; with a key it runs in a
+// transaction with the key, like any keyed request.
+func TestDoStatement(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.statementRoute(t)
+	post := func(body, key string) int {
+		h := apptest.TestMerchant()
+		if key != "" {
+			h = apptest.With(h, idempotency.Header, key)
+		}
+		return apptest.Do(t, b.a.Echo, http.MethodPost, "/test/statement", body, h).Code
+	}
+	require.Equal(t, http.StatusCreated, post(`{"name":"one"}`, ""))
+	require.Equal(t, 1, b.widgets(t))
+	require.Equal(t, 0, b.keys(t))
+
+	require.Equal(t, http.StatusInternalServerError, post(`{"name":"two","n":2}`, ""))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM widgets WHERE name = 'two'`), "the second statement was refused")
+
+	require.Equal(t, http.StatusBadRequest, post(`{}`, ""))
+
+	require.Equal(t, http.StatusCreated, post(`{"name":"keyed","n":2}`, "k"))
+	require.Equal(t, http.StatusCreated, post(`{"name":"keyed","n":2}`, "k"))
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM widgets WHERE name = 'keyed'`))
+	require.Equal(t, 1, b.keys(t))
+}
+
+// A keyed request commits in a pipelined batch that pgx's Tx does not see:
+// its connection must go back to the pool idle and be reused, whatever the
+// answer (created, remembered business error, replay, refused body, crash).
+func TestKeyedRequestsReuseTheirConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	b.a.Idempotency = idempotency.New(pool)
+
+	for i := range 5 {
+		key := "reuse-" + strconv.Itoa(i)
+		require.Equal(t, http.StatusCreated, b.post(t, `{"name":"a"}`, key, nil).Code)
+		require.Equal(t, http.StatusCreated, b.post(t, `{"name":"a"}`, key, nil).Code) // replayed
+		require.Equal(t, http.StatusUnprocessableEntity, b.post(t, `{"name":"b"}`, key, nil).Code)
+		require.Equal(t, http.StatusBadRequest, b.post(t, `{"name":"a","fail":"validation"}`, key+"-v", nil).Code)
+		require.Equal(t, http.StatusInternalServerError, b.post(t, `{"name":"a","fail":"crash"}`, key+"-c", nil).Code)
+		require.Equal(t, http.StatusCreated, b.post(t, `{"name":"a"}`, "", nil).Code)
+		require.Equal(t, http.StatusBadRequest, b.post(t, `{"name":"a","fail":"validation"}`, "", nil).Code)
+		require.Equal(t, http.StatusInternalServerError, b.post(t, `{"name":"a","fail":"crash"}`, "", nil).Code)
+	}
+	require.Equal(t, int64(1), pool.Stat().NewConnsCount(), "every request left its connection idle")
+	require.Equal(t, 10, b.widgets(t))
+	require.Equal(t, 10, b.keys(t))
+}
+
+// The first statement of a transaction carries its BEGIN: a query of many
+// rows read to its end, then more statements, all commit together; a
+// failure anywhere rolls all of it back; AfterCommit runs only after a
+// commit, with or without a key.
+func TestPipelinedTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var committed atomic.Int32
+	b.a.Echo.POST("/test/series", func(c echo.Context) error {
+		var req struct {
+			N    int  `json:"n"`
+			Fail bool `json:"fail"`
+		}
+		raw, err := web.Bind(c, &req)
+		if err != nil {
+			return err
+		}
+		m := merchants.FromContext(c)
+		return b.a.Idempotency.Do(c, raw, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
+			rows, err := tx.Query(ctx, `SELECT generate_series(1, $1::int)`, req.N)
+			if err != nil {
+				return 0, nil, err
+			}
+			var got []int
+			for rows.Next() {
+				var i int
+				if err := rows.Scan(&i); err != nil {
+					return 0, nil, err
+				}
+				got = append(got, i)
+			}
+			if err := rows.Err(); err != nil {
+				return 0, nil, err
+			}
+			for _, i := range got {
+				if _, err := tx.Exec(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, $2)`, m.ID, strconv.Itoa(i)); err != nil {
+					return 0, nil, err
+				}
+			}
+			if req.Fail {
+				_, err := tx.Exec(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, NULL)`, m.ID)
+				return 0, nil, err
+			}
+			db.AfterCommit(tx, func() { committed.Add(1) })
+			return http.StatusCreated, got, nil
+		})
+	}, b.a.Auth.Secret)
+	post := func(body, key string) *httptest.ResponseRecorder {
+		h := apptest.TestMerchant()
+		if key != "" {
+			h = apptest.With(h, idempotency.Header, key)
+		}
+		return apptest.Do(t, b.a.Echo, http.MethodPost, "/test/series", body, h)
+	}
+	for _, key := range []string{"", "series"} {
+		rec := post(`{"n":3}`, key)
+		require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
+		require.JSONEq(t, `[1,2,3]`, rec.Body.String())
+		require.Equal(t, http.StatusInternalServerError, post(`{"n":2,"fail":true}`, key+"-fail").Code)
+	}
+	require.Equal(t, 6, b.widgets(t), "the failed requests left nothing")
+	require.Equal(t, int32(2), committed.Load())
+	require.Equal(t, 1, b.keys(t))
+}

@@ -1,0 +1,276 @@
+package idempotency
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// errNested refuses a nested transaction: no use case run here opens one.
+var errNested = errors.New("idempotency: nested transactions are not supported")
+
+// pipelinedTx is a transaction on one pooled connection whose BEGIN travels
+// with its first statement (one round trip instead of two), and whose
+// COMMIT may travel with its last ones (commitWith). On a loaded machine
+// every round trip inside a transaction holds its connection and its row
+// locks for one more wake-up of paygate, which is what the database's
+// sessions were found waiting on ("idle in transaction").
+//
+// It is a pgx.Tx for the use cases (River's InsertTx included): its
+// statements run on the connection in order, inside the transaction. The
+// results of the batch that carried BEGIN are read to their end before
+// anything else is sent (settle).
+type pipelinedTx struct {
+	conn    *pgxpool.Conn
+	begun   bool             // BEGIN has been sent
+	closed  bool             // committed or rolled back
+	pending pgx.BatchResults // the results of the batch that carried BEGIN, until read
+}
+
+func beginPipelined(ctx context.Context, pool *pgxpool.Pool) (*pipelinedTx, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pipelinedTx{conn: conn}, nil
+}
+
+// release rolls back what was not committed and gives the connection back.
+func (t *pipelinedTx) release(ctx context.Context) {
+	t.Rollback(ctx) //nolint:errcheck // the connection is closed if this fails; ErrTxClosed after a commit
+	t.conn.Release()
+}
+
+// settle reads what is left of the batch that carried BEGIN.
+func (t *pipelinedTx) settle() error {
+	if t.pending == nil {
+		return nil
+	}
+	err := t.pending.Close()
+	t.pending = nil
+	return err
+}
+
+// begin sends b with BEGIN in front of it, or as it is once begun. The
+// caller reads b's results from what it returns, then settles.
+func (t *pipelinedTx) begin(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if err := t.settle(); err != nil {
+		return errBatch{err}
+	}
+	if t.closed {
+		return errBatch{pgx.ErrTxClosed}
+	}
+	if t.begun {
+		return t.conn.SendBatch(ctx, b)
+	}
+	t.begun = true
+	withBegin := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+1)}
+	withBegin.Queue("BEGIN")
+	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
+	results := t.conn.SendBatch(ctx, withBegin)
+	if _, err := results.Exec(); err != nil {
+		results.Close() //nolint:errcheck // err says it
+		return errBatch{err}
+	}
+	t.pending = results
+	return settlingBatch{BatchResults: results, tx: t}
+}
+
+// settlingBatch are the results of the batch that carried BEGIN: closing
+// them is settling the transaction, however often.
+type settlingBatch struct {
+	pgx.BatchResults
+	tx *pipelinedTx
+}
+
+func (b settlingBatch) Close() error { return b.tx.settle() }
+
+// ensureBegun sends BEGIN alone, for what cannot go in a batch.
+func (t *pipelinedTx) ensureBegun(ctx context.Context) error {
+	if err := t.settle(); err != nil {
+		return err
+	}
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	if !t.begun {
+		t.begun = true
+		if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchable reports whether a statement's arguments may go in a batch: a
+// query execution mode may not.
+func batchable(args []any) bool {
+	if len(args) == 0 {
+		return true
+	}
+	_, mode := args[0].(pgx.QueryExecMode)
+	return !mode
+}
+
+func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.begun || !batchable(args) {
+		if err := t.ensureBegun(ctx); err != nil {
+			return pgconn.CommandTag{}, err
+		}
+		return t.conn.Exec(ctx, sql, args...)
+	}
+	b := &pgx.Batch{}
+	b.Queue(sql, args...)
+	results := t.begin(ctx, b)
+	tag, err := results.Exec()
+	if settleErr := t.settle(); err == nil {
+		err = settleErr
+	}
+	return tag, err
+}
+
+func (t *pipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if t.begun || !batchable(args) {
+		if err := t.ensureBegun(ctx); err != nil {
+			return errRows{err}, err
+		}
+		return t.conn.Query(ctx, sql, args...)
+	}
+	b := &pgx.Batch{}
+	b.Queue(sql, args...)
+	rows, err := t.begin(ctx, b).Query()
+	if err != nil {
+		t.settle() //nolint:errcheck // err says it
+		return errRows{err}, err
+	}
+	return &settlingRows{Rows: rows, tx: t}, nil
+}
+
+func (t *pipelinedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	rows, _ := t.Query(ctx, sql, args...) // an error is reported by Scan
+	return firstRow{rows}
+}
+
+func (t *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if !t.begun {
+		return t.begin(ctx, b) // settled by the next statement, Commit or Rollback
+	}
+	if err := t.ensureBegun(ctx); err != nil {
+		return errBatch{err}
+	}
+	return t.conn.SendBatch(ctx, b)
+}
+
+func (t *pipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	if err := t.ensureBegun(ctx); err != nil {
+		return 0, err
+	}
+	return t.conn.CopyFrom(ctx, table, columns, src)
+}
+
+func (t *pipelinedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return t.conn.Conn().Prepare(ctx, name, sql)
+}
+
+func (t *pipelinedTx) Begin(context.Context) (pgx.Tx, error) { return nil, errNested }
+
+// LargeObjects need pgx's own transaction; the zero value fails on first use.
+func (t *pipelinedTx) LargeObjects() pgx.LargeObjects { return pgx.LargeObjects{} }
+
+func (t *pipelinedTx) Conn() *pgx.Conn { return t.conn.Conn() }
+
+func (t *pipelinedTx) Commit(ctx context.Context) error {
+	return t.commitWith(ctx, &pgx.Batch{})
+}
+
+// commitWith sends b and COMMIT in one round trip (with BEGIN too if
+// nothing was sent yet). A statement of b that fails ends the batch before
+// COMMIT; the transaction is then rolled back by release.
+func (t *pipelinedTx) commitWith(ctx context.Context, b *pgx.Batch) error {
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	if !t.begun && b.Len() == 0 {
+		t.closed = true // nothing was sent: nothing to commit
+		return nil
+	}
+	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() != "COMMIT" {
+			return pgx.ErrTxCommitRollback // the transaction had failed
+		}
+		return nil
+	})
+	err := t.SendBatch(ctx, b).Close()
+	t.pending = nil
+	if err == nil || t.conn.Conn().PgConn().TxStatus() == 'I' {
+		t.closed = true
+	}
+	return err
+}
+
+func (t *pipelinedTx) Rollback(ctx context.Context) error {
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	t.closed = true
+	settleErr := t.settle()
+	if !t.begun || t.conn.Conn().PgConn().TxStatus() == 'I' {
+		return settleErr
+	}
+	if _, err := t.conn.Exec(ctx, "ROLLBACK"); err != nil {
+		t.conn.Conn().Close(ctx) //nolint:errcheck // the pool drops a closed connection
+		return err
+	}
+	return nil
+}
+
+// settlingRows are the rows of the statement that carried BEGIN: closing
+// them reads the rest of its batch.
+type settlingRows struct {
+	pgx.Rows
+	tx  *pipelinedTx
+	err error
+}
+
+func (r *settlingRows) Close() {
+	r.Rows.Close()
+	if err := r.tx.settle(); err != nil && r.err == nil {
+		r.err = err
+	}
+}
+
+func (r *settlingRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.Close()
+	return false
+}
+
+func (r *settlingRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.err
+}
+
+// firstRow is pgx's QueryRow over any rows: the first row, or ErrNoRows.
+type firstRow struct{ rows pgx.Rows }
+
+func (r firstRow) Scan(dest ...any) error {
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	r.rows.Close()
+	return r.rows.Err()
+}

@@ -1,0 +1,54 @@
+package web_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/stretchr/testify/require"
+
+	"paygate/web"
+)
+
+// A request that succeeded is logged at debug only; a refused one at info
+// and a failed one at error, each with its request id, route and status.
+func TestRequestLogLevels(t *testing.T) {
+	t.Parallel()
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var buf bytes.Buffer
+		logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: level}))
+		e := echo.New()
+		e.HTTPErrorHandler = web.ErrorHandler(logger)
+		web.Middleware(e, logger, time.Minute)
+		e.GET("/ok", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+		e.GET("/refused", func(echo.Context) error { return web.BadField("x", "x is wrong") })
+		e.GET("/failed", func(echo.Context) error { return web.Errorf(web.CodeInternal, "boom") })
+
+		got := map[string]string{}
+		for _, path := range []string{"/ok", "/refused", "/failed"} {
+			buf.Reset()
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+				var entry map[string]any
+				if len(line) == 0 || json.Unmarshal(line, &entry) != nil || entry["msg"] != "request" {
+					continue
+				}
+				require.Equal(t, path, entry["route"])
+				require.Equal(t, float64(rec.Code), entry["status"])
+				require.Equal(t, rec.Header().Get(echo.HeaderXRequestID), entry["request_id"])
+				got[path] = entry["level"].(string)
+			}
+		}
+		want := map[string]string{"/refused": "INFO", "/failed": "ERROR"}
+		if level == slog.LevelDebug {
+			want["/ok"] = "DEBUG"
+		}
+		require.Equal(t, want, got, "logged at %s", level)
+	}
+}
