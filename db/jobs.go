@@ -28,9 +28,10 @@ const QueueMaintenance = "maintenance"
 // processed only while pending): a job that runs again after its work
 // committed — its completion lost to a crash, or the job rescued — changes
 // nothing. At least once holds because a job is only completed after its
-// work committed. The webhook worker keeps CompleteJobTx: it inserts the next
-// attempt's job in the same transaction, and a log is pending exactly while
-// a job of its run is alive.
+// work committed. The webhook worker does the same for a final attempt (the
+// log leaves pending), and keeps CompleteJobTx for an attempt to be retried:
+// it inserts the next attempt's job, unique by args, in the same
+// transaction, and a log is pending exactly while a job of its run is alive.
 
 // maxSnooze is River's scheduler interval: a snooze up to it leaves the job
 // available (picked at the first fetch poll after it is due), a longer one

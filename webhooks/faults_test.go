@@ -70,10 +70,14 @@ func checkRun(t *testing.T, a *app.App, id uuid.UUID, status string, attempts in
 			require.GreaterOrEqual(t, at.AttemptedAt.Sub(h[i-1].AttemptedAt), wait, "attempt %d came before its time", i+1)
 		}
 	}
-	require.Equal(t, 0, liveJobs(t, a, id, 0))
-	require.Equal(t, 0, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'
-		AND args @> jsonb_build_object('log_id', $1::uuid) AND state::text <> 'completed'`, id),
-		"the final state was written with the job's completion")
+	// The final record commits on its own; River completes its job after
+	// it. Nothing else of the run is left, and nothing was discarded.
+	eventually(t, "the last job's completion", func() bool {
+		return count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'
+			AND args @> jsonb_build_object('log_id', $1::uuid) AND state::text <> 'completed'`, id) == 0
+	})
+	require.Equal(t, attempts, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'
+		AND args @> jsonb_build_object('log_id', $1::uuid)`, id), "one job per attempt")
 	return h
 }
 
@@ -353,4 +357,56 @@ func TestRetriesDuringAnAttemptDoNotDeadlock(t *testing.T) {
 	wg.Wait()
 	require.Empty(t, bad)
 	waitStatus(t, a, h, id, webhooks.StatusSuccess)
+}
+
+// A delivered log's job that runs again (its completion lost to a crash:
+// the final record commits before River completes the job) delivers and
+// records nothing.
+func TestDeliveredLogsJobRunAgainChangesNothing(t *testing.T) {
+	t.Parallel()
+	a, h, r := setup(t, slow, nil)
+	ctx := context.Background()
+	id := sendTest(t, a, h)
+	waitStatus(t, a, h, id, webhooks.StatusSuccess)
+	eventually(t, "the job's completion", func() bool { return liveJobs(t, a, id, 0) == 0 })
+
+	_, err := a.Pool.Exec(ctx, `UPDATE river_job SET state = 'available', finalized_at = NULL, scheduled_at = now()
+		WHERE kind = 'deliver_webhook' AND args @> jsonb_build_object('log_id', $1::uuid)`, id)
+	require.NoError(t, err)
+	eventually(t, "the job run again", func() bool {
+		return count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'
+			AND args @> jsonb_build_object('log_id', $1::uuid) AND state = 'completed' AND attempt = 2`, id) == 1
+	})
+	require.Len(t, r.requests(), 1)
+	require.Len(t, history(t, a, id), 1)
+	v := get(t, a, h, id)
+	require.Equal(t, webhooks.StatusSuccess, v.Status)
+	require.Equal(t, 1, v.Attempts)
+}
+
+// A manual retry right after a delivery, while the delivering job is still
+// running (River completes it after the record has committed), starts
+// exactly one new run, which delivers once; the old job adds nothing.
+func TestRetryRightAfterADeliveryStartsOneRun(t *testing.T) {
+	t.Parallel()
+	a, h, r := setup(t, slow, nil)
+	ctx := context.Background()
+	id := sendTest(t, a, h)
+	waitStatus(t, a, h, id, webhooks.StatusSuccess)
+	eventually(t, "the job's completion", func() bool { return liveJobs(t, a, id, 0) == 0 })
+	// Back to running, as between the record's commit and the completion.
+	// No producer holds it, and the rescuer leaves it for an hour.
+	_, err := a.Pool.Exec(ctx, `UPDATE river_job SET state = 'running', finalized_at = NULL
+		WHERE kind = 'deliver_webhook' AND args @> jsonb_build_object('log_id', $1::uuid)`, id)
+	require.NoError(t, err)
+
+	retry(t, a, h, id)
+	v := waitStatus(t, a, h, id, webhooks.StatusSuccess)
+	require.Equal(t, 1, v.Attempts)
+	eventually(t, "the new run's job to finish", func() bool { return liveJobs(t, a, id, 1) == 0 })
+	require.Equal(t, 1, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'
+		AND args @> jsonb_build_object('log_id', $1::uuid, 'run', 1)`, id), "one job for the new run")
+	require.Len(t, r.requests(), 2)
+	hist := history(t, a, id)
+	require.Equal(t, []int{0, 1}, []int{hist[0].Run, hist[1].Run})
 }

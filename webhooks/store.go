@@ -140,8 +140,8 @@ func deliveryOf(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (de
 // counts the history of the run. Only a log still pending in this run with
 // the attempts before this one is updated, so a stale or repeated job
 // changes nothing. It reports whether the log was updated.
-func recordAttempt(ctx context.Context, tx pgx.Tx, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
-	tag, err := tx.Exec(ctx, `
+func recordAttempt(ctx context.Context, q db.Querier, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
+	tag, err := q.Exec(ctx, `
 		WITH log AS (
 		    UPDATE webhook_logs SET status = $4, attempts = $5, last_attempt_at = $6, next_retry_at = $7,
 		           response_code = $8, updated_at = now()

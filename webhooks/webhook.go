@@ -9,13 +9,15 @@
 //   - A body is marshalled once (compact, no HTML escaping) and stored as
 //     bytes. Those bytes are signed and sent unchanged on every attempt, so a
 //     receiver verifying the bytes it got verifies what we recorded.
-//   - Each attempt is one River job. Its record (the log's summary and its
-//     history row, written by one statement, so attempts always counts the
-//     current run's history), the log's new status and the next attempt's
-//     job commit in one transaction with the job's completion. So a log is
-//     pending exactly while a job of its current run is alive, on every
-//     path: delivered, failed after the fifth attempt, or waiting for the
-//     next. The schedule lives in the job table and survives restarts; each
+//   - Each attempt is one River job. Its record is the log's summary and
+//     its history row, written by one statement, so attempts always counts
+//     the current run's history. A final attempt (delivered, or failed
+//     after the fifth) is that statement alone: the log leaves pending, and
+//     River completes the job after it; a job run again finds the log no
+//     longer pending and does nothing. An attempt to be retried keeps the
+//     log pending, so its record, the next attempt's job and this job's
+//     completion commit in one transaction. So a log is pending exactly
+//     while a job of its current run is alive, on every path. The schedule lives in the job table and survives restarts; each
 //     wait counts from the start of the attempt before, and next_retry_at is
 //     when the next job is due. A job that leaves River some other way
 //     (discarded after infrastructure errors, cancelled by an operator) is
