@@ -80,12 +80,17 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 		return Payment{}, err
 	}
 	// The job is available at once and snoozes until DecideAt: a job
-	// scheduled for later would wait for River's 5 s scheduler tick.
+	// scheduled for later would wait for River's 5 s scheduler tick. It and
+	// the payment.created delivery are one River insert.
 	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
-	if _, err := s.River.InsertTx(ctx, tx, args, nil); err != nil {
-		return Payment{}, fmt.Errorf("insert payment job: %w", err)
+	delivery, err := s.emitTx(ctx, tx, p, webhooks.EventPaymentCreated)
+	if err != nil {
+		return Payment{}, err
 	}
-	return p, s.emitTx(ctx, tx, p, webhooks.EventPaymentCreated)
+	if err := db.InsertJobsTx(ctx, s.River, tx, append([]river.InsertManyParams{{Args: args}}, delivery...)); err != nil {
+		return Payment{}, fmt.Errorf("insert payment jobs: %w", err)
+	}
+	return p, nil
 }
 
 func (s *Service) GetPayment(ctx context.Context, merchantID uuid.UUID, id string) (Payment, error) {
@@ -122,7 +127,11 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 			return false, err
 		}
 	}
-	return true, s.emitTx(ctx, tx, p, event)
+	delivery, err := s.emitTx(ctx, tx, p, event)
+	if err != nil {
+		return false, err
+	}
+	return true, db.InsertJobsTx(ctx, s.River, tx, delivery)
 }
 
 // CaptureTx captures a successful payment once. amount, when given, must be
@@ -139,10 +148,11 @@ func (s *Service) CaptureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 	return captureTx(ctx, tx, merchantID, id)
 }
 
-// emitTx records a payment event, {"payment": <the payment>}, in tx.
-func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, p Payment, event string) error {
+// emitTx records a payment event, {"payment": <the payment>}, in tx, and
+// returns its delivery's job for the caller to insert with its own.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, p Payment, event string) ([]river.InsertManyParams, error) {
 	if s.Emit == nil {
-		return nil
+		return nil, nil
 	}
 	return s.Emit(ctx, tx, p.MerchantID, event, map[string]any{"payment": p})
 }

@@ -290,7 +290,7 @@ func TestHangingEndpointDoesNotDelayOthers(t *testing.T) {
 
 	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
 		for i := range backlog {
-			if err := a.Webhooks.EmitTx(ctx, tx, merchants.TestMerchantID, webhooks.EventPaymentSuccess,
+			if err := emitTx(ctx, a, tx, merchants.TestMerchantID, webhooks.EventPaymentSuccess,
 				map[string]any{"payment": map[string]any{"id": i}}); err != nil {
 				return err
 			}
@@ -409,4 +409,43 @@ func TestRetryRightAfterADeliveryStartsOneRun(t *testing.T) {
 	require.Len(t, r.requests(), 2)
 	hist := history(t, a, id)
 	require.Equal(t, []int{0, 1}, []int{hist[0].Run, hist[1].Run})
+}
+
+// A new log's first job is not unique by args (nothing can duplicate it),
+// yet the delivery worker runs it; retries of that first attempt while it
+// is being made add no job of its run, as River's unique insert would not
+// notice it.
+func TestFirstDeliveryIsNotUniqueAndRetriesDoNotDuplicateIt(t *testing.T) {
+	t.Parallel()
+	a, h, r := setup(t, slow, nil)
+	release := make(chan struct{})
+	var once sync.Once
+	done := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(done) // before the receiver closes, should the test fail
+	r.setRespond(func(_ int, w http.ResponseWriter) {
+		<-release
+		w.WriteHeader(http.StatusOK)
+	})
+	id := sendTest(t, a, h)
+	require.Equal(t, 1, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'
+		AND args @> jsonb_build_object('log_id', $1::uuid, 'run', 0) AND unique_key IS NULL`, id))
+	eventually(t, "the first attempt to reach the endpoint", func() bool { return len(r.requests()) == 1 })
+
+	retry(t, a, h, id)
+	retry(t, a, h, id)
+	require.Equal(t, 1, jobsFor(t, a, id), "the retries found the first attempt's job")
+	done()
+	v := waitStatus(t, a, h, id, webhooks.StatusSuccess)
+	require.Equal(t, 1, v.Attempts)
+	eventually(t, "the job's completion", func() bool { return liveJobs(t, a, id, 0) == 0 })
+	require.Equal(t, 1, jobsFor(t, a, id))
+	require.Len(t, r.requests(), 1)
+
+	// A first job that was lost (deleted) is put back by a retry.
+	id = sendTest(t, a, h)
+	_, err := a.Pool.Exec(context.Background(), `DELETE FROM river_job WHERE kind = 'deliver_webhook'
+		AND args @> jsonb_build_object('log_id', $1::uuid)`, id)
+	require.NoError(t, err)
+	retry(t, a, h, id)
+	waitStatus(t, a, h, id, webhooks.StatusSuccess)
 }

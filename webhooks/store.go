@@ -63,6 +63,17 @@ func lockLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) (status s
 	return status, run, attempts, err
 }
 
+// runHasLiveJob reports whether a job of the log's run is still to run or
+// running (the reconciler's test for a lost job, for one log).
+func runHasLiveJob(ctx context.Context, tx pgx.Tx, id uuid.UUID, run int) (bool, error) {
+	var alive bool
+	err := tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM river_job j
+		WHERE j.kind = 'deliver_webhook' AND j.args @> jsonb_build_object('log_id', $1::uuid, 'run', $2::int)
+		  AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))`, id, run).Scan(&alive)
+	return alive, err
+}
+
 func restartLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID, run int) error {
 	_, err := tx.Exec(ctx, `
 		UPDATE webhook_logs SET status = 'pending', attempts = 0, run = $3, next_retry_at = now(), updated_at = now()

@@ -2,8 +2,8 @@
 //
 // Invariants:
 //   - An event is recorded by EmitTx in the transaction of the state change
-//     that causes it: the log row and its DeliverWebhook job commit with the
-//     change or not at all. Events the merchant does not subscribe to, and
+//     that causes it: the log row and its DeliverWebhook job (which the
+//     caller inserts with its own jobs) commit with the change or not at all. Events the merchant does not subscribe to, and
 //     events for a merchant with no URL or with delivery disabled, record
 //     nothing.
 //   - A body is marshalled once (compact, no HTML escaping) and stored as
@@ -41,6 +41,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"paygate/web"
 )
@@ -60,9 +61,10 @@ var Events = []string{EventPaymentCreated, EventPaymentSuccess, EventPaymentFail
 	EventRefundCreated, EventRefundProcessed, EventTest}
 
 // Emit records an event in tx, so that it commits with the change that
-// caused it: Service.EmitTx, which the payments and refunds services are
-// given.
-type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) error
+// caused it, and returns the job of its first delivery (none when nothing
+// was recorded), which the caller must insert in tx with its own jobs:
+// Service.EmitTx, which the payments and refunds services are given.
+type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) ([]river.InsertManyParams, error)
 
 // AllEvents is the subscription to every event.
 const AllEvents = "*"

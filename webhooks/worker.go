@@ -64,6 +64,21 @@ func (DeliverArgs) InsertOpts() river.InsertOpts {
 	}
 }
 
+// firstDeliveryArgs is the job of a new log's first attempt: DeliverArgs
+// in kind and JSON, so DeliverArgs' worker runs it, but without a unique
+// key. A log just inserted has no other job to be unique against, so
+// River's unique path (a key computed, an index entry, a conflict check)
+// would be work for nothing on every event. RetryTx, the one writer that
+// may meet this job alive, looks for a live job of the run itself
+// (runHasLiveJob); the jobs it and the worker insert stay unique.
+type firstDeliveryArgs DeliverArgs
+
+func (firstDeliveryArgs) Kind() string { return DeliverArgs{}.Kind() }
+
+func (firstDeliveryArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: Queue, MaxAttempts: jobRetries}
+}
+
 // insertDeliveryTx schedules the job of a log's attempt at at (zero: now).
 // River's scheduler makes a scheduled job available up to 5 s late, so a
 // later job is scheduled 5 s early and snoozes the rest (db.SnoozeUntil):
