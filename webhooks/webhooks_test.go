@@ -411,6 +411,9 @@ func TestEventsOnlyForConfiguredSubscribedEndpoints(t *testing.T) {
 	emit(t, a, merchants.TestMerchantID, webhooks.EventPaymentSuccess, data)
 	require.Equal(t, 1, logs())
 	require.Equal(t, 1, jobs())
+	// Delivered before delivery is disabled: an attempt made after that
+	// would fail and schedule a second.
+	waitStatus(t, a, h, latest(t, a, h), webhooks.StatusSuccess)
 
 	rec := apptest.Do(t, a.Echo, http.MethodPut, "/api/v1/webhooks/config",
 		fmt.Sprintf(`{"webhook_url":%q,"enabled":false}`, r.URL), h)
