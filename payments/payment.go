@@ -16,10 +16,9 @@
 //   - A payment is decided once by the acquirer: its decision key is
 //     committed before the acquirer is asked (with the payment itself; the
 //     worker commits one for a payment created before that), and it is
-//     asked again only under that key. After
-//     the last attempt an acquirer that errs or hangs (DecideTimeout) fails
-//     the payment; a real connector must void or look up by key first
-//     (Decide).
+//     asked again only under that key. After the last attempt an acquirer
+//     that errs or hangs (DecideTimeout) fails the payment; a real
+//     connector must void or look up by key first (Decide).
 //   - No payment stays pending forever: one whose job left River without
 //     deciding it is given a new job by Reconcile.
 //   - A payment is captured at most once: capture locks the payment row.

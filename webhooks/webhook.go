@@ -3,9 +3,9 @@
 // Invariants:
 //   - An event is recorded by EmitTx in the transaction of the state change
 //     that causes it: the log row and its DeliverWebhook job (which the
-//     caller inserts with its own jobs) commit with the change or not at all. Events the merchant does not subscribe to, and
-//     events for a merchant with no URL or with delivery disabled, record
-//     nothing.
+//     caller inserts with its own jobs) commit with the change or not at
+//     all. Events the merchant does not subscribe to, and events for a
+//     merchant with no URL or with delivery disabled, record nothing.
 //   - A body is marshalled once (compact, no HTML escaping) and stored as
 //     bytes. Those bytes are signed and sent unchanged on every attempt, so a
 //     receiver verifying the bytes it got verifies what we recorded.
@@ -17,9 +17,10 @@
 //     longer pending and does nothing. An attempt to be retried keeps the
 //     log pending, so its record, the next attempt's job and this job's
 //     completion commit in one transaction. So a log is pending exactly
-//     while a job of its current run is alive, on every path. The schedule lives in the job table and survives restarts; each
-//     wait counts from the start of the attempt before, and next_retry_at is
-//     when the next job is due. A job that leaves River some other way
+//     while a job of its current run is alive, on every path. The schedule
+//     lives in the job table and survives restarts; each wait counts from
+//     the start of the attempt before, and next_retry_at is when the next
+//     job is due. A job that leaves River some other way
 //     (discarded after infrastructure errors, cancelled by an operator) is
 //     replaced by the reconciler, so no log stays pending forever.
 //   - A manual retry starts a new run; jobs of older runs deliver nothing.
