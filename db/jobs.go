@@ -28,9 +28,10 @@ const QueueMaintenance = "maintenance"
 // processed only while pending): a job that runs again after its work
 // committed — its completion lost to a crash, or the job rescued — changes
 // nothing. At least once holds because a job is only completed after its
-// work committed. The webhook worker keeps CompleteJobTx: it inserts the next
-// attempt's job in the same transaction, and a log is pending exactly while
-// a job of its run is alive.
+// work committed. The webhook worker does the same for a final attempt (the
+// log leaves pending), and keeps CompleteJobTx for an attempt to be retried:
+// it inserts the next attempt's job, unique by args, in the same
+// transaction, and a log is pending exactly while a job of its run is alive.
 
 // maxSnooze is River's scheduler interval: a snooze up to it leaves the job
 // available (picked at the first fetch poll after it is due), a longer one
@@ -64,4 +65,15 @@ func CompleteJobTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.J
 		return fmt.Errorf("%s job %d is %s, not completed", job.Kind, job.ID, done.State)
 	}
 	return nil
+}
+
+// InsertJobsTx inserts jobs in tx, all in one River insert (one statement);
+// none is nothing. A use case that commits several jobs (a payment's
+// decision and its event's delivery) inserts them together.
+func InsertJobsTx(ctx context.Context, c *river.Client[pgx.Tx], tx pgx.Tx, jobs []river.InsertManyParams) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	_, err := c.InsertManyTx(ctx, tx, jobs)
+	return err
 }

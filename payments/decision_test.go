@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
@@ -358,4 +359,61 @@ func TestPaymentCreatedWhileTheOrdersPaymentIsDecided(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, got.code, "%v", got.body)
 	_, field := errorOf(t, got.body)
 	require.Equal(t, "order_id", field)
+}
+
+// A new payment's decision key commits with it, and is the key asked. A
+// pending payment from before keys came with the payment (its key NULL)
+// gets one committed before the acquirer is asked, reused on a retry.
+func TestLegacyPaymentWithoutKeyGetsOneBeforeAsking(t *testing.T) {
+	t.Parallel()
+	q := &acquirer{answer: func(n int) (bool, error) {
+		if n == 1 {
+			return false, errors.New("acquirer timed out")
+		}
+		return true, nil
+	}}
+	a := withAcquirer(t, q)
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+
+	var created, legacy payments.Payment
+	var key *uuid.UUID
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) (err error) {
+		in := payments.PaymentInput{OrderID: createOrder(t, a, h, 50000), Method: payments.MethodUPI, VPA: "user@paytm"}
+		if created, err = a.Payments.CreatePaymentTx(ctx, tx, merchants.TestMerchantID, in); err != nil {
+			return err
+		}
+		if err = tx.QueryRow(ctx, `SELECT decision_key FROM payments WHERE id = $1`, created.ID).Scan(&key); err != nil {
+			return err
+		}
+		in.OrderID = createOrder(t, a, h, 50000)
+		if legacy, err = a.Payments.CreatePaymentTx(ctx, tx, merchants.TestMerchantID, in); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE payments SET decision_key = NULL WHERE id = $1`, legacy.ID)
+		return err
+	}))
+	require.NotNil(t, key, "the key commits with the payment")
+	require.Equal(t, payments.StatusSuccess, waitFinal(t, a, h, created.ID)["status"])
+	require.Equal(t, payments.StatusSuccess, waitFinal(t, a, h, legacy.ID)["status"])
+
+	var legacyKey *uuid.UUID
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT decision_key FROM payments WHERE id = $1`, legacy.ID).Scan(&legacyKey))
+	require.NotNil(t, legacyKey)
+	keys, stored := q.calls()
+	require.Equal(t, keys, stored, "every key was committed before asking")
+	require.Len(t, keys, 3, "one payment asked twice, the other once")
+	require.Positive(t, countKey(keys, *key))
+	require.Positive(t, countKey(keys, *legacyKey))
+	require.Equal(t, len(keys), countKey(keys, *key)+countKey(keys, *legacyKey), "a retry asks under the same key")
+}
+
+func countKey(keys []uuid.UUID, k uuid.UUID) int {
+	n := 0
+	for _, x := range keys {
+		if x == k {
+			n++
+		}
+	}
+	return n
 }

@@ -13,11 +13,12 @@
 //     (payments_one_live_per_order) refuses a second one, under any
 //     concurrency. Creation does not lock the order; only a decision
 //     changes it (to paid, with the success).
-//   - A payment is decided once by the acquirer: the worker commits a
-//     decision key before asking and asks again only under that key. After
-//     the last attempt an acquirer that errs or hangs (DecideTimeout) fails
-//     the payment; a real connector must void or look up by key first
-//     (Decide).
+//   - A payment is decided once by the acquirer: its decision key is
+//     committed before the acquirer is asked (with the payment itself; the
+//     worker commits one for a payment created before that), and it is
+//     asked again only under that key. After the last attempt an acquirer
+//     that errs or hangs (DecideTimeout) fails the payment; a real
+//     connector must void or look up by key first (Decide).
 //   - No payment stays pending forever: one whose job left River without
 //     deciding it is given a new job by Reconcile.
 //   - A payment is captured at most once: capture locks the payment row.

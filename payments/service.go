@@ -52,9 +52,10 @@ func (s *Service) ListOrders(ctx context.Context, merchantID uuid.UUID, page web
 // payment: the unique index payments_one_live_per_order refuses it whatever
 // the concurrency, and the refusal is the client's 400 on order_id.
 //
-// The order is read without a row lock. The index is what keeps one live
+// The payment's INSERT reads the order (its amount and currency, and that
+// it is not paid) without a row lock. The index is what keeps one live
 // payment per order, and a paid order has a success payment, so the status
-// read here only picks the clearer message. Locking the order would deadlock
+// read only picks the clearer message. Locking the order would deadlock
 // with the worker: it updates the pending payment (on which this insert's
 // index check waits) and then marks the order paid. The payment's foreign
 // key takes only a key-share lock on the order, which marking it paid does
@@ -64,28 +65,40 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	if verr != nil {
 		return Payment{}, verr
 	}
-	order, err := getOrder(ctx, tx, merchantID, in.OrderID)
-	if err != nil {
-		return Payment{}, err
+	if !db.IsID("order_", in.OrderID) {
+		return Payment{}, web.NotFound("Order")
 	}
-	if order.Status == OrderPaid {
-		return Payment{}, web.BadField("order_id", "Order has already been paid")
-	}
-	p.ID, p.MerchantID, p.Amount, p.Currency = db.NewID("pay_"), merchantID, order.Amount, order.Currency
-	if p, err = insertPaymentTx(ctx, tx, p); err != nil {
-		if db.IsUniqueViolationOf(err, "payments_one_live_per_order") {
-			// Also when the live payment succeeded after the order was read.
-			return Payment{}, web.BadField("order_id", "Order already has a payment in progress; wait for its outcome")
+	p.ID, p.MerchantID = db.NewID("pay_"), merchantID
+	p, err := insertPaymentTx(ctx, tx, p)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		// No such order, or a paid one: read it, off the usual path, to say which.
+		order, err := getOrder(ctx, tx, merchantID, in.OrderID)
+		if err != nil {
+			return Payment{}, err
 		}
+		if order.Status == OrderPaid {
+			return Payment{}, web.BadField("order_id", "Order has already been paid")
+		}
+		return Payment{}, fmt.Errorf("payment on order %s: the order is %s, yet took no payment", in.OrderID, order.Status)
+	case db.IsUniqueViolationOf(err, "payments_one_live_per_order"):
+		// Also when the live payment succeeded after the order was read.
+		return Payment{}, web.BadField("order_id", "Order already has a payment in progress; wait for its outcome")
+	case err != nil:
 		return Payment{}, err
 	}
 	// The job is available at once and snoozes until DecideAt: a job
-	// scheduled for later would wait for River's 5 s scheduler tick.
+	// scheduled for later would wait for River's 5 s scheduler tick. It and
+	// the payment.created delivery are one River insert.
 	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
-	if _, err := s.River.InsertTx(ctx, tx, args, nil); err != nil {
-		return Payment{}, fmt.Errorf("insert payment job: %w", err)
+	delivery, err := s.emitTx(ctx, tx, p, webhooks.EventPaymentCreated)
+	if err != nil {
+		return Payment{}, err
 	}
-	return p, s.emitTx(ctx, tx, p, webhooks.EventPaymentCreated)
+	if err := db.InsertJobsTx(ctx, s.River, tx, append([]river.InsertManyParams{{Args: args}}, delivery...)); err != nil {
+		return Payment{}, fmt.Errorf("insert payment jobs: %w", err)
+	}
+	return p, nil
 }
 
 func (s *Service) GetPayment(ctx context.Context, merchantID uuid.UUID, id string) (Payment, error) {
@@ -100,9 +113,9 @@ func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f Paym
 }
 
 // DecideTx moves a pending payment to success (ok) or failed, marks its
-// order paid on success and records the event. It reports false and changes
-// nothing when the payment was already decided, so a repeated decision is
-// harmless. While this payment is pending no other payment of its order can
+// order paid on success (one statement with the payment's) and records the
+// event. It reports false and changes nothing when the payment was already
+// decided, so a repeated decision is harmless. While this payment is pending no other payment of its order can
 // exist in pending or success (payments_one_live_per_order), so a success
 // here is the order's only one.
 func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, ok bool) (bool, error) {
@@ -117,12 +130,13 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	db.AfterCommit(tx, func() { metrics.PaymentFinal(p.Status, p.Method) })
 	event := webhooks.EventPaymentFailed
 	if p.Status == StatusSuccess {
-		event = webhooks.EventPaymentSuccess
-		if err := markOrderPaidTx(ctx, tx, merchantID, p.OrderID); err != nil {
-			return false, err
-		}
+		event = webhooks.EventPaymentSuccess // and the order is paid (decideTx)
 	}
-	return true, s.emitTx(ctx, tx, p, event)
+	delivery, err := s.emitTx(ctx, tx, p, event)
+	if err != nil {
+		return false, err
+	}
+	return true, db.InsertJobsTx(ctx, s.River, tx, delivery)
 }
 
 // CaptureTx captures a successful payment once. amount, when given, must be
@@ -139,10 +153,11 @@ func (s *Service) CaptureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 	return captureTx(ctx, tx, merchantID, id)
 }
 
-// emitTx records a payment event, {"payment": <the payment>}, in tx.
-func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, p Payment, event string) error {
+// emitTx records a payment event, {"payment": <the payment>}, in tx, and
+// returns its delivery's job for the caller to insert with its own.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, p Payment, event string) ([]river.InsertManyParams, error) {
 	if s.Emit == nil {
-		return nil
+		return nil, nil
 	}
 	return s.Emit(ctx, tx, p.MerchantID, event, map[string]any{"payment": p})
 }

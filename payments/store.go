@@ -45,18 +45,19 @@ func listOrders(ctx context.Context, q db.Querier, merchantID uuid.UUID, page we
 	return web.NewList(orders, total, page), err
 }
 
-// markOrderPaidTx moves a created order to paid.
-func markOrderPaidTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) error {
-	_, err := tx.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = now()
-		WHERE id = $1 AND merchant_id = $2 AND status = 'created'`, id, merchantID)
-	return err
-}
-
+// insertPaymentTx inserts p on its order, taking the amount and currency
+// from the order in the same statement, with the payment's decision key:
+// committed with the payment, so the worker only reads it before asking the
+// acquirer. It matches no row (pgx.ErrNoRows) when the merchant has no such
+// order or the order is paid.
 func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment) (Payment, error) {
 	return db.QueryOne[Payment](ctx, tx, `
-		INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING `+paymentColumns,
-		p.ID, p.OrderID, p.MerchantID, p.Amount, p.Currency, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status)
+		INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status,
+		                      decision_key)
+		SELECT $1, o.id, o.merchant_id, o.amount, o.currency, $4, $5, $6, $7, $8, gen_random_uuid()
+		FROM orders o WHERE o.id = $2 AND o.merchant_id = $3 AND o.status <> 'paid'
+		RETURNING `+paymentColumns,
+		p.ID, p.OrderID, p.MerchantID, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status)
 }
 
 func getPayment(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Payment, error) {
@@ -106,13 +107,48 @@ func listPayments(ctx context.Context, q db.Querier, merchantID uuid.UUID, f Pay
 	return web.NewList(payments, total, page), err
 }
 
-// decideTx moves a pending payment to status. It matches no row (and returns
-// pgx.ErrNoRows) when the payment was already decided.
+// decideTx moves a pending payment to status and, on success, its created
+// order to paid, in one statement: the payment row, then the order row, as
+// before in two. It matches no row (and returns pgx.ErrNoRows) when the
+// payment was already decided. A statement's data-modifying CTE runs to
+// completion whether or not its result is read.
 func decideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id, status string, errCode, errDescription *string) (Payment, error) {
 	return db.QueryOne[Payment](ctx, tx, `
-		UPDATE payments SET status = $3, error_code = $4, error_description = $5, updated_at = now()
+		WITH p AS (
+		    UPDATE payments SET status = $3, error_code = $4, error_description = $5, updated_at = now()
+		    WHERE id = $1 AND merchant_id = $2 AND status = 'pending'
+		    RETURNING `+paymentColumns+`),
+		paid AS (
+		    UPDATE orders o SET status = 'paid', updated_at = now() FROM p
+		    WHERE o.id = p.order_id AND o.merchant_id = $2 AND p.status = 'success' AND o.status = 'created')
+		SELECT `+paymentColumns+` FROM p`, id, merchantID, status, errCode, errDescription)
+}
+
+// decisionRow is a payment with its decision key (NULL on a payment from
+// before keys were created with the payment).
+type decisionRow struct {
+	Payment
+	DecisionKey *uuid.UUID
+}
+
+// pendingDecision returns a payment with its decision key, or NOT_FOUND.
+func pendingDecision(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string) (decisionRow, error) {
+	if !db.IsID("pay_", id) {
+		return decisionRow{}, web.NotFound("Payment")
+	}
+	r, err := db.QueryOne[decisionRow](ctx, q, `SELECT `+paymentColumns+`, decision_key FROM payments
+		WHERE id = $1 AND merchant_id = $2`, id, merchantID)
+	return r, notFound(err, "Payment")
+}
+
+// createDecisionKey creates and commits the key of a pending payment that
+// has none (created before keys came with the payment). It matches no row
+// (pgx.ErrNoRows) when the payment was decided meanwhile.
+func createDecisionKey(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string) (decisionRow, error) {
+	return db.QueryOne[decisionRow](ctx, q, `
+		UPDATE payments SET decision_key = coalesce(decision_key, gen_random_uuid())
 		WHERE id = $1 AND merchant_id = $2 AND status = 'pending'
-		RETURNING `+paymentColumns, id, merchantID, status, errCode, errDescription)
+		RETURNING `+paymentColumns+`, decision_key`, id, merchantID)
 }
 
 // captureTx marks a successful payment captured; the caller holds its lock.

@@ -143,25 +143,28 @@ func (w *Worker) decide(ctx context.Context, p Payment, key uuid.UUID) (bool, er
 	return w.Decide(ctx, p, key)
 }
 
-// decisionRow is a payment with its decision key.
-type decisionRow struct {
-	Payment
-	DecisionKey uuid.UUID
-}
-
 // startDecision returns the payment and, while it is pending, its decision
-// key, creating and committing the key the first time. A decided payment
-// comes back with no key; an unknown one is NOT_FOUND.
+// key. The key is created with the payment and committed with it
+// (insertPaymentTx), so this is a plain read. A pending payment created
+// before that has none: its key is created and committed here, before the
+// acquirer is asked. A decided payment comes back with no key; an unknown
+// one is NOT_FOUND.
 func startDecision(ctx context.Context, pool db.Querier, merchantID uuid.UUID, id string) (Payment, uuid.UUID, error) {
-	r, err := db.QueryOne[decisionRow](ctx, pool, `
-		UPDATE payments SET decision_key = coalesce(decision_key, gen_random_uuid())
-		WHERE id = $1 AND merchant_id = $2 AND status = 'pending'
-		RETURNING `+paymentColumns+`, decision_key`, id, merchantID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		p, err := getPayment(ctx, pool, merchantID, id, false)
-		return p, uuid.Nil, err
+	r, err := pendingDecision(ctx, pool, merchantID, id)
+	if err != nil || r.Status != StatusPending {
+		return r.Payment, uuid.Nil, err
 	}
-	return r.Payment, r.DecisionKey, err
+	if r.DecisionKey == nil {
+		r, err = createDecisionKey(ctx, pool, merchantID, id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			p, err := getPayment(ctx, pool, merchantID, id, false) // decided meanwhile
+			return p, uuid.Nil, err
+		}
+		if err != nil {
+			return Payment{}, uuid.Nil, err
+		}
+	}
+	return r.Payment, *r.DecisionKey, nil
 }
 
 // Simulator stands in for an acquirer (API.md, Test mode): in test mode

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
@@ -29,12 +30,12 @@ type event struct {
 func recording(t *testing.T, a *app.App) (*payments.Service, *[]event) {
 	var events []event
 	svc := *a.Payments
-	svc.Emit = func(_ context.Context, tx pgx.Tx, merchantID uuid.UUID, name string, payload any) error {
+	svc.Emit = func(_ context.Context, tx pgx.Tx, merchantID uuid.UUID, name string, payload any) ([]river.InsertManyParams, error) {
 		require.NotNil(t, tx)
 		p := payload.(map[string]any)["payment"].(payments.Payment)
 		require.Equal(t, merchantID, p.MerchantID)
 		events = append(events, event{name, p})
-		return nil
+		return nil, nil
 	}
 	return &svc, &events
 }
@@ -228,4 +229,40 @@ func TestJobsStatusCountsCompletedPayments(t *testing.T) {
 	require.ElementsMatch(t, []string{"pending", "processing", "completed", "failed", "worker_status"}, keysOf(body))
 	require.GreaterOrEqual(t, body["completed"], float64(3))
 	require.EqualValues(t, 0, body["failed"])
+}
+
+// The decision job and the payment.created delivery are inserted together
+// in the payment's transaction, the delivery without a unique key (a new
+// log has no other job); a merchant that does not subscribe gets the
+// decision job alone.
+func TestPaymentJobsInsertedTogether(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	ctx := context.Background()
+	create := func(subscribed bool) (decisions, deliveries int) {
+		orderID := createOrder(t, a, apptest.TestMerchant(), 50000)
+		tx, err := a.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { require.NoError(t, tx.Rollback(ctx)) }()
+		if subscribed {
+			_, err = tx.Exec(ctx, `UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = $1`, merchants.TestMerchantID)
+			require.NoError(t, err)
+		}
+		p, err := a.Payments.CreatePaymentTx(ctx, tx, merchants.TestMerchantID,
+			payments.PaymentInput{OrderID: orderID, Method: payments.MethodUPI, VPA: "user@paytm"})
+		require.NoError(t, err)
+		require.NoError(t, tx.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM river_job WHERE kind = 'process_payment' AND args->>'payment_id' = $1),
+			(SELECT count(*) FROM river_job j JOIN webhook_logs l ON j.args @> jsonb_build_object('log_id', l.id, 'run', 0)
+			 WHERE j.kind = 'deliver_webhook' AND j.queue = 'webhooks' AND j.unique_key IS NULL
+			   AND l.event = 'payment.created' AND convert_from(l.payload, 'UTF8')::jsonb->'data'->'payment'->>'id' = $1)`, p.ID).
+			Scan(&decisions, &deliveries))
+		return decisions, deliveries
+	}
+	d, w := create(true)
+	require.Equal(t, 1, d)
+	require.Equal(t, 1, w)
+	d, w = create(false)
+	require.Equal(t, 1, d)
+	require.Equal(t, 0, w)
 }

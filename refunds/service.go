@@ -60,12 +60,17 @@ func (s *Service) CreateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	if err != nil {
 		return Refund{}, err
 	}
-	// Available now, snoozing until ProcessAt (see db.SnoozeUntil).
+	// Available now, snoozing until ProcessAt (see db.SnoozeUntil); one
+	// River insert with the refund.created delivery.
 	args := ProcessArgs{RefundID: r.ID, MerchantID: merchantID, ProcessAt: time.Now().Add(s.Delay())}
-	if _, err := s.River.InsertTx(ctx, tx, args, nil); err != nil {
-		return Refund{}, fmt.Errorf("insert refund job: %w", err)
+	delivery, err := s.emitTx(ctx, tx, r, webhooks.EventRefundCreated)
+	if err != nil {
+		return Refund{}, err
 	}
-	return r, s.emitTx(ctx, tx, r, webhooks.EventRefundCreated)
+	if err := db.InsertJobsTx(ctx, s.River, tx, append([]river.InsertManyParams{{Args: args}}, delivery...)); err != nil {
+		return Refund{}, fmt.Errorf("insert refund jobs: %w", err)
+	}
+	return r, nil
 }
 
 func (s *Service) Get(ctx context.Context, merchantID uuid.UUID, id string) (Refund, error) {
@@ -97,13 +102,18 @@ func (s *Service) ProcessTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 		return false, err
 	}
 	db.AfterCommit(tx, func() { metrics.RefundFinal(r.Status) })
-	return true, s.emitTx(ctx, tx, r, webhooks.EventRefundProcessed)
+	delivery, err := s.emitTx(ctx, tx, r, webhooks.EventRefundProcessed)
+	if err != nil {
+		return false, err
+	}
+	return true, db.InsertJobsTx(ctx, s.River, tx, delivery)
 }
 
-// emitTx records a refund event, {"refund": <the refund>}, in tx.
-func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, r Refund, event string) error {
+// emitTx records a refund event, {"refund": <the refund>}, in tx, and
+// returns its delivery's job for the caller to insert with its own.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, r Refund, event string) ([]river.InsertManyParams, error) {
 	if s.Emit == nil {
-		return nil
+		return nil, nil
 	}
 	return s.Emit(ctx, tx, r.MerchantID, event, map[string]any{"refund": r})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"paygate/db"
 	"paygate/web"
 )
 
@@ -50,41 +51,40 @@ func New(pool *pgxpool.Pool, allowPrivate bool, schedule []time.Duration) *Servi
 }
 
 // EmitTx records event for the merchant in tx, the transaction of the state
-// change that causes it: the log row (with the body's exact bytes) and its
-// delivery job commit with that change or not at all. data becomes the
-// body's "data", e.g. map[string]any{"payment": p}. Nothing is recorded, and
-// nil is returned, when the merchant has no URL, has delivery disabled, or
-// does not subscribe to the event.
-func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) error {
+// change that causes it, and returns the job of its first delivery, which
+// the caller inserts in tx with its own jobs: one River insert for all of
+// them (db.InsertJobsTx). The log row (with the body's exact bytes) and its
+// job then commit with that change or not at all. data becomes the body's
+// "data", e.g. map[string]any{"payment": p}. Nothing is recorded, and no job
+// returned, when the merchant has no URL, has delivery disabled, or does
+// not subscribe to the event.
+func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) ([]river.InsertManyParams, error) {
 	if !slices.Contains(Events, event) {
-		return fmt.Errorf("webhooks: unknown event %q", event)
+		return nil, fmt.Errorf("webhooks: unknown event %q", event)
 	}
 	// The subscription is checked by the log's INSERT itself: one statement
 	// on every payment's hot path instead of a read and a write.
-	_, err := s.recordTx(ctx, tx, merchantID, event, data, true)
-	return err
+	_, job, err := recordTx(ctx, tx, merchantID, event, data, true)
+	return job, err
 }
 
-// recordTx stores the body and schedules its first attempt. With
-// subscribedOnly, nothing is stored (and uuid.Nil returned) unless the
-// merchant's endpoint delivers event (insertLog).
-func (s *Service) recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any, subscribedOnly bool) (uuid.UUID, error) {
+// recordTx stores the body and returns the job of its first attempt, not
+// inserted. With subscribedOnly, nothing is stored (and uuid.Nil and no job
+// returned) unless the merchant's endpoint delivers event (insertLog).
+func recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any, subscribedOnly bool) (uuid.UUID, []river.InsertManyParams, error) {
 	payload, err := web.Marshal(body{Event: event, Timestamp: time.Now().Unix(), Data: data})
 	if err != nil {
-		return uuid.Nil, fmt.Errorf("webhooks: marshal %s: %w", event, err)
+		return uuid.Nil, nil, fmt.Errorf("webhooks: marshal %s: %w", event, err)
 	}
 	// Version 7 ids sort by creation, which orders the list within a second.
 	id, err := uuid.NewV7()
 	if err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
 	if stored, err := insertLog(ctx, tx, id, merchantID, event, payload, subscribedOnly); err != nil || !stored {
-		return uuid.Nil, err
+		return uuid.Nil, nil, err
 	}
-	if err := s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID}); err != nil {
-		return uuid.Nil, err
-	}
-	return id, nil
+	return id, []river.InsertManyParams{{Args: firstDeliveryArgs{LogID: id, MerchantID: merchantID}}}, nil
 }
 
 // Endpoint returns the merchant's webhook configuration.
@@ -171,9 +171,13 @@ func (s *Service) SendTestTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUI
 		return uuid.Nil, web.Errorf(web.CodeBadRequest,
 			"Webhook delivery is disabled; enable it with PUT /api/v1/webhooks/config first")
 	}
-	return s.recordTx(ctx, tx, merchantID, EventTest, map[string]any{
+	id, job, err := recordTx(ctx, tx, merchantID, EventTest, map[string]any{
 		"message": "This is a test webhook from paygate",
 	}, false)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	return id, db.InsertJobsTx(ctx, s.River, tx, job)
 }
 
 // RetryTx delivers a log again now, from the start of the schedule,
@@ -192,7 +196,15 @@ func (s *Service) RetryTx(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UU
 	}
 	if status == StatusPending && attempts == 0 {
 		// Its job is due now; should it have been lost (deleted by an
-		// operator), this puts one back, and otherwise adds nothing.
+		// operator), this puts one back, and otherwise adds nothing. A
+		// first run's job has no unique key (firstDeliveryArgs), so it is
+		// looked for, not left to River's unique insert. Its attempt, if
+		// it is being made, is recorded after this transaction: it needs
+		// the log row, which this one holds.
+		alive, err := runHasLiveJob(ctx, tx, id, run)
+		if err != nil || alive {
+			return err
+		}
 		return s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})
 	}
 	run++

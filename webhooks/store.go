@@ -63,6 +63,17 @@ func lockLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) (status s
 	return status, run, attempts, err
 }
 
+// runHasLiveJob reports whether a job of the log's run is still to run or
+// running (the reconciler's test for a lost job, for one log).
+func runHasLiveJob(ctx context.Context, tx pgx.Tx, id uuid.UUID, run int) (bool, error) {
+	var alive bool
+	err := tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM river_job j
+		WHERE j.kind = 'deliver_webhook' AND j.args @> jsonb_build_object('log_id', $1::uuid, 'run', $2::int)
+		  AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))`, id, run).Scan(&alive)
+	return alive, err
+}
+
 func restartLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID, run int) error {
 	_, err := tx.Exec(ctx, `
 		UPDATE webhook_logs SET status = 'pending', attempts = 0, run = $3, next_retry_at = now(), updated_at = now()
@@ -140,8 +151,8 @@ func deliveryOf(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (de
 // counts the history of the run. Only a log still pending in this run with
 // the attempts before this one is updated, so a stale or repeated job
 // changes nothing. It reports whether the log was updated.
-func recordAttempt(ctx context.Context, tx pgx.Tx, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
-	tag, err := tx.Exec(ctx, `
+func recordAttempt(ctx context.Context, q db.Querier, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
+	tag, err := q.Exec(ctx, `
 		WITH log AS (
 		    UPDATE webhook_logs SET status = $4, attempts = $5, last_attempt_at = $6, next_retry_at = $7,
 		           response_code = $8, updated_at = now()

@@ -2,22 +2,25 @@
 //
 // Invariants:
 //   - An event is recorded by EmitTx in the transaction of the state change
-//     that causes it: the log row and its DeliverWebhook job commit with the
-//     change or not at all. Events the merchant does not subscribe to, and
-//     events for a merchant with no URL or with delivery disabled, record
-//     nothing.
+//     that causes it: the log row and its DeliverWebhook job (which the
+//     caller inserts with its own jobs) commit with the change or not at
+//     all. Events the merchant does not subscribe to, and events for a
+//     merchant with no URL or with delivery disabled, record nothing.
 //   - A body is marshalled once (compact, no HTML escaping) and stored as
 //     bytes. Those bytes are signed and sent unchanged on every attempt, so a
 //     receiver verifying the bytes it got verifies what we recorded.
-//   - Each attempt is one River job. Its record (the log's summary and its
-//     history row, written by one statement, so attempts always counts the
-//     current run's history), the log's new status and the next attempt's
-//     job commit in one transaction with the job's completion. So a log is
-//     pending exactly while a job of its current run is alive, on every
-//     path: delivered, failed after the fifth attempt, or waiting for the
-//     next. The schedule lives in the job table and survives restarts; each
-//     wait counts from the start of the attempt before, and next_retry_at is
-//     when the next job is due. A job that leaves River some other way
+//   - Each attempt is one River job. Its record is the log's summary and
+//     its history row, written by one statement, so attempts always counts
+//     the current run's history. A final attempt (delivered, or failed
+//     after the fifth) is that statement alone: the log leaves pending, and
+//     River completes the job after it; a job run again finds the log no
+//     longer pending and does nothing. An attempt to be retried keeps the
+//     log pending, so its record, the next attempt's job and this job's
+//     completion commit in one transaction. So a log is pending exactly
+//     while a job of its current run is alive, on every path. The schedule
+//     lives in the job table and survives restarts; each wait counts from
+//     the start of the attempt before, and next_retry_at is when the next
+//     job is due. A job that leaves River some other way
 //     (discarded after infrastructure errors, cancelled by an operator) is
 //     replaced by the reconciler, so no log stays pending forever.
 //   - A manual retry starts a new run; jobs of older runs deliver nothing.
@@ -39,6 +42,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"paygate/web"
 )
@@ -58,9 +62,10 @@ var Events = []string{EventPaymentCreated, EventPaymentSuccess, EventPaymentFail
 	EventRefundCreated, EventRefundProcessed, EventTest}
 
 // Emit records an event in tx, so that it commits with the change that
-// caused it: Service.EmitTx, which the payments and refunds services are
-// given.
-type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) error
+// caused it, and returns the job of its first delivery (none when nothing
+// was recorded), which the caller must insert in tx with its own jobs:
+// Service.EmitTx, which the payments and refunds services are given.
+type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) ([]river.InsertManyParams, error)
 
 // AllEvents is the subscription to every event.
 const AllEvents = "*"

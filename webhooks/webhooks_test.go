@@ -160,8 +160,18 @@ func configure(t *testing.T, a *app.App, h http.Header, url string, events ...st
 func emit(t *testing.T, a *app.App, merchantID uuid.UUID, event string, data any) {
 	t.Helper()
 	require.NoError(t, db.WithTx(context.Background(), a.Pool, func(tx pgx.Tx) error {
-		return a.Webhooks.EmitTx(context.Background(), tx, merchantID, event, data)
+		return emitTx(context.Background(), a, tx, merchantID, event, data)
 	}))
+}
+
+// emitTx records an event and inserts its delivery's job, as a state
+// change's transaction does with its own jobs.
+func emitTx(ctx context.Context, a *app.App, tx pgx.Tx, merchantID uuid.UUID, event string, data any) error {
+	jobs, err := a.Webhooks.EmitTx(ctx, tx, merchantID, event, data)
+	if err != nil {
+		return err
+	}
+	return db.InsertJobsTx(ctx, a.Webhooks.River, tx, jobs)
 }
 
 func list(t *testing.T, a *app.App, h http.Header, query string) listView {
@@ -401,6 +411,9 @@ func TestEventsOnlyForConfiguredSubscribedEndpoints(t *testing.T) {
 	emit(t, a, merchants.TestMerchantID, webhooks.EventPaymentSuccess, data)
 	require.Equal(t, 1, logs())
 	require.Equal(t, 1, jobs())
+	// Delivered before delivery is disabled: an attempt made after that
+	// would fail and schedule a second.
+	waitStatus(t, a, h, latest(t, a, h), webhooks.StatusSuccess)
 
 	rec := apptest.Do(t, a.Echo, http.MethodPut, "/api/v1/webhooks/config",
 		fmt.Sprintf(`{"webhook_url":%q,"enabled":false}`, r.URL), h)
@@ -414,7 +427,7 @@ func TestEventsOnlyForConfiguredSubscribedEndpoints(t *testing.T) {
 	require.Equal(t, 1, jobs())
 
 	require.Error(t, db.WithTx(context.Background(), a.Pool, func(tx pgx.Tx) error {
-		return a.Webhooks.EmitTx(context.Background(), tx, merchants.TestMerchantID, "payment.unknown", data)
+		return emitTx(context.Background(), a, tx, merchants.TestMerchantID, "payment.unknown", data)
 	}), "an unknown event is a programming error")
 }
 
@@ -425,7 +438,7 @@ func TestEventRolledBackWithItsTransactionLeavesNothing(t *testing.T) {
 
 	tx, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, a.Webhooks.EmitTx(ctx, tx, merchants.TestMerchantID, webhooks.EventPaymentSuccess, map[string]any{"payment": map[string]any{"id": "pay_1"}}))
+	require.NoError(t, emitTx(ctx, a, tx, merchants.TestMerchantID, webhooks.EventPaymentSuccess, map[string]any{"payment": map[string]any{"id": "pay_1"}}))
 	require.NoError(t, tx.Rollback(ctx))
 
 	require.Zero(t, count(t, a, `SELECT count(*) FROM webhook_logs`))

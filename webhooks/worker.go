@@ -64,6 +64,21 @@ func (DeliverArgs) InsertOpts() river.InsertOpts {
 	}
 }
 
+// firstDeliveryArgs is the job of a new log's first attempt: DeliverArgs
+// in kind and JSON, so DeliverArgs' worker runs it, but without a unique
+// key. A log just inserted has no other job to be unique against, so
+// River's unique path (a key computed, an index entry, a conflict check)
+// would be work for nothing on every event. RetryTx, the one writer that
+// may meet this job alive, looks for a live job of the run itself
+// (runHasLiveJob); the jobs it and the worker insert stay unique.
+type firstDeliveryArgs DeliverArgs
+
+func (firstDeliveryArgs) Kind() string { return DeliverArgs{}.Kind() }
+
+func (firstDeliveryArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: Queue, MaxAttempts: jobRetries}
+}
+
 // insertDeliveryTx schedules the job of a log's attempt at at (zero: now).
 // River's scheduler makes a scheduled job available up to 5 s late, so a
 // later job is scheduled 5 s early and snoozes the rest (db.SnoozeUntil):
@@ -127,11 +142,20 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	return s.finishAttemptTx(ctx, job, d.attempts+1, o)
 }
 
-// finishAttemptTx records attempt n of the job's run and moves the log on, in one
-// transaction with the job's completion: delivered, failed after the last
-// attempt, or pending with the next attempt's job scheduled from this
-// attempt's start. A log that moved on meanwhile (a manual retry started a
-// new run) keeps its state; this job just ends.
+// finishAttemptTx records attempt n of the job's run and moves the log on:
+// delivered, failed after the last attempt, or pending with the next
+// attempt's job scheduled from this attempt's start. A log that moved on
+// meanwhile (a manual retry started a new run, or another run of this job
+// recorded first) keeps its state; this job just ends.
+//
+// A final outcome is one statement, committed on its own: the log leaves
+// pending, so no job of its run need be alive any longer, and River's
+// completer completes this job moments later, batched with others. Should
+// that completion be lost (a crash), the job runs again, finds the log no
+// longer pending, and does nothing. Only a retry needs a transaction: the
+// log stays pending, so its next job must commit with the record, and this
+// job is completed in it first, since the next one is its duplicate by
+// args.
 func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArgs], n int, o outcome) error {
 	a := job.Args
 	status, next := StatusPending, o.at.Add(max(s.wait(n), o.retryAfter))
@@ -141,16 +165,19 @@ func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArg
 	case n >= maxAttempts:
 		status = StatusFailed
 	}
-	var nextAt *time.Time
-	if status == StatusPending {
-		nextAt = &next
+	if status != StatusPending {
+		updated, err := recordAttempt(ctx, s.pool, a, status, n, nil, o)
+		if updated {
+			metrics.WebhookDelivery(status)
+		}
+		return err
 	}
 	return db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		// The log row first, then the job row: RetryTx locks the log row and
 		// then inserts a job unique by the run, which waits on this job's
 		// row once this transaction has updated it. Completing the job first
 		// would wait on the log row in turn, a deadlock.
-		updated, err := recordAttempt(ctx, tx, a, status, n, nextAt, o)
+		updated, err := recordAttempt(ctx, tx, a, status, n, &next, o)
 		if err != nil {
 			return err
 		}
@@ -162,12 +189,10 @@ func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArg
 		if err := db.CompleteJobTx(ctx, tx, job); err != nil {
 			return err
 		}
-		if updated {
-			db.AfterCommit(tx, func() { metrics.WebhookDelivery(status) })
-		}
-		if !updated || status != StatusPending {
+		if !updated {
 			return nil
 		}
+		db.AfterCommit(tx, func() { metrics.WebhookDelivery(status) })
 		return s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: a.LogID, MerchantID: a.MerchantID, Run: a.Run, At: next})
 	})
 }
