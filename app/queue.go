@@ -24,13 +24,15 @@ const (
 	defaultRefundWorkers   = 20
 	defaultWebhookWorkers  = 200
 	defaultFetchCooldownMs = 50
-	// A worker holds a connection only while it talks to the database, but
-	// 300 workers and the API's requests on 25 (db.Open's default) queued
-	// for connections in the burst; most of a connection's time is spent
-	// waiting for its commit's WAL flush, which more concurrent committers
-	// share (group commit). 50 leaves room for four replicas under the
-	// embedded server's max_connections=200.
-	defaultDBMaxConns = 50
+	// The pool is sized to the database's cores, not to the workers: a
+	// worker holds a connection only while it talks to the database, and
+	// the rest wait for one in Go, which is cheap. PostgreSQL on 2 cores
+	// did more through fewer connections: with 20 instead of 50 the
+	// bench's database CPU per payment fell by about 15 %, and the burst,
+	// payment creation and the steady phase's webhook lag were as good or
+	// better in three pairs of runs (BENCHMARKS.md); 120 was worse, 10 no
+	// better. A database on more cores wants more (DB_MAX_CONNS).
+	defaultDBMaxConns = 20
 )
 
 // fetchCooldown is the cooldown River is given: never longer than the poll

@@ -14,7 +14,12 @@
 // Round trips: a request's transaction sends BEGIN with its first statement,
 // and a keyed one its claim with BEGIN and its answer with COMMIT
 // (pipelinedTx); a use case of one statement runs without a key as that
-// statement alone (DoStatement). Each is still one transaction.
+// statement alone (DoStatement). Each is still one transaction. A use case
+// handed to DoStatement must stay one statement: a second is refused, but
+// only after the first has committed, so a use case that grows one (an
+// event, a job) must move to Do. AfterCommit callbacks registered by the
+// work run only when its work commits: not when it ends in a remembered
+// business error, whose work is rolled back to the savepoint.
 package idempotency
 
 import (
@@ -166,6 +171,9 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	var apiErr *web.Error
 	if errors.As(err, &apiErr) && apiErr.Code != web.CodeUnavailable {
 		answer.Queue(`ROLLBACK TO SAVEPOINT idempotent_work`)
+		// The work is undone: so are its after-commit callbacks.
+		end(false)
+		end = db.Track(tx)
 		status, v = apiErr.HTTPStatus(), map[string]*web.Error{"error": apiErr}
 	} else if err != nil {
 		return err

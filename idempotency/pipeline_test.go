@@ -119,8 +119,9 @@ func TestPipelinedTransaction(t *testing.T) {
 	var committed atomic.Int32
 	b.a.Echo.POST("/test/series", func(c echo.Context) error {
 		var req struct {
-			N    int  `json:"n"`
-			Fail bool `json:"fail"`
+			N      int  `json:"n"`
+			Fail   bool `json:"fail"`
+			Reject bool `json:"reject"`
 		}
 		raw, err := web.Bind(c, &req)
 		if err != nil {
@@ -153,6 +154,11 @@ func TestPipelinedTransaction(t *testing.T) {
 				return 0, nil, err
 			}
 			db.AfterCommit(tx, func() { committed.Add(1) })
+			if req.Reject {
+				// A business answer: the work and its callbacks are undone,
+				// the answer is remembered under a key.
+				return 0, nil, web.BadField("reject", "rejected")
+			}
 			return http.StatusCreated, got, nil
 		})
 	}, b.a.Auth.Secret)
@@ -167,9 +173,16 @@ func TestPipelinedTransaction(t *testing.T) {
 		rec := post(`{"n":3}`, key)
 		require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
 		require.JSONEq(t, `[1,2,3]`, rec.Body.String())
-		require.Equal(t, http.StatusInternalServerError, post(`{"n":2,"fail":true}`, key+"-fail").Code)
+		other := func(suffix string) string { // another key, or none again
+			if key == "" {
+				return ""
+			}
+			return key + suffix
+		}
+		require.Equal(t, http.StatusInternalServerError, post(`{"n":2,"fail":true}`, other("-fail")).Code)
+		require.Equal(t, http.StatusBadRequest, post(`{"n":2,"reject":true}`, other("-reject")).Code)
 	}
 	require.Equal(t, 6, b.widgets(t), "the failed requests left nothing")
 	require.Equal(t, int32(2), committed.Load())
-	require.Equal(t, 1, b.keys(t))
+	require.Equal(t, 2, b.keys(t), "the keyed success and the keyed rejection are remembered")
 }

@@ -72,7 +72,12 @@ func (t *pipelinedTx) begin(ctx context.Context, b *pgx.Batch) pgx.BatchResults 
 	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
 	results := t.conn.SendBatch(ctx, withBegin)
 	if _, err := results.Exec(); err != nil {
+		// BEGIN failed or was never sent (the batch failed before it, as
+		// when a statement cannot be prepared): there is no transaction,
+		// and a later statement would run on its own, a later COMMIT
+		// "succeed" outside one. Everything from now on fails.
 		results.Close() //nolint:errcheck // err says it
+		t.closed = true
 		return errBatch{err}
 	}
 	t.pending = results
@@ -99,6 +104,7 @@ func (t *pipelinedTx) ensureBegun(ctx context.Context) error {
 	if !t.begun {
 		t.begun = true
 		if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
+			t.closed = true // no transaction: nothing may run as if in one
 			return err
 		}
 	}
@@ -172,6 +178,12 @@ func (t *pipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, column
 }
 
 func (t *pipelinedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	if err := t.settle(); err != nil {
+		return nil, err
+	}
+	if t.closed {
+		return nil, pgx.ErrTxClosed
+	}
 	return t.conn.Conn().Prepare(ctx, name, sql)
 }
 

@@ -115,9 +115,9 @@ func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f Paym
 // DecideTx moves a pending payment to success (ok) or failed, marks its
 // order paid on success (one statement with the payment's) and records the
 // event. It reports false and changes nothing when the payment was already
-// decided, so a repeated decision is harmless. While this payment is pending no other payment of its order can
-// exist in pending or success (payments_one_live_per_order), so a success
-// here is the order's only one.
+// decided, so a repeated decision is harmless. While this payment is
+// pending no other payment of its order can exist in pending or success
+// (payments_one_live_per_order), so a success here is the order's only one.
 func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, ok bool) (bool, error) {
 	status, code, desc := decision(ok)
 	p, err := decideTx(ctx, tx, merchantID, paymentID, status, code, desc)

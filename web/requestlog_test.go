@@ -15,7 +15,8 @@ import (
 	"paygate/web"
 )
 
-// A request that succeeded is logged at debug only; a refused one at info
+// A read that succeeded is logged at debug only, a change that succeeded
+// (a merchant may quote its request id) at info; a refused request at info
 // and a failed one at error, each with its request id, route and status.
 func TestRequestLogLevels(t *testing.T) {
 	t.Parallel()
@@ -26,14 +27,19 @@ func TestRequestLogLevels(t *testing.T) {
 		e.HTTPErrorHandler = web.ErrorHandler(logger)
 		web.Middleware(e, logger, time.Minute)
 		e.GET("/ok", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+		e.POST("/created", func(c echo.Context) error { return c.NoContent(http.StatusCreated) })
 		e.GET("/refused", func(echo.Context) error { return web.BadField("x", "x is wrong") })
 		e.GET("/failed", func(echo.Context) error { return web.Errorf(web.CodeInternal, "boom") })
 
 		got := map[string]string{}
-		for _, path := range []string{"/ok", "/refused", "/failed"} {
+		for _, path := range []string{"/ok", "/created", "/refused", "/failed"} {
 			buf.Reset()
 			rec := httptest.NewRecorder()
-			e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			method := http.MethodGet
+			if path == "/created" {
+				method = http.MethodPost
+			}
+			e.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
 			for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
 				var entry map[string]any
 				if len(line) == 0 || json.Unmarshal(line, &entry) != nil || entry["msg"] != "request" {
@@ -45,7 +51,7 @@ func TestRequestLogLevels(t *testing.T) {
 				got[path] = entry["level"].(string)
 			}
 		}
-		want := map[string]string{"/refused": "INFO", "/failed": "ERROR"}
+		want := map[string]string{"/created": "INFO", "/refused": "INFO", "/failed": "ERROR"}
 		if level == slog.LevelDebug {
 			want["/ok"] = "DEBUG"
 		}

@@ -69,7 +69,7 @@ func runHasLiveJob(ctx context.Context, tx pgx.Tx, id uuid.UUID, run int) (bool,
 	var alive bool
 	err := tx.QueryRow(ctx, `
 		SELECT EXISTS (SELECT 1 FROM river_job j
-		WHERE j.kind = 'deliver_webhook' AND j.args @> jsonb_build_object('log_id', $1::uuid, 'run', $2::int)
+		WHERE j.kind = 'deliver_webhook' AND j.args->>'log_id' = $1::text AND j.args->'run' = to_jsonb($2::int)
 		  AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))`, id, run).Scan(&alive)
 	return alive, err
 }

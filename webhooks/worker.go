@@ -37,11 +37,13 @@ const (
 )
 
 // DeliverArgs is the job that makes the next attempt of one log's run, not
-// before At. Each attempt is its own job: the attempt's record, the log's
-// new state and the next attempt's job (or none) commit with the job's
-// completion, so a log is pending exactly while a job of its current run is
-// alive. Run is the log's run: a manual retry starts a new one, and jobs of
-// older runs do nothing.
+// before At. Each attempt is its own job, so a log is pending exactly while
+// a job of its current run is alive: an attempt to be retried commits its
+// record, the job's completion and the next attempt's job together; a final
+// one (delivered, or the last failed) commits its record alone, the log
+// leaves pending, and River completes the job just after (finishAttemptTx).
+// Run is the log's run: a manual retry starts a new one, and jobs of older
+// runs do nothing.
 type DeliverArgs struct {
 	LogID      uuid.UUID `json:"log_id" river:"unique"`
 	MerchantID uuid.UUID `json:"merchant_id" river:"unique"`

@@ -4,8 +4,9 @@
 -- HOT (the state column is indexed), so every version enters every index.
 --
 -- River's two GIN indexes, on args and on metadata, serve only containment
--- searches (@>). paygate makes none: its reconcilers find a row's live job
--- by kind, state and one args key (db/reconcile.go, webhooks/reconcile.go),
+-- searches (@>). paygate makes none: its reconcilers and a webhook retry
+-- find a row's live job by kind, state and args keys (db/reconcile.go,
+-- webhooks/reconcile.go, webhooks/store.go runHasLiveJob),
 -- which the fetching index (state first) and a hash anti-join answer. River
 -- itself uses them for nothing on its hot paths, and River UI's filters
 -- still work without them, only by scanning. Measured with pgbench (job
