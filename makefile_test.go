@@ -36,9 +36,16 @@ func TestMakeDepsNeedsACompiler(t *testing.T) {
 	// PostgreSQL and Chromium are "installed"; the compiler is not.
 	stub("postgres", "exit 0")
 	stub("chromium", "exit 0")
+	// The go command may leave a telemetry process behind that writes into
+	// HOME after it exits, racing the test's cleanup of HOME ("directory
+	// not empty"): telemetry is off in this HOME.
+	home := t.TempDir()
+	telemetry := filepath.Join(home, ".config", "go", "telemetry")
+	require.NoError(t, os.MkdirAll(telemetry, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(telemetry, "mode"), []byte("off"), 0o644))
 	run := func() (string, error) {
 		cmd := exec.Command(makeBin, "--no-print-directory", "deps", "GO="+goBin)
-		cmd.Env = []string{"PATH=" + bin, "HOME=" + t.TempDir(), "GOTOOLCHAIN=local", "GOFLAGS="}
+		cmd.Env = []string{"PATH=" + bin, "HOME=" + home, "GOTOOLCHAIN=local", "GOFLAGS="}
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
