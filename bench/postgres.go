@@ -45,7 +45,7 @@ func startCluster(ctx context.Context) (*cluster, error) {
 		return c, err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c.pg, err = db.StartEmbedded(ctx, db.EmbeddedOptions{Dir: dir, Settings: serverSettings, Logger: logger})
+	c.pg, err = db.StartEmbedded(ctx, db.EmbeddedOptions{Dir: dir, Settings: serverSettings, DieWithParent: true, Logger: logger})
 	if err != nil {
 		return c, err
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,13 @@ type EmbeddedOptions struct {
 	// Settings are further server settings (name=value), such as the
 	// statistics the benchmark reads.
 	Settings []string
-	Logger   *slog.Logger
+	// DieWithParent makes the server shut down when this process dies,
+	// however it dies (a test binary killed by its timeout, a bench
+	// interrupted): for throwaway servers that nothing would ever stop or
+	// adopt. paygate's own server must outlive a killed paygate (it is
+	// adopted by the next one), so paygate never sets it.
+	DieWithParent bool
+	Logger        *slog.Logger
 	// RestartBackoff is the first wait before restarting a server that
 	// died (doubling up to maxBackoff); default restartBackoff.
 	RestartBackoff time.Duration
@@ -560,11 +567,10 @@ func (e *Embedded) start(ctx context.Context) error {
 	// Not CommandContext: the server outlives the start-up context.
 	cmd := e.command(context.Background(), e.bin, "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
+	exited := make(chan error, 1)
+	if err := e.launch(cmd, exited); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -588,6 +594,35 @@ func (e *Embedded) start(ctx context.Context) error {
 			return fmt.Errorf("embedded postgres did not accept connections within 60s; see %s", logPath)
 		}
 	}
+}
+
+// launch starts the postmaster and sends its end to exited. With
+// DieWithParent it gets SIGQUIT (PostgreSQL's immediate shutdown) when this
+// process dies. Linux sends that signal when the thread that started the
+// child ends, not the process, and Go may end idle threads: the child is
+// started from a goroutine that holds its OS thread until the child has
+// exited.
+func (e *Embedded) launch(cmd *exec.Cmd, exited chan<- error) error {
+	if !e.opts.DieWithParent {
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		go func() { exited <- cmd.Wait() }()
+		return nil
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	started := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, after the child.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited <- cmd.Wait()
+	}()
+	return <-started
 }
 
 func (e *Embedded) ping(ctx context.Context) error {

@@ -150,13 +150,39 @@ func TestEmbeddedHelperProcess(t *testing.T) {
 		t.Skip("helper process only")
 	}
 	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true,
-		Logger: slog.New(slog.DiscardHandler)})
+		DieWithParent: os.Getenv("PAYGATE_EMBEDDED_HELPER_DIE") != "", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
 	fmt.Printf("postmaster %d\n", pg.PID())
 	select {}
+}
+
+// A throwaway server (DieWithParent: the tests' own) shuts down when its
+// process is killed with SIGKILL, which runs no deferred Stop.
+func TestEmbeddedDiesWithParent(t *testing.T) {
+	t.Parallel()
+	dir := embeddedDir(t)
+	helper := exec.Command(os.Args[0], "-test.run=^TestEmbeddedHelperProcess$", "-test.count=1")
+	helper.Env = append(os.Environ(), "PAYGATE_EMBEDDED_HELPER_DIR="+dir, "PAYGATE_EMBEDDED_HELPER_DIE=1")
+	out, err := helper.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, helper.Start())
+	var pid int
+	for sc := bufio.NewScanner(out); sc.Scan(); {
+		if p, ok := strings.CutPrefix(sc.Text(), "postmaster "); ok {
+			pid, _ = strconv.Atoi(p)
+			break
+		}
+		require.False(t, strings.HasPrefix(sc.Text(), "error"), sc.Text())
+	}
+	require.NotZero(t, pid, "helper did not start postgres")
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	require.NoError(t, helper.Process.Kill())
+	_ = helper.Wait()
+	require.Eventually(t, func() bool { return !processAlive(pid) }, 30*time.Second, 50*time.Millisecond,
+		"the postmaster outlived its killed test process")
 }
 
 // A paygate killed with SIGKILL leaves its postmaster running (it runs in

@@ -243,7 +243,7 @@ func startExternal(t *testing.T) *externalPostgres {
 }
 
 func (x *externalPostgres) start() {
-	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: x.dir, Fast: true,
+	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: x.dir, Fast: true, DieWithParent: true,
 		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(x.t, err)
 	x.pg = pg

@@ -49,7 +49,9 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	quiet := slog.New(slog.DiscardHandler)
-	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true, Logger: quiet})
+	// DieWithParent: a test binary killed by its timeout skips the deferred
+	// Stop below, and must not leave its server running.
+	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true, DieWithParent: true, Logger: quiet})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dbtest: start test postgres:", err)
 		return 1
