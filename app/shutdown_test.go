@@ -216,7 +216,11 @@ func TestStopLetsRunningJobsFinish(t *testing.T) {
 func TestStopCancelsLateJobsWithoutSpendingAnAttempt(t *testing.T) {
 	t.Parallel()
 	cfg := apptest.Config(t)
-	cfg.ShutdownTimeout = 2 * time.Second
+	// 4 s: the soft stop runs out after 3 s, and River then has 0.5 s to
+	// cancel the job and record it given back (stopRiver). With 2 s that
+	// was 0.25 s, which a loaded CI machine running the race-detector suite
+	// in parallel once missed, leaving the job running.
+	cfg.ShutdownTimeout = 4 * time.Second
 	a := start(t, context.Background(), cfg, app.RoleAll)
 	r := newHangingReceiver(t)
 	logID := sendTestWebhook(t, a, r.srv.URL)
