@@ -33,6 +33,11 @@ const QueueMaintenance = "maintenance"
 // it inserts the next attempt's job, unique by args, in the same
 // transaction, and a log is pending exactly while a job of its run is alive.
 
+// LiveJobStates is the SQL list of the states of a job that is still to run
+// or running: a row whose job is in none of them has lost it (the
+// reconcilers, a webhook retry).
+const LiveJobStates = `('available', 'pending', 'running', 'retryable', 'scheduled')`
+
 // maxSnooze is River's scheduler interval: a snooze up to it leaves the job
 // available (picked at the first fetch poll after it is due), a longer one
 // makes it scheduled, to be woken by the scheduler up to 5 s late.

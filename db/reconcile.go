@@ -30,7 +30,7 @@ func ResumeLost(ctx context.Context, pool *pgxpool.Pool, table, kind, idArg stri
 		  AND NOT EXISTS (
 		      SELECT 1 FROM river_job j
 		      WHERE j.kind = '%s' AND j.args->>'%s' = t.id
-		        AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
+		        AND j.state IN `+LiveJobStates+`)
 		ORDER BY t.created_at LIMIT 1000
 		FOR UPDATE OF t SKIP LOCKED`, table, kind, idArg)
 	resumed := 0

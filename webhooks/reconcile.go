@@ -31,11 +31,7 @@ func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, erro
 		rows, err := tx.Query(ctx, `
 			SELECT l.id, l.merchant_id, l.run FROM webhook_logs l
 			WHERE l.status = 'pending' AND l.updated_at < now() - $1::interval
-			  AND NOT EXISTS (
-			      SELECT 1 FROM river_job j
-			      WHERE j.kind = 'deliver_webhook'
-			        AND j.args->>'log_id' = l.id::text AND j.args->'run' = to_jsonb(l.run)
-			        AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))
+			  AND NOT `+liveJobOfRun("l.id", "l.run")+`
 			ORDER BY l.updated_at LIMIT 1000
 			FOR UPDATE OF l SKIP LOCKED`, after)
 		if err != nil {

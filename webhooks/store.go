@@ -63,14 +63,20 @@ func lockLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) (status s
 	return status, run, attempts, err
 }
 
+// liveJobOfRun is the SQL test that the log logID (a uuid expression) has
+// a job of its run run (an int expression) still to run or running: by
+// args keys over the live jobs, which River's fetching index finds.
+func liveJobOfRun(logID, run string) string {
+	return `EXISTS (SELECT 1 FROM river_job j WHERE j.kind = 'deliver_webhook'
+		AND j.args->>'log_id' = (` + logID + `)::text AND j.args->'run' = to_jsonb(` + run + `)
+		AND j.state IN ` + db.LiveJobStates + `)`
+}
+
 // runHasLiveJob reports whether a job of the log's run is still to run or
 // running (the reconciler's test for a lost job, for one log).
 func runHasLiveJob(ctx context.Context, tx pgx.Tx, id uuid.UUID, run int) (bool, error) {
 	var alive bool
-	err := tx.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM river_job j
-		WHERE j.kind = 'deliver_webhook' AND j.args->>'log_id' = $1::text AND j.args->'run' = to_jsonb($2::int)
-		  AND j.state IN ('available', 'pending', 'running', 'retryable', 'scheduled'))`, id, run).Scan(&alive)
+	err := tx.QueryRow(ctx, `SELECT `+liveJobOfRun("$1::uuid", "$2::int"), id, run).Scan(&alive)
 	return alive, err
 }
 
