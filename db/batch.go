@@ -1,0 +1,116 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Batcher gathers the requests of many goroutines into batches, each run
+// by one call of run (one statement, or one transaction, for all of them):
+// group commit. A request that finds no batch running starts one at once,
+// so an idle batcher adds no wait; the requests that arrive while a batch
+// runs make the next one. At most flights batches run at once, so the
+// busier the workers, the larger the batches and the fewer the statements
+// and commits per item.
+//
+// run answers each request at the same index, or fails the whole batch:
+// every request of it gets the error, and its caller handles it as it
+// would its own statement's (a job is run again). run is called with a
+// context of its own, bounded by timeout: a request taken into a batch is
+// carried out even when its caller has stopped waiting, so run's work must
+// be harmless to repeat, as every worker's conditional write is.
+type Batcher[Req, Res any] struct {
+	run     func(context.Context, []Req) ([]Res, error)
+	max     int
+	flights int
+	timeout time.Duration
+
+	mu      sync.Mutex
+	queue   []*batchCall[Req, Res]
+	running int
+}
+
+type batchCall[Req, Res any] struct {
+	req  Req
+	res  Res
+	err  error
+	done chan struct{}
+}
+
+// NewBatcher returns a batcher of at most max requests a batch and flights
+// batches at once, each run within timeout.
+func NewBatcher[Req, Res any](max, flights int, timeout time.Duration, run func(context.Context, []Req) ([]Res, error)) *Batcher[Req, Res] {
+	return &Batcher[Req, Res]{run: run, max: max, flights: flights, timeout: timeout}
+}
+
+// Do runs req in a batch and returns its answer, or ctx's error when ctx
+// ends first (req may then still be carried out).
+func (b *Batcher[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
+	c := &batchCall[Req, Res]{req: req, done: make(chan struct{})}
+	b.mu.Lock()
+	b.queue = append(b.queue, c)
+	start := b.running < b.flights
+	if start {
+		b.running++
+	}
+	b.mu.Unlock()
+	if start {
+		go b.flight()
+	}
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+		var zero Res
+		return zero, ctx.Err()
+	}
+}
+
+// flight runs batches until the queue is empty.
+func (b *Batcher[Req, Res]) flight() {
+	for {
+		b.mu.Lock()
+		n := min(len(b.queue), b.max)
+		if n == 0 {
+			b.running--
+			b.mu.Unlock()
+			return
+		}
+		calls := b.queue[:n:n]
+		b.queue = b.queue[n:]
+		b.mu.Unlock()
+		b.runBatch(calls)
+	}
+}
+
+func (b *Batcher[Req, Res]) runBatch(calls []*batchCall[Req, Res]) {
+	reqs := make([]Req, len(calls))
+	for i, c := range calls {
+		reqs[i] = c.req
+	}
+	res, err := b.call(reqs)
+	if err == nil && len(res) != len(reqs) {
+		err = fmt.Errorf("batch of %d answered %d", len(reqs), len(res))
+	}
+	for i, c := range calls {
+		if err == nil {
+			c.res = res[i]
+		}
+		c.err = err
+		close(c.done)
+	}
+}
+
+// call runs one batch; a panic fails the batch rather than the process.
+func (b *Batcher[Req, Res]) call(reqs []Req) (res []Res, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("batch panicked: %v", p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	return b.run(ctx, reqs)
+}

@@ -1,0 +1,192 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gatedBatcher's run records each batch and blocks until gate gives way.
+type gatedBatcher struct {
+	*Batcher[int, string]
+	gate    chan struct{}
+	mu      sync.Mutex
+	batches [][]int
+}
+
+func newGatedBatcher(max, flights int, fail func([]int) error) *gatedBatcher {
+	g := &gatedBatcher{gate: make(chan struct{})}
+	g.Batcher = NewBatcher(max, flights, time.Minute, func(_ context.Context, reqs []int) ([]string, error) {
+		g.mu.Lock()
+		g.batches = append(g.batches, slices.Clone(reqs))
+		g.mu.Unlock()
+		<-g.gate
+		if fail != nil {
+			if err := fail(reqs); err != nil {
+				return nil, err
+			}
+		}
+		out := make([]string, len(reqs))
+		for i, r := range reqs {
+			out[i] = fmt.Sprint("answer ", r)
+		}
+		return out, nil
+	})
+	return g
+}
+
+// waitQueued waits until n requests wait for the next batch.
+func (g *gatedBatcher) waitQueued(t *testing.T, n int) {
+	t.Helper()
+	for {
+		g.mu.Lock()
+		g.Batcher.mu.Lock()
+		queued := len(g.queue)
+		g.Batcher.mu.Unlock()
+		g.mu.Unlock()
+		if queued == n {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// waitBatches waits until n batches have started.
+func (g *gatedBatcher) waitBatches(n int) {
+	for {
+		g.mu.Lock()
+		started := len(g.batches)
+		g.mu.Unlock()
+		if started >= n {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+func (g *gatedBatcher) doAll(reqs []int) (map[int]string, map[int]error) {
+	var mu sync.Mutex
+	res, errs := map[int]string{}, map[int]error{}
+	var wg sync.WaitGroup
+	for _, r := range reqs {
+		wg.Go(func() {
+			s, err := g.Do(context.Background(), r)
+			mu.Lock()
+			res[r], errs[r] = s, err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return res, errs
+}
+
+func TestBatcherGathersWhatArrivesWhileABatchRuns(t *testing.T) {
+	g := newGatedBatcher(4, 1, nil)
+	first := make(chan string)
+	go func() {
+		s, _ := g.Do(context.Background(), 0)
+		first <- s
+	}()
+	g.waitBatches(1) // the idle batcher ran the first request at once, alone
+	done := make(chan map[int]string)
+	go func() {
+		res, _ := g.doAll([]int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+		done <- res
+	}()
+	g.waitQueued(t, 10)
+	close(g.gate)
+	if s := <-first; s != "answer 0" {
+		t.Fatalf("first request answered %q", s)
+	}
+	res := <-done
+	for r := 1; r <= 10; r++ {
+		if res[r] != fmt.Sprint("answer ", r) {
+			t.Errorf("request %d answered %q", r, res[r])
+		}
+	}
+	var sizes []int
+	for _, b := range g.batches {
+		sizes = append(sizes, len(b))
+	}
+	// One flight: the ten that waited went in batches of at most four.
+	if !slices.Equal(sizes, []int{1, 4, 4, 2}) {
+		t.Fatalf("batch sizes %v, want [1 4 4 2]", sizes)
+	}
+}
+
+func TestBatcherRunsUpToFlightsBatchesAtOnce(t *testing.T) {
+	g := newGatedBatcher(10, 2, nil)
+	done := make(chan struct{}, 2)
+	for r := range 2 {
+		go func() {
+			g.Do(context.Background(), r)
+			done <- struct{}{}
+		}()
+		g.waitBatches(r + 1) // the second ran while the first had not finished
+	}
+	close(g.gate)
+	<-done
+	<-done
+	if len(g.batches) != 2 {
+		t.Fatalf("batches %v, want two of one", g.batches)
+	}
+}
+
+func TestBatcherFailsEveryRequestOfAFailedBatch(t *testing.T) {
+	boom := errors.New("boom")
+	g := newGatedBatcher(10, 1, func(reqs []int) error {
+		if slices.Contains(reqs, 3) {
+			return boom
+		}
+		return nil
+	})
+	go g.Do(context.Background(), 0)
+	g.waitBatches(1)
+	res := make(chan map[int]error)
+	go func() {
+		_, errs := g.doAll([]int{1, 2, 3})
+		res <- errs
+	}()
+	g.waitQueued(t, 3)
+	close(g.gate)
+	for r, err := range <-res {
+		if !errors.Is(err, boom) {
+			t.Errorf("request %d: %v, want the batch's error", r, err)
+		}
+	}
+}
+
+func TestBatcherPanicAndShortAnswerAreErrors(t *testing.T) {
+	b := NewBatcher(10, 1, time.Minute, func(_ context.Context, reqs []int) ([]int, error) {
+		if reqs[0] == 1 {
+			panic("bad")
+		}
+		return nil, nil
+	})
+	if _, err := b.Do(context.Background(), 1); err == nil {
+		t.Fatal("a panicking batch answered without error")
+	}
+	if _, err := b.Do(context.Background(), 2); err == nil {
+		t.Fatal("a batch with no answers answered without error")
+	}
+}
+
+func TestBatcherCallerStopsWaitingWhenItsContextEnds(t *testing.T) {
+	g := newGatedBatcher(10, 1, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := g.Do(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	// The request was taken into a batch all the same, which still runs.
+	g.waitBatches(1)
+	close(g.gate)
+	if s, err := g.Do(context.Background(), 2); err != nil || s != "answer 2" {
+		t.Fatalf("next request: %q, %v", s, err)
+	}
+}
