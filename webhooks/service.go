@@ -37,6 +37,37 @@ type Service struct {
 	MaxPerEndpoint int
 
 	limiter endpointLimiter
+	batches batchers
+}
+
+// batchers gather the delivery workers' reads and final records: under
+// load, one statement serves many deliveries instead of one each.
+type batchers struct {
+	reads   *db.Batcher[logKey, found]
+	records *db.Batcher[attempt, bool]
+}
+
+const (
+	// maxBatch bounds the deliveries read or recorded in one statement.
+	maxBatch = 256
+	// readFlights lets reads, which lock nothing, overlap; records go one
+	// batch at a time, so two batches never lock the same logs in
+	// different orders.
+	readFlights, recordFlights = 2, 1
+	// batchTimeout bounds one batch's statement; it runs on even when the
+	// workers waiting for it stop.
+	batchTimeout = 10 * time.Second
+)
+
+func newBatchers(pool *pgxpool.Pool) batchers {
+	return batchers{
+		reads: db.NewBatcher(maxBatch, readFlights, batchTimeout, func(ctx context.Context, keys []logKey) ([]found, error) {
+			return deliveriesOf(ctx, pool, keys)
+		}),
+		records: db.NewBatcher(maxBatch, recordFlights, batchTimeout, func(ctx context.Context, batch []attempt) ([]bool, error) {
+			return recordAttempts(ctx, pool, batch)
+		}),
+	}
 }
 
 // New returns the service. allowPrivate lets URLs and deliveries reach
@@ -47,6 +78,7 @@ func New(pool *pgxpool.Pool, allowPrivate bool, schedule []time.Duration) *Servi
 		client:       NewHTTPClient(&Dialer{AllowPrivate: allowPrivate}),
 		allowPrivate: allowPrivate,
 		Schedule:     schedule,
+		batches:      newBatchers(pool),
 	}
 }
 

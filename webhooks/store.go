@@ -142,30 +142,111 @@ type delivery struct {
 	Endpoint
 }
 
-func deliveryOf(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (delivery, error) {
-	var d delivery
-	err := q.QueryRow(ctx, `
-		SELECT l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
-		FROM webhook_logs l JOIN merchants m ON m.id = l.merchant_id
-		WHERE l.id = $1 AND l.merchant_id = $2`, id, merchantID).
-		Scan(append([]any{&d.status, &d.run, &d.attempts, &d.payload}, endpointFields(&d.Endpoint)...)...)
-	return d, err
+// logKey names one log of one merchant.
+type logKey struct{ merchantID, id uuid.UUID }
+
+// found is a delivery read for a job; ok is false when its log is gone.
+type found struct {
+	delivery
+	ok bool
 }
 
-// recordAttempt stores attempt number attempts of the run: the log's
-// summary and a history row, in one statement, so that attempts always
-// counts the history of the run. Only a log still pending in this run with
-// the attempts before this one is updated, so a stale or repeated job
-// changes nothing. It reports whether the log was updated.
-func recordAttempt(ctx context.Context, q db.Querier, a DeliverArgs, status string, attempts int, next *time.Time, o outcome) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		WITH log AS (
-		    UPDATE webhook_logs SET status = $4, attempts = $5, last_attempt_at = $6, next_retry_at = $7,
-		           response_code = $8, updated_at = now()
-		    WHERE id = $1 AND merchant_id = $2 AND run = $3 AND status = 'pending' AND attempts = $5 - 1
-		    RETURNING id)
-		INSERT INTO webhook_attempts (log_id, run, attempt, attempted_at, response_code, response_body, error, duration_ms)
-		SELECT id, $3, $5, $6, $8, $9, $10, $11 FROM log`,
-		a.LogID, a.MerchantID, a.Run, status, attempts, o.at, next, o.code, o.body, o.err, o.duration.Milliseconds())
-	return err == nil && tag.RowsAffected() == 1, err
+// deliveriesOf reads the deliveries of many jobs in one statement (the
+// worker's batch of reads), answering each key at its index.
+func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, error) {
+	ids, merchants := make([]uuid.UUID, len(keys)), make([]uuid.UUID, len(keys))
+	for i, k := range keys {
+		ids[i], merchants[i] = k.id, k.merchantID
+	}
+	rows, err := q.Query(ctx, `
+		SELECT k.i, l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
+		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(id, merchant_id, i)
+		JOIN webhook_logs l ON l.id = k.id AND l.merchant_id = k.merchant_id
+		JOIN merchants m ON m.id = l.merchant_id`, ids, merchants)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]found, len(keys))
+	var i int
+	var d delivery
+	_, err = pgx.ForEachRow(rows, append([]any{&i, &d.status, &d.run, &d.attempts, &d.payload}, endpointFields(&d.Endpoint)...),
+		func() error {
+			out[i-1] = found{delivery: d, ok: true}
+			d = delivery{}
+			return nil
+		})
+	return out, err
+}
+
+// attempt is attempt n of a job's run, its outcome, and the status it
+// leaves the log in: pending until next, or final (next nil).
+type attempt struct {
+	args   DeliverArgs
+	status string
+	n      int
+	next   *time.Time
+	o      outcome
+}
+
+// recordAttempts stores attempts, one statement for all (the workers'
+// batch of final records, or one retry's): each log's summary and a
+// history row together, so that attempts always counts the history of the
+// run. Only a log still pending in that run with the attempts before this
+// one is updated, so a stale or repeated job changes nothing. It reports
+// at each index whether that log was updated. A log named twice (a job run
+// twice at once) is recorded once: the first is, the others are answered
+// not updated, as they would be one after the other.
+func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool, error) {
+	n := len(batch)
+	var (
+		ids, merchants   = make([]uuid.UUID, 0, n), make([]uuid.UUID, 0, n)
+		runs, attempts   = make([]int32, 0, n), make([]int32, 0, n)
+		statuses, bodies = make([]string, 0, n), make([]string, 0, n)
+		ats              = make([]time.Time, 0, n)
+		nexts            = make([]*time.Time, 0, n)
+		codes            = make([]*int, 0, n)
+		errs             = make([]*string, 0, n)
+		ms               = make([]int64, 0, n)
+		index            = make([]int, 0, n) // batch index of each row sent
+		seen             = make(map[uuid.UUID]bool, n)
+	)
+	for i, f := range batch {
+		if seen[f.args.LogID] {
+			continue
+		}
+		seen[f.args.LogID] = true
+		ids, merchants = append(ids, f.args.LogID), append(merchants, f.args.MerchantID)
+		runs, attempts = append(runs, int32(f.args.Run)), append(attempts, int32(f.n))
+		statuses, bodies = append(statuses, f.status), append(bodies, f.o.body)
+		ats, nexts = append(ats, f.o.at), append(nexts, f.next)
+		codes, errs = append(codes, f.o.code), append(errs, f.o.err)
+		ms, index = append(ms, f.o.duration.Milliseconds()), append(index, i)
+	}
+	rows, err := q.Query(ctx, `
+		WITH v AS (
+		    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::int[], $6::timestamptz[],
+		                         $7::int[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[])
+		        WITH ORDINALITY AS v(log_id, merchant_id, run, status, attempt, at, code, body, error, ms, next, i)),
+		log AS (
+		    UPDATE webhook_logs l SET status = v.status, attempts = v.attempt, last_attempt_at = v.at,
+		           next_retry_at = v.next, response_code = v.code, updated_at = now()
+		    FROM v
+		    WHERE l.id = v.log_id AND l.merchant_id = v.merchant_id AND l.run = v.run
+		      AND l.status = 'pending' AND l.attempts = v.attempt - 1
+		    RETURNING v.*),
+		history AS (
+		    INSERT INTO webhook_attempts (log_id, run, attempt, attempted_at, response_code, response_body, error, duration_ms)
+		    SELECT log_id, run, attempt, at, code, body, error, ms FROM log)
+		SELECT i FROM log`,
+		ids, merchants, runs, statuses, attempts, ats, codes, bodies, errs, ms, nexts)
+	if err != nil {
+		return nil, err
+	}
+	updated := make([]bool, n)
+	var i int
+	_, err = pgx.ForEachRow(rows, []any{&i}, func() error {
+		updated[index[i-1]] = true
+		return nil
+	})
+	return updated, err
 }

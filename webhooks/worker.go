@@ -3,7 +3,6 @@ package webhooks
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -118,13 +117,14 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if err := db.SnoozeUntil(a.At); err != nil {
 		return err
 	}
-	d, err := deliveryOf(ctx, s.pool, a.MerchantID, a.LogID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil // the log is gone: nothing to deliver
-	}
+	f, err := s.batches.reads.Do(ctx, logKey{a.MerchantID, a.LogID})
 	if err != nil {
 		return err
 	}
+	if !f.ok {
+		return nil // the log is gone: nothing to deliver
+	}
+	d := f.delivery
 	if d.status != StatusPending || d.run != a.Run {
 		return nil // delivered, failed, or superseded by a manual retry
 	}
@@ -150,9 +150,10 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 // meanwhile (a manual retry started a new run, or another run of this job
 // recorded first) keeps its state; this job just ends.
 //
-// A final outcome is one statement, committed on its own: the log leaves
-// pending, so no job of its run need be alive any longer, and River's
-// completer completes this job moments later, batched with others. Should
+// A final outcome is committed without the job: the log leaves pending, so
+// no job of its run need be alive any longer, and River's completer
+// completes this job moments later, batched with others. It is recorded in
+// a batch with the other workers' final outcomes: one statement for all. Should
 // that completion be lost (a crash), the job runs again, finds the log no
 // longer pending, and does nothing. Only a retry needs a transaction: the
 // log stays pending, so its next job must commit with the record, and this
@@ -168,7 +169,7 @@ func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArg
 		status = StatusFailed
 	}
 	if status != StatusPending {
-		updated, err := recordAttempt(ctx, s.pool, a, status, n, nil, o)
+		updated, err := s.batches.records.Do(ctx, attempt{args: a, status: status, n: n, o: o})
 		if updated {
 			metrics.WebhookDelivery(status)
 		}
@@ -179,10 +180,11 @@ func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArg
 		// then inserts a job unique by the run, which waits on this job's
 		// row once this transaction has updated it. Completing the job first
 		// would wait on the log row in turn, a deadlock.
-		updated, err := recordAttempt(ctx, tx, a, status, n, &next, o)
+		recorded, err := recordAttempts(ctx, tx, []attempt{{args: a, status: status, n: n, next: &next, o: o}})
 		if err != nil {
 			return err
 		}
+		updated := recorded[0]
 		// Completed before the next job of the run is inserted, which would
 		// otherwise be its duplicate. When the job is no longer ours (rescued
 		// and run elsewhere) this fails and the attempt is rolled back: the
