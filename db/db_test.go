@@ -2,8 +2,11 @@ package db_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
@@ -64,4 +67,26 @@ func TestIsID(t *testing.T) {
 		require.False(t, db.IsID("rfnd_", s), "%q", s)
 	}
 	require.True(t, db.IsID("rfnd_", "rfnd_Az09Az09Az09Az09"))
+}
+
+// The pool's connections encode and scan uuid.UUID as PostgreSQL's uuid in
+// binary, not through its driver.Valuer and sql.Scanner (a string each way).
+func TestPoolEncodesUUIDsInBinary(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 1)
+	require.NoError(t, err)
+	defer pool.Close()
+	id := uuid.New()
+	var back uuid.UUID
+	var null *uuid.UUID
+	require.NoError(t, pool.QueryRow(ctx, `SELECT $1::uuid, NULL::uuid`, id).Scan(&back, &null))
+	require.Equal(t, id, back)
+	require.Nil(t, null)
+	c, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer c.Release()
+	plan := c.Conn().TypeMap().PlanEncode(pgtype.UUIDOID, pgtype.BinaryFormatCode, id)
+	require.NotNil(t, plan)
+	require.NotContains(t, fmt.Sprintf("%T", plan), "DriverValuer")
 }
