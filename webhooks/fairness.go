@@ -1,8 +1,10 @@
 package webhooks
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,57 +28,115 @@ const (
 	maxBusyWait = 5 * time.Second
 )
 
+// maxTurnWait bounds how long a delivery waits in the process for a slot
+// of an endpoint at its bound instead of snoozing: only an endpoint whose
+// recent attempts took at most half of it is waited for, for twice that
+// time. A fast endpoint frees a slot within moments, and a snooze costs the
+// job an update, a fetch and a read again; the worker is held at most this
+// long, so a slow or hanging endpoint (whose deliveries snooze at once)
+// still cannot hold the others' workers.
+const maxTurnWait = 20 * time.Millisecond
+
 // endpointLimiter bounds the deliveries in flight per endpoint (scheme, host
 // and port), so that one merchant's slow or hanging endpoint holds at most
 // that many of the webhook workers and everyone else's deliveries keep
 // theirs. The bound is per process: with several worker processes an
 // endpoint can hold the bound in each.
 type endpointLimiter struct {
-	mu     sync.Mutex
-	active map[string]int
-	// took is each endpoint's recent attempt time (a moving average), which
-	// sets how long a delivery waits when the endpoint is at its bound.
-	took map[string]time.Duration
+	mu        sync.Mutex
+	endpoints map[string]*endpointState
+	// turnWait replaces maxTurnWait when set (tests).
+	turnWait time.Duration
+}
+
+type endpointState struct {
+	active int
+	// took is the recent attempt time (a moving average; zero until one
+	// finished), which sets how long a delivery waits when the endpoint is
+	// at its bound.
+	took time.Duration
+	// turns are the deliveries waiting for a slot, first come first
+	// served: a release hands its slot to the first, by closing its channel.
+	turns []chan struct{}
 }
 
 // acquire takes a slot for rawURL's endpoint; when the endpoint already has
-// limit (0: DefaultMaxPerEndpoint) deliveries in flight, ok is false and
-// wait is how long to snooze. release must be called once, when the attempt
-// is over.
-func (l *endpointLimiter) acquire(rawURL string, limit int) (release func(), wait time.Duration, ok bool) {
+// limit (0: DefaultMaxPerEndpoint) deliveries in flight, it waits for one
+// if the endpoint is fast (maxTurnWait), and otherwise, or when none came,
+// ok is false and wait is how long to snooze. release must be called once,
+// when the attempt is over.
+func (l *endpointLimiter) acquire(ctx context.Context, rawURL string, limit int) (release func(), wait time.Duration, ok bool) {
 	key := endpointKey(rawURL)
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if limit <= 0 {
 		limit = DefaultMaxPerEndpoint
 	}
-	if l.active[key] >= limit {
-		took, known := l.took[key]
-		if !known {
-			// No attempt has finished yet: it may be hanging.
-			took = time.Second
+	l.mu.Lock()
+	if l.endpoints == nil {
+		l.endpoints = map[string]*endpointState{}
+	}
+	e := l.endpoints[key]
+	if e == nil {
+		e = &endpointState{}
+		l.endpoints[key] = e
+	}
+	if e.active < limit {
+		e.active++
+		l.mu.Unlock()
+		return l.releaser(e), 0, true
+	}
+	took, turnWait := e.took, l.turnWait
+	if turnWait == 0 {
+		turnWait = maxTurnWait
+	}
+	if took == 0 || 2*took > turnWait {
+		l.mu.Unlock()
+		if took == 0 {
+			took = time.Second // no attempt has finished yet: it may be hanging
 		}
 		return nil, busySnooze(took), false
 	}
-	if l.active == nil {
-		l.active, l.took = map[string]int{}, map[string]time.Duration{}
+	turn := make(chan struct{})
+	e.turns = append(e.turns, turn)
+	l.mu.Unlock()
+
+	timer := time.NewTimer(2 * took)
+	defer timer.Stop()
+	select {
+	case <-turn:
+		return l.releaser(e), 0, true
+	case <-timer.C:
+	case <-ctx.Done():
 	}
-	l.active[key]++
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i := slices.Index(e.turns, turn); i >= 0 {
+		e.turns = slices.Delete(e.turns, i, i+1)
+		return nil, busySnooze(took), false
+	}
+	// Handed a slot just as the wait ended: it is ours to use.
+	return l.releaser(e), 0, true
+}
+
+// releaser is the release of one slot of e, measured from now.
+func (l *endpointLimiter) releaser(e *endpointState) func() {
 	start := time.Now()
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if took, known := l.took[key]; known {
-			l.took[key] = (3*took + time.Since(start)) / 4
-		} else {
-			l.took[key] = time.Since(start)
+		took := max(time.Since(start), time.Microsecond)
+		if e.took != 0 {
+			took = (3*e.took + took) / 4
 		}
 		// took is kept when the endpoint goes idle (one entry per endpoint
 		// this process delivered to), so its next burst starts from it.
-		if l.active[key]--; l.active[key] <= 0 {
-			delete(l.active, key)
+		e.took = took
+		if len(e.turns) > 0 {
+			close(e.turns[0]) // the slot passes on: active is unchanged
+			e.turns = e.turns[1:]
+			return
 		}
-	}, 0, true
+		e.active--
+	}
 }
 
 // endpointKey is what deliveries share a bound by: the URL's scheme and

@@ -128,10 +128,11 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if d.status != StatusPending || d.run != a.Run {
 		return nil // delivered, failed, or superseded by a manual retry
 	}
-	release, wait, ok := s.limiter.acquire(d.URL, s.MaxPerEndpoint)
+	release, wait, ok := s.limiter.acquire(ctx, d.URL, s.MaxPerEndpoint)
 	if !ok {
-		// The endpoint has its share of the workers: wait without spending
-		// an attempt, so other endpoints' deliveries go first.
+		// The endpoint has its share of the workers, and is slow or no slot
+		// came soon: wait without spending an attempt, so other endpoints'
+		// deliveries go first.
 		return river.JobSnooze(wait)
 	}
 	o := s.send(ctx, a.LogID, d)
