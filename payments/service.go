@@ -154,8 +154,11 @@ func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]
 			unique = append(unique, a)
 		}
 	}
-	// Every batch locks its payments in id order: two batches that share
-	// payments (a job run twice, by two processes) wait, not deadlock.
+	// In id order, so that two batches that share payments (a job run
+	// twice, by two processes: a process runs one batch at a time) lock
+	// them in the same order and wait rather than deadlock. Should a plan
+	// lock them otherwise, PostgreSQL ends the deadlock by failing one
+	// batch, whose jobs run again.
 	slices.SortFunc(unique, func(a, b answer) int {
 		return cmp.Or(strings.Compare(a.PaymentID, b.PaymentID), slices.Compare(a.MerchantID[:], b.MerchantID[:]))
 	})

@@ -119,9 +119,10 @@ type answer struct {
 // statement, and returns the payments it moved, each once. A payment
 // already decided is left alone and not returned. ds must not name a
 // payment twice (a payment is returned once whatever its rows in ds) and
-// should come sorted by PaymentID: the payments are then locked in that
-// order, the same in every batch. A statement's data-modifying CTE runs to
-// completion whether or not its result is read.
+// should come sorted by PaymentID: the plan then locks the payments in that
+// order, the same in every batch, when it looks each up by its index (as
+// on a large table). A statement's data-modifying CTE runs to completion
+// whether or not its result is read.
 func decideManyTx(ctx context.Context, tx pgx.Tx, ds []answer) ([]Payment, error) {
 	ids, merchantIDs := make([]string, len(ds)), make([]uuid.UUID, len(ds))
 	statuses, codes, descs := make([]string, len(ds)), make([]*string, len(ds)), make([]*string, len(ds))

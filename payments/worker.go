@@ -217,10 +217,9 @@ func (w *Worker) decide(ctx context.Context, p Payment, key uuid.UUID) (bool, er
 // startDecision returns the payment and, while it is pending, its decision
 // key. The key is created with the payment and committed with it
 // (insertPaymentTx), so this is a plain read, batched with the other
-// workers' reads. A pending payment created
-// before that has none: its key is created and committed here, before the
-// acquirer is asked. A decided payment comes back with no key; an unknown
-// one is NOT_FOUND.
+// workers' reads. A pending payment created before that has none: its key
+// is created and committed here, before the acquirer is asked. A decided
+// payment comes back with no key; an unknown one is NOT_FOUND.
 func (w *Worker) startDecision(ctx context.Context, merchantID uuid.UUID, id string) (Payment, uuid.UUID, error) {
 	if !db.IsID("pay_", id) {
 		return Payment{}, uuid.Nil, web.NotFound("Payment")

@@ -10,7 +10,7 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// Event is one event to record for a merchant: EmitManyTx's EmitTx.
+// Event is one event of EmitManyTx: what EmitTx is given for one.
 type Event struct {
 	MerchantID uuid.UUID
 	Name       string
