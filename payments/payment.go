@@ -4,8 +4,10 @@
 // Invariants:
 //   - A payment row, its processing job and its payment.created event commit
 //     in one transaction; so do a decision, the order becoming paid and the
-//     payment.success/failed event. River completes the job after that
-//     commit, batched with others (db/jobs.go).
+//     payment.success/failed event. The worker records the decisions that
+//     come at the same time in one transaction (a batch: all of them or
+//     none, a failed batch's jobs run again). River completes the job after
+//     that commit, batched with others (db/jobs.go).
 //   - A payment leaves pending exactly once: the decision is a conditional
 //     update (WHERE status = 'pending'), so a job run twice changes nothing.
 //   - An order has at most one payment that is pending or successful, so it

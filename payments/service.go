@@ -1,9 +1,12 @@
 package payments
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,6 +29,9 @@ type Service struct {
 	Delay func(method string) time.Duration
 	// Emit records the payment events; nil records none.
 	Emit webhooks.Emit
+	// EmitMany records the events of decisions (decided in batches); nil
+	// records none.
+	EmitMany webhooks.EmitMany
 }
 
 // CreateOrderTx validates in and creates a merchant's order.
@@ -118,25 +124,73 @@ func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f Paym
 // decided, so a repeated decision is harmless. While this payment is
 // pending no other payment of its order can exist in pending or success
 // (payments_one_live_per_order), so a success here is the order's only one.
+// It is the worker's batch (decideTx) of one.
 func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, ok bool) (bool, error) {
-	status, code, desc := decision(ok)
-	p, err := decideTx(ctx, tx, merchantID, paymentID, status, code, desc)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
+	changed, err := s.decideTx(ctx, tx, []answer{{MerchantID: merchantID, PaymentID: paymentID, OK: ok}})
 	if err != nil {
 		return false, err
 	}
-	db.AfterCommit(tx, func() { metrics.PaymentFinal(p.Status, p.Method) })
-	event := webhooks.EventPaymentFailed
-	if p.Status == StatusSuccess {
-		event = webhooks.EventPaymentSuccess // and the order is paid (decideTx)
+	return changed[0], nil
+}
+
+// decideTx is DecideTx for many answers with one statement for all the
+// payments and orders, one for all the events and one River insert for all
+// their delivery jobs: every decision, its event and its job commit with
+// tx, or none does. It reports for each answer whether it changed its
+// payment. A payment named twice (a job run again while its first run
+// records) is decided by its first answer, once, with one event: the
+// others report false like an answer for a payment decided already.
+func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]bool, error) {
+	type key struct {
+		merchantID uuid.UUID
+		id         string
 	}
-	delivery, err := s.emitTx(ctx, tx, p, event)
+	first := make(map[key]int, len(answers))
+	unique := make([]answer, 0, len(answers))
+	for i, a := range answers {
+		k := key{a.MerchantID, a.PaymentID}
+		if _, seen := first[k]; !seen {
+			first[k] = i
+			unique = append(unique, a)
+		}
+	}
+	// In id order, so that two batches that share payments (a job run
+	// twice, by two processes: a process runs one batch at a time) lock
+	// them in the same order and wait rather than deadlock. Should a plan
+	// lock them otherwise, PostgreSQL ends the deadlock by failing one
+	// batch, whose jobs run again.
+	slices.SortFunc(unique, func(a, b answer) int {
+		return cmp.Or(strings.Compare(a.PaymentID, b.PaymentID), slices.Compare(a.MerchantID[:], b.MerchantID[:]))
+	})
+	decided, err := decideManyTx(ctx, tx, unique)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return true, db.InsertJobsTx(ctx, s.River, tx, delivery)
+	changed := make([]bool, len(answers))
+	events := make([]webhooks.Event, len(decided))
+	for i, p := range decided {
+		changed[first[key{p.MerchantID, p.ID}]] = true
+		event := webhooks.EventPaymentFailed
+		if p.Status == StatusSuccess {
+			event = webhooks.EventPaymentSuccess // and the order is paid (decideManyTx)
+		}
+		events[i] = webhooks.Event{MerchantID: p.MerchantID, Name: event, Data: paymentData(p)}
+	}
+	if len(decided) == 0 {
+		return changed, nil
+	}
+	db.AfterCommit(tx, func() {
+		for _, p := range decided {
+			metrics.PaymentFinal(p.Status, p.Method)
+		}
+	})
+	var delivery []river.InsertManyParams
+	if s.EmitMany != nil {
+		if delivery, err = s.EmitMany(ctx, tx, events); err != nil {
+			return nil, err
+		}
+	}
+	return changed, db.InsertJobsTx(ctx, s.River, tx, delivery)
 }
 
 // CaptureTx captures a successful payment once. amount, when given, must be
@@ -159,5 +213,8 @@ func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, p Payment, event string
 	if s.Emit == nil {
 		return nil, nil
 	}
-	return s.Emit(ctx, tx, p.MerchantID, event, map[string]any{"payment": p})
+	return s.Emit(ctx, tx, p.MerchantID, event, paymentData(p))
 }
+
+// paymentData is a payment event's data: {"payment": <the payment>}.
+func paymentData(p Payment) any { return map[string]any{"payment": p} }

@@ -107,21 +107,44 @@ func listPayments(ctx context.Context, q db.Querier, merchantID uuid.UUID, f Pay
 	return web.NewList(payments, total, page), err
 }
 
-// decideTx moves a pending payment to status and, on success, its created
-// order to paid, in one statement: the payment row, then the order row, as
-// before in two. It matches no row (and returns pgx.ErrNoRows) when the
-// payment was already decided. A statement's data-modifying CTE runs to
-// completion whether or not its result is read.
-func decideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id, status string, errCode, errDescription *string) (Payment, error) {
-	return db.QueryOne[Payment](ctx, tx, `
+// answer is the acquirer's answer for one payment, to record.
+type answer struct {
+	MerchantID uuid.UUID
+	PaymentID  string
+	OK         bool
+}
+
+// decideManyTx moves each payment of ds that is still pending to its
+// decision's status and, on success, its created order to paid, in one
+// statement, and returns the payments it moved, each once. A payment
+// already decided is left alone and not returned. ds must not name a
+// payment twice (a payment is returned once whatever its rows in ds) and
+// should come sorted by PaymentID: the plan then locks the payments in that
+// order, the same in every batch, when it looks each up by its index (as
+// on a large table). A statement's data-modifying CTE runs to completion
+// whether or not its result is read.
+func decideManyTx(ctx context.Context, tx pgx.Tx, ds []answer) ([]Payment, error) {
+	ids, merchantIDs := make([]string, len(ds)), make([]uuid.UUID, len(ds))
+	statuses, codes, descs := make([]string, len(ds)), make([]*string, len(ds)), make([]*string, len(ds))
+	for i, d := range ds {
+		ids[i], merchantIDs[i] = d.PaymentID, d.MerchantID
+		statuses[i], codes[i], descs[i] = decision(d.OK)
+	}
+	// The unnested columns are named apart from the payments', so that the
+	// RETURNING list is the table's columns.
+	rows, _ := tx.Query(ctx, `
 		WITH p AS (
-		    UPDATE payments SET status = $3, error_code = $4, error_description = $5, updated_at = now()
-		    WHERE id = $1 AND merchant_id = $2 AND status = 'pending'
+		    UPDATE payments SET status = d.d_status, error_code = d.d_code, error_description = d.d_desc,
+		                        updated_at = now()
+		    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[])
+		         AS d(d_id, d_merchant_id, d_status, d_code, d_desc)
+		    WHERE id = d.d_id AND merchant_id = d.d_merchant_id AND status = 'pending'
 		    RETURNING `+paymentColumns+`),
 		paid AS (
 		    UPDATE orders o SET status = 'paid', updated_at = now() FROM p
-		    WHERE o.id = p.order_id AND o.merchant_id = $2 AND p.status = 'success' AND o.status = 'created')
-		SELECT `+paymentColumns+` FROM p`, id, merchantID, status, errCode, errDescription)
+		    WHERE o.id = p.order_id AND o.merchant_id = p.merchant_id AND p.status = 'success' AND o.status = 'created')
+		SELECT `+paymentColumns+` FROM p`, ids, merchantIDs, statuses, codes, descs)
+	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
 // decisionRow is a payment with its decision key (NULL on a payment from
@@ -131,14 +154,22 @@ type decisionRow struct {
 	DecisionKey *uuid.UUID
 }
 
-// pendingDecision returns a payment with its decision key, or NOT_FOUND.
-func pendingDecision(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string) (decisionRow, error) {
-	if !db.IsID("pay_", id) {
-		return decisionRow{}, web.NotFound("Payment")
+// paymentKey names a merchant's payment.
+type paymentKey struct {
+	MerchantID uuid.UUID
+	ID         string
+}
+
+// pendingDecisions returns, in one statement, those of the payments that
+// exist, each with its decision key, in no order.
+func pendingDecisions(ctx context.Context, q db.Querier, keys []paymentKey) ([]decisionRow, error) {
+	ids, merchantIDs := make([]string, len(keys)), make([]uuid.UUID, len(keys))
+	for i, k := range keys {
+		ids[i], merchantIDs[i] = k.ID, k.MerchantID
 	}
-	r, err := db.QueryOne[decisionRow](ctx, q, `SELECT `+paymentColumns+`, decision_key FROM payments
-		WHERE id = $1 AND merchant_id = $2`, id, merchantID)
-	return r, notFound(err, "Payment")
+	rows, _ := q.Query(ctx, `SELECT `+paymentColumns+`, decision_key FROM payments
+		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))`, ids, merchantIDs)
+	return pgx.CollectRows(rows, pgx.RowToStructByName[decisionRow])
 }
 
 // createDecisionKey creates and commits the key of a pending payment that

@@ -26,7 +26,8 @@ type event struct {
 	payment payments.Payment
 }
 
-// recording returns a copy of the app's service whose Emit records events.
+// recording returns a copy of the app's service whose Emit and EmitMany
+// record events.
 func recording(t *testing.T, a *app.App) (*payments.Service, *[]event) {
 	var events []event
 	svc := *a.Payments
@@ -35,6 +36,14 @@ func recording(t *testing.T, a *app.App) (*payments.Service, *[]event) {
 		p := payload.(map[string]any)["payment"].(payments.Payment)
 		require.Equal(t, merchantID, p.MerchantID)
 		events = append(events, event{name, p})
+		return nil, nil
+	}
+	svc.EmitMany = func(ctx context.Context, tx pgx.Tx, many []webhooks.Event) ([]river.InsertManyParams, error) {
+		for _, e := range many {
+			if _, err := svc.Emit(ctx, tx, e.MerchantID, e.Name, e.Data); err != nil {
+				return nil, err
+			}
+		}
 		return nil, nil
 	}
 	return &svc, &events

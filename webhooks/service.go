@@ -104,19 +104,30 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, e
 // inserted. With subscribedOnly, nothing is stored (and uuid.Nil and no job
 // returned) unless the merchant's endpoint delivers event (insertLog).
 func recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any, subscribedOnly bool) (uuid.UUID, []river.InsertManyParams, error) {
-	payload, err := web.Marshal(body{Event: event, Timestamp: time.Now().Unix(), Data: data})
-	if err != nil {
-		return uuid.Nil, nil, fmt.Errorf("webhooks: marshal %s: %w", event, err)
-	}
-	// Version 7 ids sort by creation, which orders the list within a second.
-	id, err := uuid.NewV7()
+	id, payload, err := newLog(event, data)
 	if err != nil {
 		return uuid.Nil, nil, err
 	}
 	if stored, err := insertLog(ctx, tx, id, merchantID, event, payload, subscribedOnly); err != nil || !stored {
 		return uuid.Nil, nil, err
 	}
-	return id, []river.InsertManyParams{{Args: firstDeliveryArgs{LogID: id, MerchantID: merchantID}}}, nil
+	return id, []river.InsertManyParams{firstDelivery(id, merchantID)}, nil
+}
+
+// newLog returns a new log's id and its body's exact bytes.
+func newLog(event string, data any) (uuid.UUID, []byte, error) {
+	payload, err := web.Marshal(body{Event: event, Timestamp: time.Now().Unix(), Data: data})
+	if err != nil {
+		return uuid.Nil, nil, fmt.Errorf("webhooks: marshal %s: %w", event, err)
+	}
+	// Version 7 ids sort by creation, which orders the list within a second.
+	id, err := uuid.NewV7()
+	return id, payload, err
+}
+
+// firstDelivery is the job of a stored log's first attempt.
+func firstDelivery(id, merchantID uuid.UUID) river.InsertManyParams {
+	return river.InsertManyParams{Args: firstDeliveryArgs{LogID: id, MerchantID: merchantID}}
 }
 
 // Endpoint returns the merchant's webhook configuration.

@@ -1,0 +1,202 @@
+package payments_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/require"
+
+	"paygate/app"
+	"paygate/app/apptest"
+	"paygate/merchants"
+	"paygate/payments"
+	"paygate/webhooks"
+)
+
+// batchApp is a gateway whose payments stay pending until a test decides
+// them, and whose merchant's endpoint takes every event.
+func batchApp(t *testing.T) *app.App {
+	a := apptest.New(t, pendingForever)
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(hook.Close)
+	status, _ := call(t, a, http.MethodPut, "/api/v1/webhooks/config", `{"webhook_url":"`+hook.URL+`"}`, apptest.TestMerchant())
+	require.Equal(t, http.StatusOK, status)
+	return a
+}
+
+// newPayments creates n pending payments, each on its own order.
+func newPayments(t *testing.T, a *app.App, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = pay(t, a, apptest.TestMerchant())["id"].(string)
+	}
+	return ids
+}
+
+// decided is what the database holds of a payment's decision.
+type decided struct {
+	Status, Order string
+	Events        []string // its decision events (payment.success, payment.failed)
+	Jobs          int      // first delivery jobs of those events
+}
+
+func decisionOf(t *testing.T, a *app.App, id string) decided {
+	var d decided
+	require.NoError(t, a.Pool.QueryRow(context.Background(), `
+		SELECT p.status, o.status,
+		       coalesce((SELECT array_agg(l.event ORDER BY l.id) FROM webhook_logs l
+		                 WHERE l.merchant_id = p.merchant_id AND l.event <> 'payment.created'
+		                   AND convert_from(l.payload, 'UTF8')::jsonb->'data'->'payment'->>'id' = p.id), '{}'),
+		       (SELECT count(*) FROM webhook_logs l JOIN river_job j ON j.args @> jsonb_build_object('log_id', l.id, 'run', 0)
+		        WHERE l.merchant_id = p.merchant_id AND l.event <> 'payment.created'
+		          AND j.kind = 'deliver_webhook' AND j.unique_key IS NULL
+		          AND convert_from(l.payload, 'UTF8')::jsonb->'data'->'payment'->>'id' = p.id)
+		FROM payments p JOIN orders o ON o.id = p.order_id AND o.merchant_id = p.merchant_id
+		WHERE p.id = $1 AND p.merchant_id = $2`, id, merchants.TestMerchantID).
+		Scan(&d.Status, &d.Order, &d.Events, &d.Jobs))
+	return d
+}
+
+var (
+	succeeded = decided{Status: "success", Order: "paid", Events: []string{"payment.success"}, Jobs: 1}
+	failed    = decided{Status: "failed", Order: "created", Events: []string{"payment.failed"}, Jobs: 1}
+	untouched = decided{Status: "pending", Order: "created", Events: []string{}}
+)
+
+// One batch records many decisions, each once with one event and one
+// delivery job. A payment decided before the batch is left as it was, and
+// a payment named twice in the batch is decided by its first answer, once.
+func TestDecisionBatch(t *testing.T) {
+	t.Parallel()
+	a := batchApp(t)
+	ctx := context.Background()
+	w := &payments.Worker{Service: a.Payments}
+	ids := newPayments(t, a, 12)
+	decide(t, a, ids[0], false) // decided before the batch
+
+	answers := []payments.Answer{{MerchantID: merchants.TestMerchantID, PaymentID: ids[0], OK: true}}
+	for i, id := range ids[1:] {
+		answers = append(answers, payments.Answer{MerchantID: merchants.TestMerchantID, PaymentID: id, OK: i%2 == 0})
+	}
+	// The duplicates: a job run again while its first run records.
+	answers = append(answers,
+		payments.Answer{MerchantID: merchants.TestMerchantID, PaymentID: ids[1], OK: false},
+		payments.Answer{MerchantID: merchants.TestMerchantID, PaymentID: ids[2], OK: false})
+	changed, err := w.RecordBatch(ctx, answers)
+	require.NoError(t, err)
+
+	want := []bool{false}
+	for range ids[1:] {
+		want = append(want, true)
+	}
+	require.Equal(t, append(want, false, false), changed)
+	require.Equal(t, failed, decisionOf(t, a, ids[0]), "decided before: its one event, no other")
+	for i, id := range ids[1:] {
+		if i%2 == 0 {
+			require.Equal(t, succeeded, decisionOf(t, a, id), "payment %d", i+1)
+		} else {
+			require.Equal(t, failed, decisionOf(t, a, id), "payment %d", i+1)
+		}
+	}
+
+	// The same batch again (every job run again) changes nothing.
+	changed, err = w.RecordBatch(ctx, answers)
+	require.NoError(t, err)
+	require.Equal(t, make([]bool, len(answers)), changed)
+	require.Equal(t, succeeded, decisionOf(t, a, ids[1]))
+	require.Equal(t, failed, decisionOf(t, a, ids[2]))
+}
+
+// A batch that fails commits nothing: no payment is decided without its
+// event and job, and the batch's jobs, run again, decide them all.
+func TestFailedDecisionBatchRollsBack(t *testing.T) {
+	t.Parallel()
+	a := batchApp(t)
+	ctx := context.Background()
+	ids := newPayments(t, a, 4)
+	var answers []payments.Answer
+	for _, id := range ids {
+		answers = append(answers, payments.Answer{MerchantID: merchants.TestMerchantID, PaymentID: id, OK: true})
+	}
+
+	// The failure comes after the payments, their orders and their logs
+	// were written in the batch's transaction.
+	boom := errors.New("boom")
+	svc := *a.Payments
+	var logs int
+	svc.EmitMany = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) ([]river.InsertManyParams, error) {
+		jobs, err := a.Payments.EmitMany(ctx, tx, events)
+		require.NoError(t, err)
+		logs = len(jobs)
+		return nil, boom
+	}
+	_, err := (&payments.Worker{Service: &svc}).RecordBatch(ctx, answers)
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, len(ids), logs, "the batch wrote its logs before it failed")
+	for _, id := range ids {
+		require.Equal(t, untouched, decisionOf(t, a, id))
+	}
+
+	changed, err := (&payments.Worker{Service: a.Payments}).RecordBatch(ctx, answers)
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true, true, true}, changed)
+	for _, id := range ids {
+		require.Equal(t, succeeded, decisionOf(t, a, id))
+	}
+}
+
+// Workers that answer at the same time record through the batches: each
+// payment is decided once, with one event and one job, and running every
+// job again changes nothing.
+func TestConcurrentDecisionsAreRecordedOnce(t *testing.T) {
+	t.Parallel()
+	a := batchApp(t)
+	ids := newPayments(t, a, 40)
+	// The acquirer answers once every payment has been asked, so that the
+	// answers arrive together and make batches.
+	var asked sync.WaitGroup
+	asked.Add(len(ids))
+	succeeds := map[string]bool{}
+	for i, id := range ids {
+		succeeds[id] = i%3 != 0
+	}
+	w := &payments.Worker{Service: a.Payments, Decide: func(_ context.Context, p payments.Payment, _ uuid.UUID) (bool, error) {
+		asked.Done()
+		asked.Wait()
+		return succeeds[p.ID], nil
+	}}
+	work := func() {
+		var wg sync.WaitGroup
+		for i, id := range ids {
+			wg.Go(func() {
+				job := &river.Job[payments.ProcessArgs]{
+					JobRow: &rivertype.JobRow{ID: int64(i), Kind: payments.ProcessArgs{}.Kind(), Attempt: 1, MaxAttempts: 6},
+					Args:   payments.ProcessArgs{PaymentID: id, MerchantID: merchants.TestMerchantID},
+				}
+				require.NoError(t, w.Work(context.Background(), job))
+			})
+		}
+		wg.Wait()
+	}
+	check := func() {
+		for _, id := range ids {
+			want := failed
+			if succeeds[id] {
+				want = succeeded
+			}
+			require.Equal(t, want, decisionOf(t, a, id))
+		}
+	}
+	work()
+	check()
+	work() // decided already: the acquirer is not asked again
+	check()
+}

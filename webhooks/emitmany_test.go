@@ -1,0 +1,106 @@
+package webhooks_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/app/apptest"
+	"paygate/db"
+	"paygate/merchants"
+	"paygate/webhooks"
+)
+
+// EmitManyTx records, in one call, exactly the events that EmitTx would,
+// one by one: only for a merchant whose endpoint is set, enabled and
+// subscribed to the event; each with its own body and one first-delivery
+// job; and nothing unless its transaction commits.
+func TestEmitManyRecordsWhatEmitWould(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	ctx := context.Background()
+	r := newReceiver(t, nil)
+	// The test merchant takes payment.success only; "all" takes everything;
+	// "disabled" and "none" take nothing.
+	configure(t, a, apptest.TestMerchant(), r.URL, webhooks.EventPaymentSuccess)
+	all, allH := apptest.NewMerchant(t, a, "all@example.com")
+	configure(t, a, allH, r.URL)
+	disabled, disabledH := apptest.NewMerchant(t, a, "disabled@example.com")
+	rec := apptest.Do(t, a.Echo, http.MethodPut, "/api/v1/webhooks/config",
+		fmt.Sprintf(`{"webhook_url":%q,"enabled":false}`, r.URL), disabledH)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	none, _ := apptest.NewMerchant(t, a, "none@example.com")
+
+	event := func(m uuid.UUID, name, id string) webhooks.Event {
+		return webhooks.Event{MerchantID: m, Name: name, Data: map[string]any{"payment": map[string]any{"id": id}}}
+	}
+	events := []webhooks.Event{
+		event(merchants.TestMerchantID, webhooks.EventPaymentSuccess, "pay_1"),
+		event(merchants.TestMerchantID, webhooks.EventPaymentFailed, "pay_2"),
+		event(all.ID, webhooks.EventPaymentFailed, "pay_3"),
+		event(disabled.ID, webhooks.EventPaymentSuccess, "pay_4"),
+		event(none.ID, webhooks.EventPaymentSuccess, "pay_5"),
+		event(all.ID, webhooks.EventPaymentSuccess, "pay_6"),
+	}
+	stored := map[string]uuid.UUID{"pay_1": merchants.TestMerchantID, "pay_3": all.ID, "pay_6": all.ID}
+
+	// Rolled back: nothing.
+	tx, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	jobs, err := a.Webhooks.EmitManyTx(ctx, tx, events)
+	require.NoError(t, err)
+	require.Len(t, jobs, len(stored))
+	require.NoError(t, db.InsertJobsTx(ctx, a.River, tx, jobs))
+	require.NoError(t, tx.Rollback(ctx))
+	require.Zero(t, count(t, a, `SELECT count(*) FROM webhook_logs`))
+	require.Zero(t, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`))
+
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		jobs, err = a.Webhooks.EmitManyTx(ctx, tx, events)
+		if err != nil {
+			return err
+		}
+		return db.InsertJobsTx(ctx, a.River, tx, jobs)
+	}))
+	var order []string
+	for _, j := range jobs {
+		b, err := json.Marshal(j.Args)
+		require.NoError(t, err)
+		var args struct {
+			LogID      uuid.UUID `json:"log_id"`
+			MerchantID uuid.UUID `json:"merchant_id"`
+		}
+		require.NoError(t, json.Unmarshal(b, &args))
+		var merchantID uuid.UUID
+		var payload []byte
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT merchant_id, payload FROM webhook_logs WHERE id = $1`, args.LogID).
+			Scan(&merchantID, &payload))
+		var body struct {
+			Event string
+			Data  struct{ Payment struct{ ID string } }
+		}
+		require.NoError(t, json.Unmarshal(payload, &body))
+		order = append(order, body.Data.Payment.ID)
+		require.Equal(t, stored[body.Data.Payment.ID], merchantID)
+		require.Equal(t, merchantID, args.MerchantID, "the job names the log's merchant")
+	}
+	require.Equal(t, []string{"pay_1", "pay_3", "pay_6"}, order, "the jobs come in the order of their events")
+	require.Equal(t, 3, count(t, a, `SELECT count(*) FROM webhook_logs`))
+	require.Equal(t, 3, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`))
+
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		jobs, err := a.Webhooks.EmitManyTx(ctx, tx, nil)
+		require.Empty(t, jobs)
+		return err
+	}))
+	require.Error(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		_, err := a.Webhooks.EmitManyTx(ctx, tx, []webhooks.Event{event(all.ID, "payment.unknown", "pay_7")})
+		return err
+	}), "an unknown event is a programming error")
+}
