@@ -1,7 +1,8 @@
 // Package db owns the connection to PostgreSQL: the pgx pool, transactions,
-// migrations (our SQL and River's schema, applied by goose under a session
-// lock) and the embedded PostgreSQL supervisor used when no DATABASE_URL is
-// given.
+// the workers' batches (Batcher: one statement or transaction for the
+// requests of many jobs), migrations (our SQL and River's schema, applied
+// by goose under a session lock) and the embedded PostgreSQL supervisor
+// used when no DATABASE_URL is given.
 //
 // Invariants: every transaction is rolled back unless committed (WithTx
 // defers the rollback); migrations are idempotent and serialised across

@@ -12,7 +12,9 @@
 //   - Each attempt is one River job. Its record is the log's summary and
 //     its history row, written by one statement, so attempts always counts
 //     the current run's history. A final attempt (delivered, or failed
-//     after the fifth) is that statement alone: the log leaves pending, and
+//     after the fifth) is that statement alone, shared with the other
+//     workers' final attempts of the moment (a batch, each log's row
+//     conditional on its own run and count): the log leaves pending, and
 //     River completes the job after it; a job run again finds the log no
 //     longer pending and does nothing. An attempt to be retried keeps the
 //     log pending, so its record, the next attempt's job and this job's
@@ -25,8 +27,9 @@
 //     replaced by the reconciler, so no log stays pending forever.
 //   - A manual retry starts a new run; jobs of older runs deliver nothing.
 //   - One endpoint holds at most MaxPerEndpoint deliveries of a process at
-//     once; the rest snooze without spending an attempt, so a hanging
-//     endpoint cannot take every webhook worker.
+//     once; the rest snooze without spending an attempt (after waiting at
+//     most maxTurnWait for a slot of an endpoint that answers fast), so a
+//     hanging endpoint cannot take every webhook worker.
 //   - Delivery never reaches a forbidden address (loopback, private, link-local,
 //     metadata, ...) unless private networks are explicitly allowed: the check
 //     runs when a URL is saved and again in the dialer, on the resolved IPs
