@@ -227,13 +227,17 @@ func NewHTTPClient(d *Dialer) *http.Client {
 			return http.ErrUseLastResponse
 		},
 		Transport: &http.Transport{
-			Proxy:                  nil,
-			DialContext:            d.DialContext,
-			ForceAttemptHTTP2:      true, // a custom DialContext otherwise disables HTTP/2
-			TLSHandshakeTimeout:    deliveryTimeout,
-			ResponseHeaderTimeout:  deliveryTimeout,
-			MaxIdleConns:           100,
-			MaxIdleConnsPerHost:    2,
+			Proxy:                 nil,
+			DialContext:           d.DialContext,
+			ForceAttemptHTTP2:     true, // a custom DialContext otherwise disables HTTP/2
+			TLSHandshakeTimeout:   deliveryTimeout,
+			ResponseHeaderTimeout: deliveryTimeout,
+			// An endpoint may have DefaultMaxPerEndpoint deliveries in
+			// flight; with fewer idle connections kept for it, a busy
+			// merchant's deliveries would each dial (and shake hands for
+			// TLS) anew, on our side and on the merchant's.
+			MaxIdleConns:           4 * DefaultMaxPerEndpoint,
+			MaxIdleConnsPerHost:    DefaultMaxPerEndpoint,
 			IdleConnTimeout:        90 * time.Second,
 			MaxResponseHeaderBytes: 64 << 10,
 		},

@@ -323,7 +323,9 @@ func TestNewHTTPClientSettings(t *testing.T) {
 	require.Nil(t, tr.Proxy, "a proxy would connect for us and bypass the check")
 	require.NotNil(t, tr.DialContext)
 	require.NotZero(t, tr.TLSHandshakeTimeout)
-	require.NotZero(t, tr.MaxIdleConnsPerHost)
+	require.Equal(t, DefaultMaxPerEndpoint, tr.MaxIdleConnsPerHost,
+		"a connection kept for each delivery an endpoint may have in flight")
+	require.GreaterOrEqual(t, tr.MaxIdleConns, tr.MaxIdleConnsPerHost)
 
 	// A nil Dialer refuses private networks.
 	_, err := tr.DialContext(context.Background(), "tcp", "127.0.0.1:1")
