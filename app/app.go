@@ -153,7 +153,7 @@ func (a *App) wire() error {
 	refundDelay := payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay,
 		DelayMin: c.RefundDelayMin, DelayMax: c.RefundDelayMax}
 	a.Refunds = &refunds.Service{Pool: a.Pool, Payments: a.Payments, Emit: a.Webhooks.EmitTx,
-		Delay: func() time.Duration { return refundDelay.Delay("") }}
+		EmitMany: a.Webhooks.EmitManyTx, Delay: func() time.Duration { return refundDelay.Delay("") }}
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
 	cfg := &river.Config{

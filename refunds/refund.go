@@ -6,11 +6,17 @@
 //   - The sum of a payment's pending and processed refunds never exceeds the
 //     payment amount, under any concurrency: a refund is created under the
 //     payment's row lock (payments.GetForUpdateTx), after summing the
-//     existing refunds in SQL in the same transaction.
+//     existing refunds in SQL in the same transaction. Processing only
+//     moves a refund that already counts from pending to processed and
+//     into the payment's amount_refunded, which the payments table keeps
+//     within the payment amount (CHECK).
 //   - A refund row, its processing job and its refund.created event commit
 //     in one transaction; so do processing, the payment's amount_refunded
-//     and the refund.processed event. River completes the job after that
-//     commit, batched with others (db/jobs.go).
+//     and the refund.processed event. Refunds are processed in batches
+//     (Worker): the refunds the workers process at the same time commit in
+//     one transaction, each with its amount and its event, or none does.
+//     River completes the job after that commit, batched with others
+//     (db/jobs.go).
 //   - A refund is processed exactly once: processing is a conditional update
 //     (WHERE status = 'pending'), so a job run twice changes nothing, and
 //     amount_refunded only ever counts processed refunds.

@@ -1,9 +1,11 @@
 package refunds
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,8 +29,11 @@ type Service struct {
 	River *river.Client[pgx.Tx]
 	// Delay is how long after creation a refund is processed.
 	Delay func() time.Duration
-	// Emit records the refund events; nil records none.
+	// Emit records refund.created; nil records none.
 	Emit webhooks.Emit
+	// EmitMany records refund.processed (refunds are processed in
+	// batches); nil records none.
+	EmitMany webhooks.EmitMany
 }
 
 // CreateTx validates in and creates a pending refund of a merchant's
@@ -88,25 +93,64 @@ func (s *Service) ListForPayment(ctx context.Context, merchantID uuid.UUID, paym
 
 // ProcessTx moves a pending refund to processed, adds its amount to the
 // payment's amount_refunded and records refund.processed. It reports false
-// and changes nothing when the refund was already processed, so a repeated
-// run is harmless.
+// and changes nothing when the refund was already processed (or is
+// unknown), so a repeated run is harmless. It is the worker's batch
+// (processTx) of one.
 func (s *Service) ProcessTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) (bool, error) {
-	r, err := processTx(ctx, tx, merchantID, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
+	changed, err := s.processTx(ctx, tx, []refundKey{{MerchantID: merchantID, ID: id}})
 	if err != nil {
 		return false, err
 	}
-	if err := payments.AddRefundedTx(ctx, tx, merchantID, r.PaymentID, r.Amount); err != nil {
-		return false, err
+	return changed[0], nil
+}
+
+// processTx is ProcessTx for many refunds with one statement for all the
+// refunds and their payments (processManyTx), one for all the events and
+// one River insert for all their delivery jobs: every refund processed, its
+// amount, its event and its job commit with tx, or none does. It reports
+// for each key whether it changed its refund. A refund named twice (a job
+// run again while its first run processes) is processed once, with one
+// event: the other names report false like a refund processed already.
+func (s *Service) processTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]bool, error) {
+	first := make(map[refundKey]int, len(keys))
+	unique := make([]refundKey, 0, len(keys))
+	for i, k := range keys {
+		if _, seen := first[k]; !seen {
+			first[k] = i
+			unique = append(unique, k)
+		}
 	}
-	db.AfterCommit(tx, func() { metrics.RefundFinal(r.Status) })
-	delivery, err := s.emitTx(ctx, tx, r, webhooks.EventRefundProcessed)
+	// In id order, so that two batches that share refunds (a job run
+	// twice, by two processes: a process runs one batch at a time) lock
+	// them in the same order and wait rather than deadlock.
+	slices.SortFunc(unique, func(a, b refundKey) int {
+		return cmp.Or(strings.Compare(a.ID, b.ID), slices.Compare(a.MerchantID[:], b.MerchantID[:]))
+	})
+	processed, err := processManyTx(ctx, tx, unique)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return true, db.InsertJobsTx(ctx, s.River, tx, delivery)
+	changed := make([]bool, len(keys))
+	events := make([]webhooks.Event, len(processed))
+	for i, r := range processed {
+		changed[first[refundKey{MerchantID: r.MerchantID, ID: r.ID}]] = true
+		events[i] = webhooks.Event{MerchantID: r.MerchantID, Name: webhooks.EventRefundProcessed, Data: refundData(r)}
+	}
+	if len(processed) == 0 {
+		return changed, nil
+	}
+	db.AfterCommit(tx, func() {
+		for _, r := range processed {
+			metrics.RefundFinal(r.Status)
+		}
+	})
+	var delivery []river.InsertManyParams
+	if s.EmitMany != nil {
+		if delivery, err = s.EmitMany(ctx, tx, events); err != nil {
+			return nil, err
+		}
+	}
+	return changed, db.InsertJobsTx(ctx, s.River, tx, delivery)
 }
 
 // emitTx records a refund event, {"refund": <the refund>}, in tx, and
@@ -115,5 +159,8 @@ func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, r Refund, event string)
 	if s.Emit == nil {
 		return nil, nil
 	}
-	return s.Emit(ctx, tx, r.MerchantID, event, map[string]any{"refund": r})
+	return s.Emit(ctx, tx, r.MerchantID, event, refundData(r))
 }
+
+// refundData is a refund event's data: {"refund": <the refund>}.
+func refundData(r Refund) any { return map[string]any{"refund": r} }

@@ -3,6 +3,7 @@ package refunds
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -55,11 +56,79 @@ func listRefunds(ctx context.Context, q db.Querier, merchantID uuid.UUID, paymen
 	return web.NewList(refunds, total, page), err
 }
 
-// processTx moves a pending refund to processed. It matches no row (and
-// returns pgx.ErrNoRows) when the refund was already processed.
-func processTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) (Refund, error) {
-	return db.QueryOne[Refund](ctx, tx, `
-		UPDATE refunds SET status = 'processed', processed_at = now()
-		WHERE id = $1 AND merchant_id = $2 AND status = 'pending'
-		RETURNING `+refundColumns, id, merchantID)
+// refundKey names a merchant's refund: a request of the worker's batches.
+type refundKey struct {
+	MerchantID uuid.UUID
+	ID         string
+}
+
+// processManyTx moves each refund of keys that is still pending to
+// processed and adds the amounts of those it moved to their payments'
+// amount_refunded, in one statement, and returns the refunds it moved. A
+// refund already processed (or unknown) is left alone and not returned.
+// keys must not name a refund twice, and should come sorted by id: the plan
+// then locks the refunds in that order when it looks each up by its index.
+//
+// The payments are updated once each, by the sum of their refunds in the
+// batch, so two refunds of one payment add up. This is what
+// payments.AddRefundedTx does for one refund, kept here so that it is part
+// of the same statement: it touches the payments table from refunds, only
+// amount_refunded and updated_at, scoped by merchant_id. It weakens no
+// limit: the refund limit is enforced when a refund is created, under its
+// payment's row lock (CreateTx, refundedTx, which counts pending refunds as
+// processed ones), so moving refunds from pending to processed never takes
+// a payment's refunds over its amount; the CHECK (amount_refunded BETWEEN 0
+// AND amount) on payments backs it, and a violation fails the batch. The
+// payments are locked in payment id order (the aggregate's), in every batch
+// alike; should a plan lock them otherwise, PostgreSQL ends a deadlock
+// between two processes' batches by failing one, whose jobs run again.
+func processManyTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]Refund, error) {
+	ids, merchantIDs := make([]string, len(keys)), make([]uuid.UUID, len(keys))
+	for i, k := range keys {
+		ids[i], merchantIDs[i] = k.ID, k.MerchantID
+	}
+	// The unnested columns are named apart from the refunds', so that the
+	// RETURNING list is the table's columns. A statement's data-modifying
+	// CTE runs to completion whether or not its result is read; its count
+	// is read to check that every refund's payment was updated.
+	rows, _ := tx.Query(ctx, `
+		WITH r AS (
+		    UPDATE refunds SET status = 'processed', processed_at = now()
+		    FROM unnest($1::text[], $2::uuid[]) AS k(k_id, k_merchant_id)
+		    WHERE id = k.k_id AND merchant_id = k.k_merchant_id AND status = 'pending'
+		    RETURNING `+refundColumns+`),
+		p AS (
+		    UPDATE payments p SET amount_refunded = p.amount_refunded + s.total, updated_at = now()
+		    FROM (SELECT payment_id, merchant_id, sum(amount)::bigint AS total FROM r
+		          GROUP BY payment_id, merchant_id ORDER BY payment_id, merchant_id) s
+		    WHERE p.id = s.payment_id AND p.merchant_id = s.merchant_id
+		    RETURNING p.id)
+		SELECT `+refundColumns+`, (SELECT count(*) FROM p) AS payments FROM r ORDER BY id`, ids, merchantIDs)
+	processed, err := pgx.CollectRows(rows, pgx.RowToStructByName[processedRow])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Refund, len(processed))
+	type payment struct {
+		merchantID uuid.UUID
+		id         string
+	}
+	paid := make(map[payment]bool, len(processed))
+	for i, r := range processed {
+		out[i] = r.Refund
+		paid[payment{r.MerchantID, r.PaymentID}] = true
+	}
+	// The foreign key makes every refund's payment exist: a difference is
+	// a bug, and fails the batch rather than counting a refund nowhere.
+	if len(processed) > 0 && processed[0].Payments != int64(len(paid)) {
+		return nil, fmt.Errorf("process refunds: %d payments updated for refunds of %d", processed[0].Payments, len(paid))
+	}
+	return out, nil
+}
+
+// processedRow is a refund processManyTx moved, with the number of payments
+// the statement updated.
+type processedRow struct {
+	Refund
+	Payments int64
 }

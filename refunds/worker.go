@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,6 +35,40 @@ func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue
 type Worker struct {
 	river.WorkerDefaults[ProcessArgs]
 	Service *Service
+
+	once    sync.Once
+	batches *db.Batcher[refundKey, bool]
+}
+
+// Batches. The worker's refunds are processed by batches (db.Batcher): the
+// workers that process while a batch runs make the next batch, one
+// transaction for all of them (Service.processTx: one statement for the
+// refunds and their payments, one for the events, one River insert and a
+// commit) where each had its own. An idle worker's batch is its refund
+// alone, at once. maxBatch bounds a batch's statements; one flight, as for
+// the payment worker's decisions: larger batches, and no two batches of a
+// process lock refunds or payments at once. batchTimeout bounds a batch,
+// which runs on even when the job that asked for it has stopped waiting.
+const (
+	maxBatch     = 128
+	flights      = 1
+	batchTimeout = 5 * time.Second
+)
+
+func (w *Worker) batcher() *db.Batcher[refundKey, bool] {
+	w.once.Do(func() { w.batches = db.NewBatcher(maxBatch, flights, batchTimeout, w.processBatch) })
+	return w.batches
+}
+
+// processBatch processes a batch of refunds in one transaction
+// (Service.processTx): should it fail, every job of the batch errs and is
+// run again.
+func (w *Worker) processBatch(ctx context.Context, keys []refundKey) (changed []bool, err error) {
+	err = db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
+		changed, err = w.Service.processTx(ctx, tx, keys)
+		return err
+	})
+	return changed, err
 }
 
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
@@ -41,12 +76,9 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 		return err
 	}
 	// River completes the job after Work returns, batched (db/jobs.go);
-	// ProcessTx's conditional update makes a rerun harmless.
-	var changed bool
-	err := db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) (err error) {
-		changed, err = w.Service.ProcessTx(ctx, tx, job.Args.MerchantID, job.Args.RefundID)
-		return err
-	})
+	// the conditional update makes a rerun harmless, as it does a batch
+	// that commits after this stopped waiting for it.
+	changed, err := w.batcher().Do(ctx, refundKey{MerchantID: job.Args.MerchantID, ID: job.Args.RefundID})
 	if err != nil || changed {
 		return err
 	}
