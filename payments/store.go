@@ -75,17 +75,6 @@ func GetForUpdateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id str
 	return getPayment(ctx, tx, merchantID, id, true)
 }
 
-// AddRefundedTx adds a processed refund's amount to the payment's
-// amount_refunded. The table's CHECK keeps it within the payment amount.
-func AddRefundedTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string, amount int64) error {
-	tag, err := tx.Exec(ctx, `UPDATE payments SET amount_refunded = amount_refunded + $3, updated_at = now()
-		WHERE id = $1 AND merchant_id = $2`, id, merchantID, amount)
-	if err == nil && tag.RowsAffected() != 1 {
-		err = fmt.Errorf("add refunded amount: payment %s not found", id)
-	}
-	return err
-}
-
 func listPayments(ctx context.Context, q db.Querier, merchantID uuid.UUID, f PaymentFilter, page web.Page) (web.List[Payment], error) {
 	where, args := `merchant_id = $1`, []any{merchantID}
 	if f.Status != "" {

@@ -70,9 +70,8 @@ type refundKey struct {
 // then locks the refunds in that order when it looks each up by its index.
 //
 // The payments are updated once each, by the sum of their refunds in the
-// batch, so two refunds of one payment add up. This is what
-// payments.AddRefundedTx does for one refund, kept here so that it is part
-// of the same statement: it touches the payments table from refunds, only
+// batch, so two refunds of one payment add up. It is part of the same
+// statement, so it touches the payments table from refunds: only
 // amount_refunded and updated_at, scoped by merchant_id. It weakens no
 // limit: the refund limit is enforced when a refund is created, under its
 // payment's row lock (CreateTx, refundedTx, which counts pending refunds as
