@@ -70,11 +70,13 @@ func TestRecordAttemptsRecordsManyAtOnce(t *testing.T) {
 	t.Parallel()
 	pool, m := batchFixture(t)
 	ctx := context.Background()
-	var logs [6]uuid.UUID
+	var logs [7]uuid.UUID
 	for i := range logs {
 		logs[i] = insertTestLog(t, pool, m[0], `{}`)
 	}
 	_, err := pool.Exec(ctx, `UPDATE webhook_logs SET status = 'success', attempts = 1 WHERE id = $1`, logs[3])
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE webhook_logs SET run = 1 WHERE id = $1`, logs[6]) // a manual retry's new run
 	require.NoError(t, err)
 	at := time.Now()
 	code, msg := 500, "endpoint answered HTTP 500"
@@ -92,10 +94,12 @@ func TestRecordAttemptsRecordsManyAtOnce(t *testing.T) {
 		{args: args(5, 0), status: StatusSuccess, n: 2, o: ok}, // not the next attempt
 		{args: args(0, 0), status: StatusSuccess, n: 1, o: ok}, // the same job twice
 		{args: DeliverArgs{LogID: logs[1], MerchantID: m[1]}, status: StatusSuccess, n: 1, o: ok},
+		{args: args(6, 0), status: StatusFailed, n: 1, o: failed}, // the old run's job, first
+		{args: args(6, 1), status: StatusSuccess, n: 1, o: ok},    // the new run's
 	}
 	updated, err := recordAttempts(ctx, pool, batch)
 	require.NoError(t, err)
-	require.Equal(t, []bool{true, true, true, false, false, false, false, false}, updated)
+	require.Equal(t, []bool{true, true, true, false, false, false, false, false, false, true}, updated)
 
 	type row struct {
 		status   string
@@ -126,9 +130,12 @@ func TestRecordAttemptsRecordsManyAtOnce(t *testing.T) {
 	require.Equal(t, StatusPending, r.status)
 	require.Equal(t, 1, r.attempts)
 	require.WithinDuration(t, next, *r.next, time.Millisecond)
-	for _, id := range logs[3:] {
+	for _, id := range logs[3:6] {
 		require.Zero(t, read(id).history)
 	}
+	r = read(logs[6])
+	require.Equal(t, StatusSuccess, r.status, "the current run's attempt is recorded")
+	require.Equal(t, 1, r.history)
 	var body, errText string
 	var ms int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT response_body, error, duration_ms FROM webhook_attempts WHERE log_id = $1`,

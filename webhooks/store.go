@@ -188,14 +188,23 @@ type attempt struct {
 	o      outcome
 }
 
+// attemptKey names attempt n of a log's run.
+type attemptKey struct {
+	logID  uuid.UUID
+	run, n int
+}
+
 // recordAttempts stores attempts, one statement for all (the workers'
 // batch of final records, or one retry's): each log's summary and a
 // history row together, so that attempts always counts the history of the
 // run. Only a log still pending in that run with the attempts before this
 // one is updated, so a stale or repeated job changes nothing. It reports
-// at each index whether that log was updated. A log named twice (a job run
-// twice at once) is recorded once: the first is, the others are answered
-// not updated, as they would be one after the other.
+// at each index whether that log was updated. The same attempt named twice
+// (a job run twice at once) is recorded once: the first is, the others are
+// answered not updated, as they would be one after the other. Attempts of
+// one log in different runs (a manual retry started a new run while the
+// old run's job was sending) are all sent: only the one of the log's
+// current run matches its row.
 func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool, error) {
 	n := len(batch)
 	var (
@@ -208,13 +217,14 @@ func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool,
 		errs             = make([]*string, 0, n)
 		ms               = make([]int64, 0, n)
 		index            = make([]int, 0, n) // batch index of each row sent
-		seen             = make(map[uuid.UUID]bool, n)
+		seen             = make(map[attemptKey]bool, n)
 	)
 	for i, f := range batch {
-		if seen[f.args.LogID] {
+		k := attemptKey{f.args.LogID, f.args.Run, f.n}
+		if seen[k] {
 			continue
 		}
-		seen[f.args.LogID] = true
+		seen[k] = true
 		ids, merchants = append(ids, f.args.LogID), append(merchants, f.args.MerchantID)
 		runs, attempts = append(runs, int32(f.args.Run)), append(attempts, int32(f.n))
 		statuses, bodies = append(statuses, f.status), append(bodies, f.o.body)
