@@ -3,6 +3,8 @@ package db
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -15,12 +17,16 @@ import (
 // busier the workers, the larger the batches and the fewer the statements
 // and commits per item.
 //
-// run answers each request at the same index, or fails the whole batch:
-// every request of it gets the error, and its caller handles it as it
-// would its own statement's (a job is run again). run is called with a
-// context of its own, bounded by timeout: a request taken into a batch is
-// carried out even when its caller has stopped waiting, so run's work must
-// be harmless to repeat, as every worker's conditional write is.
+// run answers each request at the same index, or fails the whole batch.
+// A failed batch is run again one request at a time, so that one bad
+// request (a constraint it breaks) fails only its own caller, instead of
+// every job of every batch it joins as it is retried; unless the database
+// is unavailable, when each would fail alike. A caller handles its error as
+// it would its own statement's (a job is run again). A batch and its
+// retries share one context of their own, bounded by timeout: a queued
+// request is carried out even when its caller has stopped waiting (or
+// had, when it called Do), so run's work must be harmless to repeat, as
+// every worker's conditional write is.
 type Batcher[Req, Res any] struct {
 	run     func(context.Context, []Req) ([]Res, error)
 	max     int
@@ -90,27 +96,46 @@ func (b *Batcher[Req, Res]) runBatch(calls []*batchCall[Req, Res]) {
 	for i, c := range calls {
 		reqs[i] = c.req
 	}
-	res, err := b.call(reqs)
-	if err == nil && len(res) != len(reqs) {
-		err = fmt.Errorf("batch of %d answered %d", len(reqs), len(res))
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	res, err := b.call(ctx, reqs)
+	if err != nil && len(reqs) > 1 && ctx.Err() == nil && !IsUnavailable(err) {
+		for i, c := range calls {
+			one, err := b.call(ctx, reqs[i:i+1])
+			c.answer(one, err)
+		}
+		return
 	}
 	for i, c := range calls {
-		if err == nil {
-			c.res = res[i]
+		if err != nil {
+			c.answer(nil, err)
+			continue
 		}
-		c.err = err
-		close(c.done)
+		c.answer(res[i:i+1], nil)
 	}
 }
 
-// call runs one batch; a panic fails the batch rather than the process.
-func (b *Batcher[Req, Res]) call(reqs []Req) (res []Res, err error) {
+// answer gives the call the first of res, or err.
+func (c *batchCall[Req, Res]) answer(res []Res, err error) {
+	if err == nil {
+		c.res = res[0]
+	}
+	c.err = err
+	close(c.done)
+}
+
+// call runs one batch and checks that it answered every request; a panic
+// fails the batch rather than the process, and is logged with its stack.
+func (b *Batcher[Req, Res]) call(ctx context.Context, reqs []Req) (res []Res, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("batch panicked: %v", p)
+			slog.Error("batch panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			res, err = nil, fmt.Errorf("batch panicked: %v", p)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-	defer cancel()
-	return b.run(ctx, reqs)
+	res, err = b.run(ctx, reqs)
+	if err == nil && len(res) != len(reqs) {
+		return nil, fmt.Errorf("batch of %d answered %d", len(reqs), len(res))
+	}
+	return res, err
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // gatedBatcher's run records each batch and blocks until gate gives way.
@@ -137,7 +140,9 @@ func TestBatcherRunsUpToFlightsBatchesAtOnce(t *testing.T) {
 	}
 }
 
-func TestBatcherFailsEveryRequestOfAFailedBatch(t *testing.T) {
+// A failed batch is run again request by request: only the request that
+// fails it gets the error.
+func TestBatcherRunsAFailedBatchOneByOne(t *testing.T) {
 	boom := errors.New("boom")
 	g := newGatedBatcher(10, 1, func(reqs []int) error {
 		if slices.Contains(reqs, 3) {
@@ -147,18 +152,49 @@ func TestBatcherFailsEveryRequestOfAFailedBatch(t *testing.T) {
 	})
 	go g.Do(context.Background(), 0)
 	g.waitBatches(1)
-	res := make(chan map[int]error)
+	type result struct {
+		res  map[int]string
+		errs map[int]error
+	}
+	done := make(chan result)
 	go func() {
-		_, errs := g.doAll([]int{1, 2, 3})
-		res <- errs
+		res, errs := g.doAll([]int{1, 2, 3})
+		done <- result{res, errs}
 	}()
 	g.waitQueued(t, 3)
 	close(g.gate)
-	for r, err := range <-res {
-		if !errors.Is(err, boom) {
-			t.Errorf("request %d: %v, want the batch's error", r, err)
-		}
+	r := <-done
+	require.ErrorIs(t, r.errs[3], boom)
+	for _, n := range []int{1, 2} {
+		require.NoError(t, r.errs[n])
+		require.Equal(t, fmt.Sprint("answer ", n), r.res[n])
 	}
+	require.Len(t, g.batches, 5, "the first, the failed batch, then each of its requests alone")
+}
+
+// When the database is unavailable every request would fail alike: the
+// batch's error is everyone's, with no request run again alone.
+func TestBatcherDoesNotRetryAloneWhenTheDatabaseIsUnavailable(t *testing.T) {
+	gone := &net.OpError{Op: "dial", Err: errors.New("connection refused")}
+	g := newGatedBatcher(10, 1, func(reqs []int) error {
+		if len(reqs) > 1 {
+			return gone
+		}
+		return nil
+	})
+	go g.Do(context.Background(), 0)
+	g.waitBatches(1)
+	done := make(chan map[int]error)
+	go func() {
+		_, errs := g.doAll([]int{1, 2})
+		done <- errs
+	}()
+	g.waitQueued(t, 2)
+	close(g.gate)
+	for n, err := range <-done {
+		require.ErrorIs(t, err, gone, "request %d", n)
+	}
+	require.Len(t, g.batches, 2, "no request was run again alone")
 }
 
 func TestBatcherPanicAndShortAnswerAreErrors(t *testing.T) {
