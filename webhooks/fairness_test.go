@@ -62,12 +62,14 @@ func (l *endpointLimiter) setTook(url string, took time.Duration) {
 // snoozing; the slot passes on, so the bound still holds.
 func TestEndpointLimiterHandsAFastEndpointsSlotOn(t *testing.T) {
 	t.Parallel()
-	l := endpointLimiter{turnWait: time.Hour}
+	l := endpointLimiter{turnWait: 3 * time.Hour}
 	ctx := context.Background()
 	const url = "https://fast.example/"
 	first, _, ok := l.acquire(ctx, url, 1)
 	require.True(t, ok)
-	l.setTook(url, time.Millisecond)
+	// Waits of two hours (twice took, within turnWait): a waiter is only
+	// ever answered by a release.
+	l.setTook(url, time.Hour)
 	type result struct {
 		release func()
 		ok      bool
@@ -118,8 +120,8 @@ func TestEndpointLimiterWaitsOnlyBriefly(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	l.setTook(url, time.Millisecond)
-	l.turnWait = time.Hour
+	l.setTook(url, time.Hour) // a wait of two hours, ended by the context alone
+	l.turnWait = 3 * time.Hour
 	_, _, ok = l.acquire(cancelled, url, 1)
 	require.False(t, ok, "a stopping worker stops waiting")
 	require.Zero(t, l.waitingTurns(url))
