@@ -322,7 +322,7 @@ func TestPaymentCreatedWhileTheOrdersPaymentIsDecided(t *testing.T) {
 	require.Equal(t, http.StatusCreated, status, "%v", p)
 	id := p["id"].(string)
 
-	// The worker's transaction, in DecideTx's order: the payment first...
+	// The worker's transaction, in its decision batch's order: the payment first...
 	w, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer w.Rollback(ctx) //nolint:errcheck

@@ -51,8 +51,10 @@ const (
 	// maxBatch bounds the deliveries read or recorded in one statement.
 	maxBatch = 256
 	// readFlights lets reads, which lock nothing, overlap; records go one
-	// batch at a time, so two batches never lock the same logs in
-	// different orders.
+	// batch at a time, so two batches of a process never lock the same
+	// logs in different orders. Another process's batch meets the same log
+	// only when a job runs twice at once; should that deadlock, PostgreSQL
+	// fails one batch, which is then run again one attempt at a time.
 	readFlights, recordFlights = 2, 1
 	// batchTimeout bounds one batch's statement; it runs on even when the
 	// workers waiting for it stop.

@@ -194,7 +194,8 @@ type attemptKey struct {
 	run, n int
 }
 
-// recordAttempts stores attempts, one statement for all (the workers'
+// recordAttempts (recordAttempt, one at a time, before batches; migration
+// 00008 names it) stores attempts, one statement for all (the workers'
 // batch of final records, or one retry's): each log's summary and a
 // history row together, so that attempts always counts the history of the
 // run. Only a log still pending in that run with the attempts before this
