@@ -132,8 +132,8 @@ func TestFailedDecisionBatchRollsBack(t *testing.T) {
 	boom := errors.New("boom")
 	svc := *a.Payments
 	var logs int
-	svc.EmitMany = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) ([]river.InsertManyParams, error) {
-		jobs, err := a.Payments.EmitMany(ctx, tx, events)
+	svc.Emit = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) ([]river.InsertManyParams, error) {
+		jobs, err := a.Payments.Emit(ctx, tx, events)
 		require.NoError(t, err)
 		logs = len(jobs)
 		return nil, boom

@@ -27,11 +27,9 @@ type Service struct {
 	River *river.Client[pgx.Tx]
 	// Delay is how long after creation a payment is decided.
 	Delay func(method string) time.Duration
-	// Emit records the payment events; nil records none.
+	// Emit records the payment events (a decision batch's in one call);
+	// nil records none.
 	Emit webhooks.Emit
-	// EmitMany records the events of decisions (decided in batches); nil
-	// records none.
-	EmitMany webhooks.EmitMany
 }
 
 // CreateOrderTx validates in and creates a merchant's order.
@@ -97,7 +95,7 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	// scheduled for later would wait for River's 5 s scheduler tick. It and
 	// the payment.created delivery are one River insert.
 	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
-	delivery, err := s.emitTx(ctx, tx, p, webhooks.EventPaymentCreated)
+	delivery, err := s.emitTx(ctx, tx, paymentEvent(p, webhooks.EventPaymentCreated))
 	if err != nil {
 		return Payment{}, err
 	}
@@ -174,7 +172,7 @@ func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]
 		if p.Status == StatusSuccess {
 			event = webhooks.EventPaymentSuccess // and the order is paid (decideManyTx)
 		}
-		events[i] = webhooks.Event{MerchantID: p.MerchantID, Name: event, Data: paymentData(p)}
+		events[i] = paymentEvent(p, event)
 	}
 	if len(decided) == 0 {
 		return changed, nil
@@ -184,11 +182,9 @@ func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]
 			metrics.PaymentFinal(p.Status, p.Method)
 		}
 	})
-	var delivery []river.InsertManyParams
-	if s.EmitMany != nil {
-		if delivery, err = s.EmitMany(ctx, tx, events); err != nil {
-			return nil, err
-		}
+	delivery, err := s.emitTx(ctx, tx, events...)
+	if err != nil {
+		return nil, err
 	}
 	return changed, db.InsertJobsTx(ctx, s.River, tx, delivery)
 }
@@ -207,14 +203,16 @@ func (s *Service) CaptureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 	return captureTx(ctx, tx, merchantID, id)
 }
 
-// emitTx records a payment event, {"payment": <the payment>}, in tx, and
-// returns its delivery's job for the caller to insert with its own.
-func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, p Payment, event string) ([]river.InsertManyParams, error) {
+// emitTx records payment events in tx, and returns their deliveries' jobs
+// for the caller to insert with its own.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, events ...webhooks.Event) ([]river.InsertManyParams, error) {
 	if s.Emit == nil {
 		return nil, nil
 	}
-	return s.Emit(ctx, tx, p.MerchantID, event, paymentData(p))
+	return s.Emit(ctx, tx, events)
 }
 
-// paymentData is a payment event's data: {"payment": <the payment>}.
-func paymentData(p Payment) any { return map[string]any{"payment": p} }
+// paymentEvent is a payment event: its data is {"payment": <the payment>}.
+func paymentEvent(p Payment, name string) webhooks.Event {
+	return webhooks.Event{MerchantID: p.MerchantID, Name: name, Data: map[string]any{"payment": p}}
+}

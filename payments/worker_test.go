@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
@@ -26,23 +25,16 @@ type event struct {
 	payment payments.Payment
 }
 
-// recording returns a copy of the app's service whose Emit and EmitMany
-// record events.
+// recording returns a copy of the app's service whose Emit records events.
 func recording(t *testing.T, a *app.App) (*payments.Service, *[]event) {
 	var events []event
 	svc := *a.Payments
-	svc.Emit = func(_ context.Context, tx pgx.Tx, merchantID uuid.UUID, name string, payload any) ([]river.InsertManyParams, error) {
+	svc.Emit = func(_ context.Context, tx pgx.Tx, many []webhooks.Event) ([]river.InsertManyParams, error) {
 		require.NotNil(t, tx)
-		p := payload.(map[string]any)["payment"].(payments.Payment)
-		require.Equal(t, merchantID, p.MerchantID)
-		events = append(events, event{name, p})
-		return nil, nil
-	}
-	svc.EmitMany = func(ctx context.Context, tx pgx.Tx, many []webhooks.Event) ([]river.InsertManyParams, error) {
 		for _, e := range many {
-			if _, err := svc.Emit(ctx, tx, e.MerchantID, e.Name, e.Data); err != nil {
-				return nil, err
-			}
+			p := e.Data.(map[string]any)["payment"].(payments.Payment)
+			require.Equal(t, e.MerchantID, p.MerchantID)
+			events = append(events, event{e.Name, p})
 		}
 		return nil, nil
 	}

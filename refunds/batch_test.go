@@ -151,8 +151,8 @@ func TestFailedProcessBatchRollsBack(t *testing.T) {
 	boom := errors.New("boom")
 	svc := *f.a.Refunds
 	var logs int
-	svc.EmitMany = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) ([]river.InsertManyParams, error) {
-		jobs, err := f.a.Refunds.EmitMany(ctx, tx, events)
+	svc.Emit = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) ([]river.InsertManyParams, error) {
+		jobs, err := f.a.Refunds.Emit(ctx, tx, events)
 		require.NoError(t, err)
 		logs = len(jobs)
 		return nil, boom

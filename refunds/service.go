@@ -29,11 +29,9 @@ type Service struct {
 	River *river.Client[pgx.Tx]
 	// Delay is how long after creation a refund is processed.
 	Delay func() time.Duration
-	// Emit records refund.created; nil records none.
+	// Emit records the refund events (a processing batch's in one call);
+	// nil records none.
 	Emit webhooks.Emit
-	// EmitMany records refund.processed (refunds are processed in
-	// batches); nil records none.
-	EmitMany webhooks.EmitMany
 }
 
 // CreateTx validates in and creates a pending refund of a merchant's
@@ -68,7 +66,7 @@ func (s *Service) CreateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	// Available now, snoozing until ProcessAt (see db.SnoozeUntil); one
 	// River insert with the refund.created delivery.
 	args := ProcessArgs{RefundID: r.ID, MerchantID: merchantID, ProcessAt: time.Now().Add(s.Delay())}
-	delivery, err := s.emitTx(ctx, tx, r, webhooks.EventRefundCreated)
+	delivery, err := s.emitTx(ctx, tx, refundEvent(r, webhooks.EventRefundCreated))
 	if err != nil {
 		return Refund{}, err
 	}
@@ -134,7 +132,7 @@ func (s *Service) processTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([
 	events := make([]webhooks.Event, len(processed))
 	for i, r := range processed {
 		changed[first[refundKey{MerchantID: r.MerchantID, ID: r.ID}]] = true
-		events[i] = webhooks.Event{MerchantID: r.MerchantID, Name: webhooks.EventRefundProcessed, Data: refundData(r)}
+		events[i] = refundEvent(r, webhooks.EventRefundProcessed)
 	}
 	if len(processed) == 0 {
 		return changed, nil
@@ -144,23 +142,23 @@ func (s *Service) processTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([
 			metrics.RefundFinal(r.Status)
 		}
 	})
-	var delivery []river.InsertManyParams
-	if s.EmitMany != nil {
-		if delivery, err = s.EmitMany(ctx, tx, events); err != nil {
-			return nil, err
-		}
+	delivery, err := s.emitTx(ctx, tx, events...)
+	if err != nil {
+		return nil, err
 	}
 	return changed, db.InsertJobsTx(ctx, s.River, tx, delivery)
 }
 
-// emitTx records a refund event, {"refund": <the refund>}, in tx, and
-// returns its delivery's job for the caller to insert with its own.
-func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, r Refund, event string) ([]river.InsertManyParams, error) {
+// emitTx records refund events in tx, and returns their deliveries' jobs
+// for the caller to insert with its own.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, events ...webhooks.Event) ([]river.InsertManyParams, error) {
 	if s.Emit == nil {
 		return nil, nil
 	}
-	return s.Emit(ctx, tx, r.MerchantID, event, refundData(r))
+	return s.Emit(ctx, tx, events)
 }
 
-// refundData is a refund event's data: {"refund": <the refund>}.
-func refundData(r Refund) any { return map[string]any{"refund": r} }
+// refundEvent is a refund event: its data is {"refund": <the refund>}.
+func refundEvent(r Refund, name string) webhooks.Event {
+	return webhooks.Event{MerchantID: r.MerchantID, Name: name, Data: map[string]any{"refund": r}}
+}

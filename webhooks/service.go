@@ -84,33 +84,14 @@ func New(pool *pgxpool.Pool, allowPrivate bool, schedule []time.Duration) *Servi
 	}
 }
 
-// EmitTx records event for the merchant in tx, the transaction of the state
-// change that causes it, and returns the job of its first delivery, which
-// the caller inserts in tx with its own jobs: one River insert for all of
-// them (db.InsertJobsTx). The log row (with the body's exact bytes) and its
-// job then commit with that change or not at all. data becomes the body's
-// "data", e.g. map[string]any{"payment": p}. Nothing is recorded, and no job
-// returned, when the merchant has no URL, has delivery disabled, or does
-// not subscribe to the event.
-func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) ([]river.InsertManyParams, error) {
-	if !slices.Contains(Events, event) {
-		return nil, fmt.Errorf("webhooks: unknown event %q", event)
-	}
-	// The subscription is checked by the log's INSERT itself: one statement
-	// on every payment's hot path instead of a read and a write.
-	_, job, err := recordTx(ctx, tx, merchantID, event, data, true)
-	return job, err
-}
-
-// recordTx stores the body and returns the job of its first attempt, not
-// inserted. With subscribedOnly, nothing is stored (and uuid.Nil and no job
-// returned) unless the merchant's endpoint delivers event (insertLog).
-func recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any, subscribedOnly bool) (uuid.UUID, []river.InsertManyParams, error) {
+// recordTx stores the body, whatever the subscription (the test event),
+// and returns the job of its first attempt, not inserted.
+func recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) (uuid.UUID, []river.InsertManyParams, error) {
 	id, payload, err := newLog(event, data)
 	if err != nil {
 		return uuid.Nil, nil, err
 	}
-	if stored, err := insertLog(ctx, tx, id, merchantID, event, payload, subscribedOnly); err != nil || !stored {
+	if err := insertLog(ctx, tx, id, merchantID, event, payload); err != nil {
 		return uuid.Nil, nil, err
 	}
 	return id, []river.InsertManyParams{firstDelivery(id, merchantID)}, nil
@@ -218,7 +199,7 @@ func (s *Service) SendTestTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUI
 	}
 	id, job, err := recordTx(ctx, tx, merchantID, EventTest, map[string]any{
 		"message": "This is a test webhook from paygate",
-	}, false)
+	})
 	if err != nil {
 		return uuid.Nil, err
 	}

@@ -41,17 +41,13 @@ func rotateSecret(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, secret s
 	return err
 }
 
-// insertLog stores a log and reports whether it did. With subscribedOnly it
-// stores one only when the merchant's endpoint delivers event: a URL is
-// set, delivery is enabled, and event (or all events) is subscribed.
-func insertLog(ctx context.Context, tx pgx.Tx, id, merchantID uuid.UUID, event string, payload []byte, subscribedOnly bool) (bool, error) {
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO webhook_logs (id, merchant_id, event, payload, next_retry_at)
-		SELECT $1, m.id, $3, $4, now() FROM merchants m
-		WHERE m.id = $2 AND (NOT $5 OR (m.webhook_url <> '' AND m.webhook_enabled
-			AND ($6 = ANY (m.webhook_events) OR $3 = ANY (m.webhook_events))))`,
-		id, merchantID, event, payload, subscribedOnly, AllEvents)
-	return tag.RowsAffected() == 1, err
+// insertLog stores a log, whatever the merchant subscribes to (EmitTx's
+// insertLogs checks the subscription).
+func insertLog(ctx context.Context, tx pgx.Tx, id, merchantID uuid.UUID, event string, payload []byte) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO webhook_logs (id, merchant_id, event, payload, next_retry_at) VALUES ($1, $2, $3, $4, now())`,
+		id, merchantID, event, payload)
+	return err
 }
 
 // lockLog returns a log's status, run and attempts in that run, holding its

@@ -64,11 +64,11 @@ const (
 var Events = []string{EventPaymentCreated, EventPaymentSuccess, EventPaymentFailed,
 	EventRefundCreated, EventRefundProcessed, EventTest}
 
-// Emit records an event in tx, so that it commits with the change that
-// caused it, and returns the job of its first delivery (none when nothing
-// was recorded), which the caller must insert in tx with its own jobs:
-// Service.EmitTx, which the payments and refunds services are given.
-type Emit func(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) ([]river.InsertManyParams, error)
+// Emit records events in tx, so that they commit with the changes that
+// caused them, and returns the jobs of their first deliveries (none for an
+// event not recorded), which the caller must insert in tx with its own
+// jobs: Service.EmitTx, which the payments and refunds services are given.
+type Emit func(ctx context.Context, tx pgx.Tx, events []Event) ([]river.InsertManyParams, error)
 
 // AllEvents is the subscription to every event.
 const AllEvents = "*"

@@ -167,7 +167,7 @@ func emit(t *testing.T, a *app.App, merchantID uuid.UUID, event string, data any
 // emitTx records an event and inserts its delivery's job, as a state
 // change's transaction does with its own jobs.
 func emitTx(ctx context.Context, a *app.App, tx pgx.Tx, merchantID uuid.UUID, event string, data any) error {
-	jobs, err := a.Webhooks.EmitTx(ctx, tx, merchantID, event, data)
+	jobs, err := a.Webhooks.EmitTx(ctx, tx, []webhooks.Event{{MerchantID: merchantID, Name: event, Data: data}})
 	if err != nil {
 		return err
 	}

@@ -10,22 +10,25 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// Event is one event of EmitManyTx: what EmitTx is given for one.
+// Event is one event to record: data becomes the body's "data", e.g.
+// map[string]any{"payment": p}.
 type Event struct {
 	MerchantID uuid.UUID
 	Name       string
 	Data       any
 }
 
-// EmitMany records events in tx, as Emit does one: Service.EmitManyTx,
-// which the payment worker's batches are given.
-type EmitMany func(ctx context.Context, tx pgx.Tx, events []Event) ([]river.InsertManyParams, error)
-
-// EmitManyTx is EmitTx for many events in one statement: each event is
-// recorded, and the job of its first delivery returned, exactly when EmitTx
-// would record it (its merchant's endpoint delivers it), and none of them
-// unless tx commits. The jobs come back in the order of their events.
-func (s *Service) EmitManyTx(ctx context.Context, tx pgx.Tx, events []Event) ([]river.InsertManyParams, error) {
+// EmitTx records events in tx, the transaction of the state changes that
+// cause them (one for a request, a batch's for a worker), in one statement,
+// and returns the jobs of their first deliveries, which the caller inserts
+// in tx with its own jobs: one River insert for all of them
+// (db.InsertJobsTx). The log rows (with the bodies' exact bytes) and their
+// jobs then commit with those changes or not at all. An event is recorded,
+// and its job returned, only when its merchant's endpoint delivers it: a
+// URL is set, delivery is enabled, and the event (or all events) is
+// subscribed; the INSERT checks it, so the hot path has no read for it.
+// The jobs come back in the order of their events.
+func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) ([]river.InsertManyParams, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -57,8 +60,7 @@ func (s *Service) EmitManyTx(ctx context.Context, tx pgx.Tx, events []Event) ([]
 }
 
 // insertLogs stores, in one statement, the logs whose merchant's endpoint
-// delivers their event (insertLog with subscribedOnly, row by row), and
-// returns the ids it stored.
+// delivers their event, and returns the ids it stored.
 func insertLogs(ctx context.Context, tx pgx.Tx, ids, merchantIDs []uuid.UUID, events []string, payloads [][]byte) (map[uuid.UUID]bool, error) {
 	rows, _ := tx.Query(ctx, `
 		INSERT INTO webhook_logs (id, merchant_id, event, payload, next_retry_at)

@@ -17,11 +17,10 @@ import (
 	"paygate/webhooks"
 )
 
-// EmitManyTx records, in one call, exactly the events that EmitTx would,
-// one by one: only for a merchant whose endpoint is set, enabled and
-// subscribed to the event; each with its own body and one first-delivery
-// job; and nothing unless its transaction commits.
-func TestEmitManyRecordsWhatEmitWould(t *testing.T) {
+// EmitTx records, in one call, only the events whose merchant's endpoint
+// is set, enabled and subscribed to them; each with its own body and one
+// first-delivery job; and nothing unless its transaction commits.
+func TestEmitRecordsWhatEachEndpointDelivers(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
 	ctx := context.Background()
@@ -53,7 +52,7 @@ func TestEmitManyRecordsWhatEmitWould(t *testing.T) {
 	// Rolled back: nothing.
 	tx, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
-	jobs, err := a.Webhooks.EmitManyTx(ctx, tx, events)
+	jobs, err := a.Webhooks.EmitTx(ctx, tx, events)
 	require.NoError(t, err)
 	require.Len(t, jobs, len(stored))
 	require.NoError(t, db.InsertJobsTx(ctx, a.River, tx, jobs))
@@ -62,7 +61,7 @@ func TestEmitManyRecordsWhatEmitWould(t *testing.T) {
 	require.Zero(t, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`))
 
 	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		jobs, err = a.Webhooks.EmitManyTx(ctx, tx, events)
+		jobs, err = a.Webhooks.EmitTx(ctx, tx, events)
 		if err != nil {
 			return err
 		}
@@ -95,12 +94,12 @@ func TestEmitManyRecordsWhatEmitWould(t *testing.T) {
 	require.Equal(t, 3, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`))
 
 	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		jobs, err := a.Webhooks.EmitManyTx(ctx, tx, nil)
+		jobs, err := a.Webhooks.EmitTx(ctx, tx, nil)
 		require.Empty(t, jobs)
 		return err
 	}))
 	require.Error(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		_, err := a.Webhooks.EmitManyTx(ctx, tx, []webhooks.Event{event(all.ID, "payment.unknown", "pay_7")})
+		_, err := a.Webhooks.EmitTx(ctx, tx, []webhooks.Event{event(all.ID, "payment.unknown", "pay_7")})
 		return err
 	}), "an unknown event is a programming error")
 }
