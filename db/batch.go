@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Batcher gathers the requests of many goroutines into batches, each run
@@ -138,4 +142,36 @@ func (b *Batcher[Req, Res]) call(ctx context.Context, reqs []Req) (res []Res, er
 		return nil, fmt.Errorf("batch of %d answered %d", len(reqs), len(res))
 	}
 	return res, err
+}
+
+// InTx is a batch's run that calls fn in one transaction of pool: the
+// batch's use cases commit together, or none does.
+func InTx[Req, Res any](pool *pgxpool.Pool, fn func(context.Context, pgx.Tx, []Req) ([]Res, error)) func(context.Context, []Req) ([]Res, error) {
+	return func(ctx context.Context, reqs []Req) (res []Res, err error) {
+		err = WithTx(ctx, pool, func(tx pgx.Tx) error {
+			res, err = fn(ctx, tx, reqs)
+			return err
+		})
+		return res, err
+	}
+}
+
+// Distinct returns a batch's items without repeats of a key (the first is
+// kept: a job run twice at once names its row twice), sorted by cmp when
+// it is not nil, so that every batch's statement meets its rows in one
+// order; and, for each key, the index in items of the one kept.
+func Distinct[T any, K comparable](items []T, key func(T) K, cmp func(a, b T) int) ([]T, map[K]int) {
+	first := make(map[K]int, len(items))
+	unique := make([]T, 0, len(items))
+	for i, it := range items {
+		k := key(it)
+		if _, seen := first[k]; !seen {
+			first[k] = i
+			unique = append(unique, it)
+		}
+	}
+	if cmp != nil {
+		slices.SortFunc(unique, cmp)
+	}
+	return unique, first
 }

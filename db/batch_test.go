@@ -226,3 +226,13 @@ func TestBatcherCallerStopsWaitingWhenItsContextEnds(t *testing.T) {
 		t.Fatalf("next request: %q, %v", s, err)
 	}
 }
+
+func TestDistinctKeepsTheFirstOfAKeyInOrder(t *testing.T) {
+	items := []string{"b1", "a1", "b2", "c1", "a2"}
+	key := func(s string) byte { return s[0] }
+	unique, first := Distinct(items, key, func(a, b string) int { return int(a[0]) - int(b[0]) })
+	require.Equal(t, []string{"a1", "b1", "c1"}, unique)
+	require.Equal(t, map[byte]int{'a': 1, 'b': 0, 'c': 3}, first)
+	unique, _ = Distinct(items, key, nil)
+	require.Equal(t, []string{"b1", "a1", "c1"}, unique, "unsorted without cmp")
+}

@@ -7,5 +7,5 @@ type Answer = answer
 
 // RecordBatch records answers as one batch of the worker's decisions.
 func (w *Worker) RecordBatch(ctx context.Context, answers []Answer) ([]bool, error) {
-	return w.recordBatch(ctx, answers)
+	return w.recordBatch()(ctx, answers)
 }

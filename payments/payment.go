@@ -6,7 +6,8 @@
 //     in one transaction; so do a decision, the order becoming paid and the
 //     payment.success/failed event. The worker records the decisions that
 //     come at the same time in one transaction (a batch: all of them or
-//     none, a failed batch's jobs run again). River completes the job after
+//     none; a failed batch is recorded again one answer at a time, so only
+//     a failing one's job errs and runs again). River completes the job after
 //     that commit, batched with others (db/jobs.go).
 //   - A payment leaves pending exactly once: the decision is a conditional
 //     update (WHERE status = 'pending'), so a job run twice changes nothing.

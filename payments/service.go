@@ -1,12 +1,9 @@
 package payments
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -139,27 +136,12 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 // records) is decided by its first answer, once, with one event: the
 // others report false like an answer for a payment decided already.
 func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]bool, error) {
-	type key struct {
-		merchantID uuid.UUID
-		id         string
-	}
-	first := make(map[key]int, len(answers))
-	unique := make([]answer, 0, len(answers))
-	for i, a := range answers {
-		k := key{a.MerchantID, a.PaymentID}
-		if _, seen := first[k]; !seen {
-			first[k] = i
-			unique = append(unique, a)
-		}
-	}
 	// In id order, so that two batches that share payments (a job run
 	// twice, by two processes: a process runs one batch at a time) lock
 	// them in the same order and wait rather than deadlock. Should a plan
 	// lock them otherwise, PostgreSQL ends the deadlock by failing one
-	// batch, whose jobs run again.
-	slices.SortFunc(unique, func(a, b answer) int {
-		return cmp.Or(strings.Compare(a.PaymentID, b.PaymentID), slices.Compare(a.MerchantID[:], b.MerchantID[:]))
-	})
+	// batch, whose answers are then recorded one at a time.
+	unique, first := db.Distinct(answers, answer.key, func(a, b answer) int { return a.key().compare(b.key()) })
 	decided, err := decideManyTx(ctx, tx, unique)
 	if err != nil {
 		return nil, err
@@ -167,7 +149,7 @@ func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]
 	changed := make([]bool, len(answers))
 	events := make([]webhooks.Event, len(decided))
 	for i, p := range decided {
-		changed[first[key{p.MerchantID, p.ID}]] = true
+		changed[first[paymentKey{MerchantID: p.MerchantID, ID: p.ID}]] = true
 		event := webhooks.EventPaymentFailed
 		if p.Status == StatusSuccess {
 			event = webhooks.EventPaymentSuccess // and the order is paid (decideManyTx)

@@ -1,9 +1,12 @@
 package payments
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -103,6 +106,8 @@ type answer struct {
 	OK         bool
 }
 
+func (a answer) key() paymentKey { return paymentKey{MerchantID: a.MerchantID, ID: a.PaymentID} }
+
 // decideManyTx moves each payment of ds that is still pending to its
 // decision's status and, on success, its created order to paid, in one
 // statement, and returns the payments it moved, each once. A payment
@@ -147,6 +152,10 @@ type decisionRow struct {
 type paymentKey struct {
 	MerchantID uuid.UUID
 	ID         string
+}
+
+func (k paymentKey) compare(o paymentKey) int {
+	return cmp.Or(strings.Compare(k.ID, o.ID), slices.Compare(k.MerchantID[:], o.MerchantID[:]))
 }
 
 // pendingDecisions returns, in one statement, those of the payments that

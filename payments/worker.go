@@ -170,20 +170,15 @@ func (w *Worker) batchers() *workerBatchers {
 	w.once.Do(func() {
 		w.batches = &workerBatchers{
 			reads:     db.NewBatcher(maxBatch, readFlights, recordTimeout, w.readBatch),
-			decisions: db.NewBatcher(maxBatch, decisionFlights, recordTimeout, w.recordBatch),
+			decisions: db.NewBatcher(maxBatch, decisionFlights, recordTimeout, w.recordBatch()),
 		}
 	})
 	return w.batches
 }
 
-// recordBatch records a batch of answers in one transaction (decideTx):
-// should it fail, every job of the batch errs and is run again.
-func (w *Worker) recordBatch(ctx context.Context, answers []answer) (changed []bool, err error) {
-	err = db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
-		changed, err = w.Service.decideTx(ctx, tx, answers)
-		return err
-	})
-	return changed, err
+// recordBatch records a batch of answers in one transaction (decideTx).
+func (w *Worker) recordBatch() func(context.Context, []answer) ([]bool, error) {
+	return db.InTx(w.Service.Pool, w.Service.decideTx)
 }
 
 // readBatch reads a batch of payments with their decision keys.

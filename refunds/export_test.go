@@ -14,5 +14,5 @@ func NewKey(merchantID uuid.UUID, id string) Key { return Key{MerchantID: mercha
 
 // ProcessBatch processes keys as one batch of the worker's.
 func (w *Worker) ProcessBatch(ctx context.Context, keys []Key) ([]bool, error) {
-	return w.processBatch(ctx, keys)
+	return w.processBatch()(ctx, keys)
 }

@@ -14,8 +14,9 @@
 //     in one transaction; so do processing, the payment's amount_refunded
 //     and the refund.processed event. Refunds are processed in batches
 //     (Worker): the refunds the workers process at the same time commit in
-//     one transaction, each with its amount and its event, or none does.
-//     River completes the job after that commit, batched with others
+//     one transaction, each with its amount and its event, or none does (a
+//     failed batch is processed again one refund at a time, so one bad
+//     refund fails only its own job). River completes the job after that commit, batched with others
 //     (db/jobs.go).
 //   - A refund is processed exactly once: processing is a conditional update
 //     (WHERE status = 'pending'), so a job run twice changes nothing, and

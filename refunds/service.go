@@ -110,18 +110,10 @@ func (s *Service) ProcessTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 // run again while its first run processes) is processed once, with one
 // event: the other names report false like a refund processed already.
 func (s *Service) processTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]bool, error) {
-	first := make(map[refundKey]int, len(keys))
-	unique := make([]refundKey, 0, len(keys))
-	for i, k := range keys {
-		if _, seen := first[k]; !seen {
-			first[k] = i
-			unique = append(unique, k)
-		}
-	}
 	// In id order, so that two batches that share refunds (a job run
 	// twice, by two processes: a process runs one batch at a time) lock
 	// them in the same order and wait rather than deadlock.
-	slices.SortFunc(unique, func(a, b refundKey) int {
+	unique, first := db.Distinct(keys, func(k refundKey) refundKey { return k }, func(a, b refundKey) int {
 		return cmp.Or(strings.Compare(a.ID, b.ID), slices.Compare(a.MerchantID[:], b.MerchantID[:]))
 	})
 	processed, err := processManyTx(ctx, tx, unique)

@@ -80,7 +80,8 @@ type refundKey struct {
 // AND amount) on payments backs it, and a violation fails the batch. The
 // payments are locked in payment id order (the aggregate's), in every batch
 // alike; should a plan lock them otherwise, PostgreSQL ends a deadlock
-// between two processes' batches by failing one, whose jobs run again.
+// between two processes' batches by failing one, which is then processed
+// one refund at a time (db.Batcher).
 func processManyTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]Refund, error) {
 	ids, merchantIDs := make([]string, len(keys)), make([]uuid.UUID, len(keys))
 	for i, k := range keys {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
 	"paygate/db"
@@ -56,19 +55,14 @@ const (
 )
 
 func (w *Worker) batcher() *db.Batcher[refundKey, bool] {
-	w.once.Do(func() { w.batches = db.NewBatcher(maxBatch, flights, batchTimeout, w.processBatch) })
+	w.once.Do(func() { w.batches = db.NewBatcher(maxBatch, flights, batchTimeout, w.processBatch()) })
 	return w.batches
 }
 
 // processBatch processes a batch of refunds in one transaction
-// (Service.processTx): should it fail, every job of the batch errs and is
-// run again.
-func (w *Worker) processBatch(ctx context.Context, keys []refundKey) (changed []bool, err error) {
-	err = db.WithTx(ctx, w.Service.Pool, func(tx pgx.Tx) error {
-		changed, err = w.Service.processTx(ctx, tx, keys)
-		return err
-	})
-	return changed, err
+// (Service.processTx).
+func (w *Worker) processBatch() func(context.Context, []refundKey) ([]bool, error) {
+	return db.InTx(w.Service.Pool, w.Service.processTx)
 }
 
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
