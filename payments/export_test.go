@@ -1,6 +1,11 @@
 package payments
 
-import "context"
+import (
+	"context"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
 
 // Answer is an answer of a decision batch.
 type Answer = answer
@@ -8,4 +13,13 @@ type Answer = answer
 // RecordBatch records answers as one batch of the worker's decisions.
 func (w *Worker) RecordBatch(ctx context.Context, answers []Answer) ([]bool, error) {
 	return w.recordBatch()(ctx, answers)
+}
+
+// DecideTx records one answer, as the worker's batch of one.
+func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, ok bool) (bool, error) {
+	changed, err := s.decideTx(ctx, tx, []answer{{MerchantID: merchantID, PaymentID: paymentID, OK: ok}})
+	if err != nil {
+		return false, err
+	}
+	return changed[0], nil
 }

@@ -113,24 +113,13 @@ func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f Paym
 	return listPayments(ctx, s.Pool, merchantID, f, page)
 }
 
-// DecideTx moves a pending payment to success (ok) or failed, marks its
-// order paid on success (one statement with the payment's) and records the
-// event. It reports false and changes nothing when the payment was already
-// decided, so a repeated decision is harmless. While this payment is
+// decideTx moves pending payments to success (ok) or failed, marks their
+// orders paid on success and records their events. While a payment is
 // pending no other payment of its order can exist in pending or success
-// (payments_one_live_per_order), so a success here is the order's only one.
-// It is the worker's batch (decideTx) of one.
-func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, ok bool) (bool, error) {
-	changed, err := s.decideTx(ctx, tx, []answer{{MerchantID: merchantID, PaymentID: paymentID, OK: ok}})
-	if err != nil {
-		return false, err
-	}
-	return changed[0], nil
-}
-
-// decideTx is DecideTx for many answers with one statement for all the
-// payments and orders, one for all the events and one River insert for all
-// their delivery jobs: every decision, its event and its job commit with
+// (payments_one_live_per_order), so a success here is the order's only
+// one. It does so for many answers (the worker's batch) with one statement
+// for all the payments and orders, one for all the events and one River
+// insert for all their delivery jobs: every decision, its event and its job commit with
 // tx, or none does. It reports for each answer whether it changed its
 // payment. A payment named twice (a job run again while its first run
 // records) is decided by its first answer, once, with one event: the

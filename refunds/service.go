@@ -89,22 +89,12 @@ func (s *Service) ListForPayment(ctx context.Context, merchantID uuid.UUID, paym
 	return listRefunds(ctx, s.Pool, merchantID, paymentID, page)
 }
 
-// ProcessTx moves a pending refund to processed, adds its amount to the
-// payment's amount_refunded and records refund.processed. It reports false
-// and changes nothing when the refund was already processed (or is
-// unknown), so a repeated run is harmless. It is the worker's batch
-// (processTx) of one.
-func (s *Service) ProcessTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id string) (bool, error) {
-	changed, err := s.processTx(ctx, tx, []refundKey{{MerchantID: merchantID, ID: id}})
-	if err != nil {
-		return false, err
-	}
-	return changed[0], nil
-}
-
-// processTx is ProcessTx for many refunds with one statement for all the
-// refunds and their payments (processManyTx), one for all the events and
-// one River insert for all their delivery jobs: every refund processed, its
+// processTx moves pending refunds to processed, adds their amounts to
+// their payments' amount_refunded and records refund.processed; a refund
+// already processed (or unknown) is left alone. It does so for many
+// refunds (the worker's batch) with one statement for all the refunds and
+// their payments (processManyTx), one for all the events and one River
+// insert for all their delivery jobs: every refund processed, its
 // amount, its event and its job commit with tx, or none does. It reports
 // for each key whether it changed its refund. A refund named twice (a job
 // run again while its first run processes) is processed once, with one
