@@ -43,15 +43,35 @@ const LiveJobStates = `('available', 'pending', 'running', 'retryable', 'schedul
 // makes it scheduled, to be woken by the scheduler up to 5 s late.
 const maxSnooze = 5 * time.Second
 
-// SnoozeUntil returns nil once at has come, and otherwise the error that
-// snoozes the running job towards it. A job inserted available and snoozed
-// like this runs on time; one scheduled for at would wait for River's 5 s
-// scheduler tick. A snooze costs no attempt and holds no worker slot.
-func SnoozeUntil(at time.Time) error {
-	if wait := time.Until(at); wait > 0 {
-		return river.JobSnooze(min(wait, maxSnooze))
+// shortWait is the longest wait a job sleeps through in its worker rather
+// than snooze: a snooze costs the job an update, a fetch and a read again,
+// more than holding a worker for a moment (a payment decided 1 ms after it
+// is created, in test mode, would otherwise snooze whenever it was fetched
+// within that millisecond).
+const shortWait = 10 * time.Millisecond
+
+// SnoozeUntil returns nil once at has come (sleeping through a wait of up
+// to shortWait, or ctx's error should ctx end first), and otherwise the
+// error that snoozes the running job towards it. A job inserted available
+// and snoozed like this runs on time; one scheduled for at would wait for
+// River's 5 s scheduler tick. A snooze costs no attempt and holds no worker
+// slot.
+func SnoozeUntil(ctx context.Context, at time.Time) error {
+	wait := time.Until(at)
+	switch {
+	case wait <= 0:
+		return nil
+	case wait <= shortWait:
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return nil
+	return river.JobSnooze(min(wait, maxSnooze))
 }
 
 // CompleteJobTx completes the running job in tx, the transaction of the work

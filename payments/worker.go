@@ -98,7 +98,7 @@ func (w *Worker) NextRetry(job *river.Job[ProcessArgs]) time.Time {
 // attempt an acquirer that still errs, or hangs past DecideTimeout, fails
 // the payment, with its payment.failed event, instead of leaving it pending.
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
-	if err := db.SnoozeUntil(job.Args.DecideAt); err != nil {
+	if err := db.SnoozeUntil(ctx, job.Args.DecideAt); err != nil {
 		return err
 	}
 	a := job.Args

@@ -66,7 +66,7 @@ func (w *Worker) processBatch() func(context.Context, []refundKey) ([]bool, erro
 }
 
 func (w *Worker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
-	if err := db.SnoozeUntil(job.Args.ProcessAt); err != nil {
+	if err := db.SnoozeUntil(ctx, job.Args.ProcessAt); err != nil {
 		return err
 	}
 	// River completes the job after Work returns, batched (db/jobs.go);

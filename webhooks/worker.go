@@ -114,7 +114,7 @@ func (s *Service) wait(attempt int) time.Duration {
 
 func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	s, a := w.Service, job.Args
-	if err := db.SnoozeUntil(a.At); err != nil {
+	if err := db.SnoozeUntil(ctx, a.At); err != nil {
 		return err
 	}
 	f, err := s.batches.reads.Do(ctx, logKey{a.MerchantID, a.LogID})

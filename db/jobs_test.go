@@ -1,0 +1,34 @@
+package db_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/require"
+
+	"paygate/db"
+)
+
+// A job whose time has come runs; one due within moments sleeps through the
+// wait in its worker; one due later snoozes towards its time, at most 5 s at
+// once; a stopping worker stops sleeping.
+func TestSnoozeUntil(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	require.NoError(t, db.SnoozeUntil(ctx, time.Now().Add(-time.Second)))
+
+	at := time.Now().Add(2 * time.Millisecond)
+	require.NoError(t, db.SnoozeUntil(ctx, at), "a moment's wait is slept through, not snoozed")
+	require.False(t, time.Now().Before(at), "it returned only once its time had come")
+
+	var snooze *rivertype.JobSnoozeError
+	require.True(t, errors.As(db.SnoozeUntil(ctx, time.Now().Add(time.Hour)), &snooze))
+	require.Equal(t, 5*time.Second, snooze.Duration)
+
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	require.ErrorIs(t, db.SnoozeUntil(stopped, time.Now().Add(5*time.Millisecond)), context.Canceled)
+}
