@@ -190,6 +190,8 @@ type attemptKey struct {
 	run, n int
 }
 
+func (a attempt) key() attemptKey { return attemptKey{a.args.LogID, a.args.Run, a.n} }
+
 // recordAttempts (recordAttempt, one at a time, before batches; migration
 // 00008 names it) stores attempts, one statement for all (the workers'
 // batch of final records, or one retry's): each log's summary and a
@@ -203,31 +205,20 @@ type attemptKey struct {
 // old run's job was sending) are all sent: only the one of the log's
 // current run matches its row.
 func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool, error) {
-	n := len(batch)
+	unique, first := db.Distinct(batch, attempt.key, nil)
+	n := len(unique)
 	var (
-		ids, merchants   = make([]uuid.UUID, 0, n), make([]uuid.UUID, 0, n)
-		runs, attempts   = make([]int32, 0, n), make([]int32, 0, n)
-		statuses, bodies = make([]string, 0, n), make([]string, 0, n)
-		ats              = make([]time.Time, 0, n)
-		nexts            = make([]*time.Time, 0, n)
-		codes            = make([]*int, 0, n)
-		errs             = make([]*string, 0, n)
-		ms               = make([]int64, 0, n)
-		index            = make([]int, 0, n) // batch index of each row sent
-		seen             = make(map[attemptKey]bool, n)
+		ids, merchants   = make([]uuid.UUID, n), make([]uuid.UUID, n)
+		runs, attempts   = make([]int32, n), make([]int32, n)
+		statuses, bodies = make([]string, n), make([]string, n)
+		ats, nexts       = make([]time.Time, n), make([]*time.Time, n)
+		codes, errs      = make([]*int, n), make([]*string, n)
+		ms               = make([]int64, n)
 	)
-	for i, f := range batch {
-		k := attemptKey{f.args.LogID, f.args.Run, f.n}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		ids, merchants = append(ids, f.args.LogID), append(merchants, f.args.MerchantID)
-		runs, attempts = append(runs, int32(f.args.Run)), append(attempts, int32(f.n))
-		statuses, bodies = append(statuses, f.status), append(bodies, f.o.body)
-		ats, nexts = append(ats, f.o.at), append(nexts, f.next)
-		codes, errs = append(codes, f.o.code), append(errs, f.o.err)
-		ms, index = append(ms, f.o.duration.Milliseconds()), append(index, i)
+	for i, f := range unique {
+		ids[i], merchants[i], runs[i], attempts[i] = f.args.LogID, f.args.MerchantID, int32(f.args.Run), int32(f.n)
+		statuses[i], bodies[i], ats[i], nexts[i] = f.status, f.o.body, f.o.at, f.next
+		codes[i], errs[i], ms[i] = f.o.code, f.o.err, f.o.duration.Milliseconds()
 	}
 	rows, err := q.Query(ctx, `
 		WITH v AS (
@@ -249,10 +240,10 @@ func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool,
 	if err != nil {
 		return nil, err
 	}
-	updated := make([]bool, n)
+	updated := make([]bool, len(batch))
 	var i int
 	_, err = pgx.ForEachRow(rows, []any{&i}, func() error {
-		updated[index[i-1]] = true
+		updated[first[unique[i-1].key()]] = true
 		return nil
 	})
 	return updated, err
