@@ -178,14 +178,15 @@ func (a *App) wire() error {
 		}
 		cfg.PeriodicJobs = periodic
 	}
+	// The jobs paygate inserts itself notify their queues as River's
+	// client does: at most once per queue per fetch cooldown.
+	db.SetInsertNotifyInterval(cfg.FetchCooldown)
 	client, err := river.NewClient(riverpgxv5.New(a.Pool), cfg)
 	if err != nil {
 		return fmt.Errorf("river: %w", err)
 	}
 	a.River = client
 	a.Webhooks.River = client
-	a.Payments.River = client
-	a.Refunds.River = client
 	a.Auth = merchants.NewAuth(a.Pool, a.Config.TestMode)
 
 	// Once per process: tests build many apps in parallel, and the answer

@@ -171,6 +171,7 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	var apiErr *web.Error
 	if errors.As(err, &apiErr) && apiErr.Code != web.CodeUnavailable {
 		answer.Queue(`ROLLBACK TO SAVEPOINT idempotent_work`)
+		tx.later = nil // the work's statements not sent yet are undone too
 		// The work is undone: so are its after-commit callbacks.
 		end(false)
 		end = db.Track(tx)

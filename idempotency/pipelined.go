@@ -23,11 +23,37 @@ var errNested = errors.New("idempotency: nested transactions are not supported")
 // statements run on the connection in order, inside the transaction. The
 // results of the batch that carried BEGIN are read to their end before
 // anything else is sent (settle).
+//
+// Statements given to ExecAtCommit (db.ExecAtCommit) wait to travel with
+// the COMMIT: a request's last writes, whose results it does not read (its
+// event and jobs), cost no round trip of their own. Should anything else be
+// sent first, they go just before it.
 type pipelinedTx struct {
 	conn    *pgxpool.Conn
 	begun   bool             // BEGIN has been sent
 	closed  bool             // committed or rolled back
 	pending pgx.BatchResults // the results of the batch that carried BEGIN, until read
+	later   *pgx.Batch       // ExecAtCommit's statements, not yet sent
+}
+
+// ExecAtCommit queues sql to be sent with the COMMIT (db.ExecAtCommit). A
+// failure of it fails the commit, and the transaction is rolled back.
+func (t *pipelinedTx) ExecAtCommit(sql string, args ...any) {
+	if t.later == nil {
+		t.later = &pgx.Batch{}
+	}
+	t.later.Queue(sql, args...)
+}
+
+// sendLater sends the statements queued for the COMMIT now, because
+// something else is about to be sent.
+func (t *pipelinedTx) sendLater(ctx context.Context) error {
+	if t.later == nil {
+		return nil
+	}
+	b := t.later
+	t.later = nil
+	return t.SendBatch(ctx, b).Close()
 }
 
 func beginPipelined(ctx context.Context, pool *pgxpool.Pool) (*pipelinedTx, error) {
@@ -122,6 +148,9 @@ func batchable(args []any) bool {
 }
 
 func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.sendLater(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
 	if t.begun || !batchable(args) {
 		if err := t.ensureBegun(ctx); err != nil {
 			return pgconn.CommandTag{}, err
@@ -139,6 +168,9 @@ func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn
 }
 
 func (t *pipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.sendLater(ctx); err != nil {
+		return errRows{err}, err
+	}
 	if t.begun || !batchable(args) {
 		if err := t.ensureBegun(ctx); err != nil {
 			return errRows{err}, err
@@ -161,6 +193,9 @@ func (t *pipelinedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx
 }
 
 func (t *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if err := t.sendLater(ctx); err != nil {
+		return errBatch{err}
+	}
 	if !t.begun {
 		return t.begin(ctx, b) // settled by the next statement, Commit or Rollback
 	}
@@ -171,6 +206,9 @@ func (t *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResu
 }
 
 func (t *pipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	if err := t.sendLater(ctx); err != nil {
+		return 0, err
+	}
 	if err := t.ensureBegun(ctx); err != nil {
 		return 0, err
 	}
@@ -178,6 +216,9 @@ func (t *pipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, column
 }
 
 func (t *pipelinedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	if err := t.sendLater(ctx); err != nil {
+		return nil, err
+	}
 	if err := t.settle(); err != nil {
 		return nil, err
 	}
@@ -198,12 +239,17 @@ func (t *pipelinedTx) Commit(ctx context.Context) error {
 	return t.commitWith(ctx, &pgx.Batch{})
 }
 
-// commitWith sends b and COMMIT in one round trip (with BEGIN too if
-// nothing was sent yet). A statement of b that fails ends the batch before
-// COMMIT; the transaction is then rolled back by release.
+// commitWith sends the statements queued for the COMMIT, b and COMMIT in
+// one round trip (with BEGIN too if nothing was sent yet). A statement that
+// fails ends the batch before COMMIT; the transaction is then rolled back by
+// release.
 func (t *pipelinedTx) commitWith(ctx context.Context, b *pgx.Batch) error {
 	if t.closed {
 		return pgx.ErrTxClosed
+	}
+	if t.later != nil {
+		b.QueuedQueries = append(t.later.QueuedQueries, b.QueuedQueries...)
+		t.later = nil
 	}
 	if !t.begun && b.Len() == 0 {
 		t.closed = true // nothing was sent: nothing to commit
@@ -228,6 +274,7 @@ func (t *pipelinedTx) Rollback(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.closed = true
+	t.later = nil
 	settleErr := t.settle()
 	if !t.begun || t.conn.Conn().PgConn().TxStatus() == 'I' {
 		return settleErr

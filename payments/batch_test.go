@@ -132,11 +132,10 @@ func TestFailedDecisionBatchRollsBack(t *testing.T) {
 	boom := errors.New("boom")
 	svc := *a.Payments
 	var logs int
-	svc.Emit = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) ([]river.InsertManyParams, error) {
-		jobs, err := a.Payments.Emit(ctx, tx, events)
-		require.NoError(t, err)
-		logs = len(jobs)
-		return nil, boom
+	svc.Emit = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) error {
+		require.NoError(t, a.Payments.Emit(ctx, tx, events))
+		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM webhook_logs WHERE event = 'payment.success'`).Scan(&logs))
+		return boom
 	}
 	_, err := (&payments.Worker{Service: &svc}).RecordBatch(ctx, answers)
 	require.ErrorIs(t, err, boom)

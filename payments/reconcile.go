@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"paygate/db"
 )
@@ -28,7 +29,6 @@ func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, erro
 		func(tx pgx.Tx, id string, merchantID uuid.UUID) error {
 			// A second job of one payment would be harmless: the decision
 			// is a conditional update, asked under the same key.
-			_, err := s.River.InsertTx(ctx, tx, ProcessArgs{PaymentID: id, MerchantID: merchantID}, nil)
-			return err
+			return db.InsertJobsAtCommit(ctx, tx, river.InsertManyParams{Args: ProcessArgs{PaymentID: id, MerchantID: merchantID}})
 		})
 }

@@ -20,8 +20,6 @@ import (
 // Service runs the order and payment use cases, one transaction each.
 type Service struct {
 	Pool *pgxpool.Pool
-	// River inserts the ProcessPayment jobs; set once the client exists.
-	River *river.Client[pgx.Tx]
 	// Delay is how long after creation a payment is decided.
 	Delay func(method string) time.Duration
 	// Emit records the payment events (a decision batch's in one call);
@@ -88,16 +86,17 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	case err != nil:
 		return Payment{}, err
 	}
-	// The job is available at once and snoozes until DecideAt: a job
-	// scheduled for later would wait for River's 5 s scheduler tick. It and
-	// the payment.created delivery are one River insert.
-	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
-	delivery, err := s.emitTx(ctx, tx, paymentEvent(p, webhooks.EventPaymentCreated))
-	if err != nil {
+	// The event (with its delivery's job) and the job are sent with the
+	// COMMIT (db.ExecAtCommit): nothing after the payment's INSERT waits
+	// for a round trip inside the transaction. The job is available at once
+	// and snoozes until DecideAt: a job scheduled for later would wait for
+	// River's 5 s scheduler tick.
+	if err := s.emitTx(ctx, tx, paymentEvent(p, webhooks.EventPaymentCreated)); err != nil {
 		return Payment{}, err
 	}
-	if err := db.InsertJobsTx(ctx, s.River, tx, append([]river.InsertManyParams{{Args: args}}, delivery...)); err != nil {
-		return Payment{}, fmt.Errorf("insert payment jobs: %w", err)
+	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
+	if err := db.InsertJobsAtCommit(ctx, tx, river.InsertManyParams{Args: args}); err != nil {
+		return Payment{}, err
 	}
 	return p, nil
 }
@@ -118,9 +117,9 @@ func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f Paym
 // pending no other payment of its order can exist in pending or success
 // (payments_one_live_per_order), so a success here is the order's only
 // one. It does so for many answers (the worker's batch) with one statement
-// for all the payments and orders, one for all the events and one River
-// insert for all their delivery jobs: every decision, its event and its job commit with
-// tx, or none does. It reports for each answer whether it changed its
+// for all the payments and orders, and one for all the events with their
+// delivery jobs: every decision, its event and its job commit with tx, or
+// none does. It reports for each answer whether it changed its
 // payment. A payment named twice (a job run again while its first run
 // records) is decided by its first answer, once, with one event: the
 // others report false like an answer for a payment decided already.
@@ -153,11 +152,7 @@ func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]
 			metrics.PaymentFinal(p.Status, p.Method)
 		}
 	})
-	delivery, err := s.emitTx(ctx, tx, events...)
-	if err != nil {
-		return nil, err
-	}
-	return changed, db.InsertJobsTx(ctx, s.River, tx, delivery)
+	return changed, s.emitTx(ctx, tx, events...)
 }
 
 // CaptureTx captures a successful payment once. amount, when given, must be
@@ -174,11 +169,10 @@ func (s *Service) CaptureTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 	return captureTx(ctx, tx, merchantID, id)
 }
 
-// emitTx records payment events in tx, and returns their deliveries' jobs
-// for the caller to insert with its own.
-func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, events ...webhooks.Event) ([]river.InsertManyParams, error) {
+// emitTx records payment events, with their deliveries' jobs, in tx.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, events ...webhooks.Event) error {
 	if s.Emit == nil {
-		return nil, nil
+		return nil
 	}
 	return s.Emit(ctx, tx, events)
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
@@ -29,14 +28,14 @@ type event struct {
 func recording(t *testing.T, a *app.App) (*payments.Service, *[]event) {
 	var events []event
 	svc := *a.Payments
-	svc.Emit = func(_ context.Context, tx pgx.Tx, many []webhooks.Event) ([]river.InsertManyParams, error) {
+	svc.Emit = func(_ context.Context, tx pgx.Tx, many []webhooks.Event) error {
 		require.NotNil(t, tx)
 		for _, e := range many {
 			p := e.Data.(map[string]any)["payment"].(payments.Payment)
 			require.Equal(t, e.MerchantID, p.MerchantID)
 			events = append(events, event{e.Name, p})
 		}
-		return nil, nil
+		return nil
 	}
 	return &svc, &events
 }

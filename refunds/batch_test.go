@@ -151,11 +151,10 @@ func TestFailedProcessBatchRollsBack(t *testing.T) {
 	boom := errors.New("boom")
 	svc := *f.a.Refunds
 	var logs int
-	svc.Emit = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) ([]river.InsertManyParams, error) {
-		jobs, err := f.a.Refunds.Emit(ctx, tx, events)
-		require.NoError(t, err)
-		logs = len(jobs)
-		return nil, boom
+	svc.Emit = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) error {
+		require.NoError(t, f.a.Refunds.Emit(ctx, tx, events))
+		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM webhook_logs WHERE event = 'refund.processed'`).Scan(&logs))
+		return boom
 	}
 	_, err := (&refunds.Worker{Service: &svc}).ProcessBatch(ctx, keys)
 	require.ErrorIs(t, err, boom)

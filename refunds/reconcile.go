@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"paygate/db"
 )
@@ -21,7 +22,6 @@ import (
 func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, error) {
 	return db.ResumeLost(ctx, s.Pool, "refunds", ProcessArgs{}.Kind(), "refund_id", after,
 		func(tx pgx.Tx, id string, merchantID uuid.UUID) error {
-			_, err := s.River.InsertTx(ctx, tx, ProcessArgs{RefundID: id, MerchantID: merchantID}, nil)
-			return err
+			return db.InsertJobsAtCommit(ctx, tx, river.InsertManyParams{Args: ProcessArgs{RefundID: id, MerchantID: merchantID}})
 		})
 }

@@ -3,7 +3,6 @@ package refunds
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -25,8 +24,6 @@ type Service struct {
 	Pool *pgxpool.Pool
 	// Payments answers whether a payment is the merchant's.
 	Payments *payments.Service
-	// River inserts the ProcessRefund jobs; set once the client exists.
-	River *river.Client[pgx.Tx]
 	// Delay is how long after creation a refund is processed.
 	Delay func() time.Duration
 	// Emit records the refund events (a processing batch's in one call);
@@ -63,15 +60,15 @@ func (s *Service) CreateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	if err != nil {
 		return Refund{}, err
 	}
-	// Available now, snoozing until ProcessAt (see db.SnoozeUntil); one
-	// River insert with the refund.created delivery.
-	args := ProcessArgs{RefundID: r.ID, MerchantID: merchantID, ProcessAt: time.Now().Add(s.Delay())}
-	delivery, err := s.emitTx(ctx, tx, refundEvent(r, webhooks.EventRefundCreated))
-	if err != nil {
+	// The event and the job are sent with the COMMIT (db.ExecAtCommit).
+	// The job is available now, snoozing until ProcessAt (see
+	// db.SnoozeUntil).
+	if err := s.emitTx(ctx, tx, refundEvent(r, webhooks.EventRefundCreated)); err != nil {
 		return Refund{}, err
 	}
-	if err := db.InsertJobsTx(ctx, s.River, tx, append([]river.InsertManyParams{{Args: args}}, delivery...)); err != nil {
-		return Refund{}, fmt.Errorf("insert refund jobs: %w", err)
+	args := ProcessArgs{RefundID: r.ID, MerchantID: merchantID, ProcessAt: time.Now().Add(s.Delay())}
+	if err := db.InsertJobsAtCommit(ctx, tx, river.InsertManyParams{Args: args}); err != nil {
+		return Refund{}, err
 	}
 	return r, nil
 }
@@ -93,8 +90,8 @@ func (s *Service) ListForPayment(ctx context.Context, merchantID uuid.UUID, paym
 // their payments' amount_refunded and records refund.processed; a refund
 // already processed (or unknown) is left alone. It does so for many
 // refunds (the worker's batch) with one statement for all the refunds and
-// their payments (processManyTx), one for all the events and one River
-// insert for all their delivery jobs: every refund processed, its
+// their payments (processManyTx), and one for all the events with their
+// delivery jobs: every refund processed, its
 // amount, its event and its job commit with tx, or none does. It reports
 // for each key whether it changed its refund. A refund named twice (a job
 // run again while its first run processes) is processed once, with one
@@ -124,18 +121,13 @@ func (s *Service) processTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([
 			metrics.RefundFinal(r.Status)
 		}
 	})
-	delivery, err := s.emitTx(ctx, tx, events...)
-	if err != nil {
-		return nil, err
-	}
-	return changed, db.InsertJobsTx(ctx, s.River, tx, delivery)
+	return changed, s.emitTx(ctx, tx, events...)
 }
 
-// emitTx records refund events in tx, and returns their deliveries' jobs
-// for the caller to insert with its own.
-func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, events ...webhooks.Event) ([]river.InsertManyParams, error) {
+// emitTx records refund events, with their deliveries' jobs, in tx.
+func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, events ...webhooks.Event) error {
 	if s.Emit == nil {
-		return nil, nil
+		return nil
 	}
 	return s.Emit(ctx, tx, events)
 }

@@ -52,30 +52,31 @@ func TestEmitRecordsWhatEachEndpointDelivers(t *testing.T) {
 	// Rolled back: nothing.
 	tx, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
-	jobs, err := a.Webhooks.EmitTx(ctx, tx, events)
-	require.NoError(t, err)
-	require.Len(t, jobs, len(stored))
-	require.NoError(t, db.InsertJobsTx(ctx, a.River, tx, jobs))
+	require.NoError(t, a.Webhooks.EmitTx(ctx, tx, events))
 	require.NoError(t, tx.Rollback(ctx))
 	require.Zero(t, count(t, a, `SELECT count(*) FROM webhook_logs`))
 	require.Zero(t, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`))
 
-	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		jobs, err = a.Webhooks.EmitTx(ctx, tx, events)
-		if err != nil {
-			return err
-		}
-		return db.InsertJobsTx(ctx, a.River, tx, jobs)
-	}))
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error { return a.Webhooks.EmitTx(ctx, tx, events) }))
+	rows, err := a.Pool.Query(ctx, `SELECT args, queue, max_attempts, priority, state FROM river_job WHERE kind = 'deliver_webhook' ORDER BY id`)
+	require.NoError(t, err)
+	type job struct {
+		Args                  []byte
+		Queue                 string
+		MaxAttempts, Priority int16
+		State                 string
+	}
+	jobs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[job])
+	require.NoError(t, err)
 	var order []string
 	for _, j := range jobs {
-		b, err := json.Marshal(j.Args)
-		require.NoError(t, err)
+		require.Equal(t, job{Args: j.Args, Queue: webhooks.Queue, MaxAttempts: 10, Priority: 1, State: "available"}, j,
+			"a first delivery's job is DeliverArgs' kind, queue and attempts")
 		var args struct {
 			LogID      uuid.UUID `json:"log_id"`
 			MerchantID uuid.UUID `json:"merchant_id"`
 		}
-		require.NoError(t, json.Unmarshal(b, &args))
+		require.NoError(t, json.Unmarshal(j.Args, &args))
 		var merchantID uuid.UUID
 		var payload []byte
 		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT merchant_id, payload FROM webhook_logs WHERE id = $1`, args.LogID).
@@ -93,13 +94,9 @@ func TestEmitRecordsWhatEachEndpointDelivers(t *testing.T) {
 	require.Equal(t, 3, count(t, a, `SELECT count(*) FROM webhook_logs`))
 	require.Equal(t, 3, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`))
 
-	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		jobs, err := a.Webhooks.EmitTx(ctx, tx, nil)
-		require.Empty(t, jobs)
-		return err
-	}))
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error { return a.Webhooks.EmitTx(ctx, tx, nil) }))
+	require.Equal(t, 3, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`))
 	require.Error(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		_, err := a.Webhooks.EmitTx(ctx, tx, []webhooks.Event{event(all.ID, "payment.unknown", "pay_7")})
-		return err
+		return a.Webhooks.EmitTx(ctx, tx, []webhooks.Event{event(all.ID, "payment.unknown", "pay_7")})
 	}), "an unknown event is a programming error")
 }

@@ -45,7 +45,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 
 	"paygate/web"
 )
@@ -64,11 +63,10 @@ const (
 var Events = []string{EventPaymentCreated, EventPaymentSuccess, EventPaymentFailed,
 	EventRefundCreated, EventRefundProcessed, EventTest}
 
-// Emit records events in tx, so that they commit with the changes that
-// caused them, and returns the jobs of their first deliveries (none for an
-// event not recorded), which the caller must insert in tx with its own
-// jobs: Service.EmitTx, which the payments and refunds services are given.
-type Emit func(ctx context.Context, tx pgx.Tx, events []Event) ([]river.InsertManyParams, error)
+// Emit records events in tx, with the jobs of their first deliveries, so
+// that they commit with the changes that caused them: Service.EmitTx, which
+// the payments and refunds services are given.
+type Emit func(ctx context.Context, tx pgx.Tx, events []Event) error
 
 // AllEvents is the subscription to every event.
 const AllEvents = "*"

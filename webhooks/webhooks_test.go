@@ -164,14 +164,10 @@ func emit(t *testing.T, a *app.App, merchantID uuid.UUID, event string, data any
 	}))
 }
 
-// emitTx records an event and inserts its delivery's job, as a state
-// change's transaction does with its own jobs.
+// emitTx records an event and its delivery's job, as a state change's
+// transaction does.
 func emitTx(ctx context.Context, a *app.App, tx pgx.Tx, merchantID uuid.UUID, event string, data any) error {
-	jobs, err := a.Webhooks.EmitTx(ctx, tx, []webhooks.Event{{MerchantID: merchantID, Name: event, Data: data}})
-	if err != nil {
-		return err
-	}
-	return db.InsertJobsTx(ctx, a.Webhooks.River, tx, jobs)
+	return a.Webhooks.EmitTx(ctx, tx, []webhooks.Event{{MerchantID: merchantID, Name: event, Data: data}})
 }
 
 func list(t *testing.T, a *app.App, h http.Header, query string) listView {

@@ -1,0 +1,200 @@
+package db
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+)
+
+// Jobs inserted by paygate's own statement, sent with a request's COMMIT.
+//
+// River's InsertTx and InsertManyTx read their statement's result before
+// they return, so a request that inserts its job through them waits one
+// round trip for it inside its transaction, and another for its COMMIT,
+// holding its connection and row locks across both. The hot paths' jobs (a
+// payment's decision, a refund's processing, an event's first delivery) are
+// plain: available at once, not unique, without tags or metadata. For them
+// JobRowsOf resolves each row as River's insert does (kind, JSON args, and
+// queue, max attempts and priority from the insert options, then the args'
+// own, then River's defaults), and InsertJobsFrom writes the statement that
+// inserts them, which ExecAtCommit sends with the COMMIT. The river_job table
+// is the interface River's clients in other languages insert through; a
+// test checks that these rows equal River's own and are worked.
+//
+// Measured in the bench's ceiling: a payment row and its job in one round
+// trip committed about twice the transactions per second of River's
+// InsertTx in a pgx transaction, at about 40 % less database CPU each.
+
+// JobRows are job rows to insert, column by column.
+type JobRows struct {
+	Args        [][]byte
+	Kinds       []string
+	Queues      []string
+	MaxAttempts []int16
+	Priorities  []int16
+}
+
+// errNotPlain refuses a job InsertJobsFrom cannot insert as River would.
+var errNotPlain = errors.New("db: only a job available at once, not unique, without tags or metadata, is inserted by paygate's own statement")
+
+// JobRowsOf resolves params into rows as River's client would insert them.
+func JobRowsOf(params ...river.InsertManyParams) (JobRows, error) {
+	rows := JobRows{
+		Args:        make([][]byte, len(params)),
+		Kinds:       make([]string, len(params)),
+		Queues:      make([]string, len(params)),
+		MaxAttempts: make([]int16, len(params)),
+		Priorities:  make([]int16, len(params)),
+	}
+	for i, p := range params {
+		var opts, own river.InsertOpts
+		if p.InsertOpts != nil {
+			opts = *p.InsertOpts
+		}
+		if withOpts, ok := p.Args.(river.JobArgsWithInsertOpts); ok {
+			own = withOpts.InsertOpts()
+		}
+		for _, o := range []river.InsertOpts{opts, own} {
+			if !o.ScheduledAt.IsZero() || o.Tags != nil || o.Metadata != nil || !uniqueEmpty(o.UniqueOpts) || o.Pending {
+				return JobRows{}, fmt.Errorf("%s: %w", p.Args.Kind(), errNotPlain)
+			}
+		}
+		args, err := json.Marshal(p.Args)
+		if err != nil {
+			return JobRows{}, fmt.Errorf("%s args: %w", p.Args.Kind(), err)
+		}
+		priority := cmp.Or(opts.Priority, own.Priority, river.PriorityDefault)
+		if priority < 1 || priority > 4 {
+			return JobRows{}, fmt.Errorf("%s: priority %d is not 1–4", p.Args.Kind(), priority)
+		}
+		rows.Args[i] = args
+		rows.Kinds[i] = p.Args.Kind()
+		rows.Queues[i] = cmp.Or(opts.Queue, own.Queue, river.QueueDefault)
+		// The app sets no Config.MaxAttempts: River's default is its own.
+		rows.MaxAttempts[i] = int16(cmp.Or(opts.MaxAttempts, own.MaxAttempts, river.MaxAttemptsDefault))
+		rows.Priorities[i] = int16(priority)
+	}
+	return rows, nil
+}
+
+func uniqueEmpty(u river.UniqueOpts) bool {
+	return !u.ByArgs && u.ByPeriod == 0 && !u.ByQueue && u.ByState == nil && !u.ExcludeKind
+}
+
+// Params are JobRows' arrays in InsertJobsFrom's column order: args jsonb[],
+// kind text[], queue text[], max_attempts smallint[], priority smallint[].
+func (r JobRows) Params() []any {
+	return []any{r.Args, r.Kinds, r.Queues, r.MaxAttempts, r.Priorities}
+}
+
+// InsertJobsFrom is the statement that inserts the rows of query (columns
+// args, kind, queue, max_attempts, priority) as jobs available now, as
+// River's insert does.
+func InsertJobsFrom(query string) string {
+	return `INSERT INTO river_job (args, kind, queue, max_attempts, priority, state, scheduled_at, tags, metadata)
+		SELECT q.args, q.kind, q.queue, q.max_attempts, q.priority, 'available', now(), '{}', '{}'
+		FROM (` + query + `) AS q`
+}
+
+// InsertJobsAtCommit inserts jobs in tx with one statement sent with tx's
+// COMMIT where tx sends statements that way (ExecAtCommit), and notifies
+// their queues' producers as River's insert would.
+func InsertJobsAtCommit(ctx context.Context, tx pgx.Tx, params ...river.InsertManyParams) error {
+	if len(params) == 0 {
+		return nil
+	}
+	rows, err := JobRowsOf(params...)
+	if err != nil {
+		return err
+	}
+	if err := ExecAtCommit(ctx, tx, InsertJobsFrom(
+		`SELECT * FROM unnest($1::jsonb[], $2::text[], $3::text[], $4::smallint[], $5::smallint[])
+			AS j(args, kind, queue, max_attempts, priority)`), rows.Params()...); err != nil {
+		return fmt.Errorf("insert jobs: %w", err)
+	}
+	return NotifyInsertAtCommit(ctx, tx, rows.Queues...)
+}
+
+// atCommit is a transaction that can send statements with its COMMIT
+// (idempotency's pipelined transaction, which every API request runs in).
+type atCommit interface {
+	ExecAtCommit(sql string, args ...any)
+}
+
+// ExecAtCommit runs sql in tx: with tx's COMMIT when tx can send it so,
+// otherwise now. Sent with the COMMIT, its error is the commit's, and
+// nothing of the transaction commits; its row count is not known.
+func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
+	if later, ok := tx.(atCommit); ok {
+		later.ExecAtCommit(sql, args...)
+		return nil
+	}
+	_, err := tx.Exec(ctx, sql, args...)
+	return err
+}
+
+// Insert notifications. River's producers LISTEN on "<schema>.river_insert"
+// (the current schema; no prefix without one)
+// and fetch a queue named in a notification at once (after their cooldown),
+// instead of at their next poll. River's client sends one for a queue at
+// most once per fetch cooldown, in the inserting transaction; so does
+// NotifyInsertAtCommit, at most once per queue per InsertNotifyInterval in
+// this process, because each NOTIFY holds PostgreSQL's notify lock through
+// its transaction's commit.
+var insertNotify = struct {
+	sync.Mutex
+	every time.Duration
+	last  map[string]time.Time
+}{every: 50 * time.Millisecond, last: map[string]time.Time{}}
+
+// SetInsertNotifyInterval sets how often at most a queue is notified of
+// inserts: the app sets River's fetch cooldown.
+func SetInsertNotifyInterval(d time.Duration) {
+	insertNotify.Lock()
+	defer insertNotify.Unlock()
+	insertNotify.every = d
+}
+
+// notifyDue returns the queues that are due a notification, and marks them
+// notified.
+func notifyDue(queues []string) []string {
+	now := time.Now()
+	insertNotify.Lock()
+	defer insertNotify.Unlock()
+	var due []string
+	for _, q := range queues {
+		if slices.Contains(due, q) || now.Sub(insertNotify.last[q]) < insertNotify.every {
+			continue
+		}
+		insertNotify.last[q] = now
+		due = append(due, q)
+	}
+	return due
+}
+
+// NotifyInsertAtCommit sends River's insert notification for the queues
+// that are due one, with tx's COMMIT (ExecAtCommit): PostgreSQL delivers it
+// when tx commits, and never if it rolls back.
+func NotifyInsertAtCommit(ctx context.Context, tx pgx.Tx, queues ...string) error {
+	due := notifyDue(queues)
+	if len(due) == 0 {
+		return nil
+	}
+	payloads := make([]string, len(due))
+	for i, q := range due {
+		payload, err := json.Marshal(map[string]string{"queue": q})
+		if err != nil {
+			return err
+		}
+		payloads[i] = string(payload)
+	}
+	return ExecAtCommit(ctx, tx, `SELECT pg_notify(coalesce(current_schema() || '.', '') || 'river_insert', p) FROM unnest($1::text[]) AS p`, payloads)
+}
