@@ -142,13 +142,14 @@ func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error
 }
 
 // Insert notifications. River's producers LISTEN on "<schema>.river_insert"
-// (the current schema; no prefix without one)
-// and fetch a queue named in a notification at once (after their cooldown),
-// instead of at their next poll. River's client sends one for a queue at
-// most once per fetch cooldown, in the inserting transaction; so does
-// NotifyInsertAtCommit, at most once per queue per InsertNotifyInterval in
-// this process, because each NOTIFY holds PostgreSQL's notify lock through
-// its transaction's commit.
+// (the connection's current schema) and fetch a queue a notification names
+// at once (after their cooldown), instead of at their next poll. River's
+// client sends one for a queue at most once per fetch cooldown, in the
+// inserting transaction; so does NotifyInsertAtCommit, at most once per
+// queue per interval in this process (SetInsertNotifyInterval), because
+// each NOTIFY holds PostgreSQL's notify lock through its transaction's
+// commit. A test (TestInsertedJobsWakeTheirQueue) fails should River listen
+// elsewhere.
 var insertNotify = struct {
 	sync.Mutex
 	every time.Duration

@@ -18,6 +18,7 @@ import (
 
 	"paygate/app"
 	"paygate/app/apptest"
+	"paygate/db"
 	"paygate/db/dbtest"
 	"paygate/idempotency"
 	"paygate/merchants"
@@ -42,8 +43,9 @@ func setup(t *testing.T) *bundle {
 	require.NoError(t, err)
 	b.a.Echo.POST("/test/widgets", func(c echo.Context) error {
 		var req struct {
-			Name string `json:"name"`
-			Fail string `json:"fail"`
+			Name  string `json:"name"`
+			Fail  string `json:"fail"`
+			Later string `json:"later"` // a second widget sent with the COMMIT: "ok", or "fail" to fail it
 		}
 		raw, err := web.Bind(c, &req)
 		if err != nil {
@@ -55,6 +57,16 @@ func setup(t *testing.T) *bundle {
 			if err := tx.QueryRow(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, $2) RETURNING id`,
 				m.ID, req.Name).Scan(&id); err != nil {
 				return 0, nil, err
+			}
+			switch req.Later {
+			case "ok":
+				if err := db.ExecAtCommit(ctx, tx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, $2)`, m.ID, req.Name+" later"); err != nil {
+					return 0, nil, err
+				}
+			case "fail":
+				if err := db.ExecAtCommit(ctx, tx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, NULL)`, m.ID); err != nil {
+					return 0, nil, err
+				}
 			}
 			if b.gate != nil {
 				<-b.gate
@@ -233,6 +245,33 @@ func TestValidationFailureIsRemembered(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, again.Code)
 	require.Equal(t, first.Body.Bytes(), again.Body.Bytes())
 	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
+}
+
+// What a request sends with its COMMIT (db.ExecAtCommit) commits with its
+// answer; it is undone with the work of a refused request, whose answer is
+// still remembered; and when it fails, nothing of the request is kept.
+func TestStatementsSentWithTheCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, key := range []string{"", "k1"} {
+		require.Equal(t, http.StatusCreated, b.post(t, `{"name":"a","later":"ok"}`, key, nil).Code)
+	}
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM widgets WHERE name = 'a later'`))
+	require.Equal(t, 4, b.widgets(t))
+
+	refused := b.post(t, `{"name":"b","later":"ok","fail":"validation"}`, "k2", nil)
+	require.Equal(t, http.StatusBadRequest, refused.Code)
+	require.Equal(t, 4, b.widgets(t), "the refused request's statements were not sent")
+	require.Equal(t, refused.Body.Bytes(), b.post(t, `{"name":"b","later":"ok","fail":"validation"}`, "k2", nil).Body.Bytes())
+
+	keys := b.keys(t)
+	for _, key := range []string{"", "k3"} {
+		rec := b.post(t, `{"name":"c","later":"fail"}`, key, nil)
+		require.Equal(t, http.StatusInternalServerError, rec.Code, rec.Body.String())
+	}
+	require.Equal(t, 4, b.widgets(t), "nothing of a request whose last statement failed was kept")
+	require.Equal(t, keys, b.keys(t), "nor its key")
+	require.Equal(t, http.StatusCreated, b.post(t, `{"name":"c"}`, "k3", nil).Code, "the key is free again")
 }
 
 // A request that fails unexpectedly rolls back with its key: the retry runs

@@ -46,3 +46,80 @@ func TestPipelinedBeginFailureClosesTheTransaction(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
 	require.Equal(t, 1, n)
 }
+
+// Statements given to ExecAtCommit travel with the COMMIT and commit with
+// the transaction; should something else be sent first, they go before it;
+// one that fails fails the commit, and nothing of the transaction is kept;
+// a rollback never sends them.
+func TestPipelinedExecAtCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbtest.New(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	_, err = pool.Exec(ctx, `CREATE TABLE things (n int PRIMARY KEY)`)
+	require.NoError(t, err)
+	count := func() (n int) {
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
+		return n
+	}
+	run := func(work func(tx *pipelinedTx) error) error {
+		tx, err := beginPipelined(ctx, pool)
+		require.NoError(t, err)
+		defer tx.release(ctx)
+		if err := work(tx); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	}
+
+	// Queued, then committed with the COMMIT.
+	require.NoError(t, run(func(tx *pipelinedTx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO things VALUES (1)`); err != nil {
+			return err
+		}
+		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 2)
+		require.NotNil(t, tx.later, "not sent before the commit")
+		return nil
+	}))
+	require.Equal(t, 2, count())
+
+	// A later statement sees what was queued before it.
+	require.NoError(t, run(func(tx *pipelinedTx) error {
+		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 3)
+		var n int
+		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
+		require.Equal(t, 3, n)
+		return nil
+	}))
+	require.Equal(t, 3, count())
+
+	// A queued statement that fails: the commit fails, the transaction's
+	// other write is not kept, and the connection goes back clean.
+	err = run(func(tx *pipelinedTx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO things VALUES (4)`); err != nil {
+			return err
+		}
+		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 1) // a duplicate key
+		return nil
+	})
+	require.Error(t, err)
+	require.Equal(t, 3, count(), "nothing of the failed transaction was kept")
+
+	// Rolled back: never sent.
+	tx, err := beginPipelined(ctx, pool)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `INSERT INTO things VALUES (5)`)
+	require.NoError(t, err)
+	tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 6)
+	require.NoError(t, tx.Rollback(ctx))
+	tx.release(ctx)
+	require.Equal(t, 3, count())
+
+	// Only queued statements: BEGIN travels with them and the COMMIT.
+	require.NoError(t, run(func(tx *pipelinedTx) error {
+		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 7)
+		return nil
+	}))
+	require.Equal(t, 4, count())
+}
