@@ -137,7 +137,7 @@ func decideManyTx(ctx context.Context, tx pgx.Tx, ds []answer) ([]Payment, error
 		paid AS (
 		    UPDATE orders o SET status = 'paid', updated_at = now() FROM p
 		    WHERE o.id = p.order_id AND o.merchant_id = p.merchant_id AND p.status = 'success' AND o.status = 'created')
-		SELECT `+paymentColumns+` FROM p`, ids, merchantIDs, statuses, codes, descs)
+		SELECT `+paymentColumns+` FROM p`, db.PlannedEachTime, ids, merchantIDs, statuses, codes, descs)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
@@ -166,7 +166,7 @@ func pendingDecisions(ctx context.Context, q db.Querier, keys []paymentKey) ([]d
 		ids[i], merchantIDs[i] = k.ID, k.MerchantID
 	}
 	rows, _ := q.Query(ctx, `SELECT `+paymentColumns+`, decision_key FROM payments
-		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))`, ids, merchantIDs)
+		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))`, db.PlannedEachTime, ids, merchantIDs)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[decisionRow])
 }
 

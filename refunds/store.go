@@ -103,7 +103,7 @@ func processManyTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]Refund, 
 		          GROUP BY payment_id, merchant_id ORDER BY payment_id, merchant_id) s
 		    WHERE p.id = s.payment_id AND p.merchant_id = s.merchant_id
 		    RETURNING p.id)
-		SELECT `+refundColumns+`, (SELECT count(*) FROM p) AS payments FROM r ORDER BY id`, ids, merchantIDs)
+		SELECT `+refundColumns+`, (SELECT count(*) FROM p) AS payments FROM r ORDER BY id`, db.PlannedEachTime, ids, merchantIDs)
 	processed, err := pgx.CollectRows(rows, pgx.RowToStructByName[processedRow])
 	if err != nil {
 		return nil, err
