@@ -144,3 +144,32 @@ func TestRecordAttemptsRecordsManyAtOnce(t *testing.T) {
 	require.Equal(t, msg, errText)
 	require.Equal(t, 3, ms)
 }
+
+// The batched statements are planned for each batch, never prepared and
+// cached on the connection (db.PlannedEachTime): a plan cached while the
+// tables were small would keep scanning them whole as they grow.
+func TestBatchedStatementsAreNotCached(t *testing.T) {
+	t.Parallel()
+	pool, m := batchFixture(t)
+	ctx := context.Background()
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	a := insertTestLog(t, pool, m[0], `{}`)
+	prepared := func() (n int) {
+		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%unnest(%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&n))
+		return n
+	}
+	for range 7 { // more than the 5 custom plans PostgreSQL makes before it may cache a generic one
+		_, err := deliveriesOf(ctx, conn, []logKey{{m[0], a}})
+		require.NoError(t, err)
+		_, err = recordAttempts(ctx, conn, []attempt{{args: DeliverArgs{LogID: a, MerchantID: m[0]}, status: StatusPending,
+			n: 99, o: outcome{at: time.Now(), body: "x"}}})
+		require.NoError(t, err)
+	}
+	require.Zero(t, prepared())
+	// The check would see one: a statement run the usual way is prepared.
+	_, err = conn.Exec(ctx, `SELECT * FROM unnest($1::int[])`, []int32{1})
+	require.NoError(t, err)
+	require.Equal(t, 1, prepared())
+}
