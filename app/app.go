@@ -155,6 +155,9 @@ func (a *App) wire() error {
 		Delay: func() time.Duration { return refundDelay.Delay("") }}
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
+	// No Schema, MaxAttempts, insert hooks or middleware: paygate inserts
+	// its hot paths' jobs itself, as River would without them
+	// (db.JobRowsOf).
 	cfg := &river.Config{
 		// River reports routine progress at info; keep the log for our events.
 		Logger:            riverLogger(a.Logger),
@@ -178,9 +181,6 @@ func (a *App) wire() error {
 		}
 		cfg.PeriodicJobs = periodic
 	}
-	// The jobs paygate inserts itself notify their queues as River's
-	// client does: at most once per queue per fetch cooldown.
-	db.SetInsertNotifyInterval(cfg.FetchCooldown)
 	client, err := river.NewClient(riverpgxv5.New(a.Pool), cfg)
 	if err != nil {
 		return fmt.Errorf("river: %w", err)

@@ -1,12 +1,15 @@
 // Package db owns the connection to PostgreSQL: the pgx pool, transactions,
 // the workers' batches (Batcher: one statement or transaction for the
 // requests of many jobs), migrations (our SQL and River's schema, applied
-// by goose under a session lock) and the embedded PostgreSQL supervisor
-// used when no DATABASE_URL is given.
+// by goose under a session lock), the hot paths' job inserts (InsertJobsFrom:
+// plain River jobs written by paygate's own statement, exactly as River's
+// client would write them, to be rechecked on every River upgrade) and the
+// embedded PostgreSQL supervisor used when no DATABASE_URL is given.
 //
 // Invariants: every transaction is rolled back unless committed (WithTx
 // defers the rollback); migrations are idempotent and serialised across
-// processes by goose's Postgres advisory lock.
+// processes by goose's Postgres advisory lock; a statement sent with the
+// COMMIT (ExecAtCommit) fails the commit when it fails.
 package db
 
 import (

@@ -21,7 +21,3 @@ func Tracked(tx any) bool {
 	_, ok := afterCommit.Load(tx)
 	return ok
 }
-
-// NotifyDue is notifyDue: the queues due an insert notification, marked
-// notified.
-var NotifyDue = notifyDue

@@ -16,6 +16,15 @@ import (
 
 // Jobs inserted by paygate's own statement, sent with a request's COMMIT.
 //
+// Invariant: paygate writes river_job rows itself only for plain jobs, and
+// writes each exactly as River's client would; anything else (a unique job,
+// a scheduled one) goes through River. What makes "as River would" hold, to
+// recheck on every River upgrade: every such job names its queue and its
+// attempts in its own InsertOpts (JobRowsOf refuses one that leaves them to
+// the client's configuration), and the app gives River no schema, no
+// MaxAttempts, no insert hooks or middleware (app.go). The tests compare
+// the rows with River's and have River work them.
+//
 // River's InsertTx and InsertManyTx read their statement's result before
 // they return, so a request that inserts its job through them waits one
 // round trip for it inside its transaction, and another for its COMMIT,
@@ -43,9 +52,11 @@ type JobRows struct {
 }
 
 // errNotPlain refuses a job InsertJobsFrom cannot insert as River would.
-var errNotPlain = errors.New("db: only a job available at once, not unique, without tags or metadata, is inserted by paygate's own statement")
+var errNotPlain = errors.New("db: only a job available at once, not unique, without tags or metadata, with its queue and attempts named, is inserted by paygate's own statement")
 
-// JobRowsOf resolves params into rows as River's client would insert them.
+// JobRowsOf resolves params into rows as River's client would insert them:
+// kind, JSON args, and queue, attempts and priority from the insert's
+// options, then the args' own, then River's default priority.
 func JobRowsOf(params ...river.InsertManyParams) (JobRows, error) {
 	rows := JobRows{
 		Args:        make([][]byte, len(params)),
@@ -67,6 +78,10 @@ func JobRowsOf(params ...river.InsertManyParams) (JobRows, error) {
 				return JobRows{}, fmt.Errorf("%s: %w", p.Args.Kind(), errNotPlain)
 			}
 		}
+		queue, attempts := cmp.Or(opts.Queue, own.Queue), cmp.Or(opts.MaxAttempts, own.MaxAttempts)
+		if queue == "" || attempts == 0 {
+			return JobRows{}, fmt.Errorf("%s: %w", p.Args.Kind(), errNotPlain)
+		}
 		args, err := json.Marshal(p.Args)
 		if err != nil {
 			return JobRows{}, fmt.Errorf("%s args: %w", p.Args.Kind(), err)
@@ -77,9 +92,8 @@ func JobRowsOf(params ...river.InsertManyParams) (JobRows, error) {
 		}
 		rows.Args[i] = args
 		rows.Kinds[i] = p.Args.Kind()
-		rows.Queues[i] = cmp.Or(opts.Queue, own.Queue, river.QueueDefault)
-		// The app sets no Config.MaxAttempts: River's default is its own.
-		rows.MaxAttempts[i] = int16(cmp.Or(opts.MaxAttempts, own.MaxAttempts, river.MaxAttemptsDefault))
+		rows.Queues[i] = queue
+		rows.MaxAttempts[i] = int16(attempts)
 		rows.Priorities[i] = int16(priority)
 	}
 	return rows, nil
@@ -104,6 +118,12 @@ func InsertJobsFrom(query string) string {
 		FROM (` + query + `) AS q`
 }
 
+// Insert is the statement that inserts the rows, and its arguments.
+func (r JobRows) Insert() (string, []any) {
+	return InsertJobsFrom(`SELECT * FROM unnest($1::jsonb[], $2::text[], $3::text[], $4::smallint[], $5::smallint[])
+			AS j(args, kind, queue, max_attempts, priority)`), r.Params()
+}
+
 // InsertJobsAtCommit inserts jobs in tx with one statement sent with tx's
 // COMMIT where tx sends statements that way (ExecAtCommit), and notifies
 // their queues' producers as River's insert would.
@@ -115,9 +135,8 @@ func InsertJobsAtCommit(ctx context.Context, tx pgx.Tx, params ...river.InsertMa
 	if err != nil {
 		return err
 	}
-	if err := ExecAtCommit(ctx, tx, InsertJobsFrom(
-		`SELECT * FROM unnest($1::jsonb[], $2::text[], $3::text[], $4::smallint[], $5::smallint[])
-			AS j(args, kind, queue, max_attempts, priority)`), rows.Params()...); err != nil {
+	sql, args := rows.Insert()
+	if err := ExecAtCommit(ctx, tx, sql, args...); err != nil {
 		return fmt.Errorf("insert jobs: %w", err)
 	}
 	return NotifyInsertAtCommit(ctx, tx, rows.Queues...)
@@ -131,7 +150,9 @@ type atCommit interface {
 
 // ExecAtCommit runs sql in tx: with tx's COMMIT when tx can send it so,
 // otherwise now. Sent with the COMMIT, its error is the commit's, and
-// nothing of the transaction commits; its row count is not known.
+// nothing of the transaction commits; its row count is not known. It is for
+// a use case's last writes: should the use case send anything after it, sql
+// is sent first, and its error would come back as that statement's.
 func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
 	if later, ok := tx.(atCommit); ok {
 		later.ExecAtCommit(sql, args...)
@@ -146,36 +167,31 @@ func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error
 // at once (after their cooldown), instead of at their next poll. River's
 // client sends one for a queue at most once per fetch cooldown, in the
 // inserting transaction; so does NotifyInsertAtCommit, at most once per
-// queue per interval in this process (SetInsertNotifyInterval), because
-// each NOTIFY holds PostgreSQL's notify lock through its transaction's
-// commit. A test (TestInsertedJobsWakeTheirQueue) fails should River listen
-// elsewhere.
-var insertNotify = struct {
+// queue per insertNotifyEvery in this process (the default cooldown),
+// because each NOTIFY holds PostgreSQL's notify lock through its
+// transaction's commit. A test (TestInsertedJobsWakeTheirQueue) fails
+// should River listen elsewhere.
+const insertNotifyEvery = 50 * time.Millisecond
+
+// InsertChannel is the SQL of River's insert notification channel.
+const InsertChannel = `coalesce(current_schema() || '.', '') || 'river_insert'`
+
+var insertNotified = struct {
 	sync.Mutex
-	every time.Duration
-	last  map[string]time.Time
-}{every: 50 * time.Millisecond, last: map[string]time.Time{}}
+	last map[string]time.Time
+}{last: map[string]time.Time{}}
 
-// SetInsertNotifyInterval sets how often at most a queue is notified of
-// inserts: the app sets River's fetch cooldown.
-func SetInsertNotifyInterval(d time.Duration) {
-	insertNotify.Lock()
-	defer insertNotify.Unlock()
-	insertNotify.every = d
-}
-
-// notifyDue returns the queues that are due a notification, and marks them
-// notified.
-func notifyDue(queues []string) []string {
-	now := time.Now()
-	insertNotify.Lock()
-	defer insertNotify.Unlock()
+// NotifyDue returns the queues that are due an insert notification at now,
+// and marks them notified.
+func NotifyDue(now time.Time, queues ...string) []string {
+	insertNotified.Lock()
+	defer insertNotified.Unlock()
 	var due []string
 	for _, q := range queues {
-		if slices.Contains(due, q) || now.Sub(insertNotify.last[q]) < insertNotify.every {
+		if slices.Contains(due, q) || now.Sub(insertNotified.last[q]) < insertNotifyEvery {
 			continue
 		}
-		insertNotify.last[q] = now
+		insertNotified.last[q] = now
 		due = append(due, q)
 	}
 	return due
@@ -185,7 +201,7 @@ func notifyDue(queues []string) []string {
 // that are due one, with tx's COMMIT (ExecAtCommit): PostgreSQL delivers it
 // when tx commits, and never if it rolls back.
 func NotifyInsertAtCommit(ctx context.Context, tx pgx.Tx, queues ...string) error {
-	due := notifyDue(queues)
+	due := NotifyDue(time.Now(), queues...)
 	if len(due) == 0 {
 		return nil
 	}
@@ -197,5 +213,5 @@ func NotifyInsertAtCommit(ctx context.Context, tx pgx.Tx, queues ...string) erro
 		}
 		payloads[i] = string(payload)
 	}
-	return ExecAtCommit(ctx, tx, `SELECT pg_notify(coalesce(current_schema() || '.', '') || 'river_insert', p) FROM unnest($1::text[]) AS p`, payloads)
+	return ExecAtCommit(ctx, tx, `SELECT pg_notify(`+InsertChannel+`, p) FROM unnest($1::text[]) AS p`, payloads)
 }

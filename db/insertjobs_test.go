@@ -15,7 +15,8 @@ import (
 	"paygate/db/dbtest"
 )
 
-// plainArgs takes River's defaults; ownArgs sets its queue and attempts.
+// plainArgs names nothing of its own; ownArgs names its queue, attempts
+// and priority; uniqueArgs is unique by its own options.
 type plainArgs struct {
 	N int    `json:"n"`
 	S string `json:"s,omitempty"`
@@ -30,6 +31,13 @@ type ownArgs struct {
 func (ownArgs) Kind() string { return "test_own" }
 func (ownArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: "own", MaxAttempts: 7, Priority: 2}
+}
+
+type uniqueArgs struct{}
+
+func (uniqueArgs) Kind() string { return "test_unique" }
+func (uniqueArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: "own", MaxAttempts: 7, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
 
 type jobRow struct {
@@ -70,9 +78,10 @@ func TestInsertedJobsAreRiversOwn(t *testing.T) {
 
 	at := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.UTC)
 	jobs := []river.InsertManyParams{
-		{Args: plainArgs{N: 1, S: "x"}},
+		{Args: plainArgs{N: 1, S: "x"}, InsertOpts: &river.InsertOpts{Queue: "given", MaxAttempts: 3}},
 		{Args: ownArgs{At: at}},
 		{Args: plainArgs{N: 2}, InsertOpts: &river.InsertOpts{Queue: "given", MaxAttempts: 3, Priority: 4}},
+		{Args: ownArgs{At: at.Add(time.Hour)}, InsertOpts: &river.InsertOpts{Queue: "given"}},
 	}
 	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
 		_, err := client.InsertManyTx(ctx, tx, jobs)
@@ -86,17 +95,28 @@ func TestInsertedJobsAreRiversOwn(t *testing.T) {
 		return db.InsertJobsAtCommit(ctx, tx, jobs...)
 	}))
 	ours := append(jobRows(t, pool, "test_plain"), jobRows(t, pool, "test_own")...)
-	require.Len(t, river, 3)
+	require.Len(t, river, 4)
 	require.Equal(t, river, ours)
 	require.Equal(t, "own", ours[2].Queue, "the args' own options")
-	require.Equal(t, "given", ours[1].Queue, "the insert's options first")
-	require.Equal(t, "default", ours[0].Queue, "River's defaults last")
+	require.Equal(t, int16(1), ours[0].Priority, "River's default priority")
+	require.Equal(t, jobRow{Queue: "given", MaxAttempts: 7, Priority: 2}, jobRow{Queue: ours[3].Queue,
+		MaxAttempts: ours[3].MaxAttempts, Priority: ours[3].Priority}, "the insert's options first, then the args' own")
 }
 
 // A job River would insert otherwise (unique, scheduled, tagged, with
-// metadata, pending) is refused rather than inserted differently.
+// metadata, pending), or whose queue or attempts would come from the
+// client's configuration, is refused rather than inserted differently.
 func TestInsertJobsRefusesWhatIsNotPlain(t *testing.T) {
 	t.Parallel()
+	for _, p := range []river.InsertManyParams{
+		{Args: plainArgs{}},
+		{Args: plainArgs{}, InsertOpts: &river.InsertOpts{Queue: "q"}},
+		{Args: plainArgs{}, InsertOpts: &river.InsertOpts{MaxAttempts: 3}},
+		{Args: uniqueArgs{}},
+	} {
+		_, err := db.JobRowsOf(p)
+		require.Error(t, err, "%+v", p)
+	}
 	for _, opts := range []river.InsertOpts{
 		{UniqueOpts: river.UniqueOpts{ByArgs: true}},
 		{ScheduledAt: time.Now().Add(time.Hour)},
@@ -105,6 +125,7 @@ func TestInsertJobsRefusesWhatIsNotPlain(t *testing.T) {
 		{Pending: true},
 		{Priority: 5},
 	} {
+		opts.Queue, opts.MaxAttempts = "q", 3
 		_, err := db.JobRowsOf(river.InsertManyParams{Args: plainArgs{}, InsertOpts: &opts})
 		require.Error(t, err, "%+v", opts)
 	}
@@ -115,9 +136,11 @@ func TestInsertJobsRefusesWhatIsNotPlain(t *testing.T) {
 func TestInsertNotificationsAreRateLimited(t *testing.T) {
 	t.Parallel()
 	// Queue names of this test alone: the limiter is the process's.
-	require.Equal(t, []string{"limit_a", "limit_b"}, db.NotifyDue([]string{"limit_a", "limit_b", "limit_a"}))
-	require.Empty(t, db.NotifyDue([]string{"limit_a", "limit_b"}), "notified within the interval")
-	require.Equal(t, []string{"limit_c"}, db.NotifyDue([]string{"limit_a", "limit_c"}))
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	require.Equal(t, []string{"limit_a", "limit_b"}, db.NotifyDue(at, "limit_a", "limit_b", "limit_a"))
+	require.Empty(t, db.NotifyDue(at.Add(49*time.Millisecond), "limit_a", "limit_b"), "notified within the interval")
+	require.Equal(t, []string{"limit_c"}, db.NotifyDue(at.Add(49*time.Millisecond), "limit_a", "limit_c"))
+	require.Equal(t, []string{"limit_a", "limit_b"}, db.NotifyDue(at.Add(50*time.Millisecond), "limit_a", "limit_b"))
 }
 
 type wakeArgs struct {
@@ -126,7 +149,7 @@ type wakeArgs struct {
 
 func (wakeArgs) Kind() string { return "test_wake" }
 func (wakeArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: "wake"}
+	return river.InsertOpts{Queue: "wake", MaxAttempts: 1}
 }
 
 type wakeWorker struct {
@@ -152,8 +175,10 @@ func TestInsertedJobsWakeTheirQueue(t *testing.T) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, w)
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Workers:           workers,
-		Queues:            map[string]river.QueueConfig{"wake": {MaxWorkers: 1}},
+		Workers: workers,
+		// Two: had the first fetch filled every slot, River would fetch
+		// again as the first job ended, notification or not.
+		Queues:            map[string]river.QueueConfig{"wake": {MaxWorkers: 2}},
 		FetchPollInterval: time.Hour,
 		FetchCooldown:     time.Millisecond,
 	})

@@ -91,14 +91,3 @@ func CompleteJobTx[T river.JobArgs](ctx context.Context, tx pgx.Tx, job *river.J
 	}
 	return nil
 }
-
-// InsertJobsTx inserts jobs in tx, all in one River insert (one statement);
-// none is nothing. A use case that commits several jobs (a payment's
-// decision and its event's delivery) inserts them together.
-func InsertJobsTx(ctx context.Context, c *river.Client[pgx.Tx], tx pgx.Tx, jobs []river.InsertManyParams) error {
-	if len(jobs) == 0 {
-		return nil
-	}
-	_, err := c.InsertManyTx(ctx, tx, jobs)
-	return err
-}

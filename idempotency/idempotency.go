@@ -20,6 +20,12 @@
 // event, a job) must move to Do. AfterCommit callbacks registered by the
 // work run only when its work commits: not when it ends in a remembered
 // business error, whose work is rolled back to the savepoint.
+//
+// A use case's last writes, whose results it does not read (its events and
+// jobs: db.ExecAtCommit), wait and travel with the COMMIT (and a keyed
+// request's answer). Should one fail, the COMMIT is not run: the request
+// fails and nothing of it is kept, its key included. A refused request's
+// statements not yet sent are dropped with the rest of its work.
 package idempotency
 
 import (
@@ -171,7 +177,7 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	var apiErr *web.Error
 	if errors.As(err, &apiErr) && apiErr.Code != web.CodeUnavailable {
 		answer.Queue(`ROLLBACK TO SAVEPOINT idempotent_work`)
-		tx.later = nil // the work's statements not sent yet are undone too
+		tx.dropAtCommit() // the work is undone: so are its statements not sent yet
 		// The work is undone: so are its after-commit callbacks.
 		end(false)
 		end = db.Track(tx)
@@ -187,7 +193,7 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 		UPDATE idempotency_keys SET status_code = $4, response_body = $5
 		WHERE merchant_id = $1 AND route = $2 AND key = $3`, m.ID, route, key, status, resp)
 	if err := tx.commitWith(ctx, answer); err != nil {
-		return err
+		return busy(err) // a statement sent with the COMMIT may meet a lock too
 	}
 	end(true)
 	return c.Blob(status, echo.MIMEApplicationJSON, resp)

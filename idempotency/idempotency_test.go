@@ -264,6 +264,12 @@ func TestStatementsSentWithTheCommit(t *testing.T) {
 	require.Equal(t, 4, b.widgets(t), "the refused request's statements were not sent")
 	require.Equal(t, refused.Body.Bytes(), b.post(t, `{"name":"b","later":"ok","fail":"validation"}`, "k2", nil).Body.Bytes())
 
+	// Refused, with a statement queued that would have failed: the refusal
+	// is answered and remembered, the statement never sent.
+	refusedToo := b.post(t, `{"name":"d","later":"fail","fail":"validation"}`, "k4", nil)
+	require.Equal(t, http.StatusBadRequest, refusedToo.Code, refusedToo.Body.String())
+	require.Equal(t, refusedToo.Body.Bytes(), b.post(t, `{"name":"d","later":"fail","fail":"validation"}`, "k4", nil).Body.Bytes())
+
 	keys := b.keys(t)
 	for _, key := range []string{"", "k3"} {
 		rec := b.post(t, `{"name":"c","later":"fail"}`, key, nil)

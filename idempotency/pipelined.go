@@ -45,6 +45,10 @@ func (t *pipelinedTx) ExecAtCommit(sql string, args ...any) {
 	t.later.Queue(sql, args...)
 }
 
+// dropAtCommit forgets the statements queued for the COMMIT: the work that
+// queued them was rolled back.
+func (t *pipelinedTx) dropAtCommit() { t.later = nil }
+
 // sendLater sends the statements queued for the COMMIT now, because
 // something else is about to be sent.
 func (t *pipelinedTx) sendLater(ctx context.Context) error {
@@ -274,7 +278,7 @@ func (t *pipelinedTx) Rollback(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.closed = true
-	t.later = nil
+	t.dropAtCommit()
 	settleErr := t.settle()
 	if !t.begun || t.conn.Conn().PgConn().TxStatus() == 'I' {
 		return settleErr

@@ -106,14 +106,13 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, 3, count(), "nothing of the failed transaction was kept")
 
-	// Rolled back: never sent.
-	tx, err := beginPipelined(ctx, pool)
-	require.NoError(t, err)
-	_, err = tx.Exec(ctx, `INSERT INTO things VALUES (5)`)
-	require.NoError(t, err)
-	tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 6)
-	require.NoError(t, tx.Rollback(ctx))
-	tx.release(ctx)
+	// Sent before an Exec too, in order.
+	require.NoError(t, run(func(tx *pipelinedTx) error {
+		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 5)
+		tag, err := tx.Exec(ctx, `DELETE FROM things WHERE n = 5`)
+		require.Equal(t, int64(1), tag.RowsAffected())
+		return err
+	}))
 	require.Equal(t, 3, count())
 
 	// Only queued statements: BEGIN travels with them and the COMMIT.

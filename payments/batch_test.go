@@ -16,6 +16,7 @@ import (
 
 	"paygate/app"
 	"paygate/app/apptest"
+	"paygate/db/dbtest"
 	"paygate/merchants"
 	"paygate/payments"
 	"paygate/webhooks"
@@ -198,4 +199,24 @@ func TestConcurrentDecisionsAreRecordedOnce(t *testing.T) {
 	check()
 	work() // decided already: the acquirer is not asked again
 	check()
+}
+
+// The batched statements are planned for each batch, never prepared and
+// cached on the connection (db.PlannedEachTime).
+func TestBatchedStatementsAreNotCached(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	ctx := context.Background()
+	conn, err := a.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	for range 7 { // run as often as a cached statement would get a generic plan
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		_, err = a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA", true)
+		require.NoError(t, err)
+		require.NoError(t, payments.PendingDecisions(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA"))
+		require.NoError(t, tx.Rollback(ctx))
+	}
+	require.Zero(t, dbtest.PreparedUnnests(t, conn.Conn()))
 }

@@ -23,3 +23,9 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	}
 	return changed[0], nil
 }
+
+// PendingDecisions reads one payment as the worker's batched read does.
+func PendingDecisions(ctx context.Context, q pgx.Tx, merchantID uuid.UUID, id string) error {
+	_, err := pendingDecisions(ctx, q, []paymentKey{{MerchantID: merchantID, ID: id}})
+	return err
+}

@@ -14,6 +14,7 @@ import (
 
 	"paygate/app/apptest"
 	"paygate/db"
+	"paygate/db/dbtest"
 	"paygate/merchants"
 	"paygate/refunds"
 	"paygate/webhooks"
@@ -238,4 +239,23 @@ func TestConcurrentRefundsAreProcessedOnce(t *testing.T) {
 	err := w.Work(context.Background(), job(99, "rfnd_0000000000000000"))
 	var cancel *river.JobCancelError
 	require.ErrorAs(t, err, &cancel)
+}
+
+// The batched statement is planned for each batch, never prepared and
+// cached on the connection (db.PlannedEachTime).
+func TestBatchedStatementIsNotCached(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	ctx := context.Background()
+	conn, err := a.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	for range 7 { // run as often as a cached statement would get a generic plan
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		_, err = a.Refunds.ProcessTx(ctx, tx, merchants.TestMerchantID, "rfnd_AAAAAAAAAAAAAAAA")
+		require.NoError(t, err)
+		require.NoError(t, tx.Rollback(ctx))
+	}
+	require.Zero(t, dbtest.PreparedUnnests(t, conn.Conn()))
 }

@@ -26,7 +26,14 @@ type ProcessArgs struct {
 
 func (ProcessArgs) Kind() string { return "process_refund" }
 
-func (ProcessArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: Queue} }
+// maxProcessAttempts is River's default, named because paygate inserts the
+// job itself (db.JobRowsOf): processing a refund fails only when the
+// database does, and the reconciler resumes a refund whose job gave up.
+const maxProcessAttempts = river.MaxAttemptsDefault
+
+func (ProcessArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: Queue, MaxAttempts: maxProcessAttempts}
+}
 
 // Worker processes ProcessArgs jobs. Until ProcessAt it snoozes, which
 // costs no attempt and holds no worker slot. Every refund is processed: the
@@ -42,8 +49,8 @@ type Worker struct {
 // Batches. The worker's refunds are processed by batches (db.Batcher): the
 // workers that process while a batch runs make the next batch, one
 // transaction for all of them (Service.processTx: one statement for the
-// refunds and their payments, one for the events, one River insert and a
-// commit) where each had its own. An idle worker's batch is its refund
+// refunds and their payments, one for the events with their delivery jobs,
+// and a commit) where each had its own. An idle worker's batch is its refund
 // alone, at once. maxBatch bounds a batch's statements; one flight, as for
 // the payment worker's decisions: larger batches, and no two batches of a
 // process lock refunds or payments at once. batchTimeout bounds a batch,

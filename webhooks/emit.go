@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -29,7 +30,9 @@ type Event struct {
 // endpoint delivers it: a URL is set, delivery is enabled, and the event
 // (or all events) is subscribed; the INSERT checks it, so the hot path has
 // no read for it, and the jobs are inserted from the logs the INSERT
-// returns. The jobs are inserted in the order of their events.
+// returns. The jobs are inserted in the order of their events. When any is,
+// the statement also notifies the webhook queue's producers as River's
+// insert would (db.NotifyDue): an event no endpoint takes wakes no one.
 func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	if len(events) == 0 {
 		return nil
@@ -55,6 +58,7 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 		return err
 	}
 	// The jobs' columns (db.JobRows) ride beside their events'.
+	notify := len(db.NotifyDue(time.Now(), Queue)) > 0
 	err = db.ExecAtCommit(ctx, tx, `
 		WITH e AS (
 			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[],
@@ -67,10 +71,15 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 			WHERE m.webhook_url <> '' AND m.webhook_enabled
 				AND ($5 = ANY (m.webhook_events) OR e.event = ANY (m.webhook_events))
 			RETURNING id
-		) `+db.InsertJobsFrom(`SELECT e.args, e.kind, e.queue, e.max_attempts, e.priority FROM e JOIN log USING (id) ORDER BY e.n`),
-		append([]any{ids, merchantIDs, names, payloads, AllEvents}, rows.Params()...)...)
+		), job AS (
+			`+db.InsertJobsFrom(`SELECT e.args, e.kind, e.queue, e.max_attempts, e.priority FROM e JOIN log USING (id) ORDER BY e.n`)+`
+			RETURNING queue
+		)
+		SELECT pg_notify(`+db.InsertChannel+`, json_build_object('queue', q.queue)::text)
+		FROM (SELECT DISTINCT queue FROM job) AS q WHERE $11`,
+		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify)...)...)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)
 	}
-	return db.NotifyInsertAtCommit(ctx, tx, Queue)
+	return nil
 }

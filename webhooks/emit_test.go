@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -99,4 +100,38 @@ func TestEmitRecordsWhatEachEndpointDelivers(t *testing.T) {
 	require.Error(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
 		return a.Webhooks.EmitTx(ctx, tx, []webhooks.Event{event(all.ID, "payment.unknown", "pay_7")})
 	}), "an unknown event is a programming error")
+}
+
+// Recording a delivered event wakes the webhook queue's producers with
+// River's insert notification, on River's channel and in River's payload.
+func TestEmitNotifiesTheWebhookQueue(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	ctx := context.Background()
+	r := newReceiver(t, nil)
+	configure(t, a, apptest.TestMerchant(), r.URL)
+	conn, err := a.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, `LISTEN "public.river_insert"`)
+	require.NoError(t, err)
+	// The process notifies a queue at most every 50 ms, and the package's
+	// other tests emit too: emit until a notification comes.
+	for range 100 {
+		require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+			return a.Webhooks.EmitTx(ctx, tx, []webhooks.Event{{MerchantID: merchants.TestMerchantID,
+				Name: webhooks.EventPaymentSuccess, Data: map[string]any{"payment": map[string]any{"id": "pay_1"}}}})
+		}))
+		wait, cancel := context.WithTimeout(ctx, 60*time.Millisecond)
+		n, err := conn.Conn().WaitForNotification(wait)
+		cancel()
+		if err != nil {
+			continue
+		}
+		var payload struct{ Queue string }
+		require.NoError(t, json.Unmarshal([]byte(n.Payload), &payload))
+		require.Equal(t, webhooks.Queue, payload.Queue)
+		return
+	}
+	t.Fatal("no insert notification")
 }

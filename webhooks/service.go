@@ -29,8 +29,10 @@ type Service struct {
 	allowPrivate bool
 	// Schedule is the waits before attempts 2 to 5 (index attempt-1).
 	Schedule []time.Duration
-	// River inserts delivery jobs. The app sets it once the client exists:
-	// the client is built with this package's worker, so it comes later.
+	// River inserts the jobs of retries and of next attempts (unique by
+	// args; a first attempt's job is inserted with its log, db.JobRowsOf).
+	// The app sets it once the client exists: the client is built with
+	// this package's worker, so it comes later.
 	River *river.Client[pgx.Tx]
 	// MaxPerEndpoint bounds the deliveries this process makes to one
 	// endpoint at once (0: DefaultMaxPerEndpoint).
@@ -85,16 +87,16 @@ func New(pool *pgxpool.Pool, allowPrivate bool, schedule []time.Duration) *Servi
 }
 
 // recordTx stores the body, whatever the subscription (the test event),
-// and returns the job of its first attempt, not inserted.
-func recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) (uuid.UUID, []river.InsertManyParams, error) {
+// with the job of its first attempt.
+func recordTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, event string, data any) (uuid.UUID, error) {
 	id, payload, err := newLog(event, data)
 	if err != nil {
-		return uuid.Nil, nil, err
+		return uuid.Nil, err
 	}
 	if err := insertLog(ctx, tx, id, merchantID, event, payload); err != nil {
-		return uuid.Nil, nil, err
+		return uuid.Nil, err
 	}
-	return id, []river.InsertManyParams{firstDelivery(id, merchantID)}, nil
+	return id, db.InsertJobsAtCommit(ctx, tx, firstDelivery(id, merchantID))
 }
 
 // newLog returns a new log's id and its body's exact bytes.
@@ -197,13 +199,9 @@ func (s *Service) SendTestTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUI
 		return uuid.Nil, web.Errorf(web.CodeBadRequest,
 			"Webhook delivery is disabled; enable it with PUT /api/v1/webhooks/config first")
 	}
-	id, job, err := recordTx(ctx, tx, merchantID, EventTest, map[string]any{
+	return recordTx(ctx, tx, merchantID, EventTest, map[string]any{
 		"message": "This is a test webhook from paygate",
 	})
-	if err != nil {
-		return uuid.Nil, err
-	}
-	return id, db.InsertJobsTx(ctx, s.River, tx, job)
 }
 
 // RetryTx delivers a log again now, from the start of the schedule,

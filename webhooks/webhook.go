@@ -2,9 +2,9 @@
 //
 // Invariants:
 //   - An event is recorded by EmitTx in the transaction of the state change
-//     that causes it: the log row and its DeliverWebhook job (which the
-//     caller inserts with its own jobs) commit with the change or not at
-//     all. Events the merchant does not subscribe to, and events for a
+//     that causes it: the log row and its DeliverWebhook job, inserted by
+//     one statement (sent with a request's COMMIT), commit with the change
+//     or not at all. Events the merchant does not subscribe to, and events for a
 //     merchant with no URL or with delivery disabled, record nothing.
 //   - A body is marshalled once (compact, no HTML escaping) and stored as
 //     bytes. Those bytes are signed and sent unchanged on every attempt, so a

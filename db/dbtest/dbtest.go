@@ -114,3 +114,17 @@ func (migrator) Migrate(ctx context.Context, sqlDB *sql.DB, _ pgtestdb.Config) e
 	_, err := db.Migrate(ctx, sqlDB)
 	return err
 }
+
+// PreparedUnnests counts the statements over unnest(…) that conn has
+// prepared and keeps (pgx caches each statement it runs the usual way): the
+// batched statements are planned for each execution (db.PlannedEachTime),
+// and so never among them.
+func PreparedUnnests(t testing.TB, conn *pgx.Conn) int {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_prepared_statements
+		WHERE statement LIKE '%unnest(%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
