@@ -206,17 +206,10 @@ func TestConcurrentDecisionsAreRecordedOnce(t *testing.T) {
 func TestBatchedStatementsAreNotCached(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
-	ctx := context.Background()
-	conn, err := a.Pool.Acquire(ctx)
-	require.NoError(t, err)
-	defer conn.Release()
-	for range 7 { // run as often as a cached statement would get a generic plan
-		tx, err := conn.Begin(ctx)
-		require.NoError(t, err)
-		_, err = a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA", true)
-		require.NoError(t, err)
-		require.NoError(t, payments.PendingDecisions(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA"))
-		require.NoError(t, tx.Rollback(ctx))
-	}
-	require.Zero(t, dbtest.PreparedUnnests(t, conn.Conn()))
+	dbtest.RunsUnprepared(t, a.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA", true); err != nil {
+			return err
+		}
+		return payments.PendingDecisions(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA")
+	})
 }

@@ -246,16 +246,8 @@ func TestConcurrentRefundsAreProcessedOnce(t *testing.T) {
 func TestBatchedStatementIsNotCached(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
-	ctx := context.Background()
-	conn, err := a.Pool.Acquire(ctx)
-	require.NoError(t, err)
-	defer conn.Release()
-	for range 7 { // run as often as a cached statement would get a generic plan
-		tx, err := conn.Begin(ctx)
-		require.NoError(t, err)
-		_, err = a.Refunds.ProcessTx(ctx, tx, merchants.TestMerchantID, "rfnd_AAAAAAAAAAAAAAAA")
-		require.NoError(t, err)
-		require.NoError(t, tx.Rollback(ctx))
-	}
-	require.Zero(t, dbtest.PreparedUnnests(t, conn.Conn()))
+	dbtest.RunsUnprepared(t, a.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := a.Refunds.ProcessTx(ctx, tx, merchants.TestMerchantID, "rfnd_AAAAAAAAAAAAAAAA")
+		return err
+	})
 }

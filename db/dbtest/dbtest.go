@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver pgtestdb uses
 	"github.com/peterldowns/pgtestdb"
 
@@ -115,16 +116,46 @@ func (migrator) Migrate(ctx context.Context, sqlDB *sql.DB, _ pgtestdb.Config) e
 	return err
 }
 
-// PreparedUnnests counts the statements over unnest(…) that conn has
-// prepared and keeps (pgx caches each statement it runs the usual way): the
-// batched statements are planned for each execution (db.PlannedEachTime),
-// and so never among them.
-func PreparedUnnests(t testing.TB, conn *pgx.Conn) int {
+// RunsUnprepared runs work seven times (as often as PostgreSQL takes to
+// cache a generic plan for a prepared statement), each in a transaction on
+// one connection that is then rolled back, and fails t if the connection
+// has prepared and kept any statement over unnest(…): the batched statements
+// are planned for each execution (db.PlannedEachTime). It checks that the
+// check can see one, too: a statement run the usual way is kept.
+func RunsUnprepared(t testing.TB, pool *pgxpool.Pool, work func(ctx context.Context, tx pgx.Tx) error) {
 	t.Helper()
-	var n int
-	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_prepared_statements
-		WHERE statement LIKE '%unnest(%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&n); err != nil {
+	ctx := context.Background()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	defer conn.Release()
+	kept := func() (n int) {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements
+			WHERE statement LIKE '%unnest(%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for range 7 {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := work(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := kept(); n != 0 {
+		t.Fatalf("%d statements over unnest(…) were prepared and kept", n)
+	}
+	if _, err := conn.Exec(ctx, `SELECT * FROM unnest($1::int[])`, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	if kept() != 1 {
+		t.Fatal("a statement run the usual way was not seen kept")
+	}
 }
