@@ -33,8 +33,8 @@ import (
 // plain: available at once, not unique, without tags or metadata. For them
 // JobRowsOf resolves each row as River's insert does (kind, JSON args, and
 // queue, max attempts and priority from the insert options, then the args'
-// own, then River's defaults), and InsertJobsFrom writes the statement that
-// inserts them, which ExecAtCommit sends with the COMMIT. The river_job table
+// own, then River's default priority), and InsertJobsFrom writes the
+// statement that inserts them, which ExecAtCommit sends with the COMMIT. The river_job table
 // is the interface River's clients in other languages insert through; a
 // test checks that these rows equal River's own and are worked.
 //
