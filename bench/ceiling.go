@@ -82,8 +82,8 @@ func measureCeilings(ctx context.Context, url string, pgPID int, merchantID uuid
 // measureCeiling runs the two ceilings: an order insert (its own commit, as
 // POST /orders without an idempotency key), and a payment row plus its
 // ProcessPayment job row in one transaction, sent two ways: with River's
-// InsertTx in a pgx transaction (four round trips, as paygate did until
-// session 5), and in one round trip (BEGIN, the two INSERTs, COMMIT), the
+// InsertTx in a pgx transaction (four round trips, with BEGIN on its own;
+// paygate's request also took four until session 5), and in one round trip (BEGIN, the two INSERTs, COMMIT), the
 // job inserted by paygate's own statement (db.JobRows). The second is the
 // database's best for those rows: paygate's request takes two round trips
 // (it reads the payment back before it writes its event) and writes more

@@ -32,7 +32,10 @@ type Event struct {
 // no read for it, and the jobs are inserted from the logs the INSERT
 // returns. The jobs are inserted in the order of their events. When any is,
 // the statement also notifies the webhook queue's producers as River's
-// insert would (db.NotifyDue): an event no endpoint takes wakes no one.
+// insert would (db.NotifyDue): an event no endpoint takes wakes no one, but
+// uses the queue's notification slot all the same (the INSERT's rows are
+// not known when the statement is queued), so a delivery inserted within
+// the next 50 ms waits for the producers' next fetch or poll.
 func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	if len(events) == 0 {
 		return nil
