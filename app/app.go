@@ -155,33 +155,7 @@ func (a *App) wire() error {
 		Delay: func() time.Duration { return refundDelay.Delay("") }}
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
-	// No Schema, MaxAttempts, insert hooks or middleware: paygate inserts
-	// its hot paths' jobs itself, as River would without them
-	// (db.JobRowsOf).
-	cfg := &river.Config{
-		// River reports routine progress at info; keep the log for our events.
-		Logger:            riverLogger(a.Logger),
-		Workers:           workers,
-		FetchPollInterval: a.Config.FetchPollInterval,
-		FetchCooldown:     a.Config.fetchCooldown(),
-		JobTimeout:        JobTimeout,
-		Hooks:             riverHooks(),
-		// The running jobs of a killed process are run again after this
-		// (River's default is an hour).
-		RescueStuckJobsAfter: a.Config.JobRescueAfter,
-	}
-	if a.role.works() {
-		// One queue per kind of work, so a slow merchant endpoint cannot
-		// starve payments.
-		cfg.Queues = map[string]river.QueueConfig{
-			queuePayments:    {MaxWorkers: c.PaymentsWorkers},
-			queueRefunds:     {MaxWorkers: c.RefundWorkers},
-			queueWebhooks:    {MaxWorkers: c.WebhookWorkers},
-			queueMaintenance: {MaxWorkers: 2},
-		}
-		cfg.PeriodicJobs = periodic
-	}
-	client, err := river.NewClient(riverpgxv5.New(a.Pool), cfg)
+	client, err := river.NewClient(riverpgxv5.New(a.Pool), a.riverConfig(workers, periodic))
 	if err != nil {
 		return fmt.Errorf("river: %w", err)
 	}
@@ -200,6 +174,40 @@ func (a *App) wire() error {
 	a.Echo = e
 	a.routes(e)
 	return a.adminRoutes(e)
+}
+
+// riverConfig is the River client's configuration: the queues and periodic
+// jobs only in the worker roles.
+func (a *App) riverConfig(workers *river.Workers, periodic []*river.PeriodicJob) *river.Config {
+	c := a.Config
+	// No Schema, MaxAttempts, insert hooks or middleware: paygate inserts
+	// its hot paths' jobs itself, as River would without them
+	// (db.JobRowsOf).
+	cfg := &river.Config{
+		// River reports routine progress at info; keep the log for our events.
+		Logger:            riverLogger(a.Logger),
+		Workers:           workers,
+		FetchPollInterval: a.Config.FetchPollInterval,
+		FetchCooldown:     a.Config.fetchCooldown(),
+		JobTimeout:        JobTimeout,
+		Hooks:             riverHooks(),
+		// The running jobs of a killed process are run again after this
+		// (River's default is an hour).
+		RescueStuckJobsAfter: a.Config.JobRescueAfter,
+		ReindexerIndexNames:  db.RiverJobIndexes(),
+	}
+	if a.role.works() {
+		// One queue per kind of work, so a slow merchant endpoint cannot
+		// starve payments.
+		cfg.Queues = map[string]river.QueueConfig{
+			queuePayments:    {MaxWorkers: c.PaymentsWorkers},
+			queueRefunds:     {MaxWorkers: c.RefundWorkers},
+			queueWebhooks:    {MaxWorkers: c.WebhookWorkers},
+			queueMaintenance: {MaxWorkers: 2},
+		}
+		cfg.PeriodicJobs = periodic
+	}
+	return cfg
 }
 
 // setUnavailable guards the one write of web.IsUnavailable.

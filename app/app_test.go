@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -379,4 +380,18 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("condition never held")
+}
+
+// River's reindexer rebuilds the indexes it is configured with once a day,
+// and warns each time of any that does not exist (its default list names
+// the ones migrations 00017 and 00018 dropped): it is given exactly the
+// indexes river_job has.
+func TestRiverReindexesTheIndexesThatExist(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	var names []string
+	require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT array_agg(indexname::text ORDER BY indexname)
+		FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'river_job'`).Scan(&names))
+	configured := slices.Sorted(slices.Values(app.RiverConfig(a).ReindexerIndexNames))
+	require.Equal(t, names, configured)
 }

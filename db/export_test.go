@@ -21,3 +21,13 @@ func Tracked(tx any) bool {
 	_, ok := afterCommit.Load(tx)
 	return ok
 }
+
+// MigrateDownTo undoes the migrations after version.
+func MigrateDownTo(ctx context.Context, sqlDB *sql.DB, version int64) error {
+	p, err := provider(sqlDB)
+	if err != nil {
+		return err
+	}
+	_, err = p.DownTo(ctx, version)
+	return err
+}

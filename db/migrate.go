@@ -23,6 +23,16 @@ var migrations embed.FS
 // target, never editing this one.
 const riverVersion = 8
 
+// RiverJobIndexes are the indexes of river_job that paygate's schema keeps
+// of River's (migrations 00017 and 00018 drop the others). River's
+// reindexer, which rebuilds its indexes daily, is configured with these:
+// by default it names the dropped ones too, and warns every day that they
+// do not exist.
+func RiverJobIndexes() []string {
+	return []string{"river_job_pkey", "river_job_prioritized_fetching_index",
+		"river_job_state_and_finalized_at_index", "river_job_unique_idx"}
+}
+
 // riverSchemaVersion is the goose version of the Go migration that installs
 // River's schema. SQL files must not use it.
 const riverSchemaVersion = 2

@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,4 +89,30 @@ func TestUpgradeSettlesDuplicatePendingPayments(t *testing.T) {
 	_, err = pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa)
 		VALUES ($1, $2, $3, 50000, 'INR', 'upi', 'user@bank')`, db.NewID("pay_"), single, merchant)
 	require.ErrorContains(t, err, "payments_one_live_per_order")
+}
+
+// River's reindexer is configured with db.RiverJobIndexes: they must be
+// exactly the indexes river_job has once migrated, or it rebuilds none of
+// a dropped one's replacements and warns daily of the missing ones. The
+// migrations that drop River's indexes keep their SQL down steps working.
+func TestRiverJobIndexesAreTheTables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 2)
+	require.NoError(t, err)
+	defer pool.Close()
+	indexes := func() []string {
+		var names []string
+		require.NoError(t, pool.QueryRow(ctx, `SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes
+			WHERE schemaname = current_schema() AND tablename = 'river_job'`).Scan(&names))
+		return names
+	}
+	want := db.RiverJobIndexes()
+	slices.Sort(want)
+	require.Equal(t, want, indexes())
+
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 16))
+	require.Subset(t, indexes(), []string{"river_job_kind", "river_job_args_index", "river_job_metadata_index"})
 }
