@@ -39,12 +39,14 @@ func startHeartbeat(pool *pgxpool.Pool, logger *slog.Logger) *heartbeat {
 			logger.Warn("worker heartbeat failed", "error", err)
 		}
 	}
+	// The first beat is written before Start returns, so that /health
+	// answers 200 from the moment HTTP is served.
+	beat()
 	go func() {
 		defer close(h.done)
 		t := time.NewTicker(heartbeatPeriod)
 		defer t.Stop()
 		for {
-			beat()
 			select {
 			case <-ctx.Done():
 				// Say at once that this worker is gone.
@@ -53,6 +55,7 @@ func startHeartbeat(pool *pgxpool.Pool, logger *slog.Logger) *heartbeat {
 				cancel()
 				return
 			case <-t.C:
+				beat()
 			}
 		}
 	}()

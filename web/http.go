@@ -252,10 +252,14 @@ func operatorStream(path string) bool {
 // health checks), one JSON line each was 4 % of paygate's CPU under load
 // (make bench, pprof), and the metrics count and time them by route and
 // status anyway. A refused read (4xx) stays at info, where a merchant's
-// integration problem shows; a failure (5xx) is an error. LOG_LEVEL=debug
-// logs all.
-func requestLevel(method string, status int) slog.Level {
+// integration problem shows; a failure (5xx) is an error, except a probe's
+// 503 (/health, /ready): that is the answer the probe asked for (the worker
+// not yet beating, or the process draining at every deploy), logged at warn
+// where its cause is. LOG_LEVEL=debug logs all.
+func requestLevel(method, route string, status int) slog.Level {
 	switch {
+	case status == http.StatusServiceUnavailable && (route == "/health" || route == "/ready"):
+		return slog.LevelWarn
 	case status >= 500:
 		return slog.LevelError
 	case status >= 400:
@@ -280,7 +284,7 @@ func requestLog(logger *slog.Logger) echo.MiddlewareFunc {
 			status := c.Response().Status
 			elapsed := time.Since(start)
 			observe(c, status, elapsed)
-			level := requestLevel(c.Request().Method, status)
+			level := requestLevel(c.Request().Method, c.Path(), status)
 			ctx := c.Request().Context()
 			if !logger.Enabled(ctx, level) {
 				return nil

@@ -17,7 +17,8 @@ import (
 
 // A read that succeeded is logged at debug only, a change that succeeded
 // (a merchant may quote its request id) at info; a refused request at info
-// and a failed one at error, each with its request id, route and status.
+// and a failed one at error, each with its request id, route and status. A
+// probe's 503 is the answer it asked for, at warn.
 func TestRequestLogLevels(t *testing.T) {
 	t.Parallel()
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
@@ -30,9 +31,12 @@ func TestRequestLogLevels(t *testing.T) {
 		e.POST("/created", func(c echo.Context) error { return c.NoContent(http.StatusCreated) })
 		e.GET("/refused", func(echo.Context) error { return web.BadField("x", "x is wrong") })
 		e.GET("/failed", func(echo.Context) error { return web.Errorf(web.CodeInternal, "boom") })
+		for _, probe := range []string{"/health", "/ready"} {
+			e.GET(probe, func(c echo.Context) error { return c.NoContent(http.StatusServiceUnavailable) })
+		}
 
 		got := map[string]string{}
-		for _, path := range []string{"/ok", "/created", "/refused", "/failed"} {
+		for _, path := range []string{"/ok", "/created", "/refused", "/failed", "/health", "/ready"} {
 			buf.Reset()
 			rec := httptest.NewRecorder()
 			method := http.MethodGet
@@ -51,7 +55,7 @@ func TestRequestLogLevels(t *testing.T) {
 				got[path] = entry["level"].(string)
 			}
 		}
-		want := map[string]string{"/created": "INFO", "/refused": "INFO", "/failed": "ERROR"}
+		want := map[string]string{"/created": "INFO", "/refused": "INFO", "/failed": "ERROR", "/health": "WARN", "/ready": "WARN"}
 		if level == slog.LevelDebug {
 			want["/ok"] = "DEBUG"
 		}
