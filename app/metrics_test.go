@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -75,8 +76,27 @@ func TestMetricsMoveWithPaymentsAndWebhooks(t *testing.T) {
 	require.Greater(t, sample(after, `paygate_job_latency_seconds_count{queue="payments"}`), 0.0)
 	require.Greater(t, sample(after, `paygate_db_pool_max_connections`), 0.0)
 	require.True(t, strings.Contains(after, `paygate_http_request_duration_seconds_bucket{method="POST",route="/api/v1/payments",status="201"`))
-	// The queue count is cached for a second.
-	waitFor(t, func() bool { return sample(scrape(t, a, nil), `paygate_jobs{queue="payments",state="completed"}`) >= 1 })
+
+	// paygate_jobs counts the jobs waiting, running or failed, not the
+	// completed ones River keeps for a day (a scan of them at every scrape).
+	ctx := context.Background()
+	_, err := a.Pool.Exec(ctx, `INSERT INTO river_job (args, kind, queue, max_attempts, priority, state, scheduled_at, finalized_at)
+		VALUES ('{}', 'metrics_probe', 'maintenance', 1, 1, 'scheduled', now() + interval '1 hour', NULL),
+		       ('{}', 'metrics_probe', 'maintenance', 1, 1, 'discarded', now(), now())`)
+	require.NoError(t, err)
+	waitFor(t, func() bool {
+		var completed bool
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE state = 'completed' AND queue = 'payments')`).Scan(&completed))
+		return completed
+	})
+	var text string
+	// The count is cached for a second.
+	waitFor(t, func() bool {
+		text = scrape(t, a, nil)
+		return sample(text, `paygate_jobs{queue="maintenance",state="scheduled"}`) >= 1
+	})
+	require.GreaterOrEqual(t, sample(text, `paygate_jobs{queue="maintenance",state="discarded"}`), 1.0)
+	require.NotContains(t, text, `state="completed"`)
 }
 
 // Labels stay bounded: an unknown method is OTHER, an unknown path is one
