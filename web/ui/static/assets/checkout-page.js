@@ -5,6 +5,7 @@
 // final, and, when embedded, tells the parent page, posting only to the
 // origin it was given (never "*"; with no valid origin it posts nothing).
 import { formatAmount } from './money.js';
+import { APIError, newIdempotencyKey } from './api.js';
 
 const params = new URLSearchParams(location.search);
 const orderId = params.get('order_id') || '';
@@ -53,16 +54,6 @@ function tellParent(message) {
 
 // ---- the API ----------------------------------------------------------------
 
-class APIError extends Error {
-  constructor(status, body) {
-    const e = (body && body.error) || {};
-    super(e.description || (status ? `Request failed (${status})` : 'Network error'));
-    this.status = status;
-    this.code = e.code || '';
-    this.field = e.field || '';
-  }
-}
-
 async function call(method, path, body, idempotencyKey) {
   const headers = { 'X-Api-Key': key };
   if (body) headers['Content-Type'] = 'application/json';
@@ -82,12 +73,6 @@ async function call(method, path, body, idempotencyKey) {
   return data;
 }
 
-// A fresh key per attempt: a network retry of one click cannot pay twice,
-// and "Try again" is a new payment.
-function newIdempotencyKey() {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return 'chk_' + [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -363,7 +348,9 @@ async function pay(body) {
   byTest('processing-message').textContent = 'Confirming your payment…';
   show('processing');
   try {
-    const created = await call('POST', '/api/v1/payments/public', body, newIdempotencyKey());
+    // A fresh key per attempt: a network retry of one click cannot pay
+    // twice, and "Try again" is a new payment.
+    const created = await call('POST', '/api/v1/payments/public', body, newIdempotencyKey('chk_'));
     byTest('processing-message').textContent = body.method === 'upi'
       ? 'Waiting for you to approve the payment in your UPI app…'
       : 'Confirming the payment with your bank…';

@@ -2,15 +2,7 @@
 // an HttpOnly cookie the browser sends by itself: the page never sees the
 // token or the API secret.
 
-export class APIError extends Error {
-  constructor(status, body) {
-    const e = (body && body.error) || {};
-    super(e.description || (status ? `Request failed (HTTP ${status})` : 'Could not reach the server. Check your connection.'));
-    this.status = status;
-    this.code = e.code || '';
-    this.field = e.field || '';
-  }
-}
+import { APIError } from '../api.js';
 
 // api calls path under /dashboard/api. A 401 on anything but the sign-in
 // itself means the session ended: the app shows the sign-in form.

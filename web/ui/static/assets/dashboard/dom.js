@@ -1,6 +1,8 @@
 // Small DOM helpers. Text always goes in as text (never as HTML), so data
 // from the API cannot inject markup.
 
+import { newIdempotencyKey } from '../api.js';
+
 // h builds an element: h('a', {href, class, test: 'x', onclick}, children…).
 // "test" sets data-test-id.
 export function h(tag, attrs, ...children) {
@@ -129,8 +131,5 @@ export function field(labelText, control, hint) {
 }
 
 // newKey is a fresh Idempotency-Key for one click of a button that creates
-// something, so a network retry of that click cannot create it twice.
-export function newKey() {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return 'dash_' + [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-}
+// something (api.js).
+export const newKey = () => newIdempotencyKey('dash_');
