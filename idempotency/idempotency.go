@@ -12,9 +12,12 @@
 // deadlock) is answered 503, retryable, never 500; nothing is remembered then.
 //
 // Round trips: a request's transaction sends BEGIN with its first statement,
-// and a keyed one its claim with BEGIN and its answer with COMMIT
-// (pipelinedTx); a use case of one statement runs without a key as that
-// statement alone (DoStatement). Each is still one transaction. A use case
+// and a keyed one its claim too, and its answer with COMMIT (pipelinedTx),
+// so a key costs no round trip; a use case of one statement runs without a
+// key as that statement alone (DoStatement). Each is still one transaction.
+// The work's first statement runs before the claim's answer is read: when
+// the key is taken, it is rolled back to the savepoint after the claim, and
+// the remembered answer replayed. A use case
 // handed to DoStatement must stay one statement: a second is refused, but
 // only after the first has committed, so a use case that grows one (an
 // event, a job) must move to Do. AfterCommit callbacks registered by the
@@ -116,9 +119,18 @@ func (k *Keys) DoStatement(c echo.Context, body []byte, fn Func) error {
 	return k.keyed(c, key, body, fn)
 }
 
-// keyed runs a request under its key in two round trips besides the work's
-// own: BEGIN with the claim, the lock timeout that bounds it and the
-// savepoint after it; and the remembered answer with COMMIT.
+// keyed runs a request under its key in no more round trips than the work
+// takes without one: the claim of the key, the lock timeout that bounds it
+// and the savepoint after it travel with BEGIN and the work's first
+// statement, the remembered answer with COMMIT.
+//
+// The work's first statement is sent before the claim's answer is known,
+// and runs after the savepoint. When the key turns out to be taken, that
+// statement is rolled back to the savepoint and the remembered answer
+// replayed: a repeat runs the first statement of the work it repeats (and
+// waits on its locks, as a first request would) but keeps nothing of it.
+// When the claim fails (its lock timeout, a deadlock), nothing after it
+// runs.
 func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	ctx := c.Request().Context()
 	m := merchants.FromContext(c)
@@ -152,26 +164,36 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 		RETURNING true`, m.ID, route, key, hash, now, now.Add(TTL))
 	claim.Queue(`SET LOCAL lock_timeout TO DEFAULT`)
 	claim.Queue(`SAVEPOINT idempotent_work`)
-	results := tx.SendBatch(ctx, claim)
-	_, err = results.Exec()
-	if err == nil {
+	tx.sendFirst(claim, func(results pgx.BatchResults) error {
+		if _, err := results.Exec(); err != nil {
+			return err
+		}
 		var claimed bool
-		err = results.QueryRow().Scan(&claimed)
-	}
-	if closeErr := results.Close(); err == nil {
-		err = closeErr
-	}
-	if isLockTimeout(err) {
-		return web.Errorf(web.CodeIdempotencyConflict, "A request with this Idempotency-Key is still being processed; retry later")
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return replay(ctx, c, tx, m.ID, route, key, hash)
-	}
-	if err != nil {
-		return busy(err) // a deadlock broken on the claim: retry
-	}
+		if err := results.QueryRow().Scan(&claimed); err != nil {
+			return err // pgx.ErrNoRows: the key is taken
+		}
+		for range 2 {
+			if _, err := results.Exec(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 
 	status, v, err := fn(ctx, tx)
+	if claimErr := tx.firstSent(ctx); claimErr != nil {
+		tx.dropAtCommit()
+		switch {
+		case isLockTimeout(claimErr):
+			return web.Errorf(web.CodeIdempotencyConflict, "A request with this Idempotency-Key is still being processed; retry later")
+		case errors.Is(claimErr, pgx.ErrNoRows):
+			if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT idempotent_work`); err != nil {
+				return err
+			}
+			return replay(ctx, c, tx, m.ID, route, key, hash)
+		}
+		return busy(claimErr) // a deadlock broken on the claim: retry
+	}
 	err = busy(err)
 	answer := &pgx.Batch{}
 	var apiErr *web.Error

@@ -53,6 +53,9 @@ func setup(t *testing.T) *bundle {
 		}
 		m := merchants.FromContext(c)
 		return b.a.Idempotency.Do(c, raw, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
+			if req.Fail == "early" { // before any statement
+				return 0, nil, web.BadField("name", "name is refused at once")
+			}
 			var id int64
 			if err := tx.QueryRow(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, $2) RETURNING id`,
 				m.ID, req.Name).Scan(&id); err != nil {
@@ -234,6 +237,8 @@ func TestKeysExpireAfter24Hours(t *testing.T) {
 	require.Equal(t, 0, b.keys(t))
 }
 
+// A refusal is remembered, whether the work had written something (undone)
+// or sent nothing at all (the key is then claimed on its own).
 func TestValidationFailureIsRemembered(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -245,6 +250,15 @@ func TestValidationFailureIsRemembered(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, again.Code)
 	require.Equal(t, first.Body.Bytes(), again.Body.Bytes())
 	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
+
+	early := b.post(t, `{"name":"a","fail":"early"}`, "e", nil)
+	require.Equal(t, http.StatusBadRequest, early.Code)
+	require.Empty(t, early.Header().Get(idempotency.ReplayedHeader))
+	again = b.post(t, `{"name":"a","fail":"early"}`, "e", nil)
+	require.Equal(t, early.Body.Bytes(), again.Body.Bytes())
+	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
+	require.Equal(t, http.StatusUnprocessableEntity, b.post(t, `{"name":"b","fail":"early"}`, "e", nil).Code)
+	require.Equal(t, 2, b.keys(t))
 }
 
 // What a request sends with its COMMIT (db.ExecAtCommit) commits with its

@@ -186,3 +186,78 @@ func TestPipelinedTransaction(t *testing.T) {
 	require.Equal(t, int32(2), committed.Load())
 	require.Equal(t, 2, b.keys(t), "the keyed success and the keyed rejection are remembered")
 }
+
+// roundTrips counts what a pool's connections send that waits for an
+// answer: a query, a batch (one round trip however many statements it
+// carries) or a statement's preparation.
+type roundTrips struct{ n atomic.Int32 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (r *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+// A keyed request takes no more round trips than the same request without
+// a key: its claim travels with BEGIN and the work's first statement, its
+// answer with the work's last statements and COMMIT. A repeat runs the
+// work's first statement after the claim finds the key taken, and keeps
+// nothing of it, even when that statement fails.
+func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	trips := &roundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	b.a.Idempotency = idempotency.New(pool)
+
+	post := func(body, key string) *httptest.ResponseRecorder {
+		trips.n.Store(0)
+		return b.post(t, body, key, nil)
+	}
+	// The first of each kind prepares its statements.
+	require.Equal(t, http.StatusCreated, post(`{"name":"warm","later":"ok"}`, "").Code)
+	require.Equal(t, http.StatusCreated, post(`{"name":"warm","later":"ok"}`, "warm").Code)
+
+	require.Equal(t, http.StatusCreated, post(`{"name":"a","later":"ok"}`, "").Code)
+	require.Equal(t, int32(2), trips.n.Load(), "BEGIN + INSERT; INSERT + COMMIT")
+	first := post(`{"name":"a","later":"ok"}`, "k")
+	require.Equal(t, http.StatusCreated, first.Code)
+	require.Equal(t, int32(2), trips.n.Load(), "BEGIN + claim + INSERT; INSERT + answer + COMMIT")
+
+	widgets := b.widgets(t)
+	again := post(`{"name":"a","later":"ok"}`, "k")
+	require.Equal(t, first.Body.Bytes(), again.Body.Bytes())
+	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
+	require.Equal(t, widgets, b.widgets(t), "the repeat's first statement was rolled back")
+
+	// A repeat whose first statement fails (a unique index the first
+	// request's widget now holds) is still answered from memory.
+	_, err = b.a.Pool.Exec(ctx, `CREATE UNIQUE INDEX widgets_unique ON widgets (name) WHERE name = 'unique'`)
+	require.NoError(t, err)
+	created := post(`{"name":"unique"}`, "u")
+	require.Equal(t, http.StatusCreated, created.Code)
+	replayed := post(`{"name":"unique"}`, "u")
+	require.Equal(t, http.StatusCreated, replayed.Code, replayed.Body.String())
+	require.Equal(t, created.Body.Bytes(), replayed.Body.Bytes())
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM widgets WHERE name = 'unique'`))
+	require.Equal(t, http.StatusUnprocessableEntity, post(`{"name":"other"}`, "u").Code)
+	require.Equal(t, int64(1), pool.Stat().NewConnsCount(), "every request left its connection idle")
+}

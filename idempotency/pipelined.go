@@ -28,12 +28,36 @@ var errNested = errors.New("idempotency: nested transactions are not supported")
 // the COMMIT: a request's last writes, whose results it does not read (its
 // event and jobs), cost no round trip of their own. Should anything else be
 // sent first, they go just before it.
+//
+// Statements given to sendFirst (a keyed request's claim of its key) travel
+// with BEGIN and the first statement: their results are checked before
+// that statement's, and should the check fail, the statement's results are
+// read and dropped and it fails with the check's error (firstSent).
 type pipelinedTx struct {
 	conn    *pgxpool.Conn
 	begun   bool             // BEGIN has been sent
 	closed  bool             // committed or rolled back
 	pending pgx.BatchResults // the results of the batch that carried BEGIN, until read
 	later   *pgx.Batch       // ExecAtCommit's statements, not yet sent
+
+	first      *pgx.Batch                   // sendFirst's statements, not yet sent
+	checkFirst func(pgx.BatchResults) error // reads their results
+	firstErr   error                        // what checkFirst said
+}
+
+// sendFirst queues b to be sent with BEGIN, ahead of the first statement,
+// and check to read b's results when they come.
+func (t *pipelinedTx) sendFirst(b *pgx.Batch, check func(pgx.BatchResults) error) {
+	t.first, t.checkFirst = b, check
+}
+
+// firstSent sends sendFirst's statements now if nothing was sent yet, and
+// returns what their check said.
+func (t *pipelinedTx) firstSent(ctx context.Context) error {
+	if t.first != nil && !t.begun && !t.closed {
+		t.begin(ctx, &pgx.Batch{}).Close() //nolint:errcheck // firstErr or the transaction's state says it
+	}
+	return t.firstErr
 }
 
 // ExecAtCommit queues sql to be sent with the COMMIT (db.ExecAtCommit). A
@@ -84,8 +108,9 @@ func (t *pipelinedTx) settle() error {
 	return err
 }
 
-// begin sends b with BEGIN in front of it, or as it is once begun. The
-// caller reads b's results from what it returns, then settles.
+// begin sends b with BEGIN (and sendFirst's statements) in front of it,
+// or as it is once begun. The caller reads b's results from what it
+// returns, then settles.
 func (t *pipelinedTx) begin(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.settle(); err != nil {
 		return errBatch{err}
@@ -97,8 +122,13 @@ func (t *pipelinedTx) begin(ctx context.Context, b *pgx.Batch) pgx.BatchResults 
 		return t.conn.SendBatch(ctx, b)
 	}
 	t.begun = true
-	withBegin := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+1)}
+	first := t.first
+	t.first = nil
+	withBegin := &pgx.Batch{}
 	withBegin.Queue("BEGIN")
+	if first != nil {
+		withBegin.QueuedQueries = append(withBegin.QueuedQueries, first.QueuedQueries...)
+	}
 	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
 	results := t.conn.SendBatch(ctx, withBegin)
 	if _, err := results.Exec(); err != nil {
@@ -108,9 +138,22 @@ func (t *pipelinedTx) begin(ctx context.Context, b *pgx.Batch) pgx.BatchResults 
 		// "succeed" outside one. Everything from now on fails.
 		results.Close() //nolint:errcheck // err says it
 		t.closed = true
+		if first != nil {
+			t.firstErr = err
+		}
 		return errBatch{err}
 	}
 	t.pending = results
+	if first != nil {
+		if err := t.checkFirst(results); err != nil {
+			// b ran, or was skipped after a failure: its results are
+			// read and dropped, and the transaction is left as it is
+			// for the caller to roll back or go on.
+			t.firstErr = err
+			t.settle() //nolint:errcheck // err says it
+			return errBatch{err}
+		}
+	}
 	return settlingBatch{BatchResults: results, tx: t}
 }
 
@@ -130,6 +173,9 @@ func (t *pipelinedTx) ensureBegun(ctx context.Context) error {
 	}
 	if t.closed {
 		return pgx.ErrTxClosed
+	}
+	if !t.begun && t.first != nil {
+		return t.begin(ctx, &pgx.Batch{}).Close()
 	}
 	if !t.begun {
 		t.begun = true
@@ -250,6 +296,9 @@ func (t *pipelinedTx) Commit(ctx context.Context) error {
 func (t *pipelinedTx) commitWith(ctx context.Context, b *pgx.Batch) error {
 	if t.closed {
 		return pgx.ErrTxClosed
+	}
+	if err := t.firstSent(ctx); err != nil {
+		return err // nothing of the work may commit unchecked
 	}
 	if t.later != nil {
 		b.QueuedQueries = append(t.later.QueuedQueries, b.QueuedQueries...)
