@@ -5,7 +5,7 @@
 // final, and, when embedded, tells the parent page, posting only to the
 // origin it was given (never "*"; with no valid origin it posts nothing).
 import { formatAmount } from './money.js';
-import { APIError, newIdempotencyKey } from './api.js';
+import { APIError, newIdempotencyKey } from './api-client.js';
 
 const params = new URLSearchParams(location.search);
 const orderId = params.get('order_id') || '';

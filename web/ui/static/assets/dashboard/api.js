@@ -2,7 +2,7 @@
 // an HttpOnly cookie the browser sends by itself: the page never sees the
 // token or the API secret.
 
-import { APIError } from '../api.js';
+import { APIError, newIdempotencyKey } from '../api-client.js';
 
 // api calls path under /dashboard/api. A 401 on anything but the sign-in
 // itself means the session ended: the app shows the sign-in form.
@@ -36,3 +36,7 @@ export function query(params) {
   const s = q.toString();
   return s ? `?${s}` : '';
 }
+
+// newKey is a fresh Idempotency-Key for one click of a button that creates
+// something, so that a network retry of that click cannot create it twice.
+export const newKey = () => newIdempotencyKey('dash_');

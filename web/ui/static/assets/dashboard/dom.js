@@ -1,8 +1,6 @@
 // Small DOM helpers. Text always goes in as text (never as HTML), so data
 // from the API cannot inject markup.
 
-import { newIdempotencyKey } from '../api.js';
-
 // h builds an element: h('a', {href, class, test: 'x', onclick}, children…).
 // "test" sets data-test-id.
 export function h(tag, attrs, ...children) {
@@ -129,7 +127,3 @@ export function field(labelText, control, hint) {
   control.id = id;
   return h('div', { class: 'field' }, h('label', { for: id }, labelText), control, hint && h('p', { class: 'hint' }, hint));
 }
-
-// newKey is a fresh Idempotency-Key for one click of a button that creates
-// something (api.js).
-export const newKey = () => newIdempotencyKey('dash_');

@@ -1,7 +1,7 @@
 // One payment: its details, its refunds, and a form to refund all or part
 // of what is left. The API decides; its refusal is shown as it says it.
-import { api, query } from './api.js';
-import { h, badge, when, loading, failure, notice, icon, newKey, thead, emptyRow } from './dom.js';
+import { api, query, newKey } from './api.js';
+import { h, badge, when, loading, failure, notice, icon, thead, emptyRow } from './dom.js';
 import { formatAmount, minorDigits, parseAmount } from '../money.js';
 import { methodDetail } from './transactions.js';
 

@@ -1,7 +1,7 @@
 // Webhooks: the endpoint (URL and events), its signing secret, a test
 // event, and the delivery logs with each log's attempts and a retry.
-import { api, query } from './api.js';
-import { h, badge, when, loading, empty, emptyRow, failure, notice, copyButton, newKey, thead } from './dom.js';
+import { api, query, newKey } from './api.js';
+import { h, badge, when, loading, empty, emptyRow, failure, notice, copyButton, thead } from './dom.js';
 
 const EVENTS = ['payment.created', 'payment.success', 'payment.failed', 'refund.created', 'refund.processed', 'webhook.test'];
 const PAGE = 20;

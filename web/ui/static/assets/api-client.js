@@ -1,4 +1,4 @@
-// What the checkout page and the dashboard share about calling paygate's
+// What the checkout page and the dashboard share as clients of paygate's
 // JSON API: the error an answer carries, and fresh Idempotency-Keys.
 
 // APIError is a failed call: the error envelope's description, code and
