@@ -119,6 +119,17 @@ func (k *Keys) DoStatement(c echo.Context, body []byte, fn Func) error {
 	return k.keyed(c, key, body, fn)
 }
 
+// errKeyTaken is the claim's answer when another request holds the key:
+// the work is told so (never pgx.ErrNoRows, which a use case would take for
+// its own "not found") and its first statement is undone.
+var errKeyTaken = errors.New("idempotency: the key is taken")
+
+// repeatLockTimeout bounds what the work's first statement of a repeat
+// waits for a lock: the statement is undone in any case, and a repeat of a
+// completed request answers from memory at once rather than behind the locks
+// of requests it does not need.
+const repeatLockTimeout = "10ms"
+
 // keyed runs a request under its key in no more round trips than the work
 // takes without one: the claim of the key, the lock timeout that bounds it
 // and the savepoint after it travel with BEGIN and the work's first
@@ -126,11 +137,11 @@ func (k *Keys) DoStatement(c echo.Context, body []byte, fn Func) error {
 //
 // The work's first statement is sent before the claim's answer is known,
 // and runs after the savepoint. When the key turns out to be taken, that
-// statement is rolled back to the savepoint and the remembered answer
-// replayed: a repeat runs the first statement of the work it repeats (and
-// waits on its locks, as a first request would) but keeps nothing of it.
-// When the claim fails (its lock timeout, a deadlock), nothing after it
-// runs.
+// statement runs under a lock timeout of repeatLockTimeout, is rolled back
+// to the savepoint and the remembered answer replayed: a repeat keeps
+// nothing of the work it repeats. When the claim fails (its lock timeout, a
+// deadlock), the statements after it are skipped, and the work is handed
+// the claim's error.
 func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	ctx := c.Request().Context()
 	m := merchants.FromContext(c)
@@ -154,6 +165,7 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	// statement that fails ends the batch, so nothing after it runs.
 	claim := &pgx.Batch{}
 	claim.Queue(`SELECT set_config('lock_timeout', $1, true)`, strconv.FormatInt(k.LockTimeout.Milliseconds(), 10)+"ms")
+	claimAt := claim.Len()
 	claim.Queue(`
 		INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response_body, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, 0, '', $5, $6)
@@ -163,17 +175,23 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 		WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
 		RETURNING true`, m.ID, route, key, hash, now, now.Add(TTL))
 	claim.Queue(`SET LOCAL lock_timeout TO DEFAULT`)
+	// Only when the key is someone else's (answered: status_code is set).
+	claim.Queue(`SELECT set_config('lock_timeout', $4, true) WHERE NOT EXISTS (
+		SELECT 1 FROM idempotency_keys WHERE merchant_id = $1 AND route = $2 AND key = $3 AND status_code = 0)`,
+		m.ID, route, key, repeatLockTimeout)
 	claim.Queue(`SAVEPOINT idempotent_work`)
 	tx.sendFirst(claim, func(results pgx.BatchResults) error {
-		if _, err := results.Exec(); err != nil {
-			return err
-		}
-		var claimed bool
-		if err := results.QueryRow().Scan(&claimed); err != nil {
-			return err // pgx.ErrNoRows: the key is taken
-		}
-		for range 2 {
-			if _, err := results.Exec(); err != nil {
+		for i := range claim.Len() {
+			var err error
+			if i == claimAt {
+				var claimed bool
+				if err = results.QueryRow().Scan(&claimed); errors.Is(err, pgx.ErrNoRows) {
+					err = errKeyTaken
+				}
+			} else {
+				_, err = results.Exec()
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -181,12 +199,12 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	})
 
 	status, v, err := fn(ctx, tx)
-	if claimErr := tx.firstSent(ctx); claimErr != nil {
+	if claimErr := tx.firstResult(ctx); claimErr != nil {
 		tx.dropAtCommit()
 		switch {
 		case isLockTimeout(claimErr):
 			return web.Errorf(web.CodeIdempotencyConflict, "A request with this Idempotency-Key is still being processed; retry later")
-		case errors.Is(claimErr, pgx.ErrNoRows):
+		case errors.Is(claimErr, errKeyTaken):
 			if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT idempotent_work`); err != nil {
 				return err
 			}

@@ -46,6 +46,9 @@ func setup(t *testing.T) *bundle {
 			Name  string `json:"name"`
 			Fail  string `json:"fail"`
 			Later string `json:"later"` // a second widget sent with the COMMIT: "ok", or "fail" to fail it
+			// The INSERT is sent on its own, in the simple protocol,
+			// which begins the transaction in its own round trip.
+			Simple bool `json:"simple"`
 		}
 		raw, err := web.Bind(c, &req)
 		if err != nil {
@@ -56,9 +59,13 @@ func setup(t *testing.T) *bundle {
 			if req.Fail == "early" { // before any statement
 				return 0, nil, web.BadField("name", "name is refused at once")
 			}
+			args := []any{m.ID, req.Name}
+			if req.Simple {
+				args = append([]any{pgx.QueryExecModeSimpleProtocol}, args...)
+			}
 			var id int64
 			if err := tx.QueryRow(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, $2) RETURNING id`,
-				m.ID, req.Name).Scan(&id); err != nil {
+				args...).Scan(&id); err != nil {
 				return 0, nil, err
 			}
 			switch req.Later {

@@ -189,7 +189,8 @@ func TestPipelinedTransaction(t *testing.T) {
 
 // roundTrips counts what a pool's connections send that waits for an
 // answer: a query, a batch (one round trip however many statements it
-// carries) or a statement's preparation.
+// carries) or a statement's preparation outside a batch. The statements a
+// batch prepares are not counted: the test warms them first.
 type roundTrips struct{ n atomic.Int32 }
 
 func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
@@ -259,5 +260,33 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 	require.Equal(t, created.Body.Bytes(), replayed.Body.Bytes())
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM widgets WHERE name = 'unique'`))
 	require.Equal(t, http.StatusUnprocessableEntity, post(`{"name":"other"}`, "u").Code)
+
+	// A repeat whose first statement would wait on a lock (another
+	// transaction's uncommitted widget of the same name) does not wait
+	// for it: it is answered from memory.
+	_, err = b.a.Pool.Exec(ctx, `CREATE UNIQUE INDEX widgets_held ON widgets (name) WHERE name = 'held'`)
+	require.NoError(t, err)
+	held := post(`{"name":"held"}`, "h")
+	require.Equal(t, http.StatusCreated, held.Code)
+	_, err = b.a.Pool.Exec(ctx, `DELETE FROM widgets WHERE name = 'held'`)
+	require.NoError(t, err)
+	other, err := b.a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer other.Rollback(ctx) //nolint:errcheck // the test is over
+	_, err = other.Exec(ctx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, 'held')`, merchants.TestMerchantID)
+	require.NoError(t, err)
+	replayed = post(`{"name":"held"}`, "h")
+	require.Equal(t, http.StatusCreated, replayed.Code, replayed.Body.String())
+	require.Equal(t, held.Body.Bytes(), replayed.Body.Bytes())
+	require.NoError(t, other.Rollback(ctx))
+
+	// A first statement that begins the transaction on its own (the simple
+	// protocol) still carries the claim: the repeat is a replay.
+	simple := post(`{"name":"simple","simple":true}`, "s")
+	require.Equal(t, http.StatusCreated, simple.Code, simple.Body.String())
+	again = post(`{"name":"simple","simple":true}`, "s")
+	require.Equal(t, simple.Body.Bytes(), again.Body.Bytes())
+	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM widgets WHERE name = 'simple'`))
 	require.Equal(t, int64(1), pool.Stat().NewConnsCount(), "every request left its connection idle")
 }

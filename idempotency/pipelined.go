@@ -30,9 +30,11 @@ var errNested = errors.New("idempotency: nested transactions are not supported")
 // sent first, they go just before it.
 //
 // Statements given to sendFirst (a keyed request's claim of its key) travel
-// with BEGIN and the first statement: their results are checked before
-// that statement's, and should the check fail, the statement's results are
-// read and dropped and it fails with the check's error (firstSent).
+// with BEGIN and the first statement, whatever starts the transaction:
+// their results are checked before that statement's, and should the check
+// fail, the statement's results are read and dropped and it fails with the
+// check's error (firstResult), the transaction left open for the caller to
+// roll back to a savepoint or end.
 type pipelinedTx struct {
 	conn    *pgxpool.Conn
 	begun   bool             // BEGIN has been sent
@@ -41,21 +43,32 @@ type pipelinedTx struct {
 	later   *pgx.Batch       // ExecAtCommit's statements, not yet sent
 
 	first      *pgx.Batch                   // sendFirst's statements, not yet sent
-	checkFirst func(pgx.BatchResults) error // reads their results
-	firstErr   error                        // what checkFirst said
+	checkFirst func(pgx.BatchResults) error // reads each of their results
+	firstErr   error                        // the check's error, or the batch's that carried them
 }
 
+// errFirstNotSent is firstResult's answer should a transaction have begun
+// without sendFirst's statements: every way to begin sends them, and the
+// work of a transaction whose claim was never checked must not commit.
+var errFirstNotSent = errors.New("idempotency: the transaction began without its first statements")
+
 // sendFirst queues b to be sent with BEGIN, ahead of the first statement,
-// and check to read b's results when they come.
+// and check to read every one of b's results when they come.
 func (t *pipelinedTx) sendFirst(b *pgx.Batch, check func(pgx.BatchResults) error) {
 	t.first, t.checkFirst = b, check
 }
 
-// firstSent sends sendFirst's statements now if nothing was sent yet, and
-// returns what their check said.
-func (t *pipelinedTx) firstSent(ctx context.Context) error {
-	if t.first != nil && !t.begun && !t.closed {
-		t.begin(ctx, &pgx.Batch{}).Close() //nolint:errcheck // firstErr or the transaction's state says it
+// firstResult sends sendFirst's statements now if nothing was sent yet, and
+// returns what their check said: nil only once they ran and passed it.
+func (t *pipelinedTx) firstResult(ctx context.Context) error {
+	if t.first != nil {
+		if t.begun || t.closed {
+			return errFirstNotSent
+		}
+		t.begin(ctx, &pgx.Batch{}).Close() //nolint:errcheck // firstErr says it, or the transaction failed
+		if t.firstErr == nil && t.closed {
+			return pgx.ErrTxClosed
+		}
 	}
 	return t.firstErr
 }
@@ -297,7 +310,7 @@ func (t *pipelinedTx) commitWith(ctx context.Context, b *pgx.Batch) error {
 	if t.closed {
 		return pgx.ErrTxClosed
 	}
-	if err := t.firstSent(ctx); err != nil {
+	if err := t.firstResult(ctx); err != nil {
 		return err // nothing of the work may commit unchecked
 	}
 	if t.later != nil {
