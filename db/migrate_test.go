@@ -2,10 +2,12 @@ package db_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
@@ -115,4 +117,47 @@ func TestRiverJobIndexesAreTheTables(t *testing.T) {
 	defer sqlDB.Close()
 	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 16))
 	require.Subset(t, indexes(), []string{"river_job_kind", "river_job_args_index", "river_job_metadata_index"})
+}
+
+// Payments and refunds reach their merchant through their order's chain of
+// foreign keys only (migration 00019): the chain still refuses a payment or
+// a refund of another merchant than its order's, and the deletion of a
+// merchant that has orders.
+func TestMerchantChainOfPaymentsAndRefunds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 2)
+	require.NoError(t, err)
+	defer pool.Close()
+	merchant := func(name string) (id string) {
+		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO merchants (name, email, api_key, api_secret_hash, webhook_secret)
+			VALUES ($1, $1 || '@example.com', 'key_' || $1, sha256($1::bytea), 'whsec') RETURNING id`, name).Scan(&id))
+		return id
+	}
+	a, b := merchant("chain_a"), merchant("chain_b")
+	order := db.NewID("order_")
+	_, err = pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency) VALUES ($1, $2, 50000, 'INR')`, order, a)
+	require.NoError(t, err)
+	pay := func(id, merchantID string) error {
+		_, err := pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, captured)
+			VALUES ($1, $2, $3, 50000, 'INR', 'upi', 'user@bank', 'success', true)`, id, order, merchantID)
+		return err
+	}
+	payment := db.NewID("pay_")
+	require.True(t, foreignKeyViolation(pay(db.NewID("pay_"), b)), "a payment of another merchant than its order's")
+	require.NoError(t, pay(payment, a))
+	refund := func(merchantID string) error {
+		_, err := pool.Exec(ctx, `INSERT INTO refunds (id, payment_id, merchant_id, amount) VALUES ($1, $2, $3, 100)`,
+			db.NewID("rfnd_"), payment, merchantID)
+		return err
+	}
+	require.True(t, foreignKeyViolation(refund(b)), "a refund of another merchant than its payment's")
+	require.NoError(t, refund(a))
+	_, err = pool.Exec(ctx, `DELETE FROM merchants WHERE id = $1`, a)
+	require.True(t, foreignKeyViolation(err), "a merchant with orders was deleted: %v", err)
+}
+
+func foreignKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23503"
 }
