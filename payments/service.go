@@ -68,7 +68,15 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 		return Payment{}, web.NotFound("Order")
 	}
 	p.ID, p.MerchantID = db.NewID("pay_"), merchantID
-	p, err := insertPaymentTx(ctx, tx, p)
+	// The job is available at once and snoozes until DecideAt: a job
+	// scheduled for later would wait for River's 5 s scheduler tick. It is
+	// inserted by the payment's own statement.
+	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
+	job, err := db.JobRowsOf(river.InsertManyParams{Args: args})
+	if err != nil {
+		return Payment{}, err
+	}
+	p, err = insertPaymentTx(ctx, tx, p, job)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		// No such order, or a paid one: read it, off the usual path, to say which.
@@ -86,16 +94,13 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	case err != nil:
 		return Payment{}, err
 	}
-	// The event (with its delivery's job) and the job are sent with the
-	// COMMIT (db.ExecAtCommit): nothing after the payment's INSERT waits
-	// for a round trip inside the transaction. The job is available at once
-	// and snoozes until DecideAt: a job scheduled for later would wait for
-	// River's 5 s scheduler tick.
+	// The event (with its delivery's job) and the job's insert notification
+	// are sent with the COMMIT (db.ExecAtCommit): nothing after the
+	// payment's INSERT waits for a round trip inside the transaction.
 	if err := s.emitTx(ctx, tx, paymentEvent(p, webhooks.EventPaymentCreated)); err != nil {
 		return Payment{}, err
 	}
-	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
-	if err := db.InsertJobsAtCommit(ctx, tx, river.InsertManyParams{Args: args}); err != nil {
+	if err := db.NotifyInsertAtCommit(ctx, tx, job.Queues...); err != nil {
 		return Payment{}, err
 	}
 	return p, nil

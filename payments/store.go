@@ -51,16 +51,24 @@ func listOrders(ctx context.Context, q db.Querier, merchantID uuid.UUID, page we
 // insertPaymentTx inserts p on its order, taking the amount and currency
 // from the order in the same statement, with the payment's decision key:
 // committed with the payment, so the worker only reads it before asking the
-// acquirer. It matches no row (pgx.ErrNoRows) when the merchant has no such
-// order or the order is paid.
-func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment) (Payment, error) {
+// acquirer. The same statement inserts the payment's decision job (job,
+// one row), which thus exists exactly when the payment does. It matches no
+// row (pgx.ErrNoRows) when the merchant has no such order or the order is
+// paid.
+func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment, job db.JobRows) (Payment, error) {
 	return db.QueryOne[Payment](ctx, tx, `
-		INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status,
-		                      decision_key)
-		SELECT $1, o.id, o.merchant_id, o.amount, o.currency, $4, $5, $6, $7, $8, gen_random_uuid()
-		FROM orders o WHERE o.id = $2 AND o.merchant_id = $3 AND o.status <> 'paid'
-		RETURNING `+paymentColumns,
-		p.ID, p.OrderID, p.MerchantID, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status)
+		WITH p AS (
+			INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status,
+			                      decision_key)
+			SELECT $1, o.id, o.merchant_id, o.amount, o.currency, $4, $5, $6, $7, $8, gen_random_uuid()
+			FROM orders o WHERE o.id = $2 AND o.merchant_id = $3 AND o.status <> 'paid'
+			RETURNING `+paymentColumns+`
+		), job AS (
+			`+db.InsertJobsFrom(`SELECT j.* FROM unnest($9::jsonb[], $10::text[], $11::text[], $12::smallint[], $13::smallint[])
+				AS j(args, kind, queue, max_attempts, priority) WHERE EXISTS (SELECT 1 FROM p)`)+`
+		)
+		SELECT `+paymentColumns+` FROM p`,
+		append([]any{p.ID, p.OrderID, p.MerchantID, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status}, job.Params()...)...)
 }
 
 func getPayment(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Payment, error) {
