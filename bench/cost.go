@@ -98,6 +98,8 @@ func area(q string) string {
 		return "tx control"
 	case strings.Contains(l, "idempotency_keys"):
 		return "idempotency"
+	case strings.Contains(l, "insert into payments"): // with its decision job
+		return "payments"
 	case strings.Contains(l, "webhook_logs"), strings.Contains(l, "webhook_attempts"):
 		return "webhooks"
 	case strings.Contains(l, "river_"), strings.Contains(l, "pg_notify"), strings.Contains(l, "river"):
