@@ -55,19 +55,25 @@ func (s *Service) CreateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 	if verr != nil {
 		return Refund{}, verr
 	}
-	r, err := insertRefundTx(ctx, tx, Refund{ID: db.NewID("rfnd_"), PaymentID: p.ID, MerchantID: merchantID,
-		Amount: amount, Reason: in.Reason, Status: StatusPending})
+	// The job, inserted by the refund's own statement, is available now,
+	// snoozing until ProcessAt (see db.SnoozeUntil).
+	id := db.NewID("rfnd_")
+	args := ProcessArgs{RefundID: id, MerchantID: merchantID, ProcessAt: time.Now().Add(s.Delay())}
+	job, err := db.JobRowsOf(river.InsertManyParams{Args: args})
 	if err != nil {
 		return Refund{}, err
 	}
-	// The event and the job are sent with the COMMIT (db.ExecAtCommit).
-	// The job is available now, snoozing until ProcessAt (see
-	// db.SnoozeUntil).
+	r, err := insertRefundTx(ctx, tx, Refund{ID: id, PaymentID: p.ID, MerchantID: merchantID,
+		Amount: amount, Reason: in.Reason, Status: StatusPending}, job)
+	if err != nil {
+		return Refund{}, err
+	}
+	// The event and the job's insert notification are sent with the COMMIT
+	// (db.ExecAtCommit).
 	if err := s.emitTx(ctx, tx, refundEvent(r, webhooks.EventRefundCreated)); err != nil {
 		return Refund{}, err
 	}
-	args := ProcessArgs{RefundID: r.ID, MerchantID: merchantID, ProcessAt: time.Now().Add(s.Delay())}
-	if err := db.InsertJobsAtCommit(ctx, tx, river.InsertManyParams{Args: args}); err != nil {
+	if err := db.NotifyInsertAtCommit(ctx, tx, job.Queues...); err != nil {
 		return Refund{}, err
 	}
 	return r, nil

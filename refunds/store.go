@@ -14,11 +14,19 @@ import (
 
 const refundColumns = `id, payment_id, merchant_id, amount, reason, status, created_at, processed_at`
 
-func insertRefundTx(ctx context.Context, tx pgx.Tx, r Refund) (Refund, error) {
+// insertRefundTx inserts r and, in the same statement, its processing job
+// (job, one row).
+func insertRefundTx(ctx context.Context, tx pgx.Tx, r Refund, job db.JobRows) (Refund, error) {
 	return db.QueryOne[Refund](ctx, tx, `
-		INSERT INTO refunds (id, payment_id, merchant_id, amount, reason, status)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+refundColumns,
-		r.ID, r.PaymentID, r.MerchantID, r.Amount, r.Reason, r.Status)
+		WITH r AS (
+			INSERT INTO refunds (id, payment_id, merchant_id, amount, reason, status)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+refundColumns+`
+		), job AS (
+			`+db.InsertJobsFrom(`SELECT j.* FROM unnest($7::jsonb[], $8::text[], $9::text[], $10::smallint[], $11::smallint[])
+				AS j(args, kind, queue, max_attempts, priority) WHERE EXISTS (SELECT 1 FROM r)`)+`
+		)
+		SELECT `+refundColumns+` FROM r`,
+		append([]any{r.ID, r.PaymentID, r.MerchantID, r.Amount, r.Reason, r.Status}, job.Params()...)...)
 }
 
 // refundedTx is what a payment's refunds take from it: pending ones count,
