@@ -100,6 +100,8 @@ func area(q string) string {
 		return "idempotency"
 	case strings.Contains(l, "insert into payments"): // with its decision job
 		return "payments"
+	case strings.Contains(l, "insert into refunds"): // with its processing job
+		return "refunds"
 	case strings.Contains(l, "webhook_logs"), strings.Contains(l, "webhook_attempts"):
 		return "webhooks"
 	case strings.Contains(l, "river_"), strings.Contains(l, "pg_notify"), strings.Contains(l, "river"):

@@ -34,7 +34,9 @@ import (
 // JobRowsOf resolves each row as River's insert does (kind, JSON args, and
 // queue, max attempts and priority from the insert options, then the args'
 // own, then River's default priority), and InsertJobsFrom writes the
-// statement that inserts them, which ExecAtCommit sends with the COMMIT. The river_job table
+// statement that inserts them: a part of the statement that writes the row
+// the job is for (a payment's, a refund's, an event's log), or a statement
+// of its own that ExecAtCommit sends with the COMMIT. The river_job table
 // is the interface River's clients in other languages insert through; a
 // test checks that these rows equal River's own and are worked.
 //

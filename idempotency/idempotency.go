@@ -24,8 +24,9 @@
 // work run only when its work commits: not when it ends in a remembered
 // business error, whose work is rolled back to the savepoint.
 //
-// A use case's last writes, whose results it does not read (its events and
-// jobs: db.ExecAtCommit), wait and travel with the COMMIT (and a keyed
+// A use case's last writes, whose results it does not read (its events with
+// their delivery jobs, River's insert notification: db.ExecAtCommit), wait
+// and travel with the COMMIT (and a keyed
 // request's answer). Should one fail, the COMMIT is not run: the request
 // fails and nothing of it is kept, its key included. A refused request's
 // statements not yet sent are dropped with the rest of its work.
@@ -208,7 +209,7 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 			if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT idempotent_work`); err != nil {
 				return err
 			}
-			return replay(ctx, c, tx, m.ID, route, key, hash)
+			return busy(replay(ctx, c, tx, m.ID, route, key, hash))
 		}
 		return busy(claimErr) // a deadlock broken on the claim: retry
 	}

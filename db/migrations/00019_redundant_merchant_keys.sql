@@ -4,12 +4,13 @@
 -- a refund's merchant is its payment's, by the same chain. So the direct
 -- foreign keys from payments and refunds to merchants guard nothing the
 -- others do not: a merchant with orders cannot be deleted, and no payment
--- or refund can name another merchant than its order's. Each did cost a
--- check that locks the merchant's row FOR KEY SHARE: on a busy merchant
--- every payment and refund in flight locks that one row, each lock a new
--- MultiXact and a write to its page (sessions waiting on the page's
--- content lock in make bench). Payments and refunds keep their chains;
--- webhook logs keep their own key to the merchant.
+-- or refund can name another merchant than its order's (every column of
+-- the chain is NOT NULL, no key of it cascades). Each did cost a check
+-- that locks the merchant's row FOR KEY SHARE: a busy merchant's one row,
+-- locked by every payment and refund in flight, each lock a new MultiXact
+-- and a write to its page. Of the three such checks per payment (its own,
+-- and its two webhook logs', whose key to the merchant is not implied by
+-- another and stays), one is left out.
 ALTER TABLE payments DROP CONSTRAINT payments_merchant_id_fkey;
 ALTER TABLE refunds DROP CONSTRAINT refunds_merchant_id_fkey;
 
