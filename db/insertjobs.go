@@ -120,10 +120,16 @@ func InsertJobsFrom(query string) string {
 		FROM (` + query + `) AS q`
 }
 
+// Unnest is the query of the rows (InsertJobsFrom's columns) from Params
+// passed as a statement's arguments $first to $first+4.
+func (JobRows) Unnest(first int) string {
+	return fmt.Sprintf(`SELECT * FROM unnest($%d::jsonb[], $%d::text[], $%d::text[], $%d::smallint[], $%d::smallint[])
+			AS j(args, kind, queue, max_attempts, priority)`, first, first+1, first+2, first+3, first+4)
+}
+
 // Insert is the statement that inserts the rows, and its arguments.
 func (r JobRows) Insert() (string, []any) {
-	return InsertJobsFrom(`SELECT * FROM unnest($1::jsonb[], $2::text[], $3::text[], $4::smallint[], $5::smallint[])
-			AS j(args, kind, queue, max_attempts, priority)`), r.Params()
+	return InsertJobsFrom(r.Unnest(1)), r.Params()
 }
 
 // InsertJobsAtCommit inserts jobs in tx with one statement sent with tx's

@@ -64,8 +64,7 @@ func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment, job db.JobRows) 
 			FROM orders o WHERE o.id = $2 AND o.merchant_id = $3 AND o.status <> 'paid'
 			RETURNING `+paymentColumns+`
 		), job AS (
-			`+db.InsertJobsFrom(`SELECT j.* FROM unnest($9::jsonb[], $10::text[], $11::text[], $12::smallint[], $13::smallint[])
-				AS j(args, kind, queue, max_attempts, priority) WHERE EXISTS (SELECT 1 FROM p)`)+`
+			`+db.InsertJobsFrom(job.Unnest(9)+` WHERE EXISTS (SELECT 1 FROM p)`)+`
 		)
 		SELECT `+paymentColumns+` FROM p`,
 		append([]any{p.ID, p.OrderID, p.MerchantID, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status}, job.Params()...)...)

@@ -22,8 +22,7 @@ func insertRefundTx(ctx context.Context, tx pgx.Tx, r Refund, job db.JobRows) (R
 			INSERT INTO refunds (id, payment_id, merchant_id, amount, reason, status)
 			VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+refundColumns+`
 		), job AS (
-			`+db.InsertJobsFrom(`SELECT j.* FROM unnest($7::jsonb[], $8::text[], $9::text[], $10::smallint[], $11::smallint[])
-				AS j(args, kind, queue, max_attempts, priority) WHERE EXISTS (SELECT 1 FROM r)`)+`
+			`+db.InsertJobsFrom(job.Unnest(7))+`
 		)
 		SELECT `+refundColumns+` FROM r`,
 		append([]any{r.ID, r.PaymentID, r.MerchantID, r.Amount, r.Reason, r.Status}, job.Params()...)...)
