@@ -26,7 +26,8 @@ var errNested = errors.New("idempotency: nested transactions are not supported")
 //
 // Statements given to ExecAtCommit (db.ExecAtCommit) wait to travel with
 // the COMMIT: a request's last writes, whose results it does not read (its
-// event and jobs), cost no round trip of their own. Should anything else be
+// event with its delivery job, River's insert notification), cost no round
+// trip of their own. Should anything else be
 // sent first, they go just before it.
 //
 // Statements given to sendFirst (a keyed request's claim of its key) travel
