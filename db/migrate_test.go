@@ -122,7 +122,7 @@ func TestRiverJobIndexesAreTheTables(t *testing.T) {
 // Payments and refunds reach their merchant through their order's chain of
 // foreign keys only (migration 00019): the chain still refuses a payment or
 // a refund of another merchant than its order's, and the deletion of a
-// merchant that has orders.
+// merchant that has orders; no key of theirs points at merchants directly.
 func TestMerchantChainOfPaymentsAndRefunds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -155,6 +155,12 @@ func TestMerchantChainOfPaymentsAndRefunds(t *testing.T) {
 	require.NoError(t, refund(a))
 	_, err = pool.Exec(ctx, `DELETE FROM merchants WHERE id = $1`, a)
 	require.True(t, foreignKeyViolation(err), "a merchant with orders was deleted: %v", err)
+
+	// And no check of payments or refunds locks the merchant's row.
+	var direct []string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT coalesce(array_agg(conname::text), '{}') FROM pg_constraint
+		WHERE contype = 'f' AND confrelid = 'merchants'::regclass AND conrelid IN ('payments'::regclass, 'refunds'::regclass)`).Scan(&direct))
+	require.Empty(t, direct)
 }
 
 func foreignKeyViolation(err error) bool {
