@@ -187,13 +187,13 @@ func (a *App) riverConfig(workers *river.Workers, periodic []*river.PeriodicJob)
 		// River reports routine progress at info; keep the log for our events.
 		Logger:            riverLogger(a.Logger),
 		Workers:           workers,
-		FetchPollInterval: a.Config.FetchPollInterval,
-		FetchCooldown:     a.Config.fetchCooldown(),
+		FetchPollInterval: c.FetchPollInterval,
+		FetchCooldown:     c.fetchCooldown(),
 		JobTimeout:        JobTimeout,
 		Hooks:             riverHooks(),
 		// The running jobs of a killed process are run again after this
 		// (River's default is an hour).
-		RescueStuckJobsAfter: a.Config.JobRescueAfter,
+		RescueStuckJobsAfter: c.JobRescueAfter,
 		ReindexerIndexNames:  db.RiverJobIndexes(),
 	}
 	if a.role.works() {

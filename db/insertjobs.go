@@ -14,7 +14,7 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// Jobs inserted by paygate's own statement, sent with a request's COMMIT.
+// Jobs inserted by paygate's own statements.
 //
 // Invariant: paygate writes river_job rows itself only for plain jobs, and
 // writes each exactly as River's client would; anything else (a unique job,
@@ -215,11 +215,14 @@ func NotifyInsertAtCommit(ctx context.Context, tx pgx.Tx, queues ...string) erro
 	}
 	payloads := make([]string, len(due))
 	for i, q := range due {
-		payload, err := json.Marshal(map[string]string{"queue": q})
-		if err != nil {
-			return err
-		}
-		payloads[i] = string(payload)
+		payloads[i] = InsertPayload(q)
 	}
 	return ExecAtCommit(ctx, tx, `SELECT pg_notify(`+InsertChannel+`, p) FROM unnest($1::text[]) AS p`, payloads)
+}
+
+// InsertPayload is River's insert notification for queue, as its producers
+// read it.
+func InsertPayload(queue string) string {
+	payload, _ := json.Marshal(map[string]string{"queue": queue}) // a map of strings always marshals
+	return string(payload)
 }

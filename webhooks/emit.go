@@ -61,7 +61,11 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 		return err
 	}
 	// The jobs' columns (db.JobRows) ride beside their events'.
-	notify := len(db.NotifyDue(time.Now(), Queue)) > 0
+	var notify *string // River's insert notification, when the queue is due one
+	if len(db.NotifyDue(time.Now(), Queue)) > 0 {
+		payload := db.InsertPayload(Queue)
+		notify = &payload
+	}
 	err = db.ExecAtCommit(ctx, tx, `
 		WITH e AS (
 			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[],
@@ -76,10 +80,9 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 			RETURNING id
 		), job AS (
 			`+db.InsertJobsFrom(`SELECT e.args, e.kind, e.queue, e.max_attempts, e.priority FROM e JOIN log USING (id) ORDER BY e.n`)+`
-			RETURNING queue
+			RETURNING 1
 		)
-		SELECT pg_notify(`+db.InsertChannel+`, json_build_object('queue', q.queue)::text)
-		FROM (SELECT DISTINCT queue FROM job) AS q WHERE $11`,
+		SELECT pg_notify(`+db.InsertChannel+`, $11) WHERE $11::text IS NOT NULL AND EXISTS (SELECT 1 FROM job)`,
 		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify)...)...)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)

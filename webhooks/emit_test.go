@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"paygate/app"
 	"paygate/app/apptest"
 	"paygate/db"
 	"paygate/merchants"
@@ -23,8 +24,12 @@ import (
 // first-delivery job; and nothing unless its transaction commits.
 func TestEmitRecordsWhatEachEndpointDelivers(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t)
 	ctx := context.Background()
+	// The API role works no jobs: the jobs are read as inserted, before a
+	// worker (woken by the insert notification) could take them.
+	a, err := app.New(ctx, apptest.Config(t), app.RoleAPI, apptest.Logger())
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close(ctx) })
 	r := newReceiver(t, nil)
 	// The test merchant takes payment.success only; "all" takes everything;
 	// "disabled" and "none" take nothing.
