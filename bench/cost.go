@@ -29,6 +29,7 @@ type Cost struct {
 	WALSyncs   float64         `json:"wal_syncs_per_payment"`
 	WALFPIs    float64         `json:"wal_full_page_images_per_payment"`
 	ByStmt     []StatementCost `json:"statements"`
+	WAL        []TableWAL      `json:"wal_by_table"`
 	Waits      []Wait          `json:"session_waits"`
 }
 

@@ -256,6 +256,14 @@ func (r *Report) costText(w io.Writer, full bool) {
 		areas = append(areas, a)
 	}
 	sort.Slice(areas, func(i, j int) bool { return byArea[areas[i]][0] > byArea[areas[j]][0] })
+	fmt.Fprint(w, "  WAL by table, B (of it indexes; full-page images):")
+	for i, t := range c.WAL {
+		if i == 10 {
+			break
+		}
+		fmt.Fprintf(w, " %s %.0f (%.0f; %.2f);", t.Table, t.Bytes, t.IndexBytes, t.FPIs)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprint(w, "  by area (statements, ms):")
 	for _, a := range areas {
 		fmt.Fprintf(w, " %s %.2f/%.2f;", a, byArea[a][0], byArea[a][1])

@@ -220,6 +220,10 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	if err := resetStatements(ctx, b.pool); err != nil {
 		return nil, err
 	}
+	wal, err := openWALWindow(ctx, b.pool)
+	if err != nil {
+		return nil, fmt.Errorf("keep the burst's WAL: %w", err)
+	}
 	db0, g0 := snapshotDB(ctx, b.pool, b.pg.pid()), treeUsage(b.gw.pid(), false).CPU
 	ids := make([]string, f.N)
 	returned := make([]time.Time, f.N)
@@ -243,7 +247,14 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	// deliveries may finish after the last payment.success).
 	awaitIdle(ctx, b.pool, f.Wait)
 	stopWaits()
+	walBytes, err := wal.close(ctx)
+	if err != nil {
+		return nil, err
+	}
 	d := snapshotDB(ctx, b.pool, b.pg.pid()).minus(db0)
+	// The WAL's own positions, exact where pg_stat_wal lags by the
+	// statistics each backend has yet to report.
+	d.walBytes = walBytes
 	gcpu := treeUsage(b.gw.pid(), false).CPU - g0
 	fl.PaygateCPUms = gcpu.Seconds() * 1000 / float64(max(1, len(created)))
 	fl.DBCPUms = d.cpu.Seconds() * 1000 / float64(max(1, len(created)))
@@ -253,6 +264,9 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 		return nil, fmt.Errorf("cost account: %w", err)
 	}
 	cost.Waits = <-waits
+	if cost.WAL, err = wal.byTable(ctx, b.pg.pid(), len(created)); err != nil {
+		return nil, fmt.Errorf("WAL by table: %w", err)
+	}
 	b.rep.Cost = &cost
 	var ok []string
 	for i, t := range b.recv.arrivals(created, false) {
