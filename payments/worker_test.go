@@ -266,3 +266,43 @@ func TestPaymentJobsInsertedTogether(t *testing.T) {
 	require.Equal(t, 1, d)
 	require.Equal(t, 0, w)
 }
+
+// An order's move to paid, in the decision's statement, is a HOT update
+// even when the order's page was filled by the orders inserted around it
+// (migration 00021 keeps room in orders' pages): none of its indexes gets
+// an entry for it. It fails if the decision ever changes an indexed column
+// of orders, or if the room is gone.
+func TestOrderBecomesPaidWithoutIndexWrites(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	// Orders as a busy merchant's arrive: many, one after another, the one
+	// paid among them, so its page fills up around it.
+	fill := func() {
+		_, err := a.Pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes, status)
+			SELECT 'order_' || substr(md5(random()::text), 1, 16), $1, 50000, 'INR', 'receipt-' || i, '{}', 'created'
+			FROM generate_series(1, 300) i`, merchants.TestMerchantID)
+		require.NoError(t, err)
+	}
+	fill()
+	orderID := createOrder(t, a, h, 50000)
+	fill()
+	status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+	require.Equal(t, http.StatusCreated, status, "%v", p)
+
+	tx, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // the statistics are read inside it
+	changed, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, p["id"].(string), true)
+	require.NoError(t, err)
+	require.True(t, changed)
+	var paid string
+	require.NoError(t, tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1`, orderID).Scan(&paid))
+	require.Equal(t, "paid", paid)
+	var updates, hot int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables
+		WHERE relid = 'orders'::regclass`).Scan(&updates, &hot))
+	require.Equal(t, 1, updates)
+	require.Equal(t, 1, hot, "the order's update to paid was not HOT")
+}
