@@ -232,7 +232,7 @@ func (r *Report) text(w io.Writer, cost bool) {
 func (r *Report) costText(w io.Writer, full bool) {
 	c := r.Cost
 	fmt.Fprintf(w, "\ncost account, per payment of the burst (%d payments, creation → last webhook, all jobs done):\n", c.Payments)
-	fmt.Fprintf(w, "  statements %.1f, commits %.2f, rollbacks %.2f, statement time %.2f ms, DB CPU %.2f ms, paygate CPU %.2f ms, WAL %.0f B in %.2f flushes, %.2f full-page images\n",
+	fmt.Fprintf(w, "  statements %.1f, commits %.2f, rollbacks %.2f, statement time %.2f ms, DB CPU %.2f ms, paygate CPU %.2f ms, WAL %.0f B (by position) in %.2f flushes, %.2f full-page images\n",
 		c.Statements, c.Commits, c.Rollbacks, c.ExecMs, c.DBCPUms, c.GatewayCPU, c.WALBytes, c.WALSyncs, c.WALFPIs)
 	if pj := r.best("payment + job"); pj.DBCPUms > 0 {
 		fmt.Fprintf(w, "  against the payment + job ceiling: %.1f× its DB CPU and %.1f× its commits per transaction\n",
@@ -258,12 +258,24 @@ func (r *Report) costText(w io.Writer, full bool) {
 	sort.Slice(areas, func(i, j int) bool { return byArea[areas[i]][0] > byArea[areas[j]][0] })
 	fmt.Fprint(w, "  WAL by table, B (of it indexes; full-page images):")
 	for i, t := range c.WAL {
-		if i == 10 {
+		if i == 8 {
 			break
 		}
 		fmt.Fprintf(w, " %s %.0f (%.0f; %.2f);", t.Table, t.Bytes, t.IndexBytes, t.FPIs)
 	}
 	fmt.Fprintln(w)
+	if full {
+		for i, t := range c.WAL {
+			if i == 8 {
+				break
+			}
+			fmt.Fprintf(w, "    %s:", t.Table)
+			for _, k := range t.topKinds(5) {
+				fmt.Fprintf(w, " %s %.0f;", k, t.Kinds[k])
+			}
+			fmt.Fprintln(w)
+		}
+	}
 	fmt.Fprint(w, "  by area (statements, ms):")
 	for _, a := range areas {
 		fmt.Fprintf(w, " %s %.2f/%.2f;", a, byArea[a][0], byArea[a][1])

@@ -224,6 +224,7 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keep the burst's WAL: %w", err)
 	}
+	defer wal.release()
 	db0, g0 := snapshotDB(ctx, b.pool, b.pg.pid()), treeUsage(b.gw.pid(), false).CPU
 	ids := make([]string, f.N)
 	returned := make([]time.Time, f.N)

@@ -11,7 +11,9 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -26,6 +28,8 @@ type TableWAL struct {
 	IndexBytes float64 `json:"index_bytes_per_payment"`
 	Records    float64 `json:"records_per_payment"`
 	FPIs       float64 `json:"full_page_images_per_payment"`
+	// Kinds is bytes per payment by record: "Heap/UPDATE", "index Btree/INSERT_LEAF".
+	Kinds map[string]float64 `json:"bytes_per_payment_by_record"`
 }
 
 // walWindow keeps the WAL of a span for pg_waldump to read afterwards: a
@@ -49,56 +53,66 @@ func openWALWindow(ctx context.Context, pool *pgxpool.Pool) (*walWindow, error) 
 // close ends the window now and returns the bytes of WAL written in it.
 func (w *walWindow) close(ctx context.Context) (int64, error) {
 	var n int64
-	err := w.pool.QueryRow(ctx, `/* bench */ SELECT pg_current_wal_insert_lsn()::text,
-		pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::bigint`, w.start).Scan(&w.end, &n)
+	err := w.pool.QueryRow(ctx, `/* bench */ SELECT l::text, pg_wal_lsn_diff(l, $1::pg_lsn)::bigint
+		FROM pg_current_wal_insert_lsn() l`, w.start).Scan(&w.end, &n)
 	return n, err
 }
 
-// byTable reads the closed window's WAL with pg_waldump
-// and attributes each record, with its full-page images, to the table of
-// its first block (an index's to its table); then it releases the WAL.
+// release lets PostgreSQL recycle the window's WAL.
+func (w *walWindow) release() {
+	_, _ = w.pool.Exec(context.Background(), `/* bench */ SELECT pg_drop_replication_slot($1)`, walSlot)
+}
+
+// byTable reads the closed window's WAL with pg_waldump and attributes
+// each record, with its full-page images, to the table of its first block
+// (an index's and a TOAST table's to their table).
 func (w *walWindow) byTable(ctx context.Context, pgPID, payments int) ([]TableWAL, error) {
-	defer w.pool.Exec(context.Background(), `/* bench */ SELECT pg_drop_replication_slot($1)`, walSlot) //nolint:errcheck // the server goes with the run
 	var dataDir string
 	var dbOID uint32
 	if err := w.pool.QueryRow(ctx, `/* bench */ SELECT current_setting('data_directory'),
 		(SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&dataDir, &dbOID); err != nil {
 		return nil, err
 	}
+	// pg_waldump reads what is on disk: the window's last records may still
+	// be in PostgreSQL's WAL buffers, which the WAL writer flushes within
+	// wal_writer_delay.
+	for flushed := false; !flushed; {
+		if err := w.pool.QueryRow(ctx, `/* bench */ SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, w.end).Scan(&flushed); err != nil {
+			return nil, err
+		}
+		if !flushed {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	// Every relation file of the database, by file node, named after its
 	// table: an index after the table it indexes, TOAST after its owner.
-	rows, err := w.pool.Query(ctx, `/* bench */ SELECT pg_relation_filenode(c.oid)::text,
-			coalesce(t.relname, o.relname, c.relname), i.indrelid IS NOT NULL
+	rows, _ := w.pool.Query(ctx, `/* bench */ SELECT pg_relation_filenode(c.oid)::text AS node,
+			coalesce(owner.relname, t.relname, c.relname) AS table, i.indrelid IS NOT NULL AS index
 		FROM pg_class c
 		LEFT JOIN pg_index i ON i.indexrelid = c.oid
-		LEFT JOIN pg_class t ON t.oid = i.indrelid
-		LEFT JOIN pg_class o ON o.reltoastrelid = c.oid
+		LEFT JOIN pg_class t ON t.oid = coalesce(i.indrelid, c.oid)
+		LEFT JOIN pg_class owner ON owner.reltoastrelid = t.oid
 		WHERE pg_relation_filenode(c.oid) IS NOT NULL`)
+	type rel struct {
+		Node, Table string
+		Index       bool
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[rel])
 	if err != nil {
 		return nil, err
 	}
-	type rel struct {
-		table string
-		index bool
-	}
 	rels := map[string]rel{}
-	for rows.Next() {
-		var node string
-		var r rel
-		if err := rows.Scan(&node, &r.table, &r.index); err != nil {
-			return nil, err
-		}
-		rels[node] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	for _, r := range list {
+		rels[r.Node] = r
 	}
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pgPID))
 	if err != nil {
 		return nil, err
 	}
+	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, filepath.Join(filepath.Dir(exe), "pg_waldump"),
 		"-p", filepath.Join(dataDir, "pg_wal"), "-s", w.start, "-e", w.end)
+	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -116,7 +130,7 @@ func (w *walWindow) byTable(ctx context.Context, pgPID, payments int) ([]TableWA
 		if m == nil {
 			continue
 		}
-		size, _ := strconv.Atoi(string(m[1]))
+		size, _ := strconv.ParseFloat(string(m[2]), 64)
 		table, index := "(no relation)", false
 		if b := walBlock.FindSubmatch(line); b != nil {
 			r, ok := rels[string(b[2])]
@@ -125,40 +139,59 @@ func (w *walWindow) byTable(ctx context.Context, pgPID, payments int) ([]TableWA
 				// The ceiling's (its autovacuum) or the shared catalogs'.
 				table = "(other databases)"
 			case ok:
-				table, index = r.table, r.index
+				table, index = r.Table, r.Index
 			default:
 				table = "(dropped or rewritten since)"
 			}
 		}
 		t := sums[table]
 		if t == nil {
-			t = &TableWAL{Table: table}
+			t = &TableWAL{Table: table, Kinds: map[string]float64{}}
 			sums[table] = t
 		}
-		t.Bytes += float64(size)
-		t.Records++
+		kind := string(m[1]) + "/" + string(m[3])
 		if index {
-			t.IndexBytes += float64(size)
+			t.IndexBytes += size
+			kind = "index " + kind
 		}
+		t.Bytes += size
+		t.Kinds[kind] += size
+		t.Records++
 		t.FPIs += float64(bytes.Count(line, []byte(" FPW")))
 	}
-	// pg_waldump ends with an error when the end is the last record
-	// written: what it printed before is the window.
-	_ = cmd.Wait()
 	if err := sc.Err(); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		return nil, err
 	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("pg_waldump: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	n := float64(max(1, payments))
 	var tables []TableWAL
 	for _, t := range sums {
-		n := float64(max(1, payments))
+		for k := range t.Kinds {
+			t.Kinds[k] /= n
+		}
 		tables = append(tables, TableWAL{Table: t.Table, Bytes: t.Bytes / n, IndexBytes: t.IndexBytes / n,
-			Records: t.Records / n, FPIs: t.FPIs / n})
+			Records: t.Records / n, FPIs: t.FPIs / n, Kinds: t.Kinds})
 	}
 	sort.Slice(tables, func(i, j int) bool { return tables[i].Bytes > tables[j].Bytes })
 	return tables, nil
 }
 
+// topKinds is a table's record kinds by bytes, the largest first.
+func (t TableWAL) topKinds(n int) []string {
+	kinds := make([]string, 0, len(t.Kinds))
+	for k := range t.Kinds {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool { return t.Kinds[kinds[i]] > t.Kinds[kinds[j]] })
+	return kinds[:min(n, len(kinds))]
+}
+
 var (
-	walRecord = regexp.MustCompile(`^rmgr: \S+\s+len \(rec/tot\):\s*\d+/\s*(\d+),`)
+	// rmgr: Heap        len (rec/tot):     79/    79, tx: 1, lsn: 0/1, prev 0/0, desc: UPDATE off 2 ..., blkref #0: rel 1663/5/16384 blk 0 FPW
+	walRecord = regexp.MustCompile(`^rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*(\d+),.*? desc: ([A-Z_+0-9]+)`)
 	walBlock  = regexp.MustCompile(`blkref #0: rel \d+/(\d+)/(\d+)`)
 )
