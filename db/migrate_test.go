@@ -4,17 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
 	"paygate/db"
@@ -123,9 +117,6 @@ func TestRiverJobIndexesAreTheTables(t *testing.T) {
 	defer sqlDB.Close()
 	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 16))
 	require.Subset(t, indexes(), []string{"river_job_kind", "river_job_args_index", "river_job_metadata_index"})
-	var def string
-	require.NoError(t, pool.QueryRow(ctx, `SELECT pg_get_indexdef('river_job_prioritized_fetching_index'::regclass)`).Scan(&def))
-	require.NotContains(t, def, "WHERE", "migrating down restores the whole fetching index")
 }
 
 // Payments and refunds reach their merchant through their order's chain of
@@ -175,89 +166,4 @@ func TestMerchantChainOfPaymentsAndRefunds(t *testing.T) {
 func foreignKeyViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23503"
-}
-
-// queryLog records the SQL and arguments of every query a pool sends.
-type queryLog struct {
-	mu      sync.Mutex
-	queries []pgx.TraceQueryStartData
-}
-
-func (l *queryLog) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.queries = append(l.queries, d)
-	return ctx
-}
-
-func (*queryLog) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-// find returns the first query whose SQL contains s.
-func (l *queryLog) find(s string) (pgx.TraceQueryStartData, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, q := range l.queries {
-		if strings.Contains(q.SQL, s) {
-			return q, true
-		}
-	}
-	return pgx.TraceQueryStartData{}, false
-}
-
-// River's fetching index leaves out completed jobs (migration 00020), and
-// still serves River's own fetch, as River sends it, and paygate's search
-// for a live job: the planner proves that their states imply its predicate.
-// With thousands of completed jobs a query it could not serve would scan
-// the table instead.
-func TestFetchingIndexLeavesOutCompletedJobs(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(dbtest.New(t))
-	require.NoError(t, err)
-	log := &queryLog{}
-	cfg.ConnConfig.Tracer = log
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-
-	var def string
-	require.NoError(t, pool.QueryRow(ctx, `SELECT pg_get_indexdef('river_job_prioritized_fetching_index'::regclass)`).Scan(&def))
-	require.True(t, strings.HasSuffix(def, ` WHERE (state <> 'completed'::river_job_state)`), def)
-
-	_, err = pool.Exec(ctx, `
-		INSERT INTO river_job (args, kind, queue, max_attempts, priority, state, scheduled_at, attempted_at, finalized_at)
-		SELECT '{}', 'test_plain', 'fetch', 1, 1, 'completed', now(), now(), now() FROM generate_series(1, 5000)`)
-	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `ANALYZE river_job`)
-	require.NoError(t, err)
-
-	w := &wakeWorker{done: make(chan int, 1)}
-	workers := river.NewWorkers()
-	river.AddWorker(workers, w)
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Workers: workers, Queues: map[string]river.QueueConfig{"fetch": {MaxWorkers: 1}},
-	})
-	require.NoError(t, err)
-	require.NoError(t, client.Start(ctx))
-	_, err = client.Insert(ctx, wakeArgs{N: 1}, &river.InsertOpts{Queue: "fetch"})
-	require.NoError(t, err)
-	require.Equal(t, 1, <-w.done)
-	require.NoError(t, client.Stop(ctx))
-
-	fetch, ok := log.find("name: JobGetAvailable")
-	require.True(t, ok, "River fetched without its JobGetAvailable query")
-	plans := map[string]pgx.TraceQueryStartData{
-		"River's fetch":           fetch,
-		"a search for a live job": {SQL: `SELECT 1 FROM river_job WHERE kind = 'test_plain' AND state IN ` + db.LiveJobStates},
-	}
-	for name, q := range plans {
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		rows, err := tx.Query(ctx, `EXPLAIN `+q.SQL, q.Args...)
-		require.NoError(t, err)
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		require.NoError(t, err)
-		require.NoError(t, tx.Rollback(ctx))
-		require.Contains(t, strings.Join(lines, "\n"), "river_job_prioritized_fetching_index", name)
-	}
 }
