@@ -52,13 +52,11 @@ func (s *Service) ListOrders(ctx context.Context, merchantID uuid.UUID, page web
 // the concurrency, and the refusal is the client's 400 on order_id.
 //
 // The payment's INSERT reads the order (its amount and currency, and that
-// it is not paid) without a row lock. The index is what keeps one live
-// payment per order, and a paid order has a success payment, so the status
-// read only picks the clearer message. Locking the order would deadlock
-// with the worker: it updates the pending payment (on which this insert's
-// index check waits) and then marks the order paid. The payment's foreign
-// key takes only a key-share lock on the order, which marking it paid does
-// not conflict with; an order's amount and currency never change.
+// it has no successful payment) without a row lock. The index is what
+// keeps one live payment per order, and a paid order has a success payment,
+// so that read only picks the clearer message. The payment's foreign key
+// takes a key-share lock on the order, which nothing conflicts with: an
+// order's row never changes after its insert.
 func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, in PaymentInput) (Payment, error) {
 	p, verr := in.payment(time.Now())
 	if verr != nil {
@@ -117,15 +115,14 @@ func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f Paym
 	return listPayments(ctx, s.Pool, merchantID, f, page)
 }
 
-// decideTx moves pending payments to success (ok) or failed, marks their
-// orders paid on success and records their events. While a payment is
+// decideTx moves pending payments to success (ok) or failed, a success
+// making its order paid, and records their events. While a payment is
 // pending no other payment of its order can exist in pending or success
 // (payments_one_live_per_order), so a success here is the order's only
 // one. It does so for many answers (the worker's batch) with one statement
-// for all the payments and orders, and one for all the events with their
-// delivery jobs: every decision, its event and its job commit with tx, or
-// none does. It reports for each answer whether it changed its
-// payment. A payment named twice (a job run again while its first run
+// for all the payments, and one for all the events with their delivery
+// jobs: every decision, its event and its job commit with tx, or none
+// does. It reports for each answer whether it changed its payment. A payment named twice (a job run again while its first run
 // records) is decided by its first answer, once, with one event: the
 // others report false like an answer for a payment decided already.
 func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]bool, error) {
@@ -145,7 +142,7 @@ func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]
 		changed[first[paymentKey{MerchantID: p.MerchantID, ID: p.ID}]] = true
 		event := webhooks.EventPaymentFailed
 		if p.Status == StatusSuccess {
-			event = webhooks.EventPaymentSuccess // and the order is paid (decideManyTx)
+			event = webhooks.EventPaymentSuccess // and the order is paid (ordersWithStatus)
 		}
 		events[i] = paymentEvent(p, event)
 	}

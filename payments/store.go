@@ -15,7 +15,19 @@ import (
 	"paygate/web"
 )
 
-const orderColumns = `id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at`
+// ordersWithStatus is orders (o) with each order's status and updated_at as
+// the API shows them. An order's row is written once: it is paid exactly
+// when it has a successful payment, since the moment that payment was
+// decided (decided_at). Orders paid before migration 00020 have their
+// success's decided_at empty and were marked paid in their own row then,
+// at that moment; their payment's updated_at may have moved since
+// (capture, refunds).
+const ordersWithStatus = `SELECT o.id, o.merchant_id, o.amount, o.currency, o.receipt, o.notes,
+		CASE WHEN paid.paid THEN 'paid' ELSE 'created' END AS status, o.created_at,
+		coalesce(paid.decided_at, o.updated_at) AS updated_at
+	FROM orders o LEFT JOIN LATERAL (
+		SELECT true AS paid, p.decided_at FROM payments p
+		WHERE p.order_id = o.id AND p.merchant_id = o.merchant_id AND p.status = 'success') paid ON true`
 
 const paymentColumns = `id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4,
 	status, captured, amount_refunded, error_code, error_description, created_at, updated_at`
@@ -23,7 +35,8 @@ const paymentColumns = `id, order_id, merchant_id, amount, currency, method, vpa
 func insertOrderTx(ctx context.Context, tx pgx.Tx, o Order) (Order, error) {
 	return db.QueryOne[Order](ctx, tx, `
 		INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+orderColumns,
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		RETURNING id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at`,
 		o.ID, o.MerchantID, o.Amount, o.Currency, o.Receipt, o.Notes, o.Status)
 }
 
@@ -32,8 +45,7 @@ func getOrder(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string
 	if !db.IsID("order_", id) {
 		return Order{}, web.NotFound("Order")
 	}
-	o, err := db.QueryOne[Order](ctx, q, `SELECT `+orderColumns+` FROM orders WHERE id = $1 AND merchant_id = $2`,
-		id, merchantID)
+	o, err := db.QueryOne[Order](ctx, q, ordersWithStatus+` WHERE o.id = $1 AND o.merchant_id = $2`, id, merchantID)
 	return o, notFound(err, "Order")
 }
 
@@ -42,8 +54,8 @@ func listOrders(ctx context.Context, q db.Querier, merchantID uuid.UUID, page we
 	if err := q.QueryRow(ctx, `SELECT count(*) FROM orders WHERE merchant_id = $1`, merchantID).Scan(&total); err != nil {
 		return web.List[Order]{}, err
 	}
-	rows, _ := q.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE merchant_id = $1
-		ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3`, merchantID, page.Limit, page.Offset)
+	rows, _ := q.Query(ctx, ordersWithStatus+` WHERE o.merchant_id = $1
+		ORDER BY o.created_at DESC, o.id DESC LIMIT $2 OFFSET $3`, merchantID, page.Limit, page.Offset)
 	orders, err := pgx.CollectRows(rows, pgx.RowToStructByName[Order])
 	return web.NewList(orders, total, page), err
 }
@@ -54,14 +66,16 @@ func listOrders(ctx context.Context, q db.Querier, merchantID uuid.UUID, page we
 // acquirer. The same statement inserts the payment's decision job (job,
 // one row), which thus exists exactly when the payment does. It matches no
 // row (pgx.ErrNoRows) when the merchant has no such order or the order is
-// paid.
+// paid (has a successful payment, which the same partial index as the
+// unique check finds).
 func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment, job db.JobRows) (Payment, error) {
 	return db.QueryOne[Payment](ctx, tx, `
 		WITH p AS (
 			INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status,
 			                      decision_key)
 			SELECT $1, o.id, o.merchant_id, o.amount, o.currency, $4, $5, $6, $7, $8, gen_random_uuid()
-			FROM orders o WHERE o.id = $2 AND o.merchant_id = $3 AND o.status <> 'paid'
+			FROM orders o WHERE o.id = $2 AND o.merchant_id = $3 AND NOT EXISTS (
+				SELECT 1 FROM payments s WHERE s.order_id = o.id AND s.merchant_id = o.merchant_id AND s.status = 'success')
 			RETURNING `+paymentColumns+`
 		), job AS (
 			`+db.InsertJobsFrom(job.Unnest(9)+` WHERE EXISTS (SELECT 1 FROM p)`)+`
@@ -116,14 +130,13 @@ type answer struct {
 func (a answer) key() paymentKey { return paymentKey{MerchantID: a.MerchantID, ID: a.PaymentID} }
 
 // decideManyTx moves each payment of ds that is still pending to its
-// decision's status and, on success, its created order to paid, in one
-// statement, and returns the payments it moved, each once. A payment
-// already decided is left alone and not returned. ds must not name a
-// payment twice (a payment is returned once whatever its rows in ds) and
-// should come sorted by PaymentID: the plan then locks the payments in that
-// order, the same in every batch, when it looks each up by its index (as
-// on a large table). A statement's data-modifying CTE runs to completion
-// whether or not its result is read.
+// decision's status, in one statement, and returns the payments it moved,
+// each once. A success makes its order paid (ordersWithStatus): the order's
+// row is not written. A payment already decided is left alone and not
+// returned. ds must not name a payment twice (a payment is returned once
+// whatever its rows in ds) and should come sorted by PaymentID: the plan
+// then locks the payments in that order, the same in every batch, when it
+// looks each up by its index (as on a large table).
 func decideManyTx(ctx context.Context, tx pgx.Tx, ds []answer) ([]Payment, error) {
 	ids, merchantIDs := make([]string, len(ds)), make([]uuid.UUID, len(ds))
 	statuses, codes, descs := make([]string, len(ds)), make([]*string, len(ds)), make([]*string, len(ds))
@@ -134,17 +147,12 @@ func decideManyTx(ctx context.Context, tx pgx.Tx, ds []answer) ([]Payment, error
 	// The unnested columns are named apart from the payments', so that the
 	// RETURNING list is the table's columns.
 	rows, _ := tx.Query(ctx, `
-		WITH p AS (
-		    UPDATE payments SET status = d.d_status, error_code = d.d_code, error_description = d.d_desc,
-		                        updated_at = now()
-		    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[])
-		         AS d(d_id, d_merchant_id, d_status, d_code, d_desc)
-		    WHERE id = d.d_id AND merchant_id = d.d_merchant_id AND status = 'pending'
-		    RETURNING `+paymentColumns+`),
-		paid AS (
-		    UPDATE orders o SET status = 'paid', updated_at = now() FROM p
-		    WHERE o.id = p.order_id AND o.merchant_id = p.merchant_id AND p.status = 'success' AND o.status = 'created')
-		SELECT `+paymentColumns+` FROM p`, db.PlannedEachTime, ids, merchantIDs, statuses, codes, descs)
+		UPDATE payments SET status = d.d_status, error_code = d.d_code, error_description = d.d_desc,
+		                    updated_at = now(), decided_at = now()
+		FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[])
+		     AS d(d_id, d_merchant_id, d_status, d_code, d_desc)
+		WHERE id = d.d_id AND merchant_id = d.d_merchant_id AND status = 'pending'
+		RETURNING `+paymentColumns, db.PlannedEachTime, ids, merchantIDs, statuses, codes, descs)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 

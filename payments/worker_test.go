@@ -266,3 +266,87 @@ func TestPaymentJobsInsertedTogether(t *testing.T) {
 	require.Equal(t, 1, d)
 	require.Equal(t, 0, w)
 }
+
+// A decision writes nothing to its order's row (migration 00020): the order
+// is paid by its successful payment, and shows the moment of that decision
+// as its updated_at, which a later capture of the payment does not move.
+// A second payment on it is refused as paid.
+func TestOrderIsPaidByItsSuccessfulPayment(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	orderID := createOrder(t, a, h, 50000)
+	// Moved an hour back, so that the order's own updated_at is not taken
+	// for the payment's decision.
+	_, err := a.Pool.Exec(ctx, `UPDATE orders SET updated_at = updated_at - interval '1 hour' WHERE id = $1`, orderID)
+	require.NoError(t, err)
+	status, o := call(t, a, http.MethodGet, "/api/v1/orders/"+orderID, "", h)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "created", o["status"])
+
+	status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+	require.Equal(t, http.StatusCreated, status, "%v", p)
+	id := p["id"].(string)
+	tx, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below
+	changed, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, id, true)
+	require.NoError(t, err)
+	require.True(t, changed)
+	var orderUpdates int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables
+		WHERE relid = 'orders'::regclass`).Scan(&orderUpdates))
+	require.Zero(t, orderUpdates, "the decision wrote the order's row")
+	require.NoError(t, tx.Commit(ctx))
+
+	// Moved a day back, so that the payment's updated_at (now, and again at
+	// its capture below) is not taken for its decision.
+	var decidedAt time.Time
+	require.NoError(t, a.Pool.QueryRow(ctx, `UPDATE payments SET decided_at = decided_at - interval '1 day'
+		WHERE id = $1 RETURNING decided_at`, id).Scan(&decidedAt))
+	paid := func() map[string]any {
+		status, o := call(t, a, http.MethodGet, "/api/v1/orders/"+orderID, "", h)
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, "paid", o["status"])
+		at, err := time.Parse(time.RFC3339Nano, o["updated_at"].(string))
+		require.NoError(t, err)
+		require.True(t, at.Equal(decidedAt.Truncate(time.Second)), "updated_at %v, decided at %v", at, decidedAt)
+		return o
+	}
+	paid()
+	status, list := call(t, a, http.MethodGet, "/api/v1/orders?limit=1", "", h)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "paid", list["data"].([]any)[0].(map[string]any)["status"])
+
+	status, captured := call(t, a, http.MethodPost, "/api/v1/payments/"+id+"/capture", "", h)
+	require.Equal(t, http.StatusOK, status, "%v", captured)
+	paid()
+
+	status, refused := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+	require.Equal(t, http.StatusBadRequest, status)
+	code, field := errorOf(t, refused)
+	require.Equal(t, []string{"BAD_REQUEST_ERROR", "order_id", "Order has already been paid"},
+		[]string{code, field, refused["error"].(map[string]any)["description"].(string)})
+}
+
+// An order paid by the previous version, which marked the order's own row
+// paid and left its payment's decided_at empty, still shows paid at the
+// moment its row says.
+func TestOrderPaidByThePreviousVersion(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	orderID := createOrder(t, a, h, 50000)
+	status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+	require.Equal(t, http.StatusCreated, status, "%v", p)
+	_, err := a.Pool.Exec(ctx, `UPDATE payments SET status = 'success', updated_at = now() WHERE id = $1`, p["id"])
+	require.NoError(t, err)
+	_, err = a.Pool.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = '2026-11-30T10:00:00Z' WHERE id = $1`, orderID)
+	require.NoError(t, err)
+	status, o := call(t, a, http.MethodGet, "/api/v1/orders/"+orderID, "", h)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "paid", o["status"])
+	require.Equal(t, "2026-11-30T10:00:00Z", o["updated_at"])
+}
