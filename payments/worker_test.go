@@ -151,13 +151,18 @@ func TestWorkerWaitsForDecideAt(t *testing.T) {
 	id := pay(t, a, h)["id"].(string)
 	require.Equal(t, "success", waitFinal(t, a, h, id)["status"])
 
-	var waited time.Duration
+	// The job's DecideAt is the delay after the request's clock reading,
+	// taken just before its transaction began (created_at); the decision
+	// came no earlier than DecideAt.
+	var delayed, early bool
 	var attempt int
 	require.NoError(t, a.Pool.QueryRow(ctx, `
-		SELECT p.updated_at - p.created_at, j.attempt FROM payments p
-		JOIN river_job j ON j.kind = 'process_payment' AND j.args->>'payment_id' = p.id
-		WHERE p.id = $1`, id).Scan(&waited, &attempt))
-	require.GreaterOrEqual(t, waited, delay)
+		SELECT (j.args->>'decide_at')::timestamptz - p.created_at > $2::interval / 2,
+		       p.decided_at < (j.args->>'decide_at')::timestamptz, j.attempt
+		FROM payments p JOIN river_job j ON j.kind = 'process_payment' AND j.args->>'payment_id' = p.id
+		WHERE p.id = $1`, id, delay).Scan(&delayed, &early, &attempt))
+	require.True(t, delayed, "the job's DecideAt is not the delay after the payment's creation")
+	require.False(t, early, "decided before DecideAt")
 	require.Equal(t, 1, attempt)
 }
 
@@ -291,13 +296,18 @@ func TestOrderIsPaidByItsSuccessfulPayment(t *testing.T) {
 	tx, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck // committed below
+	// The backend's counts not yet reported, the earlier transactions' on
+	// its connection included: the decision must add nothing to them.
+	orderWrites := func() (n int) {
+		require.NoError(t, tx.QueryRow(ctx, `SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables
+			WHERE relid = 'orders'::regclass`).Scan(&n))
+		return n
+	}
+	before := orderWrites()
 	changed, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, id, true)
 	require.NoError(t, err)
 	require.True(t, changed)
-	var orderUpdates int
-	require.NoError(t, tx.QueryRow(ctx, `SELECT n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables
-		WHERE relid = 'orders'::regclass`).Scan(&orderUpdates))
-	require.Zero(t, orderUpdates, "the decision wrote the order's row")
+	require.Equal(t, before, orderWrites(), "the decision wrote the order's row")
 	require.NoError(t, tx.Commit(ctx))
 
 	// Moved a day back, so that the payment's updated_at (now, and again at
