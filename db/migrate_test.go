@@ -167,3 +167,45 @@ func foreignKeyViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23503"
 }
+
+// Migrating down through 00020 gives the previous version what it reads:
+// an order paid by its successful payment is marked paid in its own row, at
+// the moment of that payment's decision.
+func TestMigratingDownMarksPaidOrders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 2)
+	require.NoError(t, err)
+	defer pool.Close()
+	var merchant string
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO merchants (name, email, api_key, api_secret_hash, webhook_secret)
+		VALUES ('down', 'down@example.com', 'key_down', sha256('down'), 'whsec') RETURNING id`).Scan(&merchant))
+	paid, open := db.NewID("order_"), db.NewID("order_")
+	for _, o := range []string{paid, open} {
+		_, err = pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency, updated_at)
+			VALUES ($1, $2, 50000, 'INR', '2026-11-01T00:00:00Z')`, o, merchant)
+		require.NoError(t, err)
+	}
+	_, err = pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, decided_at)
+		VALUES ($1, $2, $3, 50000, 'INR', 'upi', 'user@bank', 'success', '2026-11-02T00:00:00Z'),
+		       ($4, $5, $3, 50000, 'INR', 'upi', 'user@bank', 'pending', NULL)`,
+		db.NewID("pay_"), paid, merchant, db.NewID("pay_"), open)
+	require.NoError(t, err)
+
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 19))
+	status := func(id string) (s string, at time.Time) {
+		require.NoError(t, pool.QueryRow(ctx, `SELECT status, updated_at FROM orders WHERE id = $1`, id).Scan(&s, &at))
+		return s, at
+	}
+	s, at := status(paid)
+	require.Equal(t, "paid", s)
+	require.True(t, at.Equal(time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)), "%v", at)
+	s, _ = status(open)
+	require.Equal(t, "created", s)
+	var column bool
+	require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_name = 'payments' AND column_name = 'decided_at')`).Scan(&column))
+	require.False(t, column)
+}

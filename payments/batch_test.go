@@ -45,6 +45,7 @@ func newPayments(t *testing.T, a *app.App, n int) []string {
 // decided is what the database holds of a payment's decision.
 type decided struct {
 	Status, Order string
+	At            bool     // its decided_at is set
 	Events        []string // its decision events (payment.success, payment.failed)
 	Jobs          int      // first delivery jobs of those events
 }
@@ -53,7 +54,7 @@ func decisionOf(t *testing.T, a *app.App, id string) decided {
 	var d decided
 	var orderID string
 	require.NoError(t, a.Pool.QueryRow(context.Background(), `
-		SELECT p.status, p.order_id,
+		SELECT p.status, p.order_id, p.decided_at IS NOT NULL,
 		       coalesce((SELECT array_agg(l.event ORDER BY l.id) FROM webhook_logs l
 		                 WHERE l.merchant_id = p.merchant_id AND l.event <> 'payment.created'
 		                   AND convert_from(l.payload, 'UTF8')::jsonb->'data'->'payment'->>'id' = p.id), '{}'),
@@ -62,7 +63,7 @@ func decisionOf(t *testing.T, a *app.App, id string) decided {
 		          AND j.kind = 'deliver_webhook' AND j.unique_key IS NULL
 		          AND convert_from(l.payload, 'UTF8')::jsonb->'data'->'payment'->>'id' = p.id)
 		FROM payments p WHERE p.id = $1 AND p.merchant_id = $2`, id, merchants.TestMerchantID).
-		Scan(&d.Status, &orderID, &d.Events, &d.Jobs))
+		Scan(&d.Status, &orderID, &d.At, &d.Events, &d.Jobs))
 	o, err := a.Payments.GetOrder(context.Background(), merchants.TestMerchantID, orderID)
 	require.NoError(t, err)
 	d.Order = o.Status
@@ -70,8 +71,8 @@ func decisionOf(t *testing.T, a *app.App, id string) decided {
 }
 
 var (
-	succeeded = decided{Status: "success", Order: "paid", Events: []string{"payment.success"}, Jobs: 1}
-	failed    = decided{Status: "failed", Order: "created", Events: []string{"payment.failed"}, Jobs: 1}
+	succeeded = decided{Status: "success", Order: "paid", At: true, Events: []string{"payment.success"}, Jobs: 1}
+	failed    = decided{Status: "failed", Order: "created", At: true, Events: []string{"payment.failed"}, Jobs: 1}
 	untouched = decided{Status: "pending", Order: "created", Events: []string{}}
 )
 

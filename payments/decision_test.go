@@ -310,8 +310,10 @@ func (c *deadlineCtx) Err() error {
 
 // A payment asked for while the order's pending payment is being decided
 // waits for that decision and is refused on order_id: creation takes no
-// lock on the order, so the worker marking the order paid does not wait on
-// it in turn (a deadlock, answered 503).
+// lock on the order, so a worker that marks the order's row paid after the
+// payment (the previous version's, still running during a rolling deploy;
+// this version's writes no order) does not wait on it in turn (a deadlock,
+// answered 503).
 func TestPaymentCreatedWhileTheOrdersPaymentIsDecided(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t, pendingForever)
@@ -322,7 +324,7 @@ func TestPaymentCreatedWhileTheOrdersPaymentIsDecided(t *testing.T) {
 	require.Equal(t, http.StatusCreated, status, "%v", p)
 	id := p["id"].(string)
 
-	// The worker's transaction, in its decision batch's order: the payment first...
+	// The previous version's decision, in its batch's order: the payment first...
 	w, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer w.Rollback(ctx) //nolint:errcheck

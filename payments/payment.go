@@ -3,21 +3,23 @@
 //
 // Invariants:
 //   - A payment row, its processing job and its payment.created event commit
-//     in one transaction; so do a decision (a success makes its order paid)
-//     and the payment.success/failed event. The worker records the decisions that
-//     come at the same time in one transaction (a batch: all of them or
-//     none; a failed batch is recorded again one answer at a time, so only
-//     a failing one's job errs and runs again). River completes the job after
-//     that commit, batched with others (db/jobs.go).
+//     in one transaction; so do a decision (a success makes its order
+//     paid) and the payment.success/failed event. The worker records the
+//     decisions that come at the same time in one transaction (a batch: all
+//     of them or none; a failed batch is recorded again one answer at a
+//     time, so only a failing one's job errs and runs again). River
+//     completes the job after that commit, batched with others
+//     (db/jobs.go).
 //   - A payment leaves pending exactly once: the decision is a conditional
 //     update (WHERE status = 'pending'), so a job run twice changes nothing.
 //   - An order has at most one payment that is pending or successful, so it
 //     is charged at most once: a partial unique index
 //     (payments_one_live_per_order) refuses a second one, under any
 //     concurrency. Creation does not lock the order.
-//   - An order's row is written once, at its creation: it is paid exactly
-//     when it has a successful payment, since that payment's decision
-//     (decided_at), so the two can never disagree.
+//   - An order's status is not stored: it is paid exactly when it has a
+//     successful payment, since that payment's decision (decided_at), so
+//     the two can never disagree. This version writes an order's row only
+//     at its creation; orders.status is stale and never read.
 //   - A payment is decided once by the acquirer: its decision key is
 //     committed before the acquirer is asked (with the payment itself; the
 //     worker commits one for a payment created before that), and it is

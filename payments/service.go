@@ -55,8 +55,10 @@ func (s *Service) ListOrders(ctx context.Context, merchantID uuid.UUID, page web
 // it has no successful payment) without a row lock. The index is what
 // keeps one live payment per order, and a paid order has a success payment,
 // so that read only picks the clearer message. The payment's foreign key
-// takes a key-share lock on the order, which nothing conflicts with: an
-// order's row never changes after its insert.
+// takes a key-share lock on the order, which nothing this version does
+// conflicts with (it never writes an order after its insert), nor the
+// previous version's marking it paid during a rolling deploy (an update
+// of no key column).
 func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, in PaymentInput) (Payment, error) {
 	p, verr := in.payment(time.Now())
 	if verr != nil {
@@ -122,9 +124,10 @@ func (s *Service) ListPayments(ctx context.Context, merchantID uuid.UUID, f Paym
 // one. It does so for many answers (the worker's batch) with one statement
 // for all the payments, and one for all the events with their delivery
 // jobs: every decision, its event and its job commit with tx, or none
-// does. It reports for each answer whether it changed its payment. A payment named twice (a job run again while its first run
-// records) is decided by its first answer, once, with one event: the
-// others report false like an answer for a payment decided already.
+// does. It reports for each answer whether it changed its payment. A
+// payment named twice (a job run again while its first run records) is
+// decided by its first answer, once, with one event: the others report
+// false like an answer for a payment decided already.
 func (s *Service) decideTx(ctx context.Context, tx pgx.Tx, answers []answer) ([]bool, error) {
 	// In id order, so that two batches that share payments (a job run
 	// twice, by two processes: a process runs one batch at a time) lock

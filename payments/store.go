@@ -16,12 +16,10 @@ import (
 )
 
 // ordersWithStatus is orders (o) with each order's status and updated_at as
-// the API shows them. An order's row is written once: it is paid exactly
-// when it has a successful payment, since the moment that payment was
-// decided (decided_at). Orders paid before migration 00020 have their
-// success's decided_at empty and were marked paid in their own row then,
-// at that moment; their payment's updated_at may have moved since
-// (capture, refunds).
+// the API shows them (the package's invariants). An order paid by the
+// previous version has its success's decided_at empty, and was marked paid
+// in its own row at that moment: that row's updated_at is then the paid
+// time (its payment's may have moved since, with a capture or a refund).
 const ordersWithStatus = `SELECT o.id, o.merchant_id, o.amount, o.currency, o.receipt, o.notes,
 		CASE WHEN paid.paid THEN 'paid' ELSE 'created' END AS status, o.created_at,
 		coalesce(paid.decided_at, o.updated_at) AS updated_at
@@ -66,8 +64,7 @@ func listOrders(ctx context.Context, q db.Querier, merchantID uuid.UUID, page we
 // acquirer. The same statement inserts the payment's decision job (job,
 // one row), which thus exists exactly when the payment does. It matches no
 // row (pgx.ErrNoRows) when the merchant has no such order or the order is
-// paid (has a successful payment, which the same partial index as the
-// unique check finds).
+// paid (has a successful payment).
 func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment, job db.JobRows) (Payment, error) {
 	return db.QueryOne[Payment](ctx, tx, `
 		WITH p AS (

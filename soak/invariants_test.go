@@ -53,7 +53,7 @@ func checkInvariants(t *testing.T, dbURL string, l *load, r *receiver, since tim
 	defer func() {
 		var p50, p99, top float64
 		_ = conn.QueryRow(ctx, `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.99) WITHIN GROUP (ORDER BY s), max(s)
-			FROM (SELECT extract(epoch FROM updated_at - created_at) AS s FROM payments WHERE id = ANY($1) AND status <> 'pending') d`,
+			FROM (SELECT extract(epoch FROM decided_at - created_at) AS s FROM payments WHERE id = ANY($1) AND status <> 'pending') d`,
 			pays).Scan(&p50, &p99, &top)
 		t.Logf("payments decided %.2f s after creation at the median, %.2f s at p99, %.2f s at most", p50, p99, top)
 	}()

@@ -9,17 +9,19 @@
 -- success was decided: decided_at, set by the decision's own UPDATE.
 ALTER TABLE payments ADD COLUMN decided_at timestamptz;
 
--- The column stays, unmaintained, for the instances of the previous version
--- that still run during a rolling deploy: they read it and write it, and
+-- orders.status stays, no longer read and written only by the instances of
+-- the previous version still running during a rolling deploy: it is stale
+-- for every order this version's workers pay. Until those instances stop,
+-- they show such an order as created (and its checkout offers the form
+-- again, whose payment is refused as in progress). Money is not at stake:
 -- the unique index payments_one_live_per_order, not this column, is what
--- keeps an order from being charged twice. A later release drops it.
-COMMENT ON COLUMN orders.status IS
-    'Not maintained since migration 00020: an order is paid when it has a successful payment (see payments.decided_at).';
+-- keeps an order from being charged twice, in both versions. A later
+-- release drops the column, after setting decided_at of the previous
+-- version's successes from their orders' updated_at.
 
 -- +goose Down
 UPDATE orders o SET status = 'paid', updated_at = p.decided_at
 FROM payments p
 WHERE p.order_id = o.id AND p.merchant_id = o.merchant_id AND p.status = 'success'
   AND p.decided_at IS NOT NULL AND o.status <> 'paid';
-COMMENT ON COLUMN orders.status IS NULL;
 ALTER TABLE payments DROP COLUMN decided_at;
