@@ -60,6 +60,17 @@ func startCluster(ctx context.Context) (*cluster, error) {
 
 func (c *cluster) url(database string) string { return c.pg.DatabaseURL(database) }
 
+// dropCeiling removes the ceiling's database once it is measured.
+func dropCeiling(ctx context.Context, c *cluster) error {
+	conn, err := pgx.Connect(ctx, c.url("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `DROP DATABASE ceiling WITH (FORCE)`)
+	return err
+}
+
 // stop shuts the server down (its data is thrown away) and removes it.
 func (c *cluster) stop() {
 	defer os.RemoveAll(c.dir)
