@@ -316,13 +316,8 @@ func (c *deadlineCtx) Err() error {
 // answered 503).
 func TestPaymentCreatedWhileTheOrdersPaymentIsDecided(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t, pendingForever)
-	h := apptest.TestMerchant()
+	a, h, orderID, id := pendingPayment(t)
 	ctx := context.Background()
-	orderID := createOrder(t, a, h, 50000)
-	status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
-	require.Equal(t, http.StatusCreated, status, "%v", p)
-	id := p["id"].(string)
 
 	// The previous version's decision, in its batch's order: the payment first...
 	w, err := a.Pool.Begin(ctx)

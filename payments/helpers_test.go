@@ -2,9 +2,12 @@ package payments_test
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"paygate/app"
 	"paygate/app/apptest"
@@ -54,3 +57,14 @@ func keysOf(m map[string]any) []string {
 // pendingForever keeps payments pending for the test's life, so a test can
 // decide them itself.
 func pendingForever(c *app.Config) { c.TestProcessingDelay = time.Hour }
+
+// pendingPayment starts an app whose payments stay pending, and makes one
+// on a new order of the test merchant (whose headers are h).
+func pendingPayment(t *testing.T) (a *app.App, h http.Header, orderID, paymentID string) {
+	t.Helper()
+	a, h = apptest.New(t, pendingForever), apptest.TestMerchant()
+	orderID = createOrder(t, a, h, 50000)
+	status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+	require.Equal(t, http.StatusCreated, status, "%v", p)
+	return a, h, orderID, p["id"].(string)
+}

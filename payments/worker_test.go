@@ -278,10 +278,8 @@ func TestPaymentJobsInsertedTogether(t *testing.T) {
 // A second payment on it is refused as paid.
 func TestOrderIsPaidByItsSuccessfulPayment(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t, pendingForever)
-	h := apptest.TestMerchant()
+	a, h, orderID, id := pendingPayment(t)
 	ctx := context.Background()
-	orderID := createOrder(t, a, h, 50000)
 	// Moved an hour back, so that the order's own updated_at is not taken
 	// for the payment's decision.
 	_, err := a.Pool.Exec(ctx, `UPDATE orders SET updated_at = updated_at - interval '1 hour' WHERE id = $1`, orderID)
@@ -290,9 +288,6 @@ func TestOrderIsPaidByItsSuccessfulPayment(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "created", o["status"])
 
-	status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
-	require.Equal(t, http.StatusCreated, status, "%v", p)
-	id := p["id"].(string)
 	tx, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck // committed below
@@ -345,13 +340,9 @@ func TestOrderIsPaidByItsSuccessfulPayment(t *testing.T) {
 // moment its row says.
 func TestOrderPaidByThePreviousVersion(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t, pendingForever)
-	h := apptest.TestMerchant()
+	a, h, orderID, id := pendingPayment(t)
 	ctx := context.Background()
-	orderID := createOrder(t, a, h, 50000)
-	status, p := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
-	require.Equal(t, http.StatusCreated, status, "%v", p)
-	_, err := a.Pool.Exec(ctx, `UPDATE payments SET status = 'success', updated_at = now() WHERE id = $1`, p["id"])
+	_, err := a.Pool.Exec(ctx, `UPDATE payments SET status = 'success', updated_at = now() WHERE id = $1`, id)
 	require.NoError(t, err)
 	_, err = a.Pool.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = '2026-11-30T10:00:00Z' WHERE id = $1`, orderID)
 	require.NoError(t, err)
