@@ -72,6 +72,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stderr, "--role=%q: must be all, api or worker\n", *role)
 			return 2
 		}
+		tuneGC(getenv)
 		err = serve(ctx, cfg, r, logger)
 	case "migrate":
 		err = migrate(ctx, cfg, logger)
