@@ -256,14 +256,18 @@ func (r *Report) costText(w io.Writer, full bool) {
 		areas = append(areas, a)
 	}
 	sort.Slice(areas, func(i, j int) bool { return byArea[areas[i]][0] > byArea[areas[j]][0] })
-	fmt.Fprint(w, "  WAL by table, B (of it indexes; full-page images):")
+	if len(c.WAL) > 0 {
+		fmt.Fprint(w, "  WAL by table, B (of it indexes; full-page images):")
+	}
 	for i, t := range c.WAL {
 		if i == 8 {
 			break
 		}
 		fmt.Fprintf(w, " %s %.0f (%.0f; %.2f);", t.Table, t.Bytes, t.IndexBytes, t.FPIs)
 	}
-	fmt.Fprintln(w)
+	if len(c.WAL) > 0 {
+		fmt.Fprintln(w)
+	}
 	if full {
 		for i, t := range c.WAL {
 			if i == 8 {

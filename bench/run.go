@@ -270,8 +270,9 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 		return nil, fmt.Errorf("cost account: %w", err)
 	}
 	cost.Waits = <-waits
+	// A diagnostic: without it the run goes on, its table left out.
 	if cost.WAL, err = wal.byTable(ctx, b.pg.pid(), len(created)); err != nil {
-		return nil, fmt.Errorf("WAL by table: %w", err)
+		logf("WAL by table left out: %v", err)
 	}
 	b.rep.Cost = &cost
 	var ok []string

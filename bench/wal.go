@@ -20,8 +20,8 @@ import (
 // TableWAL is one table's share of the WAL written over the burst: its
 // heap, TOAST and indexes, per payment. Records that name no relation
 // (commits, MultiXacts, checkpoints) are the table "(no relation)"; those
-// of the server's other databases (the ceiling's autovacuum, the shared
-// catalogs) "(other databases)": pg_stat_wal counts them all.
+// of the server's other databases and shared catalogs "(other databases)":
+// the WAL's positions count them all.
 type TableWAL struct {
 	Table      string  `json:"table"`
 	Bytes      float64 `json:"bytes_per_payment"`
@@ -75,13 +75,17 @@ func (w *walWindow) byTable(ctx context.Context, pgPID, payments int) ([]TableWA
 	}
 	// pg_waldump reads what is on disk: the window's last records may still
 	// be in PostgreSQL's WAL buffers, which the WAL writer flushes within
-	// wal_writer_delay.
-	for flushed := false; !flushed; {
+	// three wal_writer_delay (200 ms) even when nothing commits.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var flushed bool
 		if err := w.pool.QueryRow(ctx, `/* bench */ SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, w.end).Scan(&flushed); err != nil {
 			return nil, err
 		}
-		if !flushed {
-			time.Sleep(50 * time.Millisecond)
+		if flushed {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the WAL up to %s was not flushed within 10 s", w.end)
 		}
 	}
 	// Every relation file of the database, by file node, named after its
@@ -136,7 +140,6 @@ func (w *walWindow) byTable(ctx context.Context, pgPID, payments int) ([]TableWA
 			r, ok := rels[string(b[2])]
 			switch {
 			case string(b[1]) != db:
-				// The ceiling's (its autovacuum) or the shared catalogs'.
 				table = "(other databases)"
 			case ok:
 				table, index = r.Table, r.Index
