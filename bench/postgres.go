@@ -49,25 +49,20 @@ func startCluster(ctx context.Context) (*cluster, error) {
 	if err != nil {
 		return c, err
 	}
-	conn, err := pgx.Connect(ctx, c.url("postgres"))
-	if err != nil {
-		return c, err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `CREATE DATABASE ceiling`)
-	return c, err
+	return c, c.admin(ctx, `CREATE DATABASE ceiling`)
 }
 
 func (c *cluster) url(database string) string { return c.pg.DatabaseURL(database) }
 
-// dropCeiling removes the ceiling's database once it is measured.
-func dropCeiling(ctx context.Context, c *cluster) error {
+// admin runs sql in the server's postgres database (creating and dropping
+// the others).
+func (c *cluster) admin(ctx context.Context, sql string) error {
 	conn, err := pgx.Connect(ctx, c.url("postgres"))
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `DROP DATABASE ceiling WITH (FORCE)`)
+	_, err = conn.Exec(ctx, sql)
 	return err
 }
 

@@ -256,23 +256,16 @@ func (r *Report) costText(w io.Writer, full bool) {
 		areas = append(areas, a)
 	}
 	sort.Slice(areas, func(i, j int) bool { return byArea[areas[i]][0] > byArea[areas[j]][0] })
-	if len(c.WAL) > 0 {
+	tables := c.WAL[:min(8, len(c.WAL))]
+	if len(tables) > 0 {
 		fmt.Fprint(w, "  WAL by table, B (of it indexes; full-page images):")
-	}
-	for i, t := range c.WAL {
-		if i == 8 {
-			break
+		for _, t := range tables {
+			fmt.Fprintf(w, " %s %.0f (%.0f; %.2f);", t.Table, t.Bytes, t.IndexBytes, t.FPIs)
 		}
-		fmt.Fprintf(w, " %s %.0f (%.0f; %.2f);", t.Table, t.Bytes, t.IndexBytes, t.FPIs)
-	}
-	if len(c.WAL) > 0 {
 		fmt.Fprintln(w)
 	}
 	if full {
-		for i, t := range c.WAL {
-			if i == 8 {
-				break
-			}
+		for _, t := range tables {
 			fmt.Fprintf(w, "    %s:", t.Table)
 			for _, k := range t.topKinds(5) {
 				fmt.Fprintf(w, " %s %.0f;", k, t.Kinds[k])

@@ -74,7 +74,7 @@ func run(ctx context.Context, f Flags) (err error) {
 	}
 	// Its hundreds of thousands of rows would have autovacuum work on them
 	// while paygate runs, on the CPU and WAL that paygate's figures count.
-	if err := dropCeiling(ctx, b.pg); err != nil {
+	if err := b.pg.admin(ctx, `DROP DATABASE ceiling WITH (FORCE)`); err != nil {
 		return err
 	}
 

@@ -176,8 +176,8 @@ func (w *walWindow) byTable(ctx context.Context, pgPID, payments int) ([]TableWA
 		for k := range t.Kinds {
 			t.Kinds[k] /= n
 		}
-		tables = append(tables, TableWAL{Table: t.Table, Bytes: t.Bytes / n, IndexBytes: t.IndexBytes / n,
-			Records: t.Records / n, FPIs: t.FPIs / n, Kinds: t.Kinds})
+		t.Bytes, t.IndexBytes, t.Records, t.FPIs = t.Bytes/n, t.IndexBytes/n, t.Records/n, t.FPIs/n
+		tables = append(tables, *t)
 	}
 	sort.Slice(tables, func(i, j int) bool { return tables[i].Bytes > tables[j].Bytes })
 	return tables, nil
