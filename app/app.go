@@ -234,6 +234,8 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("start river: %w", err)
 	}
 	a.working.Store(true)
+	// The webhook workers' process makes its own events' first attempts.
+	a.Webhooks.StartFirstAttempts(a.Config.WebhookWorkers, a.Logger)
 	a.beat = startHeartbeat(a.Pool, a.Logger)
 	return nil
 }

@@ -32,7 +32,9 @@ func (a *App) health(c echo.Context) error {
 	return web.JSON(c, http.StatusOK, body)
 }
 
-// jobsStatus counts the real queue: River's job table by state.
+// jobsStatus counts the real queue: River's job table by state, with the
+// first webhook attempts this process is making (their jobs, claimed, are
+// gone from the table: webhooks/first.go) as processing.
 func (a *App) jobsStatus(c echo.Context) error {
 	var pending, processing, completed, failed int64
 	var fresh bool
@@ -46,6 +48,7 @@ func (a *App) jobsStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	processing += a.Webhooks.FirstAttemptsInFlight()
 	status := "stopped"
 	if fresh {
 		status = "running"

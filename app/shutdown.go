@@ -80,7 +80,15 @@ func (a *App) stopRiver(ctx context.Context) {
 	reserve := max(0, min(time.Until(deadline)/4, 2*time.Second))
 	a.step("shutdown: river stops fetching; running jobs may finish", "within", time.Until(deadline)-reserve)
 	softCtx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
+	// First attempts made outside River stop alike, meanwhile: those still
+	// running at the soft deadline are cancelled and given back as jobs.
+	firstStopped := make(chan struct{})
+	go func() {
+		defer close(firstStopped)
+		a.Webhooks.StopFirstAttempts(softCtx)
+	}()
 	err := a.River.Stop(softCtx)
+	<-firstStopped
 	cancel()
 	if err == nil {
 		a.step("shutdown: river stopped; every running job finished")

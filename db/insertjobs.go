@@ -154,6 +154,7 @@ func InsertJobsAtCommit(ctx context.Context, tx pgx.Tx, params ...river.InsertMa
 // (idempotency's pipelined transaction, which every API request runs in).
 type atCommit interface {
 	ExecAtCommit(sql string, args ...any)
+	QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any)
 }
 
 // ExecAtCommit runs sql in tx: with tx's COMMIT when tx can send it so,
@@ -168,6 +169,27 @@ func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error
 	}
 	_, err := tx.Exec(ctx, sql, args...)
 	return err
+}
+
+// QueryAtCommit is ExecAtCommit for a statement whose rows scan reads:
+// sent with tx's COMMIT, scan runs when they come back, before the COMMIT's
+// answer, so only for a transaction that then commits (or fails); sent now
+// otherwise. scan's error fails the statement like its own.
+func QueryAtCommit(ctx context.Context, tx pgx.Tx, scan func(pgx.Rows) error, sql string, args ...any) error {
+	if later, ok := tx.(atCommit); ok {
+		later.QueryAtCommit(scan, sql, args...)
+		return nil
+	}
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if err := scan(rows); err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
 }
 
 // Insert notifications. River's producers LISTEN on "<schema>.river_insert"

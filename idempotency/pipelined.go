@@ -83,6 +83,15 @@ func (t *pipelinedTx) ExecAtCommit(sql string, args ...any) {
 	t.later.Queue(sql, args...)
 }
 
+// QueryAtCommit queues sql to be sent with the COMMIT, and scan to read its
+// rows when they come (db.QueryAtCommit).
+func (t *pipelinedTx) QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any) {
+	if t.later == nil {
+		t.later = &pgx.Batch{}
+	}
+	t.later.Queue(sql, args...).Query(scan)
+}
+
 // dropAtCommit forgets the statements queued for the COMMIT: the work that
 // queued them was rolled back.
 func (t *pipelinedTx) dropAtCommit() { t.later = nil }

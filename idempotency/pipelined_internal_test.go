@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"paygate/db"
 	"paygate/db/dbtest"
 )
 
@@ -121,4 +122,44 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 		return nil
 	}))
 	require.Equal(t, 4, count())
+}
+
+// A statement given to db.QueryAtCommit travels with the COMMIT, and its
+// rows are read when they come, before Commit returns; in a plain pgx
+// transaction it runs at once.
+func TestQueryAtCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbtest.New(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	_, err = pool.Exec(ctx, `CREATE TABLE things (n int PRIMARY KEY)`)
+	require.NoError(t, err)
+	var got []int
+	scan := func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{new(int)}, func() error { got = append(got, len(got)+1); return nil })
+		return err
+	}
+
+	tx, err := beginPipelined(ctx, pool)
+	require.NoError(t, err)
+	require.NoError(t, db.QueryAtCommit(ctx, tx, scan, `INSERT INTO things SELECT generate_series(1, $1) RETURNING n`, 2))
+	require.Nil(t, got, "not sent before the commit")
+	require.NoError(t, tx.Commit(ctx))
+	tx.release(ctx)
+	require.Equal(t, []int{1, 2}, got)
+
+	got = nil
+	tx, err = beginPipelined(ctx, pool)
+	require.NoError(t, err)
+	require.NoError(t, db.QueryAtCommit(ctx, tx, scan, `INSERT INTO things VALUES ($1) RETURNING n`, 1)) // a duplicate key
+	require.Error(t, tx.Commit(ctx))
+	tx.release(ctx)
+	require.Nil(t, got)
+
+	plain, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, db.QueryAtCommit(ctx, plain, scan, `INSERT INTO things VALUES (3) RETURNING n`))
+	require.Equal(t, []int{1}, got, "run at once")
+	require.NoError(t, plain.Commit(ctx))
 }

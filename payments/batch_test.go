@@ -23,9 +23,12 @@ import (
 )
 
 // batchApp is a gateway whose payments stay pending until a test decides
-// them, and whose merchant's endpoint takes every event.
+// them, and whose merchant's endpoint takes every event. Its first delivery
+// attempts are River's, so that each event's job stays to be counted (the
+// process would otherwise claim it: webhooks/first.go).
 func batchApp(t *testing.T) *app.App {
 	a := apptest.New(t, pendingForever)
+	a.Webhooks.StopFirstAttempts(context.Background())
 	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	t.Cleanup(hook.Close)
 	status, _ := call(t, a, http.MethodPut, "/api/v1/webhooks/config", `{"webhook_url":"`+hook.URL+`"}`, apptest.TestMerchant())

@@ -84,6 +84,7 @@ func refunded(t *testing.T, f fixture, paymentID string) int64 {
 func TestProcessBatch(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
+	riverDelivers(f)
 	receive(t, f)
 	ctx := context.Background()
 	second := apptest.PaySuccessfully(t, f.a, f.h)["id"].(string)
@@ -138,6 +139,7 @@ func TestProcessBatch(t *testing.T) {
 func TestFailedProcessBatchRollsBack(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
+	riverDelivers(f)
 	receive(t, f)
 	ctx := context.Background()
 	ids := []string{pendingRefund(t, f, f.paymentID, 100), pendingRefund(t, f, f.paymentID, 200),
@@ -203,6 +205,7 @@ func TestProcessBatchKeepsThePaymentLimit(t *testing.T) {
 func TestConcurrentRefundsAreProcessedOnce(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
+	riverDelivers(f)
 	receive(t, f)
 	payments := []string{f.paymentID, apptest.PaySuccessfully(t, f.a, f.h)["id"].(string)}
 	var ids []string

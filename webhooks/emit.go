@@ -24,7 +24,7 @@ type Event struct {
 // EmitTx records events in tx, the transaction of the state changes that
 // cause them (one for a request, a batch's for a worker), with the jobs of
 // their first deliveries, in one statement that tx sends with its COMMIT
-// where it can (db.ExecAtCommit). The log rows (with the bodies' exact
+// where it can (db.QueryAtCommit). The log rows (with the bodies' exact
 // bytes) and their jobs then commit with those changes or not at all. An
 // event is recorded, and its job inserted, only when its merchant's
 // endpoint delivers it: a URL is set, delivery is enabled, and the event
@@ -35,7 +35,10 @@ type Event struct {
 // insert would (db.NotifyDue): an event no endpoint takes wakes no one, but
 // uses the queue's notification slot all the same (the INSERT's rows are
 // not known when the statement is queued), so a delivery inserted within
-// the next 50 ms waits for the producers' next fetch or poll.
+// the next 50 ms waits for the producers' next fetch or poll. The
+// statement returns the jobs it inserted: once tx has committed, the
+// process makes their first attempts itself when it works the webhook
+// queue (first.go), and then sends no notification.
 func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	if len(events) == 0 {
 		return nil
@@ -60,13 +63,29 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	if err != nil {
 		return err
 	}
-	// The jobs' columns (db.JobRows) ride beside their events'.
+	// The jobs' columns (db.JobRows) ride beside their events'. When this
+	// process makes the first attempts itself (first.go), River's producers
+	// are not woken for them: they would only race it for the jobs, and
+	// find those it leaves at their next poll.
+	first := s.first.Load()
 	var notify *string // River's insert notification, when the queue is due one
-	if len(db.NotifyDue(time.Now(), Queue)) > 0 {
+	if !first.room(len(events)) && len(db.NotifyDue(time.Now(), Queue)) > 0 {
 		payload := db.InsertPayload(Queue)
 		notify = &payload
 	}
-	err = db.ExecAtCommit(ctx, tx, `
+	var inserted []firstAttempt
+	if first != nil {
+		db.AfterCommit(tx, func() { first.offer(inserted) })
+	}
+	scan := func(rows pgx.Rows) error {
+		var a firstAttempt
+		_, err := pgx.ForEachRow(rows, []any{&a.jobID, &a.key.id, &a.key.merchantID}, func() error {
+			inserted = append(inserted, a)
+			return nil
+		})
+		return err
+	}
+	err = db.QueryAtCommit(ctx, tx, scan, `
 		WITH e AS (
 			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[],
 				$6::jsonb[], $7::text[], $8::text[], $9::smallint[], $10::smallint[]) WITH ORDINALITY
@@ -80,9 +99,11 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 			RETURNING id
 		), job AS (
 			`+db.InsertJobsFrom(`SELECT e.args, e.kind, e.queue, e.max_attempts, e.priority FROM e JOIN log USING (id) ORDER BY e.n`)+`
-			RETURNING 1
+			RETURNING id, (args->>'log_id')::uuid AS log_id, (args->>'merchant_id')::uuid AS merchant_id
+		), notified AS (
+			SELECT pg_notify(`+db.InsertChannel+`, $11) WHERE $11::text IS NOT NULL AND EXISTS (SELECT 1 FROM job)
 		)
-		SELECT pg_notify(`+db.InsertChannel+`, $11) WHERE $11::text IS NOT NULL AND EXISTS (SELECT 1 FROM job)`,
+		SELECT job.* FROM job LEFT JOIN notified ON true`,
 		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify)...)...)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)

@@ -113,6 +113,9 @@ func TestEmitNotifiesTheWebhookQueue(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
 	ctx := context.Background()
+	// The events a process takes for its own first attempts wake no
+	// producer (first.go): with those stopped, every event is River's.
+	a.Webhooks.StopFirstAttempts(ctx)
 	r := newReceiver(t, nil)
 	configure(t, a, apptest.TestMerchant(), r.URL)
 	conn, err := a.Pool.Acquire(ctx)
@@ -135,8 +138,10 @@ func TestEmitNotifiesTheWebhookQueue(t *testing.T) {
 		}
 		var payload struct{ Queue string }
 		require.NoError(t, json.Unmarshal([]byte(n.Payload), &payload))
-		require.Equal(t, webhooks.Queue, payload.Queue)
-		return
+		if payload.Queue == webhooks.Queue {
+			return
+		}
+		// Another queue's (River's periodic jobs): wait for ours.
 	}
 	t.Fatal("no insert notification")
 }

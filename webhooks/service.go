@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +41,9 @@ type Service struct {
 
 	limiter endpointLimiter
 	batches batchers
+	// first makes the first attempts of the events this process records,
+	// while it works the webhook queue (StartFirstAttempts); nil otherwise.
+	first atomic.Pointer[firstAttempts]
 }
 
 // batchers gather the delivery workers' reads and final records: under
@@ -224,7 +228,10 @@ func (s *Service) RetryTx(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UU
 		// first run's job has no unique key (firstDeliveryArgs), so it is
 		// looked for, not left to River's unique insert. Its attempt, if
 		// it is being made, is recorded after this transaction: it needs
-		// the log row, which this one holds.
+		// the log row, which this one holds. A first attempt being made by
+		// the recording process has no job (first.go): the retry then adds
+		// one, and the endpoint may get the event twice in that moment,
+		// under one webhook-id; one attempt is recorded.
 		alive, err := runHasLiveJob(ctx, tx, id, run)
 		if err != nil || alive {
 			return err

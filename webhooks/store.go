@@ -162,10 +162,16 @@ func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, er
 	if err != nil {
 		return nil, err
 	}
-	out := make([]found, len(keys))
+	return scanDeliveries(rows, len(keys))
+}
+
+// scanDeliveries reads rows of (the 1-based index of a request, the
+// delivery's columns) into the answers to n requests.
+func scanDeliveries(rows pgx.Rows, n int) ([]found, error) {
+	out := make([]found, n)
 	var i int
 	var d delivery
-	_, err = pgx.ForEachRow(rows, append([]any{&i, &d.status, &d.run, &d.attempts, &d.payload}, endpointFields(&d.Endpoint)...),
+	_, err := pgx.ForEachRow(rows, append([]any{&i, &d.status, &d.run, &d.attempts, &d.payload}, endpointFields(&d.Endpoint)...),
 		func() error {
 			out[i-1] = found{delivery: d, ok: true}
 			d = delivery{}

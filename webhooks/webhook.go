@@ -9,7 +9,11 @@
 //   - A body is marshalled once (compact, no HTML escaping) and stored as
 //     bytes. Those bytes are signed and sent unchanged on every attempt, so a
 //     receiver verifying the bytes it got verifies what we recorded.
-//   - Each attempt is one River job. Its record is the log's summary and
+//   - Each attempt is one River job, or, for a first attempt, that job
+//     claimed by the process that recorded the event when it works the
+//     webhook queue (first.go): it deletes the job while still available,
+//     so River never has it, and makes the attempt at once, recording it
+//     as the job's worker would. Its record is the log's summary and
 //     its history row, written by one statement, so attempts always counts
 //     the current run's history. A final attempt (delivered, or failed
 //     after the fifth) is that statement alone, shared with the other
@@ -19,7 +23,10 @@
 //     longer pending and does nothing. An attempt to be retried keeps the
 //     log pending, so its record, the next attempt's job and this job's
 //     completion commit in one transaction. So a log is pending exactly
-//     while a job of its current run is alive, on every path. The schedule
+//     while a job of its current run is alive, or its claimed first attempt
+//     is being made (for at most deliveryTimeout and its record; a claimed
+//     attempt that cannot be made or recorded is given back as a job), on
+//     every path. The schedule
 //     lives in the job table and survives restarts; each wait counts from
 //     the start of the attempt before, and next_retry_at is when the next
 //     job is due. A job that leaves River some other way

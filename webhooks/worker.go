@@ -42,7 +42,8 @@ const (
 // one (delivered, or the last failed) commits its record alone, the log
 // leaves pending, and River completes the job just after (finishAttemptTx).
 // Run is the log's run: a manual retry starts a new one, and jobs of older
-// runs do nothing.
+// runs do nothing. A first attempt's job may instead be claimed and its
+// attempt made by the process that recorded the event (first.go).
 type DeliverArgs struct {
 	LogID      uuid.UUID `json:"log_id" river:"unique"`
 	MerchantID uuid.UUID `json:"merchant_id" river:"unique"`
@@ -65,7 +66,8 @@ func (DeliverArgs) InsertOpts() river.InsertOpts {
 	}
 }
 
-// firstDeliveryArgs is the job of a new log's first attempt: DeliverArgs
+// firstDeliveryArgs is the job of a new log's first attempt (which the
+// recording process may claim, first.go): DeliverArgs
 // in kind and JSON, so DeliverArgs' worker runs it, but without a unique
 // key. A log just inserted has no other job to be unique against, so
 // River's unique path (a key computed, an index entry, a conflict check)
@@ -142,7 +144,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 		// the attempt is made again, and recorded, then.
 		return ctx.Err()
 	}
-	return s.finishAttemptTx(ctx, job, d.attempts+1, o)
+	return s.finishAttemptTx(ctx, a, job, d.attempts+1, o)
 }
 
 // finishAttemptTx records attempt n of the job's run and moves the log on:
@@ -159,9 +161,9 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 // longer pending, and does nothing. Only a retry needs a transaction: the
 // log stays pending, so its next job must commit with the record, and this
 // job is completed in it first, since the next one is its duplicate by
-// args.
-func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArgs], n int, o outcome) error {
-	a := job.Args
+// args. A first attempt made by the recording process (first.go) has no
+// job (nil): its job was deleted when it was claimed.
+func (s *Service) finishAttemptTx(ctx context.Context, a DeliverArgs, job *river.Job[DeliverArgs], n int, o outcome) error {
 	status, next := StatusPending, o.at.Add(max(s.wait(n), o.retryAfter))
 	switch {
 	case o.delivered():
@@ -191,8 +193,10 @@ func (s *Service) finishAttemptTx(ctx context.Context, job *river.Job[DeliverArg
 		// and run elsewhere) this fails and the attempt is rolled back: the
 		// other run of it records. A log that moved on (nothing updated)
 		// still has its job completed.
-		if err := db.CompleteJobTx(ctx, tx, job); err != nil {
-			return err
+		if job != nil {
+			if err := db.CompleteJobTx(ctx, tx, job); err != nil {
+				return err
+			}
 		}
 		if !updated {
 			return nil

@@ -1,0 +1,244 @@
+package webhooks
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/db"
+)
+
+// firstFixture is a service on a fresh database, with an insert-only River
+// client (no worker runs: every delivery made is a first attempt made by
+// the service itself), whose two merchants deliver to respond.
+func firstFixture(t *testing.T, respond http.HandlerFunc) (*Service, *pgxpool.Pool, [2]uuid.UUID) {
+	t.Helper()
+	pool, m := batchFixture(t)
+	srv := httptest.NewServer(respond)
+	t.Cleanup(srv.Close)
+	_, err := pool.Exec(context.Background(), `UPDATE merchants SET webhook_url = $1`, srv.URL)
+	require.NoError(t, err)
+	s := New(pool, true, []time.Duration{time.Hour, time.Hour, time.Hour, time.Hour})
+	s.River, err = river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	require.NoError(t, err)
+	return s, pool, m
+}
+
+// emit records events of merchant m in one transaction and returns their
+// logs' ids.
+func emit(t *testing.T, s *Service, pool *pgxpool.Pool, m uuid.UUID, n int) []uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	events := make([]Event, n)
+	for i := range events {
+		events[i] = Event{MerchantID: m, Name: EventPaymentSuccess, Data: map[string]any{"payment": map[string]any{"id": "pay_1"}}}
+	}
+	before := time.Now().Add(-time.Second)
+	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error { return s.EmitTx(ctx, tx, events) }))
+	rows, err := pool.Query(ctx, `SELECT id FROM webhook_logs WHERE merchant_id = $1 AND created_at > $2 ORDER BY id DESC LIMIT $3`,
+		m, before, n)
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	require.NoError(t, err)
+	require.Len(t, ids, n)
+	return ids
+}
+
+func logState(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) (status string, attempts int) {
+	t.Helper()
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT status, attempts FROM webhook_logs WHERE id = $1`, id).
+		Scan(&status, &attempts))
+	return status, attempts
+}
+
+func liveJobs(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job j
+		WHERE j.kind = 'deliver_webhook' AND j.args->>'log_id' = $1::text AND j.state IN `+db.LiveJobStates, id).Scan(&n))
+	return n
+}
+
+func allJobs(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`).Scan(&n))
+	return n
+}
+
+// The claim takes a job only while it is available and names its log:
+// one River has fetched stays River's, and so does one named with another
+// merchant or another log.
+func TestClaimTakesOnlyAvailableJobs(t *testing.T) {
+	t.Parallel()
+	pool, m := batchFixture(t)
+	ctx := context.Background()
+	logs := make([]uuid.UUID, 4)
+	jobs := make([]int64, 4)
+	for i := range logs {
+		logs[i] = insertTestLog(t, pool, m[0], `{"n":1}`)
+		rows, err := db.JobRowsOf(firstDelivery(logs[i], m[0]))
+		require.NoError(t, err)
+		sql, args := rows.Insert()
+		require.NoError(t, pool.QueryRow(ctx, sql+` RETURNING id`, args...).Scan(&jobs[i]))
+	}
+	_, err := pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() WHERE id = $1`, jobs[1])
+	require.NoError(t, err)
+	batch := []firstAttempt{
+		{jobID: jobs[0], key: logKey{m[0], logs[0]}},
+		{jobID: jobs[1], key: logKey{m[0], logs[1]}}, // fetched by River
+		{jobID: jobs[2], key: logKey{m[1], logs[2]}}, // another merchant
+		{jobID: jobs[3], key: logKey{m[0], logs[2]}}, // another log's job
+		{jobID: jobs[3] + 100, key: logKey{m[0], logs[3]}},
+	}
+	got, err := claimDeliveries(ctx, pool, batch)
+	require.NoError(t, err)
+	require.Len(t, got, len(batch))
+	require.True(t, got[0].ok)
+	require.Equal(t, `{"n":1}`, string(got[0].payload))
+	require.Equal(t, StatusPending, got[0].status)
+	for i := 1; i < len(batch); i++ {
+		require.False(t, got[i].ok, "batch[%d] is not claimed", i)
+	}
+	var states []string
+	rows, err := pool.Query(ctx, `SELECT state FROM river_job WHERE kind = 'deliver_webhook' ORDER BY id`)
+	require.NoError(t, err)
+	states, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"running", "available", "available"}, states, "only the claimed job is gone")
+}
+
+// The process that records an event makes its first attempt itself, with
+// no River worker: its job is claimed (deleted), never fetched or
+// completed, and the log is delivered.
+func TestFirstAttemptIsMadeByTheRecordingProcess(t *testing.T) {
+	t.Parallel()
+	var got, signed atomic.Int32
+	s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("webhook-signature") != "" {
+			signed.Add(1)
+		}
+		got.Add(1)
+	})
+	s.StartFirstAttempts(4, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
+	ids := emit(t, s, pool, m[0], 3)
+	for _, id := range ids {
+		require.Eventually(t, func() bool { st, _ := logState(t, pool, id); return st == StatusSuccess },
+			10*time.Second, 5*time.Millisecond)
+		_, attempts := logState(t, pool, id)
+		require.Equal(t, 1, attempts)
+	}
+	require.EqualValues(t, 3, got.Load())
+	require.EqualValues(t, 3, signed.Load())
+	require.Zero(t, allJobs(t, pool), "the jobs were claimed, not left to River")
+}
+
+// A failed first attempt is recorded like a job's: the log stays pending
+// with the next attempt's job, of its run, inserted with the record.
+func TestFailedFirstAttemptSchedulesTheNext(t *testing.T) {
+	t.Parallel()
+	s, pool, m := firstFixture(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	s.StartFirstAttempts(4, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
+	id := emit(t, s, pool, m[0], 1)[0]
+	require.Eventually(t, func() bool { _, n := logState(t, pool, id); return n == 1 }, 10*time.Second, 5*time.Millisecond)
+	st, _ := logState(t, pool, id)
+	require.Equal(t, StatusPending, st)
+	require.Equal(t, 1, liveJobs(t, pool, id), "the second attempt's job")
+	var state string
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT state FROM river_job WHERE kind = 'deliver_webhook'`).Scan(&state))
+	require.Equal(t, "scheduled", state, "due an hour later")
+}
+
+// What the process cannot take stays River's: with one send slot busy, the
+// events recorded meanwhile keep their jobs; on stop the attempt in flight
+// is cancelled and given back as a job, so every log has one.
+func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
+	t.Parallel()
+	inFlight, release := make(chan struct{}, 1), make(chan struct{})
+	s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case inFlight <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	s.StartFirstAttempts(1, slog.Default())
+	first := emit(t, s, pool, m[0], 1)[0]
+	<-inFlight
+	require.Zero(t, liveJobs(t, pool, first), "claimed")
+	require.EqualValues(t, 1, s.FirstAttemptsInFlight(), "counted while made, its job gone")
+	var rest []uuid.UUID
+	for range 10 {
+		rest = append(rest, emit(t, s, pool, m[0], 1)...)
+	}
+	for _, id := range rest {
+		require.Equal(t, 1, liveJobs(t, pool, id), "no slot: the job stays")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	s.StopFirstAttempts(ctx)
+	require.Zero(t, s.FirstAttemptsInFlight())
+	for _, id := range append(rest, first) {
+		st, n := logState(t, pool, id)
+		require.Equal(t, StatusPending, st)
+		require.Zero(t, n)
+		require.Equal(t, 1, liveJobs(t, pool, id), "every log has its job")
+	}
+	ids := emit(t, s, pool, m[0], 1)
+	require.Equal(t, 1, liveJobs(t, pool, ids[0]), "stopped: the job is River's")
+}
+
+// An endpoint at its bound gives the attempt back as a job, due later,
+// rather than holding a slot for it.
+func TestFirstAttemptToABusyEndpointIsGivenBack(t *testing.T) {
+	t.Parallel()
+	inFlight, release := make(chan struct{}, 2), make(chan struct{})
+	s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
+		inFlight <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	s.MaxPerEndpoint = 1
+	s.StartFirstAttempts(4, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
+	ids := emit(t, s, pool, m[0], 2)
+	<-inFlight
+	require.Eventually(t, func() bool { return allJobs(t, pool) == 1 }, 10*time.Second, 5*time.Millisecond)
+	close(release)
+	delivered, given := 0, 0
+	require.Eventually(t, func() bool {
+		delivered, given = 0, 0
+		for _, id := range ids {
+			if st, _ := logState(t, pool, id); st == StatusSuccess {
+				delivered++
+			} else if liveJobs(t, pool, id) == 1 {
+				given++
+			}
+		}
+		return delivered == 1 && given == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	select {
+	case <-inFlight:
+		t.Fatal("the busy endpoint's second attempt was made here")
+	default:
+	}
+}
