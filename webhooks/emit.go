@@ -65,11 +65,15 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	}
 	// The jobs' columns (db.JobRows) ride beside their events'. When this
 	// process makes the first attempts itself (first.go), River's producers
-	// are not woken for them: they would only race it for the jobs, and
-	// find those it leaves at their next poll.
+	// are not woken for them, and the jobs are due only firstGrace later:
+	// River would only race this process for them. It fetches those this
+	// process leaves once they are due.
 	first := s.first.Load()
 	var notify *string // River's insert notification, when the queue is due one
-	if !first.room(len(events)) && len(db.NotifyDue(time.Now(), Queue)) > 0 {
+	grace := time.Duration(0)
+	if first.room(len(events)) {
+		grace = firstGrace
+	} else if len(db.NotifyDue(time.Now(), Queue)) > 0 {
 		payload := db.InsertPayload(Queue)
 		notify = &payload
 	}
@@ -98,13 +102,14 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 				AND ($5 = ANY (m.webhook_events) OR e.event = ANY (m.webhook_events))
 			RETURNING id
 		), job AS (
-			`+db.InsertJobsFrom(`SELECT e.args, e.kind, e.queue, e.max_attempts, e.priority FROM e JOIN log USING (id) ORDER BY e.n`)+`
+			`+db.InsertJobsDueFrom(`SELECT e.args, e.kind, e.queue, e.max_attempts, e.priority FROM e JOIN log USING (id) ORDER BY e.n`,
+		`now() + $12::interval`)+`
 			RETURNING id, (args->>'log_id')::uuid AS log_id, (args->>'merchant_id')::uuid AS merchant_id
 		), notified AS (
 			SELECT pg_notify(`+db.InsertChannel+`, $11) WHERE $11::text IS NOT NULL AND EXISTS (SELECT 1 FROM job)
 		)
 		SELECT job.* FROM job LEFT JOIN notified ON true`,
-		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify)...)...)
+		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify, grace)...)...)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)
 	}

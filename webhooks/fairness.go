@@ -66,6 +66,39 @@ type endpointState struct {
 // ok is false and wait is how long to snooze. release must be called once,
 // when the attempt is over.
 func (l *endpointLimiter) acquire(ctx context.Context, rawURL string, limit int) (release func(), wait time.Duration, ok bool) {
+	turnWait := l.turnWait
+	if turnWait == 0 {
+		turnWait = maxTurnWait
+	}
+	release, took, ok := l.take(ctx, rawURL, limit, func(took time.Duration) time.Duration {
+		if took == 0 || 2*took > turnWait {
+			return 0 // no attempt has finished yet (it may be hanging), or slow: no wait
+		}
+		return 2 * took
+	})
+	if ok {
+		return release, 0, true
+	}
+	if took == 0 {
+		took = time.Second
+	}
+	return nil, busySnooze(took), false
+}
+
+// acquireWithin takes a slot for rawURL's endpoint, waiting up to wait
+// for one when it is at its bound, however slow it is: for an attempt that
+// has nowhere else to wait (a first attempt claimed from the queue).
+func (l *endpointLimiter) acquireWithin(ctx context.Context, rawURL string, limit int, wait time.Duration) (release func(), ok bool) {
+	release, _, ok = l.take(ctx, rawURL, limit, func(time.Duration) time.Duration { return wait })
+	return release, ok
+}
+
+// take takes a slot for rawURL's endpoint; when the endpoint already has
+// limit (0: DefaultMaxPerEndpoint) deliveries in flight, it waits for one,
+// first come first served, as long as wait says given the endpoint's recent
+// attempt time (took, zero until one finished), which it returns.
+func (l *endpointLimiter) take(ctx context.Context, rawURL string, limit int,
+	wait func(took time.Duration) time.Duration) (release func(), took time.Duration, ok bool) {
 	key := endpointKey(rawURL)
 	if limit <= 0 {
 		limit = DefaultMaxPerEndpoint
@@ -84,26 +117,21 @@ func (l *endpointLimiter) acquire(ctx context.Context, rawURL string, limit int)
 		l.mu.Unlock()
 		return l.releaser(e), 0, true
 	}
-	took, turnWait := e.took, l.turnWait
-	if turnWait == 0 {
-		turnWait = maxTurnWait
-	}
-	if took == 0 || 2*took > turnWait {
+	took = e.took
+	d := wait(took)
+	if d <= 0 {
 		l.mu.Unlock()
-		if took == 0 {
-			took = time.Second // no attempt has finished yet: it may be hanging
-		}
-		return nil, busySnooze(took), false
+		return nil, took, false
 	}
 	turn := make(chan struct{})
 	e.turns = append(e.turns, turn)
 	l.mu.Unlock()
 
-	timer := time.NewTimer(2 * took)
+	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-turn:
-		return l.releaser(e), 0, true
+		return l.releaser(e), took, true
 	case <-timer.C:
 	case <-ctx.Done():
 	}
@@ -111,10 +139,10 @@ func (l *endpointLimiter) acquire(ctx context.Context, rawURL string, limit int)
 	defer l.mu.Unlock()
 	if i := slices.Index(e.turns, turn); i >= 0 {
 		e.turns = slices.Delete(e.turns, i, i+1)
-		return nil, busySnooze(took), false
+		return nil, took, false
 	}
 	// Handed a slot just as the wait ended: it is ours to use.
-	return l.releaser(e), 0, true
+	return l.releaser(e), took, true
 }
 
 // releaser is the release of one slot of e, measured from now.

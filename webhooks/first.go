@@ -30,26 +30,31 @@ import (
 //     River fetched is left to River (the claim waits for River's commit and
 //     then finds it running), and a job claimed here is gone before River
 //     sees it.
-//   - A claimed log makes its attempt at once: a job is claimed only with a
-//     send slot free for it, and a send is bounded by deliveryTimeout, far
-//     below the reconciler's minute. So the reconciler never takes a log
-//     in flight here for one that lost its job.
+//   - A claimed log's attempt is made and recorded well within the
+//     reconciler's minute: it waits for its endpoint's bound (MaxPerEndpoint,
+//     shared with River's workers) at most maxFirstWait, its request is
+//     bounded by deliveryTimeout, and its record by recordTimeout. So the
+//     reconciler never takes a log in flight here for one that lost its
+//     job.
 //   - Nothing is lost. An event this process cannot take (the queue is
 //     full, the process is stopping, the claim fails) keeps its job, which
 //     River delivers. An attempt made here is recorded as a job's is
 //     (finishAttemptTx): final, or the next attempt's job inserted with the
 //     record. An attempt that cannot be made or recorded here (its endpoint
-//     at its bound, the process stopping mid-request, the record failing) is
-//     given back as a job of the log's run; should even that fail (the
-//     database gone, or a crash after the claim), the log is pending
-//     without a job, and the reconciler gives it one within two minutes.
+//     still at its bound after maxFirstWait, the process stopping
+//     mid-request, the record failing) is given back as a job of the log's
+//     run; should even that fail (the database gone, or a crash after the
+//     claim), the log is pending without a job, and the reconciler gives it
+//     one within two minutes.
 //   - Deliveries are at least once, as ever: a crash between the request
 //     and its record makes the attempt again, under the same webhook-id.
 type firstAttempts struct {
 	s      *Service
 	logger *slog.Logger
 	queue  chan firstAttempt
-	slots  chan struct{} // one per send in flight
+	slots  chan struct{} // one per attempt claimed and not yet done
+	// wait replaces maxFirstWait when set (tests).
+	wait   time.Duration
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -68,19 +73,42 @@ type firstAttempt struct {
 	at    time.Time // committed: the job was due from then
 }
 
-// firstQueue bounds the events waiting here for a claim, per send slot.
-// Their jobs stay available meanwhile, so River may deliver some of them
-// first; a full queue leaves the rest to River.
-const firstQueue = 4
+const (
+	// claimsPerWorker is how many first attempts a process has claimed at
+	// once, per webhook worker: most of them wait for their endpoint's
+	// bound, in memory (a log's payload), where a job left to River would
+	// be fetched, snoozed and fetched again. The queue of events waiting
+	// for a claim is as long; their jobs stay available meanwhile, so River
+	// may deliver some first, and a full queue leaves the rest to River.
+	claimsPerWorker = 4
+	// maxFirstWait bounds a claimed attempt's wait for its endpoint's bound
+	// (a slow or hanging endpoint), after which it is given back as a job:
+	// with the request (deliveryTimeout) and the record, far below the
+	// reconciler's minute.
+	maxFirstWait = 20 * time.Second
+	// firstGrace is how long after its event commits the job of a first
+	// attempt this process means to make is left to it: River fetches it
+	// only once due (EmitTx), when this process has not claimed it, so
+	// that River does not take what this process is about to take. An
+	// event this process then leaves (its queue was full, or it stopped)
+	// waits that much longer for River.
+	firstGrace = time.Second
+)
 
 // StartFirstAttempts makes the events this process records have their first
-// attempt made here, up to sends at once (the webhook workers' number);
-// for the process that works the webhook queue. Stop it with
-// StopFirstAttempts.
-func (s *Service) StartFirstAttempts(sends int, logger *slog.Logger) {
+// attempt made here, by as many at once as workers (the webhook workers'
+// number) would make, within each endpoint's bound; for the process that
+// works the webhook queue. Stop it with StopFirstAttempts.
+func (s *Service) StartFirstAttempts(workers int, logger *slog.Logger) {
+	s.startFirstAttempts(workers*claimsPerWorker, maxFirstWait, logger)
+}
+
+// startFirstAttempts claims up to claims attempts at once, each waiting up
+// to wait for its endpoint.
+func (s *Service) startFirstAttempts(claims int, wait time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &firstAttempts{s: s, logger: logger, queue: make(chan firstAttempt, sends*firstQueue),
-		slots: make(chan struct{}, sends), ctx: ctx, cancel: cancel}
+	f := &firstAttempts{s: s, logger: logger, queue: make(chan firstAttempt, claims),
+		slots: make(chan struct{}, claims), wait: wait, ctx: ctx, cancel: cancel}
 	f.wg.Add(1)
 	go f.run()
 	s.first.Store(f)
@@ -219,9 +247,9 @@ func (f *firstAttempts) attempt(j firstAttempt, d delivery) {
 	defer f.wg.Done()
 	defer func() { f.making.Add(-1); <-f.slots }()
 	s, a := f.s, DeliverArgs{LogID: j.key.id, MerchantID: j.key.merchantID}
-	release, wait, ok := s.limiter.acquire(f.ctx, d.URL, s.MaxPerEndpoint)
+	release, ok := s.limiter.acquireWithin(f.ctx, d.URL, s.MaxPerEndpoint, f.wait)
 	if !ok {
-		f.giveBack(a, time.Now().Add(wait))
+		f.giveBack(a, time.Time{}) // River's worker snoozes it while the endpoint is busy
 		return
 	}
 	o := s.send(f.ctx, a.LogID, d)

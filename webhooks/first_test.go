@@ -70,6 +70,15 @@ func liveJobs(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) int {
 	return n
 }
 
+// dueLater reports whether the log's job is not yet due for River.
+func dueLater(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) bool {
+	t.Helper()
+	var later bool
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT scheduled_at > now() FROM river_job j
+		WHERE j.kind = 'deliver_webhook' AND j.args->>'log_id' = $1::text`, id).Scan(&later))
+	return later
+}
+
 func allJobs(t *testing.T, pool *pgxpool.Pool) int {
 	t.Helper()
 	var n int
@@ -179,7 +188,8 @@ func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 		}
 	})
 	defer close(release)
-	s.StartFirstAttempts(1, slog.Default())
+	s.startFirstAttempts(1, maxFirstWait, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
 	first := emit(t, s, pool, m[0], 1)[0]
 	<-inFlight
 	require.Zero(t, liveJobs(t, pool, first), "claimed")
@@ -188,9 +198,18 @@ func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 	for range 10 {
 		rest = append(rest, emit(t, s, pool, m[0], 1)...)
 	}
+	later := 0
 	for _, id := range rest {
 		require.Equal(t, 1, liveJobs(t, pool, id), "no slot: the job stays")
+		if dueLater(t, pool, id) {
+			later++
+		}
 	}
+	// One claim at once and a queue of one: the first one or two of them
+	// are taken (one queued, and one held by the claimer until a claim is
+	// free once it has taken it from the queue), due later for River; the
+	// others found no room and were River's at once.
+	require.True(t, later == 1 || later == 2, "%d due later", later)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	s.StopFirstAttempts(ctx)
@@ -203,42 +222,54 @@ func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 	}
 	ids := emit(t, s, pool, m[0], 1)
 	require.Equal(t, 1, liveJobs(t, pool, ids[0]), "stopped: the job is River's")
+	require.False(t, dueLater(t, pool, ids[0]), "and due at once")
 }
 
-// An endpoint at its bound gives the attempt back as a job, due later,
-// rather than holding a slot for it.
-func TestFirstAttemptToABusyEndpointIsGivenBack(t *testing.T) {
+// A claimed attempt to an endpoint at its bound waits for its turn, and is
+// given back as a job only when none comes within the wait.
+func TestFirstAttemptWaitsForABusyEndpoint(t *testing.T) {
 	t.Parallel()
-	inFlight, release := make(chan struct{}, 2), make(chan struct{})
-	s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
-		inFlight <- struct{}{}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
-	s.MaxPerEndpoint = 1
-	s.StartFirstAttempts(4, slog.Default())
-	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
-	ids := emit(t, s, pool, m[0], 2)
-	<-inFlight
-	require.Eventually(t, func() bool { return allJobs(t, pool) == 1 }, 10*time.Second, 5*time.Millisecond)
-	close(release)
-	delivered, given := 0, 0
-	require.Eventually(t, func() bool {
-		delivered, given = 0, 0
-		for _, id := range ids {
-			if st, _ := logState(t, pool, id); st == StatusSuccess {
-				delivered++
-			} else if liveJobs(t, pool, id) == 1 {
-				given++
+	for _, wait := range []time.Duration{maxFirstWait, 50 * time.Millisecond} {
+		inFlight, release := make(chan struct{}, 2), make(chan struct{})
+		s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
+			inFlight <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
 			}
+		})
+		s.MaxPerEndpoint = 1
+		s.startFirstAttempts(4, wait, slog.Default())
+		ids := emit(t, s, pool, m[0], 2)
+		<-inFlight
+		if wait == maxFirstWait {
+			require.Zero(t, allJobs(t, pool), "both claimed, one waiting")
+			close(release)
+			for _, id := range ids {
+				require.Eventually(t, func() bool { st, _ := logState(t, pool, id); return st == StatusSuccess },
+					10*time.Second, 5*time.Millisecond)
+			}
+			require.Zero(t, allJobs(t, pool), "both made here")
+		} else {
+			require.Eventually(t, func() bool { return allJobs(t, pool) == 1 }, 10*time.Second, 5*time.Millisecond,
+				"the waiting one given back")
+			close(release)
+			given := 0
+			for _, id := range ids {
+				if liveJobs(t, pool, id) == 1 {
+					given++
+					continue
+				}
+				require.Eventually(t, func() bool { st, _ := logState(t, pool, id); return st == StatusSuccess },
+					10*time.Second, 5*time.Millisecond)
+			}
+			require.Equal(t, 1, given)
 		}
-		return delivered == 1 && given == 1
-	}, 10*time.Second, 5*time.Millisecond)
-	select {
-	case <-inFlight:
-		t.Fatal("the busy endpoint's second attempt was made here")
-	default:
+		s.StopFirstAttempts(context.Background())
+		want := 1 // the second request, besides the first received above
+		if wait != maxFirstWait {
+			want = 0 // given back: no worker runs its job here
+		}
+		require.Len(t, inFlight, want, "the endpoint got each event at most once")
 	}
 }
