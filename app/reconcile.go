@@ -7,13 +7,20 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
+	"paygate/webhooks"
 )
 
-// reconcileEvery is how often, and after how long without progress, a
-// payment, refund or webhook log left pending without a live job gets a new
-// one. It is longer than any job's timeout, so a job still working is never
-// taken for a lost one.
-const reconcileEvery = time.Minute
+// reconcileEvery is how often a payment, refund or webhook log left pending
+// without a live job gets a new one; jobLostAfter is after how long without
+// progress a payment or refund is taken for one, longer than any job's
+// timeout, so a job still working is never taken for a lost one. A webhook
+// log is after webhooks.LostAfter, longer than a first attempt claimed by
+// its recording process takes (its job is gone meanwhile): so an attempt
+// claimed by a process that crashed is made again within a minute.
+const (
+	reconcileEvery = 15 * time.Second
+	jobLostAfter   = time.Minute
+)
 
 // reconcileArgs is the periodic job that resumes work whose job left River
 // without finishing it (payments.Service.Reconcile,
@@ -33,15 +40,15 @@ type reconcileWorker struct {
 }
 
 func (w *reconcileWorker) Work(ctx context.Context, _ *river.Job[reconcileArgs]) error {
-	payments, err := w.app.Payments.Reconcile(ctx, reconcileEvery)
+	payments, err := w.app.Payments.Reconcile(ctx, jobLostAfter)
 	if err != nil {
 		return err
 	}
-	refunds, err := w.app.Refunds.Reconcile(ctx, reconcileEvery)
+	refunds, err := w.app.Refunds.Reconcile(ctx, jobLostAfter)
 	if err != nil {
 		return err
 	}
-	logs, err := w.app.Webhooks.Reconcile(ctx, reconcileEvery)
+	logs, err := w.app.Webhooks.Reconcile(ctx, webhooks.LostAfter)
 	if err != nil {
 		return err
 	}

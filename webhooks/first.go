@@ -30,12 +30,13 @@ import (
 //     River fetched is left to River (the claim waits for River's commit and
 //     then finds it running), and a job claimed here is gone before River
 //     sees it.
-//   - A claimed log's attempt is made and recorded well within the
-//     reconciler's minute: it waits for its endpoint's bound (MaxPerEndpoint,
+//   - A claimed log's attempt is made and recorded (or given back) well
+//     within LostAfter: it waits for its endpoint's bound (MaxPerEndpoint,
 //     shared with River's workers) at most maxFirstWait, its request is
-//     bounded by deliveryTimeout, and its record by recordTimeout. So the
-//     reconciler never takes a log in flight here for one that lost its
-//     job.
+//     bounded by deliveryTimeout, and its record and a give-back by
+//     recordTimeout each. So the reconciler never takes a log in flight
+//     here for one that lost its job, and resumes one whose claimant
+//     died soon after LostAfter.
 //   - Nothing is lost. An event this process cannot take (the queue is
 //     full, the process is stopping, the claim fails) keeps its job, which
 //     River delivers. An attempt made here is recorded as a job's is
@@ -82,10 +83,8 @@ const (
 	// may deliver some first, and a full queue leaves the rest to River.
 	claimsPerWorker = 4
 	// maxFirstWait bounds a claimed attempt's wait for its endpoint's bound
-	// (a slow or hanging endpoint), after which it is given back as a job:
-	// with the request (deliveryTimeout) and the record, far below the
-	// reconciler's minute.
-	maxFirstWait = 20 * time.Second
+	// (a slow or hanging endpoint), after which it is given back as a job.
+	maxFirstWait = 10 * time.Second
 	// firstGrace is how long after its event commits the job of a first
 	// attempt this process means to make is left to it: River fetches it
 	// only once due (EmitTx), when this process has not claimed it, so
@@ -280,8 +279,15 @@ func (f *firstAttempts) giveBack(a DeliverArgs, at time.Time) {
 	}
 }
 
-// recordTimeout bounds giving an attempt back.
+// recordTimeout bounds recording a claimed attempt, and giving one back.
 const recordTimeout = 5 * time.Second
+
+// LostAfter is how long a log stays pending and unchanged without a live
+// job of its run before the reconciler takes it for one that lost its job
+// (Reconcile): longer than a claimed first attempt can take, which is the
+// one time a log is pending without a job (maxFirstWait, deliveryTimeout,
+// and recordTimeout twice: 25 s).
+const LostAfter = 45 * time.Second
 
 // claimDeliveries deletes those of the jobs that are still available and
 // returns, at each job's index, the delivery of its log when it claimed the

@@ -273,3 +273,9 @@ func TestFirstAttemptWaitsForABusyEndpoint(t *testing.T) {
 		require.Len(t, inFlight, want, "the endpoint got each event at most once")
 	}
 }
+
+// The reconciler never takes a claimed first attempt, still within its
+// bounds, for a log that lost its job.
+func TestLostAfterOutlastsAClaimedAttempt(t *testing.T) {
+	require.Greater(t, LostAfter, maxFirstWait+deliveryTimeout+2*recordTimeout)
+}

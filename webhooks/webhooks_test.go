@@ -406,10 +406,12 @@ func TestEventsOnlyForConfiguredSubscribedEndpoints(t *testing.T) {
 	require.Zero(t, logs(), "not subscribed")
 	emit(t, a, merchants.TestMerchantID, webhooks.EventPaymentSuccess, data)
 	require.Equal(t, 1, logs())
-	require.Equal(t, 1, jobs())
 	// Delivered before delivery is disabled: an attempt made after that
-	// would fail and schedule a second.
+	// would fail and schedule a second. Its job is then completed, or gone
+	// (claimed by this process's first attempt): no other job follows.
 	waitStatus(t, a, h, latest(t, a, h), webhooks.StatusSuccess)
+	delivered := jobs()
+	require.LessOrEqual(t, delivered, 1)
 
 	rec := apptest.Do(t, a.Echo, http.MethodPut, "/api/v1/webhooks/config",
 		fmt.Sprintf(`{"webhook_url":%q,"enabled":false}`, r.URL), h)
@@ -420,7 +422,7 @@ func TestEventsOnlyForConfiguredSubscribedEndpoints(t *testing.T) {
 	configure(t, a, h, "")
 	emit(t, a, merchants.TestMerchantID, webhooks.EventPaymentSuccess, data)
 	require.Equal(t, 1, logs(), "URL removed")
-	require.Equal(t, 1, jobs())
+	require.Equal(t, delivered, jobs())
 
 	require.Error(t, db.WithTx(context.Background(), a.Pool, func(tx pgx.Tx) error {
 		return emitTx(context.Background(), a, tx, merchants.TestMerchantID, "payment.unknown", data)
