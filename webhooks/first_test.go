@@ -279,3 +279,30 @@ func TestFirstAttemptWaitsForABusyEndpoint(t *testing.T) {
 func TestLostAfterOutlastsAClaimedAttempt(t *testing.T) {
 	require.Greater(t, LostAfter, maxFirstWait+deliveryTimeout+2*recordTimeout)
 }
+
+// A first attempt claimed by a process that died before recording it
+// leaves its log pending without a job: the reconciler resumes it once
+// LostAfter has passed, and not before.
+func TestReconcilerResumesALostClaim(t *testing.T) {
+	t.Parallel()
+	s, pool, m := firstFixture(t, func(http.ResponseWriter, *http.Request) {})
+	ctx := context.Background()
+	id := emit(t, s, pool, m[0], 1)[0] // no first attempts started: the job is River's
+	var job int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT id FROM river_job WHERE kind = 'deliver_webhook'`).Scan(&job))
+	got, err := claimDeliveries(ctx, pool, []firstAttempt{{jobID: job, key: logKey{m[0], id}}})
+	require.NoError(t, err)
+	require.True(t, got[0].ok, "claimed, and then the claimant died")
+	require.Zero(t, liveJobs(t, pool, id))
+
+	n, err := s.Reconcile(ctx, LostAfter)
+	require.NoError(t, err)
+	require.Zero(t, n, "within LostAfter the claimant may still be making it")
+
+	_, err = pool.Exec(ctx, `UPDATE webhook_logs SET updated_at = now() - $2::interval WHERE id = $1`, id, LostAfter+time.Second)
+	require.NoError(t, err)
+	n, err = s.Reconcile(ctx, LostAfter)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, 1, liveJobs(t, pool, id), "resumed with a job of its run")
+}
