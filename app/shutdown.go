@@ -80,23 +80,31 @@ func (a *App) stopRiver(ctx context.Context) {
 	reserve := max(0, min(time.Until(deadline)/4, 2*time.Second))
 	a.step("shutdown: river stops fetching; running jobs may finish", "within", time.Until(deadline)-reserve)
 	softCtx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
+	defer cancel()
+	hardCtx, cancelHard := context.WithDeadline(ctx, deadline.Add(-reserve/2))
+	defer cancelHard()
 	// First attempts made outside River stop alike, meanwhile: those still
-	// running at the soft deadline are cancelled and given back as jobs.
+	// running at the soft deadline are cancelled and given back as jobs,
+	// which is waited for until the hard deadline (a log not given back
+	// by then is the reconciler's).
 	firstStopped := make(chan struct{})
 	go func() {
 		defer close(firstStopped)
 		a.Webhooks.StopFirstAttempts(softCtx)
 	}()
+	defer func() {
+		select {
+		case <-firstStopped:
+		case <-hardCtx.Done():
+			a.Logger.Warn("shutdown: first webhook attempts still being given back; the reconciler resumes them")
+		}
+	}()
 	err := a.River.Stop(softCtx)
-	<-firstStopped
-	cancel()
 	if err == nil {
 		a.step("shutdown: river stopped; every running job finished")
 		return
 	}
 	a.Logger.Warn("shutdown: jobs still running; cancelling them (they return to the queue)", "error", err)
-	hardCtx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve/2))
-	defer cancel()
 	if err := a.River.StopAndCancel(hardCtx); err != nil {
 		a.Logger.Error("shutdown: river did not stop after cancelling its jobs", "error", err)
 		return

@@ -24,9 +24,9 @@
 // work run only when its work commits: not when it ends in a remembered
 // business error, whose work is rolled back to the savepoint.
 //
-// A use case's last writes, whose results it does not read (its events with
-// their delivery jobs, River's insert notification: db.ExecAtCommit), wait
-// and travel with the COMMIT (and a keyed
+// A use case's last writes (its events with their delivery jobs, whose ids
+// it reads as they come back: db.QueryAtCommit; River's insert
+// notification: db.ExecAtCommit) wait and travel with the COMMIT (and a keyed
 // request's answer). Should one fail, the COMMIT is not run: the request
 // fails and nothing of it is kept, its key included. A refused request's
 // statements not yet sent are dropped with the rest of its work.

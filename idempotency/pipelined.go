@@ -24,11 +24,11 @@ var errNested = errors.New("idempotency: nested transactions are not supported")
 // results of the batch that carried BEGIN are read to their end before
 // anything else is sent (settle).
 //
-// Statements given to ExecAtCommit (db.ExecAtCommit) wait to travel with
-// the COMMIT: a request's last writes, whose results it does not read (its
-// event with its delivery job, River's insert notification), cost no round
-// trip of their own. Should anything else be
-// sent first, they go just before it.
+// Statements given to ExecAtCommit and QueryAtCommit (db.ExecAtCommit,
+// db.QueryAtCommit) wait to travel with the COMMIT: a request's last writes
+// (its event with its delivery job, whose rows a callback reads as they
+// come; River's insert notification) cost no round trip of their own.
+// Should anything else be sent first, they go just before it.
 //
 // Statements given to sendFirst (a keyed request's claim of its key) travel
 // with BEGIN and the first statement, whatever starts the transaction:
@@ -41,7 +41,7 @@ type pipelinedTx struct {
 	begun   bool             // BEGIN has been sent
 	closed  bool             // committed or rolled back
 	pending pgx.BatchResults // the results of the batch that carried BEGIN, until read
-	later   *pgx.Batch       // ExecAtCommit's statements, not yet sent
+	later   *pgx.Batch       // the statements queued for the COMMIT, not yet sent
 
 	first      *pgx.Batch                   // sendFirst's statements, not yet sent
 	checkFirst func(pgx.BatchResults) error // reads each of their results

@@ -137,7 +137,8 @@ func TestQueryAtCommit(t *testing.T) {
 	require.NoError(t, err)
 	var got []int
 	scan := func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{new(int)}, func() error { got = append(got, len(got)+1); return nil })
+		var n int
+		_, err := pgx.ForEachRow(rows, []any{&n}, func() error { got = append(got, n); return nil })
 		return err
 	}
 
@@ -160,6 +161,6 @@ func TestQueryAtCommit(t *testing.T) {
 	plain, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	require.NoError(t, db.QueryAtCommit(ctx, plain, scan, `INSERT INTO things VALUES (3) RETURNING n`))
-	require.Equal(t, []int{1}, got, "run at once")
+	require.Equal(t, []int{3}, got, "run at once")
 	require.NoError(t, plain.Commit(ctx))
 }

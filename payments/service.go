@@ -95,7 +95,7 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 		return Payment{}, err
 	}
 	// The event (with its delivery's job) and the job's insert notification
-	// are sent with the COMMIT (db.ExecAtCommit): nothing after the
+	// are sent with the COMMIT (db.QueryAtCommit, db.ExecAtCommit): nothing after the
 	// payment's INSERT waits for a round trip inside the transaction.
 	if err := s.emitTx(ctx, tx, paymentEvent(p, webhooks.EventPaymentCreated)); err != nil {
 		return Payment{}, err

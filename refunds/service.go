@@ -69,7 +69,7 @@ func (s *Service) CreateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 		return Refund{}, err
 	}
 	// The event and the job's insert notification are sent with the COMMIT
-	// (db.ExecAtCommit).
+	// (db.QueryAtCommit, db.ExecAtCommit).
 	if err := s.emitTx(ctx, tx, refundEvent(r, webhooks.EventRefundCreated)); err != nil {
 		return Refund{}, err
 	}

@@ -70,7 +70,7 @@ func (l *endpointLimiter) acquire(ctx context.Context, rawURL string, limit int)
 	if turnWait == 0 {
 		turnWait = maxTurnWait
 	}
-	release, took, ok := l.take(ctx, rawURL, limit, func(took time.Duration) time.Duration {
+	release, took, ok := l.take(ctx, rawURL, limit, func(took time.Duration, _ int) time.Duration {
 		if took == 0 || 2*took > turnWait {
 			return 0 // no attempt has finished yet (it may be hanging), or slow: no wait
 		}
@@ -85,20 +85,31 @@ func (l *endpointLimiter) acquire(ctx context.Context, rawURL string, limit int)
 	return nil, busySnooze(took), false
 }
 
-// acquireWithin takes a slot for rawURL's endpoint, waiting up to wait
-// for one when it is at its bound, however slow it is: for an attempt that
-// has nowhere else to wait (a first attempt claimed from the queue).
-func (l *endpointLimiter) acquireWithin(ctx context.Context, rawURL string, limit int, wait time.Duration) (release func(), ok bool) {
-	release, _, ok = l.take(ctx, rawURL, limit, func(time.Duration) time.Duration { return wait })
+// acquireWithin takes a slot for rawURL's endpoint, waiting up to wait for
+// one when it is at its bound, unless its recent attempts took slow or
+// more, or limit others wait already: for an attempt whose other way to
+// wait costs more (a first attempt claimed from the queue, which would go
+// back to it), and which must not hold its claim for a slow endpoint.
+func (l *endpointLimiter) acquireWithin(ctx context.Context, rawURL string, limit int, wait, slow time.Duration) (release func(), ok bool) {
+	if limit <= 0 {
+		limit = DefaultMaxPerEndpoint
+	}
+	release, _, ok = l.take(ctx, rawURL, limit, func(took time.Duration, waiting int) time.Duration {
+		if took >= slow || waiting >= limit {
+			return 0
+		}
+		return wait
+	})
 	return release, ok
 }
 
 // take takes a slot for rawURL's endpoint; when the endpoint already has
 // limit (0: DefaultMaxPerEndpoint) deliveries in flight, it waits for one,
 // first come first served, as long as wait says given the endpoint's recent
-// attempt time (took, zero until one finished), which it returns.
+// attempt time (took, zero until one finished), which it returns, and the
+// deliveries waiting already.
 func (l *endpointLimiter) take(ctx context.Context, rawURL string, limit int,
-	wait func(took time.Duration) time.Duration) (release func(), took time.Duration, ok bool) {
+	wait func(took time.Duration, waiting int) time.Duration) (release func(), took time.Duration, ok bool) {
 	key := endpointKey(rawURL)
 	if limit <= 0 {
 		limit = DefaultMaxPerEndpoint
@@ -118,7 +129,7 @@ func (l *endpointLimiter) take(ctx context.Context, rawURL string, limit int,
 		return l.releaser(e), 0, true
 	}
 	took = e.took
-	d := wait(took)
+	d := wait(took, len(e.turns))
 	if d <= 0 {
 		l.mu.Unlock()
 		return nil, took, false

@@ -449,10 +449,17 @@ func TestFirstDeliveryIsNotUniqueAndRetriesDoNotDuplicateIt(t *testing.T) {
 	require.Equal(t, 1, jobsFor(t, a, id))
 	require.Len(t, r.requests(), 1)
 
-	// A first job that was lost (deleted) is put back by a retry.
+	// A first job that was lost (deleted) is put back by a retry, once the
+	// log has not moved for LostAfter (until then, it may be a first
+	// attempt claimed by its recording process, whose job is gone).
 	id = sendTest(t, a, h)
 	_, err := a.Pool.Exec(context.Background(), `DELETE FROM river_job WHERE kind = 'deliver_webhook'
 		AND args @> jsonb_build_object('log_id', $1::uuid)`, id)
+	require.NoError(t, err)
+	retry(t, a, h, id)
+	require.Zero(t, jobsFor(t, a, id), "it may be in flight")
+	_, err = a.Pool.Exec(context.Background(), `UPDATE webhook_logs SET updated_at = now() - $2::interval WHERE id = $1`,
+		id, webhooks.LostAfter+time.Second)
 	require.NoError(t, err)
 	retry(t, a, h, id)
 	waitStatus(t, a, h, id, webhooks.StatusSuccess)

@@ -18,52 +18,54 @@ import (
 // is inserted with its log, as always; but when the process that recorded
 // the event also works the webhook queue, it makes that first attempt
 // itself, right after the event's transaction committed, instead of leaving
-// the job for River to fetch, mark running and complete: three writes of
-// the job's row, with their index entries, the largest part of what a
-// delivery cost the database (BENCHMARKS.md). The process claims the job
-// by deleting it while it is still available, in the statement that reads
-// the deliveries, one for a batch.
+// the job for River to fetch (an update of the job's row, with its index
+// entries), read, and complete (another): a delete replaces both, and the
+// claim reads the deliveries, one statement for a batch. River's job rows
+// were the largest part of what a delivery cost the database
+// (BENCHMARKS.md).
 //
 // Invariants:
 //   - One claimant per job. River's fetch locks an available job and marks
 //     it running; the claim deletes it only while still available: a job
 //     River fetched is left to River (the claim waits for River's commit and
 //     then finds it running), and a job claimed here is gone before River
-//     sees it.
-//   - A claimed log's attempt is made and recorded (or given back) well
-//     within LostAfter: it waits for its endpoint's bound (MaxPerEndpoint,
-//     shared with River's workers) at most maxFirstWait, its request is
-//     bounded by deliveryTimeout, and its record and a give-back by
-//     recordTimeout each. So the reconciler never takes a log in flight
-//     here for one that lost its job, and resumes one whose claimant
-//     died soon after LostAfter.
-//   - Nothing is lost. An event this process cannot take (the queue is
-//     full, the process is stopping, the claim fails) keeps its job, which
-//     River delivers. An attempt made here is recorded as a job's is
-//     (finishAttemptTx): final, or the next attempt's job inserted with the
-//     record. An attempt that cannot be made or recorded here (its endpoint
-//     still at its bound after maxFirstWait, the process stopping
-//     mid-request, the record failing) is given back as a job of the log's
-//     run; should even that fail (the database gone, or a crash after the
-//     claim), the log is pending without a job, and the reconciler gives it
-//     one within two minutes.
+//     sees it. A manual retry meanwhile adds no job (RetryTx).
+//   - A claimed log's attempt is made and recorded (or given back) within
+//     LostAfter of its event's commit: a job is claimed only within
+//     maxClaimAge of its creation (the event's transaction, whose time the
+//     log's updated_at holds), the claim statement runs within
+//     batchTimeout, the attempt waits for its endpoint's bound at most
+//     maxFirstWait, its request is bounded by deliveryTimeout, and its
+//     record and a give-back by recordTimeout each. So the reconciler never
+//     takes a log in flight here for one that lost its job, and resumes one
+//     whose claimant died within LostAfter and its period.
+//   - Nothing is lost. An event this process cannot take (its queue is
+//     full, it is stopping, the claim fails or comes too late) keeps its
+//     job, which River delivers. An attempt made here is recorded as a
+//     job's is (finishAttemptTx): final, or the next attempt's job inserted
+//     with the record. An attempt that cannot be made or recorded here (its
+//     endpoint slow or still at its bound after maxFirstWait, the process
+//     stopping mid-request, the record failing) is given back as a job of
+//     the log's run; should even that fail (the database gone, or a crash
+//     after the claim), the log is pending without a job, and the
+//     reconciler gives it one.
 //   - Deliveries are at least once, as ever: a crash between the request
 //     and its record makes the attempt again, under the same webhook-id.
 type firstAttempts struct {
 	s      *Service
 	logger *slog.Logger
 	queue  chan firstAttempt
-	slots  chan struct{} // one per attempt claimed and not yet done
+	slots  chan struct{} // one per attempt taken from the queue and not yet done
 	// wait replaces maxFirstWait when set (tests).
-	wait   time.Duration
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	// stopping refuses new events once Stop began; guarded by mu with
-	// the queue's sends, so none is sent to a closed queue.
-	mu       sync.RWMutex
-	stopping bool
-	// making counts the claimed attempts not yet recorded or given back.
+	wait time.Duration
+	// stop is closed when Stop begins: no event is taken after it.
+	stop     chan struct{}
+	stopOnce sync.Once
+	ctx      context.Context // cancelled when Stop gives up waiting
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	// making counts the attempts whose jobs are being claimed or were
+	// claimed, until recorded or given back.
 	making atomic.Int64
 }
 
@@ -76,15 +78,23 @@ type firstAttempt struct {
 
 const (
 	// claimsPerWorker is how many first attempts a process has claimed at
-	// once, per webhook worker: most of them wait for their endpoint's
-	// bound, in memory (a log's payload), where a job left to River would
-	// be fetched, snoozed and fetched again. The queue of events waiting
-	// for a claim is as long; their jobs stay available meanwhile, so River
-	// may deliver some first, and a full queue leaves the rest to River.
+	// once, per webhook worker: those beyond an endpoint's bound wait for
+	// it in memory (a log's payload), where a job left to River would be
+	// fetched, snoozed and fetched again. The queue of events waiting for a
+	// claim is as long; their jobs stay available meanwhile, so River may
+	// deliver some first, and a full queue leaves the rest to River.
 	claimsPerWorker = 4
-	// maxFirstWait bounds a claimed attempt's wait for its endpoint's bound
-	// (a slow or hanging endpoint), after which it is given back as a job.
-	maxFirstWait = 10 * time.Second
+	// maxFirstWait bounds a claimed attempt's wait for its endpoint's bound,
+	// after which it is given back as a job. Only an endpoint whose recent
+	// attempts took less than slowEndpoint is waited for, by at most
+	// MaxPerEndpoint attempts: a slow or hanging endpoint's are given back
+	// at once (River's workers snooze them), so it cannot hold the claims
+	// every other merchant's first attempts need.
+	maxFirstWait = 5 * time.Second
+	slowEndpoint = time.Second
+	// maxClaimAge is how old a job may be when claimed (how long its event
+	// waited in the queue); an older one is left to River.
+	maxClaimAge = 5 * time.Second
 	// firstGrace is how long after its event commits the job of a first
 	// attempt this process means to make is left to it: River fetches it
 	// only once due (EmitTx), when this process has not claimed it, so
@@ -92,11 +102,20 @@ const (
 	// event this process then leaves (its queue was full, or it stopped)
 	// waits that much longer for River.
 	firstGrace = time.Second
+	// recordTimeout bounds recording a claimed attempt, and giving one back.
+	recordTimeout = 5 * time.Second
 )
 
+// LostAfter is how long a log stays pending and unchanged without a live
+// job of its run before the reconciler takes it for one that lost its job
+// (Reconcile), and before a manual retry puts one back (RetryTx): longer
+// than a first attempt claimed by its recording process can take, the one
+// time a log is pending without a job.
+const LostAfter = time.Minute
+
 // StartFirstAttempts makes the events this process records have their first
-// attempt made here, by as many at once as workers (the webhook workers'
-// number) would make, within each endpoint's bound; for the process that
+// attempt made here, up to claimsPerWorker per webhook worker (workers)
+// claimed at once, each endpoint within its bound; for the process that
 // works the webhook queue. Stop it with StopFirstAttempts.
 func (s *Service) StartFirstAttempts(workers int, logger *slog.Logger) {
 	s.startFirstAttempts(workers*claimsPerWorker, maxFirstWait, logger)
@@ -107,24 +126,26 @@ func (s *Service) StartFirstAttempts(workers int, logger *slog.Logger) {
 func (s *Service) startFirstAttempts(claims int, wait time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &firstAttempts{s: s, logger: logger, queue: make(chan firstAttempt, claims),
-		slots: make(chan struct{}, claims), wait: wait, ctx: ctx, cancel: cancel}
+		slots: make(chan struct{}, claims), wait: wait, stop: make(chan struct{}), ctx: ctx, cancel: cancel}
 	f.wg.Add(1)
 	go f.run()
 	s.first.Store(f)
 }
 
-// StopFirstAttempts stops taking events (their jobs stay for River) and
-// waits for the attempts in flight until ctx ends; those still in flight
-// then are cancelled and given back as jobs.
+// StopFirstAttempts stops taking events (their jobs, and those still
+// queued, stay for River) and waits for the attempts in flight until ctx
+// ends; those still in flight then are cancelled and given back as jobs,
+// and it waits for that too (each within recordTimeout).
 func (s *Service) StopFirstAttempts(ctx context.Context) {
-	f := s.first.Swap(nil)
+	f := s.first.Load()
 	if f == nil {
 		return
 	}
-	f.mu.Lock()
-	f.stopping = true
-	close(f.queue)
-	f.mu.Unlock()
+	first := false
+	f.stopOnce.Do(func() { close(f.stop); first = true })
+	if !first {
+		return // stopping already
+	}
 	done := make(chan struct{})
 	go func() { f.wg.Wait(); close(done) }()
 	select {
@@ -134,17 +155,21 @@ func (s *Service) StopFirstAttempts(ctx context.Context) {
 		<-done
 	}
 	f.cancel()
+	s.first.CompareAndSwap(f, nil)
 }
 
-func (f *firstAttempts) isStopping() bool {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.stopping
+func (f *firstAttempts) stopping() bool {
+	select {
+	case <-f.stop:
+		return true
+	default:
+		return false
+	}
 }
 
-// FirstAttemptsInFlight is how many first attempts this process has
-// claimed and not yet recorded (or given back): jobs no longer in the
-// queue whose work is not done.
+// FirstAttemptsInFlight is how many first attempts this process is claiming
+// or has claimed and not yet recorded (or given back): jobs no longer in
+// the queue, or about to leave it, whose work is not done.
 func (s *Service) FirstAttemptsInFlight() int64 {
 	if f := s.first.Load(); f != nil {
 		return f.making.Load()
@@ -154,15 +179,14 @@ func (s *Service) FirstAttemptsInFlight() int64 {
 
 // room reports whether n more events would be taken now.
 func (f *firstAttempts) room(n int) bool {
-	return f != nil && cap(f.queue)-len(f.queue) >= n
+	return f != nil && !f.stopping() && cap(f.queue)-len(f.queue) >= n
 }
 
 // offer takes the committed events' first attempts, as many as the queue
-// has room for; the others are left to River.
+// has room for; the others are left to River. An event queued as Stop
+// begins stays queued, its job River's.
 func (f *firstAttempts) offer(jobs []firstAttempt) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.stopping {
+	if f.stopping() {
 		return
 	}
 	now := time.Now()
@@ -176,34 +200,35 @@ func (f *firstAttempts) offer(jobs []firstAttempt) {
 	}
 }
 
-// run claims the queued jobs in batches, as send slots free up, and starts
+// run claims the queued jobs in batches, as claims free up, and starts
 // their attempts.
 func (f *firstAttempts) run() {
 	defer f.wg.Done()
 	for {
-		j, ok := <-f.queue
-		if !ok || f.isStopping() {
-			return // what is left in the queue keeps its jobs
+		var j firstAttempt
+		select {
+		case j = <-f.queue:
+		case <-f.stop:
+			return
 		}
 		select {
 		case f.slots <- struct{}{}:
-		case <-f.ctx.Done():
-			return
+		case <-f.stop:
+		}
+		if f.stopping() {
+			return // what is left in the queue keeps its jobs
 		}
 		batch := []firstAttempt{j}
 	more:
 		for len(batch) < maxBatch {
 			select {
-			case j, ok := <-f.queue:
-				if !ok {
-					break more
-				}
+			case j := <-f.queue:
 				select {
 				case f.slots <- struct{}{}:
 					batch = append(batch, j)
 				default:
-					// No slot for it: its job stays for River, which has
-					// workers of its own.
+					// No claim free for it: its job stays for River, which
+					// has workers of its own.
 					break more
 				}
 			default:
@@ -216,11 +241,12 @@ func (f *firstAttempts) run() {
 
 // claim claims batch's jobs and reads their deliveries in one statement,
 // and starts the attempt of each it claimed. Each job holds a slot, given
-// back here or when its attempt ends.
+// back here or when its attempt ends. The claim runs to its end even while
+// stopping, so that jobs it deleted are not taken for left to River.
 func (f *firstAttempts) claim(batch []firstAttempt) {
 	// Counted from before the claim: a claimed job is gone from the queue.
 	f.making.Add(int64(len(batch)))
-	ctx, cancel := context.WithTimeout(f.ctx, batchTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), batchTimeout)
 	found, err := claimDeliveries(ctx, f.s.pool, batch)
 	cancel()
 	if err != nil {
@@ -245,16 +271,16 @@ func (f *firstAttempts) claim(batch []firstAttempt) {
 func (f *firstAttempts) attempt(j firstAttempt, d delivery) {
 	defer f.wg.Done()
 	defer func() { f.making.Add(-1); <-f.slots }()
-	s, a := f.s, DeliverArgs{LogID: j.key.id, MerchantID: j.key.merchantID}
-	release, ok := s.limiter.acquireWithin(f.ctx, d.URL, s.MaxPerEndpoint, f.wait)
+	s, a := f.s, DeliverArgs{LogID: j.key.id, MerchantID: j.key.merchantID, Run: d.run}
+	release, ok := s.limiter.acquireWithin(f.ctx, d.URL, s.MaxPerEndpoint, f.wait, slowEndpoint)
 	if !ok {
-		f.giveBack(a, time.Time{}) // River's worker snoozes it while the endpoint is busy
+		f.giveBack(a) // River's worker snoozes it while the endpoint is busy
 		return
 	}
 	o := s.send(f.ctx, a.LogID, d)
 	release()
 	if f.ctx.Err() != nil {
-		f.giveBack(a, time.Time{}) // stopping mid-request: the attempt is made again
+		f.giveBack(a) // stopping mid-request: the attempt is made again
 		return
 	}
 	// Recorded even should Stop cancel the attempts meanwhile: it was made.
@@ -262,15 +288,14 @@ func (f *firstAttempts) attempt(j firstAttempt, d delivery) {
 	defer cancel()
 	if err := s.finishAttemptTx(ctx, a, nil, d.attempts+1, o); err != nil {
 		f.logger.Warn("webhooks: recording a first attempt failed; it is made again", "log_id", a.LogID, "error", err)
-		f.giveBack(a, time.Time{})
+		f.giveBack(a)
 	}
 }
 
 // giveBack leaves a claimed log's attempt to River: a job of its run, due
-// at at (zero: now). It runs even while stopping, within recordTimeout.
-func (f *firstAttempts) giveBack(a DeliverArgs, at time.Time) {
-	a.At = at
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+// now. It runs even while stopping, within recordTimeout.
+func (f *firstAttempts) giveBack(a DeliverArgs) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), recordTimeout)
 	defer cancel()
 	err := db.WithTx(ctx, f.s.pool, func(tx pgx.Tx) error { return f.s.insertDeliveryTx(ctx, tx, a) })
 	if err != nil {
@@ -279,18 +304,8 @@ func (f *firstAttempts) giveBack(a DeliverArgs, at time.Time) {
 	}
 }
 
-// recordTimeout bounds recording a claimed attempt, and giving one back.
-const recordTimeout = 5 * time.Second
-
-// LostAfter is how long a log stays pending and unchanged without a live
-// job of its run before the reconciler takes it for one that lost its job
-// (Reconcile): longer than a claimed first attempt can take, which is the
-// one time a log is pending without a job (maxFirstWait, deliveryTimeout,
-// and recordTimeout twice: 25 s).
-const LostAfter = 45 * time.Second
-
 // claimDeliveries deletes those of the jobs that are still available and
-// returns, at each job's index, the delivery of its log when it claimed the
+// at most maxClaimAge old, and returns, at each job's index, the delivery of its log when it claimed the
 // job (ok false otherwise: River has it, or the log is gone).
 func claimDeliveries(ctx context.Context, q db.Querier, batch []firstAttempt) ([]found, error) {
 	jobs := make([]int64, len(batch))
@@ -305,12 +320,13 @@ func claimDeliveries(ctx context.Context, q db.Querier, batch []firstAttempt) ([
 			DELETE FROM river_job j USING k
 			WHERE j.id = k.job_id AND j.state = 'available' AND j.kind = 'deliver_webhook'
 			  AND j.args->>'log_id' = k.id::text AND j.args->>'merchant_id' = k.merchant_id::text
+			  AND j.created_at > now() - $4::interval
 			RETURNING k.*
 		)
-		SELECT c.i, l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
+		SELECT c.i, `+deliveryColumns+`
 		FROM claimed c
 		JOIN webhook_logs l ON l.id = c.id AND l.merchant_id = c.merchant_id
-		JOIN merchants m ON m.id = l.merchant_id`, db.PlannedEachTime, jobs, ids, merchants)
+		JOIN merchants m ON m.id = l.merchant_id`, db.PlannedEachTime, jobs, ids, merchants, maxClaimAge)
 	if err != nil {
 		return nil, err
 	}

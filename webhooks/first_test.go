@@ -212,8 +212,10 @@ func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 	require.True(t, later == 1 || later == 2, "%d due later", later)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
+	f := s.first.Load()
 	s.StopFirstAttempts(ctx)
-	require.Zero(t, s.FirstAttemptsInFlight())
+	require.Zero(t, f.making.Load(), "the attempt in flight was given back")
+	require.Nil(t, s.first.Load())
 	for _, id := range append(rest, first) {
 		st, n := logState(t, pool, id)
 		require.Equal(t, StatusPending, st)
@@ -243,6 +245,7 @@ func TestFirstAttemptWaitsForABusyEndpoint(t *testing.T) {
 		ids := emit(t, s, pool, m[0], 2)
 		<-inFlight
 		if wait == maxFirstWait {
+			require.Eventually(t, func() bool { return s.FirstAttemptsInFlight() == 2 }, 10*time.Second, 5*time.Millisecond)
 			require.Zero(t, allJobs(t, pool), "both claimed, one waiting")
 			close(release)
 			for _, id := range ids {
@@ -277,7 +280,38 @@ func TestFirstAttemptWaitsForABusyEndpoint(t *testing.T) {
 // The reconciler never takes a claimed first attempt, still within its
 // bounds, for a log that lost its job.
 func TestLostAfterOutlastsAClaimedAttempt(t *testing.T) {
-	require.Greater(t, LostAfter, maxFirstWait+deliveryTimeout+2*recordTimeout)
+	require.Greater(t, LostAfter, maxClaimAge+batchTimeout+maxFirstWait+deliveryTimeout+2*recordTimeout)
+}
+
+// A manual retry while the recording process makes a log's first attempt
+// adds no job: the endpoint gets the event once, and one attempt is
+// recorded.
+func TestRetryDuringAClaimedFirstAttempt(t *testing.T) {
+	t.Parallel()
+	inFlight, release := make(chan struct{}, 2), make(chan struct{})
+	s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
+		inFlight <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	s.startFirstAttempts(4, maxFirstWait, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
+	id := emit(t, s, pool, m[0], 1)[0]
+	<-inFlight
+	ctx := context.Background()
+	for range 2 {
+		require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error { return s.RetryTx(ctx, tx, m[0], id) }))
+	}
+	require.Zero(t, liveJobs(t, pool, id), "no job added while the first attempt is made")
+	close(release)
+	require.Eventually(t, func() bool { st, _ := logState(t, pool, id); return st == StatusSuccess },
+		10*time.Second, 5*time.Millisecond)
+	_, n := logState(t, pool, id)
+	require.Equal(t, 1, n)
+	require.Zero(t, allJobs(t, pool))
+	require.Empty(t, inFlight, "one request")
 }
 
 // A first attempt claimed by a process that died before recording it

@@ -215,25 +215,26 @@ func (s *Service) SendTestTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUI
 // run yet (just created or just retried) is already about to be delivered:
 // it keeps its job, so a double click schedules one delivery.
 func (s *Service) RetryTx(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) error {
-	status, run, attempts, err := lockLog(ctx, tx, merchantID, id)
+	l, err := lockLog(ctx, tx, merchantID, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return web.NotFound("Webhook")
 	}
 	if err != nil {
 		return err
 	}
-	if status == StatusPending && attempts == 0 {
+	run := l.run
+	if l.status == StatusPending && l.attempts == 0 {
 		// Its job is due now; should it have been lost (deleted by an
 		// operator), this puts one back, and otherwise adds nothing. A
 		// first run's job has no unique key (firstDeliveryArgs), so it is
 		// looked for, not left to River's unique insert. Its attempt, if
 		// it is being made, is recorded after this transaction: it needs
 		// the log row, which this one holds. A first attempt being made by
-		// the recording process has no job (first.go): the retry then adds
-		// one, and the endpoint may get the event twice in that moment,
-		// under one webhook-id; one attempt is recorded.
+		// the recording process has no job (first.go) for up to LostAfter:
+		// a log that moved within it is left to that attempt, and to the
+		// reconciler should its claimant have died.
 		alive, err := runHasLiveJob(ctx, tx, id, run)
-		if err != nil || alive {
+		if err != nil || alive || l.moved {
 			return err
 		}
 		return s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})

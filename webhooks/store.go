@@ -50,13 +50,22 @@ func insertLog(ctx context.Context, tx pgx.Tx, id, merchantID uuid.UUID, event s
 	return err
 }
 
-// lockLog returns a log's status, run and attempts in that run, holding its
-// row until tx ends so that concurrent retries of one log take turns.
-func lockLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) (status string, run, attempts int, err error) {
-	err = tx.QueryRow(ctx, `
-		SELECT status, run, attempts FROM webhook_logs WHERE id = $1 AND merchant_id = $2 FOR UPDATE`, id, merchantID).
-		Scan(&status, &run, &attempts)
-	return status, run, attempts, err
+// lockedLog is a log's state, read under its row lock.
+type lockedLog struct {
+	status        string
+	run, attempts int  // attempts made in that run
+	moved         bool // changed within LostAfter
+}
+
+// lockLog reads a log, holding its row until tx ends so that concurrent
+// retries of one log take turns.
+func lockLog(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UUID) (lockedLog, error) {
+	var l lockedLog
+	err := tx.QueryRow(ctx, `
+		SELECT status, run, attempts, updated_at > now() - $3::interval
+		FROM webhook_logs WHERE id = $1 AND merchant_id = $2 FOR UPDATE`, id, merchantID, LostAfter).
+		Scan(&l.status, &l.run, &l.attempts, &l.moved)
+	return l, err
 }
 
 // liveJobOfRun is the SQL test that the log logID (a uuid expression) has
@@ -155,7 +164,7 @@ func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, er
 		ids[i], merchants[i] = k.id, k.merchantID
 	}
 	rows, err := q.Query(ctx, `
-		SELECT k.i, l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
+		SELECT k.i, `+deliveryColumns+`
 		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(id, merchant_id, i)
 		JOIN webhook_logs l ON l.id = k.id AND l.merchant_id = k.merchant_id
 		JOIN merchants m ON m.id = l.merchant_id`, db.PlannedEachTime, ids, merchants)
@@ -164,6 +173,10 @@ func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, er
 	}
 	return scanDeliveries(rows, len(keys))
 }
+
+// deliveryColumns are a delivery's, of its log (l) and merchant (m), as
+// scanDeliveries reads them.
+const deliveryColumns = `l.status, l.run, l.attempts, l.payload, ` + endpointColumns
 
 // scanDeliveries reads rows of (the 1-based index of a request, the
 // delivery's columns) into the answers to n requests.

@@ -24,19 +24,21 @@
 //     log pending, so its record, the next attempt's job and this job's
 //     completion commit in one transaction. So a log is pending exactly
 //     while a job of its current run is alive, or its claimed first attempt
-//     is being made (for at most deliveryTimeout and its record; a claimed
-//     attempt that cannot be made or recorded is given back as a job), on
-//     every path. The schedule
-//     lives in the job table and survives restarts; each wait counts from
-//     the start of the attempt before, and next_retry_at is when the next
-//     job is due. A job that leaves River some other way
-//     (discarded after infrastructure errors, cancelled by an operator) is
-//     replaced by the reconciler, so no log stays pending forever.
+//     is being made (within LostAfter of its event; a claimed attempt that
+//     cannot be made or recorded is given back as a job), on every path.
+//     The schedule lives in the job table and survives restarts; each wait
+//     counts from the start of the attempt before, and next_retry_at is
+//     when the next job is due. A job that leaves River some other way
+//     (discarded after infrastructure errors, cancelled by an operator, or
+//     claimed by a process that died) is replaced by the reconciler, so no
+//     log stays pending forever.
 //   - A manual retry starts a new run; jobs of older runs deliver nothing.
 //   - One endpoint holds at most MaxPerEndpoint deliveries of a process at
 //     once; the rest snooze without spending an attempt (after waiting at
-//     most maxTurnWait for a slot of an endpoint that answers fast), so a
-//     hanging endpoint cannot take every webhook worker.
+//     most maxTurnWait for a slot of an endpoint that answers fast; a
+//     claimed first attempt waits up to maxFirstWait for one that answers
+//     within slowEndpoint), so a hanging endpoint cannot take every webhook
+//     worker or every claim.
 //   - Delivery never reaches a forbidden address (loopback, private, link-local,
 //     metadata, ...) unless private networks are explicitly allowed: the check
 //     runs when a URL is saved and again in the dialer, on the resolved IPs

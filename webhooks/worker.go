@@ -37,7 +37,8 @@ const (
 
 // DeliverArgs is the job that makes the next attempt of one log's run, not
 // before At. Each attempt is its own job, so a log is pending exactly while
-// a job of its current run is alive: an attempt to be retried commits its
+// a job of its current run is alive (or its claimed first attempt is being
+// made: first.go): an attempt to be retried commits its
 // record, the job's completion and the next attempt's job together; a final
 // one (delivered, or the last failed) commits its record alone, the log
 // leaves pending, and River completes the job just after (finishAttemptTx).
