@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"paygate/webhooks"
 )
 
 // settleWithin is how long after the last restart (or outage) every
@@ -119,10 +121,10 @@ func checkInvariants(t *testing.T, dbURL string, l *load, r *receiver, since tim
 	require.Zero(t, over, "payments refunded beyond their amount or with a wrong amount_refunded")
 
 	// A log whose first attempt is being made by the process that recorded
-	// it has no job meanwhile (a few seconds), and one whose claim was lost
-	// has none until the reconciler resumes it (webhooks.LostAfter): with
+	// it has no job meanwhile (less than webhooks.LostAfter), and one whose
+	// claim was lost has none until the reconciler resumes it: with
 	// lostClaims, that is waited for; otherwise no log may be without a job
-	// for longer than an attempt takes.
+	// for longer than a claimed attempt can take.
 	orphans := func(olderThan time.Duration) int {
 		return count(`
 			SELECT count(*) FROM webhook_logs l WHERE l.status = 'pending' AND l.updated_at < now() - $1::interval
@@ -136,7 +138,7 @@ func checkInvariants(t *testing.T, dbURL string, l *load, r *receiver, since tim
 		require.True(t, waitUntil(deadline, func() bool { n = orphans(0); return n == 0 }),
 			"%d webhook logs pending without a live job", n)
 	} else {
-		require.Zero(t, orphans(10*time.Second), "webhook logs pending without a live job")
+		require.Zero(t, orphans(webhooks.LostAfter), "webhook logs pending without a live job")
 	}
 
 	l.mu.Lock()

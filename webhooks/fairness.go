@@ -87,15 +87,14 @@ func (l *endpointLimiter) acquire(ctx context.Context, rawURL string, limit int)
 
 // acquireWithin takes a slot for rawURL's endpoint, waiting up to wait for
 // one when it is at its bound, unless its recent attempts took slow or
-// more, or limit others wait already: for an attempt whose other way to
-// wait costs more (a first attempt claimed from the queue, which would go
-// back to it), and which must not hold its claim for a slow endpoint.
-func (l *endpointLimiter) acquireWithin(ctx context.Context, rawURL string, limit int, wait, slow time.Duration) (release func(), ok bool) {
-	if limit <= 0 {
-		limit = DefaultMaxPerEndpoint
-	}
+// more, or none has finished yet (it may be hanging) and maxWaiting others
+// wait already: for an attempt whose other way to wait costs more (a first
+// attempt claimed from the queue, which would go back to it), and which
+// must not hold its claim for a slow endpoint.
+func (l *endpointLimiter) acquireWithin(ctx context.Context, rawURL string, limit int, wait, slow time.Duration,
+	maxWaiting int) (release func(), ok bool) {
 	release, _, ok = l.take(ctx, rawURL, limit, func(took time.Duration, waiting int) time.Duration {
-		if took >= slow || waiting >= limit {
+		if took >= slow || (took == 0 && waiting >= maxWaiting) {
 			return 0
 		}
 		return wait

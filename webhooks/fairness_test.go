@@ -131,3 +131,46 @@ func TestEndpointLimiterWaitsOnlyBriefly(t *testing.T) {
 	require.True(t, ok, "the release freed the slot: no stale turn took it")
 	release()
 }
+
+// A claimed first attempt waits for an endpoint at its bound that has
+// answered fast, however many wait; for one none of whose attempts has
+// finished, only while fewer than maxWaiting wait; for a slow one, not at
+// all.
+func TestEndpointLimiterWaitsWithinForFirstAttempts(t *testing.T) {
+	t.Parallel()
+	var l endpointLimiter
+	ctx := context.Background()
+	const url = "https://first.example/"
+	held, _, ok := l.acquire(ctx, url, 1)
+	require.True(t, ok)
+	got := make(chan bool, 3)
+	wait := func() {
+		release, ok := l.acquireWithin(ctx, url, 1, time.Hour, time.Second, 1)
+		if ok {
+			release() // the turn passes on
+		}
+		got <- ok
+	}
+
+	go wait() // no attempt finished yet: one may wait
+	for l.waitingTurns(url) != 1 {
+		runtime.Gosched()
+	}
+	_, ok = l.acquireWithin(ctx, url, 1, time.Hour, time.Second, 1)
+	require.False(t, ok, "a second would wait for an endpoint that may hang")
+
+	l.setTook(url, time.Millisecond)
+	go wait() // answered fast: any number wait
+	go wait()
+	for l.waitingTurns(url) != 3 {
+		runtime.Gosched()
+	}
+	l.setTook(url, time.Second)
+	_, ok = l.acquireWithin(ctx, url, 1, time.Hour, time.Second, 1)
+	require.False(t, ok, "a slow endpoint is not waited for")
+
+	held()
+	for range 3 {
+		require.True(t, <-got, "each waiting attempt had its turn")
+	}
+}

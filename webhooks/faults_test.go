@@ -451,7 +451,17 @@ func TestFirstDeliveryIsNotUniqueAndRetriesDoNotDuplicateIt(t *testing.T) {
 
 	// A first job that was lost (deleted) is put back by a retry, once the
 	// log has not moved for LostAfter (until then, it may be a first
-	// attempt claimed by its recording process, whose job is gone).
+	// attempt claimed by its recording process, whose job is gone). The
+	// endpoint holds its answers meanwhile, so the log stays pending with
+	// no attempt whether or not River had fetched the job.
+	hold := make(chan struct{})
+	var holdOnce sync.Once
+	unhold := func() { holdOnce.Do(func() { close(hold) }) }
+	t.Cleanup(unhold)
+	r.setRespond(func(_ int, w http.ResponseWriter) {
+		<-hold
+		w.WriteHeader(http.StatusOK)
+	})
 	id = sendTest(t, a, h)
 	_, err := a.Pool.Exec(context.Background(), `DELETE FROM river_job WHERE kind = 'deliver_webhook'
 		AND args @> jsonb_build_object('log_id', $1::uuid)`, id)
@@ -462,5 +472,7 @@ func TestFirstDeliveryIsNotUniqueAndRetriesDoNotDuplicateIt(t *testing.T) {
 		id, webhooks.LostAfter+time.Second)
 	require.NoError(t, err)
 	retry(t, a, h, id)
+	require.Equal(t, 1, liveJobs(t, a, id, 0), "put back")
+	unhold()
 	waitStatus(t, a, h, id, webhooks.StatusSuccess)
 }

@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"sync"
@@ -58,6 +59,11 @@ type firstAttempts struct {
 	slots  chan struct{} // one per attempt taken from the queue and not yet done
 	// wait replaces maxFirstWait when set (tests).
 	wait time.Duration
+	// maxWaiting bounds the attempts that wait for the bound of an endpoint
+	// none of whose attempts has finished yet: with those its bound has in
+	// flight, such an endpoint holds at most a quarter of the claims
+	// (claimsFloor).
+	maxWaiting int
 	// stop is closed when Stop begins: no event is taken after it.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -84,12 +90,20 @@ const (
 	// claim is as long; their jobs stay available meanwhile, so River may
 	// deliver some first, and a full queue leaves the rest to River.
 	claimsPerWorker = 4
+	// claimsFloor: the claims are at least this many times an endpoint's
+	// bound, and the attempts waiting for an endpoint none of whose
+	// attempts has finished yet at most that fraction of them, so that one
+	// that hangs from its first request on holds at most its bound in
+	// flight and as many waiting: a quarter of the claims. One that answered
+	// fast before and hangs now holds what waits for it until its first
+	// requests time out (deliveryTimeout) and show it slow.
+	claimsFloor = 8
 	// maxFirstWait bounds a claimed attempt's wait for its endpoint's bound,
 	// after which it is given back as a job. Only an endpoint whose recent
-	// attempts took less than slowEndpoint is waited for, by at most
-	// MaxPerEndpoint attempts: a slow or hanging endpoint's are given back
-	// at once (River's workers snooze them), so it cannot hold the claims
-	// every other merchant's first attempts need.
+	// attempts took less than slowEndpoint is waited for (by at most
+	// maxWaiting attempts while none has finished): a slow or hanging
+	// endpoint's are given back at once (River's workers snooze them), so
+	// it cannot hold the claims every other merchant's first attempts need.
 	maxFirstWait = 5 * time.Second
 	slowEndpoint = time.Second
 	// maxClaimAge is how old a job may be when claimed (how long its event
@@ -115,10 +129,12 @@ const LostAfter = time.Minute
 
 // StartFirstAttempts makes the events this process records have their first
 // attempt made here, up to claimsPerWorker per webhook worker (workers)
-// claimed at once, each endpoint within its bound; for the process that
-// works the webhook queue. Stop it with StopFirstAttempts.
+// claimed at once, and at least claimsFloor times an endpoint's bound, each
+// endpoint within its bound; for the process that works the webhook queue.
+// Stop it with StopFirstAttempts.
 func (s *Service) StartFirstAttempts(workers int, logger *slog.Logger) {
-	s.startFirstAttempts(workers*claimsPerWorker, maxFirstWait, logger)
+	limit := cmp.Or(max(s.MaxPerEndpoint, 0), DefaultMaxPerEndpoint)
+	s.startFirstAttempts(max(workers*claimsPerWorker, claimsFloor*limit), maxFirstWait, logger)
 }
 
 // startFirstAttempts claims up to claims attempts at once, each waiting up
@@ -126,7 +142,8 @@ func (s *Service) StartFirstAttempts(workers int, logger *slog.Logger) {
 func (s *Service) startFirstAttempts(claims int, wait time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &firstAttempts{s: s, logger: logger, queue: make(chan firstAttempt, claims),
-		slots: make(chan struct{}, claims), wait: wait, stop: make(chan struct{}), ctx: ctx, cancel: cancel}
+		slots: make(chan struct{}, claims), wait: wait, maxWaiting: max(1, claims/claimsFloor),
+		stop: make(chan struct{}), ctx: ctx, cancel: cancel}
 	f.wg.Add(1)
 	go f.run()
 	s.first.Store(f)
@@ -135,7 +152,9 @@ func (s *Service) startFirstAttempts(claims int, wait time.Duration, logger *slo
 // StopFirstAttempts stops taking events (their jobs, and those still
 // queued, stay for River) and waits for the attempts in flight until ctx
 // ends; those still in flight then are cancelled and given back as jobs,
-// and it waits for that too (each within recordTimeout).
+// and it waits for that too (a claim running then, within batchTimeout,
+// and each give-back within recordTimeout). A second call while one runs
+// returns at once.
 func (s *Service) StopFirstAttempts(ctx context.Context) {
 	f := s.first.Load()
 	if f == nil {
@@ -272,14 +291,14 @@ func (f *firstAttempts) attempt(j firstAttempt, d delivery) {
 	defer f.wg.Done()
 	defer func() { f.making.Add(-1); <-f.slots }()
 	s, a := f.s, DeliverArgs{LogID: j.key.id, MerchantID: j.key.merchantID, Run: d.run}
-	release, ok := s.limiter.acquireWithin(f.ctx, d.URL, s.MaxPerEndpoint, f.wait, slowEndpoint)
+	release, ok := s.limiter.acquireWithin(f.ctx, d.URL, s.MaxPerEndpoint, f.wait, slowEndpoint, f.maxWaiting)
 	if !ok {
 		f.giveBack(a) // River's worker snoozes it while the endpoint is busy
 		return
 	}
 	o := s.send(f.ctx, a.LogID, d)
 	release()
-	if f.ctx.Err() != nil {
+	if f.ctx.Err() != nil && !o.delivered() {
 		f.giveBack(a) // stopping mid-request: the attempt is made again
 		return
 	}

@@ -231,10 +231,11 @@ func (s *Service) RetryTx(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UU
 		// it is being made, is recorded after this transaction: it needs
 		// the log row, which this one holds. A first attempt being made by
 		// the recording process has no job (first.go) for up to LostAfter:
-		// a log that moved within it is left to that attempt, and to the
-		// reconciler should its claimant have died.
+		// a first run's log that moved within it is left to that attempt,
+		// and to the reconciler should its claimant have died (a retry
+		// answered meanwhile schedules nothing itself).
 		alive, err := runHasLiveJob(ctx, tx, id, run)
-		if err != nil || alive || l.moved {
+		if err != nil || alive || (l.moved && run == 0) {
 			return err
 		}
 		return s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: id, MerchantID: merchantID, Run: run})
