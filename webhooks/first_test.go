@@ -35,6 +35,23 @@ func firstFixture(t *testing.T, respond http.HandlerFunc) (*Service, *pgxpool.Po
 	return s, pool, m
 }
 
+// holding is an endpoint that tells the arrival of each of its first n
+// requests on arrived, and answers once release is closed (or the request
+// is given up).
+func holding(n int) (hold http.HandlerFunc, arrived, release chan struct{}) {
+	arrived, release = make(chan struct{}, n), make(chan struct{})
+	return func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}, arrived, release
+}
+
 // emit records events of merchant m in one transaction and returns their
 // logs' ids.
 func emit(t *testing.T, s *Service, pool *pgxpool.Pool, m uuid.UUID, n int) []uuid.UUID {
@@ -176,17 +193,8 @@ func TestFailedFirstAttemptSchedulesTheNext(t *testing.T) {
 // is cancelled and given back as a job, so every log has one.
 func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 	t.Parallel()
-	inFlight, release := make(chan struct{}, 1), make(chan struct{})
-	s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case inFlight <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
+	hold, inFlight, release := holding(1)
+	s, pool, m := firstFixture(t, hold)
 	defer close(release)
 	s.startFirstAttempts(1, maxFirstWait, slog.Default())
 	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
@@ -232,14 +240,8 @@ func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 func TestFirstAttemptWaitsForABusyEndpoint(t *testing.T) {
 	t.Parallel()
 	for _, wait := range []time.Duration{maxFirstWait, 50 * time.Millisecond} {
-		inFlight, release := make(chan struct{}, 2), make(chan struct{})
-		s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
-			inFlight <- struct{}{}
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		})
+		hold, inFlight, release := holding(2)
+		s, pool, m := firstFixture(t, hold)
 		s.MaxPerEndpoint = 1
 		s.startFirstAttempts(4, wait, slog.Default())
 		ids := emit(t, s, pool, m[0], 2)
@@ -288,14 +290,8 @@ func TestLostAfterOutlastsAClaimedAttempt(t *testing.T) {
 // recorded.
 func TestRetryDuringAClaimedFirstAttempt(t *testing.T) {
 	t.Parallel()
-	inFlight, release := make(chan struct{}, 2), make(chan struct{})
-	s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
-		inFlight <- struct{}{}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
+	hold, inFlight, release := holding(2)
+	s, pool, m := firstFixture(t, hold)
 	s.startFirstAttempts(4, maxFirstWait, slog.Default())
 	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
 	id := emit(t, s, pool, m[0], 1)[0]
