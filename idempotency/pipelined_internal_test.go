@@ -13,17 +13,25 @@ import (
 	"paygate/db/dbtest"
 )
 
+// thingsPool is a pool on a fresh database with a table things (n int
+// PRIMARY KEY).
+func thingsPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dbtest.New(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	_, err = pool.Exec(context.Background(), `CREATE TABLE things (n int PRIMARY KEY)`)
+	require.NoError(t, err)
+	return pool
+}
+
 // A first statement that fails before BEGIN reaches the server (it cannot
 // even be prepared) leaves no transaction: nothing after it may run on its
 // own, and COMMIT may not report success outside a transaction.
 func TestPipelinedBeginFailureClosesTheTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbtest.New(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	_, err = pool.Exec(ctx, `CREATE TABLE things (n int)`)
-	require.NoError(t, err)
+	pool := thingsPool(t)
 
 	tx, err := beginPipelined(ctx, pool)
 	require.NoError(t, err)
@@ -55,11 +63,7 @@ func TestPipelinedBeginFailureClosesTheTransaction(t *testing.T) {
 func TestPipelinedExecAtCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbtest.New(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	_, err = pool.Exec(ctx, `CREATE TABLE things (n int PRIMARY KEY)`)
-	require.NoError(t, err)
+	pool := thingsPool(t)
 	count := func() (n int) {
 		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
 		return n
@@ -97,7 +101,7 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 
 	// A queued statement that fails: the commit fails, the transaction's
 	// other write is not kept, and the connection goes back clean.
-	err = run(func(tx *pipelinedTx) error {
+	err := run(func(tx *pipelinedTx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO things VALUES (4)`); err != nil {
 			return err
 		}
@@ -130,11 +134,7 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 func TestQueryAtCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbtest.New(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	_, err = pool.Exec(ctx, `CREATE TABLE things (n int PRIMARY KEY)`)
-	require.NoError(t, err)
+	pool := thingsPool(t)
 	var got []int
 	scan := func(rows pgx.Rows) error {
 		var n int

@@ -109,10 +109,7 @@ func (l *endpointLimiter) acquireWithin(ctx context.Context, rawURL string, limi
 // deliveries waiting already.
 func (l *endpointLimiter) take(ctx context.Context, rawURL string, limit int,
 	wait func(took time.Duration, waiting int) time.Duration) (release func(), took time.Duration, ok bool) {
-	key := endpointKey(rawURL)
-	if limit <= 0 {
-		limit = DefaultMaxPerEndpoint
-	}
+	key, limit := endpointKey(rawURL), endpointBound(limit)
 	l.mu.Lock()
 	if l.endpoints == nil {
 		l.endpoints = map[string]*endpointState{}
@@ -175,6 +172,15 @@ func (l *endpointLimiter) releaser(e *endpointState) func() {
 		}
 		e.active--
 	}
+}
+
+// endpointBound is a configured bound per endpoint, limit, or
+// DefaultMaxPerEndpoint when it is not set (0).
+func endpointBound(limit int) int {
+	if limit <= 0 {
+		return DefaultMaxPerEndpoint
+	}
+	return limit
 }
 
 // endpointKey is what deliveries share a bound by: the URL's scheme and

@@ -1,7 +1,6 @@
 package webhooks
 
 import (
-	"cmp"
 	"context"
 	"log/slog"
 	"sync"
@@ -133,8 +132,7 @@ const LostAfter = time.Minute
 // endpoint within its bound; for the process that works the webhook queue.
 // Stop it with StopFirstAttempts.
 func (s *Service) StartFirstAttempts(workers int, logger *slog.Logger) {
-	limit := cmp.Or(max(s.MaxPerEndpoint, 0), DefaultMaxPerEndpoint)
-	s.startFirstAttempts(max(workers*claimsPerWorker, claimsFloor*limit), maxFirstWait, logger)
+	s.startFirstAttempts(max(workers*claimsPerWorker, claimsFloor*endpointBound(s.MaxPerEndpoint)), maxFirstWait, logger)
 }
 
 // startFirstAttempts claims up to claims attempts at once, each waiting up
@@ -324,8 +322,9 @@ func (f *firstAttempts) giveBack(a DeliverArgs) {
 }
 
 // claimDeliveries deletes those of the jobs that are still available and
-// at most maxClaimAge old, and returns, at each job's index, the delivery of its log when it claimed the
-// job (ok false otherwise: River has it, or the log is gone).
+// at most maxClaimAge old, and returns, at each job's index, the delivery
+// of its log when it claimed the job (ok false otherwise: River has it, it
+// is too old, or the log is gone).
 func claimDeliveries(ctx context.Context, q db.Querier, batch []firstAttempt) ([]found, error) {
 	jobs := make([]int64, len(batch))
 	ids, merchants := make([]uuid.UUID, len(batch)), make([]uuid.UUID, len(batch))
