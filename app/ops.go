@@ -33,8 +33,8 @@ func (a *App) health(c echo.Context) error {
 }
 
 // jobsStatus counts the real queue: River's job table by state, with the
-// first webhook attempts this process is making (their jobs, claimed, are
-// gone from the table: webhooks/first.go) as processing.
+// first webhook attempts this process has taken and not yet made (events
+// committed without a job: webhooks/first.go) as processing.
 func (a *App) jobsStatus(c echo.Context) error {
 	var pending, processing, completed, failed int64
 	var fresh bool

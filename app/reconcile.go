@@ -14,9 +14,10 @@ import (
 // without a live job gets a new one; jobLostAfter is after how long without
 // progress a payment or refund is taken for one, longer than any job's
 // timeout, so a job still working is never taken for a lost one. A webhook
-// log is after webhooks.LostAfter, longer than a first attempt claimed by
-// its recording process takes (its job is gone meanwhile): so an attempt
-// claimed by a process that crashed is made again within a minute.
+// log is after webhooks.LostAfter, longer than a first attempt made by its
+// recording process takes (it has no job meanwhile): so an attempt taken
+// by a process that crashed is made again within about a minute and a
+// quarter.
 const (
 	reconcileEvery = 15 * time.Second
 	jobLostAfter   = time.Minute

@@ -49,3 +49,40 @@ func TestAfterCommitOnlyAfterWithTxCommits(t *testing.T) {
 	require.NoError(t, tx.Commit(ctx))
 	require.Equal(t, 1, ran)
 }
+
+// AfterEnd learns how its transaction ended: true after the commit, false
+// after a rollback or an undone Track, each once.
+func TestAfterEndTellsHowTheTransactionEnded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 4)
+	require.NoError(t, err)
+	defer pool.Close()
+
+	var ends []bool
+	record := func(ok bool) { ends = append(ends, ok) }
+	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		require.True(t, db.Tracked(tx))
+		db.AfterEnd(tx, record)
+		require.Empty(t, ends, "not before the commit")
+		return nil
+	}))
+	require.Equal(t, []bool{true}, ends)
+
+	failed := errors.New("rolled back")
+	require.ErrorIs(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		db.AfterEnd(tx, record)
+		return failed
+	}), failed)
+	require.Equal(t, []bool{true, false}, ends)
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	end := db.Track(tx)
+	db.AfterEnd(tx, record)
+	end(false)
+	end(true)
+	require.Equal(t, []bool{true, false, false}, ends, "the first end counts")
+	require.False(t, db.Tracked(tx))
+}

@@ -16,12 +16,6 @@ func MigrateUpTo(ctx context.Context, sqlDB *sql.DB, version int64) error {
 	return err
 }
 
-// Tracked reports whether AfterCommit keeps anything for tx.
-func Tracked(tx any) bool {
-	_, ok := afterCommit.Load(tx)
-	return ok
-}
-
 // MigrateDownTo undoes the migrations after version.
 func MigrateDownTo(ctx context.Context, sqlDB *sql.DB, version int64) error {
 	p, err := provider(sqlDB)

@@ -30,9 +30,7 @@ import (
 // round trip for it inside its transaction, and another for its COMMIT,
 // holding its connection and row locks across both. The hot paths' jobs (a
 // payment's decision, a refund's processing, an event's first delivery) are
-// plain: available at once (or, for a first delivery its process means to
-// take itself, a moment later: InsertJobsDueFrom), not unique, without tags
-// or metadata. For them
+// plain: available at once, not unique, without tags or metadata. For them
 // JobRowsOf resolves each row as River's insert does (kind, JSON args, and
 // queue, max attempts and priority from the insert options, then the args'
 // own, then River's default priority), and InsertJobsFrom writes the
@@ -117,17 +115,8 @@ func (r JobRows) Params() []any {
 // args, kind, queue, max_attempts, priority) as jobs available now, as
 // River's insert does.
 func InsertJobsFrom(query string) string {
-	return InsertJobsDueFrom(query, "now()")
-}
-
-// InsertJobsDueFrom is InsertJobsFrom for jobs available but due at due (a
-// timestamptz expression, not before now()): River fetches none before
-// then, as after one of its own short snoozes, which leaves a job so. It
-// is for a job the inserting process means to take from the table itself
-// before River does (webhooks' first attempts).
-func InsertJobsDueFrom(query, due string) string {
 	return `INSERT INTO river_job (args, kind, queue, max_attempts, priority, state, scheduled_at, tags, metadata)
-		SELECT q.args, q.kind, q.queue, q.max_attempts, q.priority, 'available', ` + due + `, '{}', '{}'
+		SELECT q.args, q.kind, q.queue, q.max_attempts, q.priority, 'available', now(), '{}', '{}'
 		FROM (` + query + `) AS q`
 }
 

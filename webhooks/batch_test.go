@@ -157,9 +157,6 @@ func TestBatchedStatementsAreNotCached(t *testing.T) {
 		if _, err := deliveriesOf(ctx, tx, []logKey{{m[0], a}}); err != nil {
 			return err
 		}
-		if _, err := claimDeliveries(ctx, tx, []firstAttempt{{jobID: 1, key: logKey{m[0], a}}}); err != nil {
-			return err
-		}
 		_, err := recordAttempts(ctx, tx, []attempt{{args: DeliverArgs{LogID: a, MerchantID: m[0]}, status: StatusPending,
 			n: 99, o: outcome{at: time.Now(), body: "x"}}})
 		return err

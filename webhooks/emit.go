@@ -22,23 +22,22 @@ type Event struct {
 }
 
 // EmitTx records events in tx, the transaction of the state changes that
-// cause them (one for a request, a batch's for a worker), with the jobs of
-// their first deliveries, in one statement that tx sends with its COMMIT
-// where it can (db.QueryAtCommit). The log rows (with the bodies' exact
-// bytes) and their jobs then commit with those changes or not at all. An
-// event is recorded, and its job inserted, only when its merchant's
-// endpoint delivers it: a URL is set, delivery is enabled, and the event
-// (or all events) is subscribed; the INSERT checks it, so the hot path has
-// no read for it, and the jobs are inserted from the logs the INSERT
-// returns. The jobs are inserted in the order of their events. When any is,
-// the statement also notifies the webhook queue's producers as River's
-// insert would (db.NotifyDue): an event no endpoint takes wakes no one, but
-// uses the queue's notification slot all the same (the INSERT's rows are
-// not known when the statement is queued), so a delivery inserted within
-// the next 50 ms waits for the producers' next fetch or poll. The
-// statement returns the jobs it inserted: once tx has committed, the
-// process makes their first attempts itself when it works the webhook
-// queue (first.go), and then sends no notification.
+// cause them (one for a request, a batch's for a worker), in one statement
+// that tx sends with its COMMIT where it can (db.QueryAtCommit). The log
+// rows (with the bodies' exact bytes) commit with those changes or not at
+// all. An event is recorded only when its merchant's endpoint delivers it:
+// a URL is set, delivery is enabled, and the event (or all events) is
+// subscribed; the INSERT checks it, so the hot path has no read for it.
+//
+// When this process works the webhook queue and has room for the events
+// (first.go), it makes their first attempts itself once tx has committed,
+// and the logs get no job. Otherwise the statement inserts each log's first
+// delivery job, in the order of the events, from the logs the INSERT
+// returns, and notifies the webhook queue's producers as River's insert
+// would (db.NotifyDue): an event no endpoint takes wakes no one, but uses
+// the queue's notification slot all the same (the INSERT's rows are not
+// known when the statement is queued), so a delivery inserted within the
+// next 50 ms waits for the producers' next fetch or poll.
 func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	if len(events) == 0 {
 		return nil
@@ -63,30 +62,21 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	if err != nil {
 		return err
 	}
-	// The jobs' columns (db.JobRows) ride beside their events'. When this
-	// process makes the first attempts itself (first.go), River's producers
-	// are not woken for them, and the jobs are due only firstGrace later:
-	// River would only race this process for them. It fetches those this
-	// process leaves once they are due.
-	first := s.first.Load()
+	// The jobs' columns (db.JobRows) ride beside their events'.
+	take, taken := s.first.Load().reserve(tx, len(events))
 	var notify *string // River's insert notification, when the queue is due one
-	grace := time.Duration(0)
-	if first.room(len(events)) {
-		grace = firstGrace
-	} else if len(db.NotifyDue(time.Now(), Queue)) > 0 {
+	if !taken && len(db.NotifyDue(time.Now(), Queue)) > 0 {
 		payload := db.InsertPayload(Queue)
 		notify = &payload
 	}
-	var inserted []firstAttempt
-	if first != nil {
-		db.AfterCommit(tx, func() { first.offer(inserted) })
-	}
 	scan := func(rows pgx.Rows) error {
-		var a firstAttempt
-		_, err := pgx.ForEachRow(rows, []any{&a.jobID, &a.key.id, &a.key.merchantID}, func() error {
-			inserted = append(inserted, a)
-			return nil
+		logs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (logKey, error) {
+			var k logKey
+			return k, r.Scan(&k.id, &k.merchantID)
 		})
+		if taken {
+			take(logs)
+		}
 		return err
 	}
 	err = db.QueryAtCommit(ctx, tx, scan, `
@@ -100,16 +90,16 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 			FROM e JOIN merchants m ON m.id = e.merchant_id
 			WHERE m.webhook_url <> '' AND m.webhook_enabled
 				AND ($5 = ANY (m.webhook_events) OR e.event = ANY (m.webhook_events))
-			RETURNING id
+			RETURNING id, merchant_id
 		), job AS (
-			`+db.InsertJobsDueFrom(`SELECT e.args, e.kind, e.queue, e.max_attempts, e.priority FROM e JOIN log USING (id) ORDER BY e.n`,
-		`now() + $12::interval`)+`
-			RETURNING id, (args->>'log_id')::uuid AS log_id, (args->>'merchant_id')::uuid AS merchant_id
+			`+db.InsertJobsFrom(`SELECT e.args, e.kind, e.queue, e.max_attempts, e.priority
+				FROM e JOIN log USING (id) WHERE NOT $12 ORDER BY e.n`)+`
+			RETURNING id
 		), notified AS (
 			SELECT pg_notify(`+db.InsertChannel+`, $11) WHERE $11::text IS NOT NULL AND EXISTS (SELECT 1 FROM job)
 		)
-		SELECT job.* FROM job LEFT JOIN notified ON true`,
-		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify, grace)...)...)
+		SELECT log.* FROM log LEFT JOIN notified ON true`,
+		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify, taken)...)...)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)
 	}

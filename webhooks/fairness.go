@@ -89,8 +89,8 @@ func (l *endpointLimiter) acquire(ctx context.Context, rawURL string, limit int)
 // one when it is at its bound, unless its recent attempts took slow or
 // more, or none has finished yet (it may be hanging) and maxWaiting others
 // wait already: for an attempt whose other way to wait costs more (a first
-// attempt claimed from the queue, which would go back to it), and which
-// must not hold its claim for a slow endpoint.
+// attempt made without a job, which would be given back as one), and
+// which must not hold its slot for a slow endpoint.
 func (l *endpointLimiter) acquireWithin(ctx context.Context, rawURL string, limit int, wait, slow time.Duration,
 	maxWaiting int) (release func(), ok bool) {
 	release, _, ok = l.take(ctx, rawURL, limit, func(took time.Duration, waiting int) time.Duration {

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -87,15 +88,6 @@ func liveJobs(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) int {
 	return n
 }
 
-// dueLater reports whether the log's job is not yet due for River.
-func dueLater(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) bool {
-	t.Helper()
-	var later bool
-	require.NoError(t, pool.QueryRow(context.Background(), `SELECT scheduled_at > now() FROM river_job j
-		WHERE j.kind = 'deliver_webhook' AND j.args->>'log_id' = $1::text`, id).Scan(&later))
-	return later
-}
-
 func allJobs(t *testing.T, pool *pgxpool.Pool) int {
 	t.Helper()
 	var n int
@@ -103,51 +95,44 @@ func allJobs(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
-// The claim takes a job only while it is available and names its log:
-// one River has fetched stays River's, and so does one named with another
-// merchant or another log.
-func TestClaimTakesOnlyAvailableJobs(t *testing.T) {
+// An event is taken only with room reserved for it in a transaction whose
+// end the process learns: the room is freed when the transaction rolls
+// back; an event emitted in a transaction nothing tracks gets its job.
+func TestFirstAttemptsTakeOnlyWhatTheyHaveRoomFor(t *testing.T) {
 	t.Parallel()
-	pool, m := batchFixture(t)
+	hold, inFlight, release := holding(1)
+	s, pool, m := firstFixture(t, hold)
+	defer close(release)
+	s.startFirstAttempts(1, maxFirstWait, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
+	first := emit(t, s, pool, m[0], 1)[0]
+	<-inFlight // the one slot is busy: the queue's one place is free
+	require.Zero(t, liveJobs(t, pool, first))
+
 	ctx := context.Background()
-	logs := make([]uuid.UUID, 4)
-	jobs := make([]int64, 4)
-	for i := range logs {
-		logs[i] = insertTestLog(t, pool, m[0], `{"n":1}`)
-		rows, err := db.JobRowsOf(firstDelivery(logs[i], m[0]))
-		require.NoError(t, err)
-		sql, args := rows.Insert()
-		require.NoError(t, pool.QueryRow(ctx, sql+` RETURNING id`, args...).Scan(&jobs[i]))
-	}
-	_, err := pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() WHERE id = $1`, jobs[1])
+	failed := errors.New("rolled back")
+	event := []Event{{MerchantID: m[0], Name: EventPaymentSuccess, Data: map[string]any{}}}
+	require.ErrorIs(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		require.NoError(t, s.EmitTx(ctx, tx, event))
+		require.Equal(t, 1, s.first.Load().reserved)
+		return failed
+	}), failed)
+	require.Zero(t, s.first.Load().reserved, "freed by the rollback")
+
+	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
-	batch := []firstAttempt{
-		{jobID: jobs[0], key: logKey{m[0], logs[0]}},
-		{jobID: jobs[1], key: logKey{m[0], logs[1]}}, // fetched by River
-		{jobID: jobs[2], key: logKey{m[1], logs[2]}}, // another merchant
-		{jobID: jobs[3], key: logKey{m[0], logs[2]}}, // another log's job
-		{jobID: jobs[3] + 100, key: logKey{m[0], logs[3]}},
-	}
-	got, err := claimDeliveries(ctx, pool, batch)
-	require.NoError(t, err)
-	require.Len(t, got, len(batch))
-	require.True(t, got[0].ok)
-	require.Equal(t, `{"n":1}`, string(got[0].payload))
-	require.Equal(t, StatusPending, got[0].status)
-	for i := 1; i < len(batch); i++ {
-		require.False(t, got[i].ok, "batch[%d] is not claimed", i)
-	}
-	var states []string
-	rows, err := pool.Query(ctx, `SELECT state FROM river_job WHERE kind = 'deliver_webhook' ORDER BY id`)
-	require.NoError(t, err)
-	states, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	require.Equal(t, []string{"running", "available", "available"}, states, "only the claimed job is gone")
+	require.NoError(t, s.EmitTx(ctx, tx, event))
+	require.Zero(t, s.first.Load().reserved, "its end would go unseen: not taken")
+	require.NoError(t, tx.Commit(ctx))
+	require.Equal(t, 1, allJobs(t, pool), "the untracked transaction's event has its job")
+
+	queued := emit(t, s, pool, m[0], 1)[0]
+	require.Zero(t, liveJobs(t, pool, queued), "taken: the queue had room")
+	require.EqualValues(t, 2, s.FirstAttemptsInFlight(), "one made, one queued")
 }
 
 // The process that records an event makes its first attempt itself, with
-// no River worker: its job is claimed (deleted), never fetched or
-// completed, and the log is delivered.
+// no River worker: the log gets no job, and is delivered.
 func TestFirstAttemptIsMadeByTheRecordingProcess(t *testing.T) {
 	t.Parallel()
 	var got, signed atomic.Int32
@@ -168,7 +153,7 @@ func TestFirstAttemptIsMadeByTheRecordingProcess(t *testing.T) {
 	}
 	require.EqualValues(t, 3, got.Load())
 	require.EqualValues(t, 3, signed.Load())
-	require.Zero(t, allJobs(t, pool), "the jobs were claimed, not left to River")
+	require.Zero(t, allJobs(t, pool), "no job was inserted")
 }
 
 // A failed first attempt is recorded like a job's: the log stays pending
@@ -188,9 +173,10 @@ func TestFailedFirstAttemptSchedulesTheNext(t *testing.T) {
 	require.Equal(t, "scheduled", state, "due an hour later")
 }
 
-// What the process cannot take stays River's: with one send slot busy, the
-// events recorded meanwhile keep their jobs; on stop the attempt in flight
-// is cancelled and given back as a job, so every log has one.
+// What the process cannot take is River's: with the one slot busy and the
+// queue's one place taken, the events recorded meanwhile get their jobs;
+// on stop the queued event and the attempt in flight (cancelled) are given
+// back as jobs, so every log has one.
 func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 	t.Parallel()
 	hold, inFlight, release := holding(1)
@@ -200,29 +186,24 @@ func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
 	first := emit(t, s, pool, m[0], 1)[0]
 	<-inFlight
-	require.Zero(t, liveJobs(t, pool, first), "claimed")
-	require.EqualValues(t, 1, s.FirstAttemptsInFlight(), "counted while made, its job gone")
+	require.Zero(t, liveJobs(t, pool, first), "taken: no job")
+	require.EqualValues(t, 1, s.FirstAttemptsInFlight(), "counted while made")
 	var rest []uuid.UUID
 	for range 10 {
 		rest = append(rest, emit(t, s, pool, m[0], 1)...)
 	}
-	later := 0
-	for _, id := range rest {
-		require.Equal(t, 1, liveJobs(t, pool, id), "no slot: the job stays")
-		if dueLater(t, pool, id) {
-			later++
-		}
+	require.Zero(t, liveJobs(t, pool, rest[0]), "queued")
+	for _, id := range rest[1:] {
+		require.Equal(t, 1, liveJobs(t, pool, id), "no room: the job is inserted with the log")
 	}
-	// One claim at once and a queue of one: the first one or two of them
-	// are taken (one queued, and one held by the claimer until a claim is
-	// free once it has taken it from the queue), due later for River; the
-	// others found no room and were River's at once.
-	require.True(t, later == 1 || later == 2, "%d due later", later)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	require.EqualValues(t, 2, s.FirstAttemptsInFlight(), "one made, one queued")
+
+	ctx := context.Background()
+	stopCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	f := s.first.Load()
-	s.StopFirstAttempts(ctx)
-	require.Zero(t, f.making.Load(), "the attempt in flight was given back")
+	s.StopFirstAttempts(stopCtx)
+	require.Zero(t, f.making.Load(), "the queued event and the attempt in flight were given back")
 	require.Nil(t, s.first.Load())
 	for _, id := range append(rest, first) {
 		st, n := logState(t, pool, id)
@@ -231,8 +212,26 @@ func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 		require.Equal(t, 1, liveJobs(t, pool, id), "every log has its job")
 	}
 	ids := emit(t, s, pool, m[0], 1)
-	require.Equal(t, 1, liveJobs(t, pool, ids[0]), "stopped: the job is River's")
-	require.False(t, dueLater(t, pool, ids[0]), "and due at once")
+	require.Equal(t, 1, liveJobs(t, pool, ids[0]), "stopped: the job is inserted with the log")
+}
+
+// An event taken by a transaction that commits once Stop has begun is
+// given back by its committer: its log has a job.
+func TestAnEventCommittedAsStopBeginsIsGivenBack(t *testing.T) {
+	t.Parallel()
+	s, pool, m := firstFixture(t, func(http.ResponseWriter, *http.Request) {})
+	s.startFirstAttempts(4, maxFirstWait, slog.Default())
+	f := s.first.Load()
+	ctx := context.Background()
+	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		require.NoError(t, s.EmitTx(ctx, tx, []Event{{MerchantID: m[0], Name: EventPaymentSuccess, Data: map[string]any{}}}))
+		require.Equal(t, 1, f.reserved, "taken")
+		s.StopFirstAttempts(ctx)
+		return nil
+	}))
+	require.Zero(t, f.reserved)
+	require.Zero(t, f.making.Load())
+	require.Equal(t, 1, allJobs(t, pool), "given back at its commit")
 }
 
 // A claimed attempt to an endpoint at its bound waits for its turn, and is
@@ -310,24 +309,22 @@ func TestRetryDuringAClaimedFirstAttempt(t *testing.T) {
 	require.Empty(t, inFlight, "one request")
 }
 
-// A first attempt claimed by a process that died before recording it
-// leaves its log pending without a job: the reconciler resumes it once
-// LostAfter has passed, and not before.
-func TestReconcilerResumesALostClaim(t *testing.T) {
+// A first attempt taken by a process that died before making it leaves
+// its log pending without a job: the reconciler resumes it once LostAfter
+// has passed, and not before.
+func TestReconcilerResumesALostFirstAttempt(t *testing.T) {
 	t.Parallel()
 	s, pool, m := firstFixture(t, func(http.ResponseWriter, *http.Request) {})
 	ctx := context.Background()
-	id := emit(t, s, pool, m[0], 1)[0] // no first attempts started: the job is River's
-	var job int64
-	require.NoError(t, pool.QueryRow(ctx, `SELECT id FROM river_job WHERE kind = 'deliver_webhook'`).Scan(&job))
-	got, err := claimDeliveries(ctx, pool, []firstAttempt{{jobID: job, key: logKey{m[0], id}}})
-	require.NoError(t, err)
-	require.True(t, got[0].ok, "claimed, and then the claimant died")
-	require.Zero(t, liveJobs(t, pool, id))
+	// A process that takes events and never makes their attempts: as one
+	// that died after the commit.
+	s.first.Store(&firstAttempts{queue: make(chan firstAttempt, 1), stop: make(chan struct{})})
+	id := emit(t, s, pool, m[0], 1)[0]
+	require.Zero(t, liveJobs(t, pool, id), "taken, and then the process died")
 
 	n, err := s.Reconcile(ctx, LostAfter)
 	require.NoError(t, err)
-	require.Zero(t, n, "within LostAfter the claimant may still be making it")
+	require.Zero(t, n, "within LostAfter the process may still be making it")
 
 	_, err = pool.Exec(ctx, `UPDATE webhook_logs SET updated_at = now() - $2::interval WHERE id = $1`, id, LostAfter+time.Second)
 	require.NoError(t, err)

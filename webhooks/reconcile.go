@@ -13,14 +13,13 @@ import (
 // Reconcile gives every log pending and unchanged for longer than after
 // without a live job of its current run a new job, due now, and reports how
 // many it resumed. Every step of a run touches the log, so a log this old
-// (LostAfter: longer than a claimed first attempt, the one step made
-// without a job, can take) without a job has lost it.
+// (LostAfter: longer than a first attempt made by its recording process,
+// the one step made without a job, can take) without a job has lost it.
 //
 // The worker keeps a log and its jobs in step on every path it takes, but a
-// job can still leave River without passing through it: claimed by a
-// first attempt (first.go) whose process died before recording it,
-// discarded after
-// failing jobRetries times (the database was away), discarded by the rescuer
+// log can still lose its job, or never get one: a first attempt (first.go)
+// whose process died before recording it or giving it back, a job
+// discarded after failing jobRetries times (the database was away), discarded by the rescuer
 // when a crash hit its last try, or cancelled or deleted by an operator. The
 // new job goes on with the attempts the log has left, so it ends delivered
 // or failed, never pending forever. The query spans merchants, like key

@@ -232,7 +232,7 @@ func (s *Service) RetryTx(ctx context.Context, tx pgx.Tx, merchantID, id uuid.UU
 		// the log row, which this one holds. A first attempt being made by
 		// the recording process has no job (first.go) for up to LostAfter:
 		// a first run's log that moved within it is left to that attempt,
-		// and to the reconciler should its claimant have died (a retry
+		// and to the reconciler should its process have died (a retry
 		// answered meanwhile schedules nothing itself).
 		alive, err := runHasLiveJob(ctx, tx, id, run)
 		if err != nil || alive || (l.moved && run == 0) {

@@ -2,18 +2,19 @@
 //
 // Invariants:
 //   - An event is recorded by EmitTx in the transaction of the state change
-//     that causes it: the log row and its DeliverWebhook job, inserted by
-//     one statement (sent with a request's COMMIT), commit with the change
-//     or not at all. Events the merchant does not subscribe to, and events for a
+//     that causes it: the log row (with its DeliverWebhook job, unless the
+//     recording process makes the first attempt itself: first.go),
+//     inserted by one statement (sent with a request's COMMIT), commits
+//     with the change or not at all. Events the merchant does not subscribe to, and events for a
 //     merchant with no URL or with delivery disabled, record nothing.
 //   - A body is marshalled once (compact, no HTML escaping) and stored as
 //     bytes. Those bytes are signed and sent unchanged on every attempt, so a
 //     receiver verifying the bytes it got verifies what we recorded.
-//   - Each attempt is one River job, or, for a first attempt, that job
-//     claimed by the process that recorded the event when it works the
-//     webhook queue (first.go): it deletes the job while still available,
-//     so River never has it, and makes the attempt at once, recording it
-//     as the job's worker would. Its record is the log's summary and
+//   - Each attempt is one River job, or, for a first attempt, made by the
+//     process that recorded the event when it works the webhook queue and
+//     had room for it (first.go): the log then has no job, and that
+//     process makes the attempt at once, recording it as a job's worker
+//     would. Its record is the log's summary and
 //     its history row, written by one statement, so attempts always counts
 //     the current run's history. A final attempt (delivered, or failed
 //     after the fifth) is that statement alone, shared with the other
@@ -23,22 +24,23 @@
 //     longer pending and does nothing. An attempt to be retried keeps the
 //     log pending, so its record, the next attempt's job and this job's
 //     completion commit in one transaction. So a log is pending exactly
-//     while a job of its current run is alive, or its claimed first attempt
-//     is being made (within LostAfter of its event; a claimed attempt that
-//     cannot be made or recorded is given back as a job), on every path.
+//     while a job of its current run is alive, or its first attempt is being
+//     made by its recording process (within LostAfter of its event; one
+//     that cannot be made or recorded is given back as a job), on every
+//     path.
 //     The schedule lives in the job table and survives restarts; each wait
 //     counts from the start of the attempt before, and next_retry_at is
 //     when the next job is due. A job that leaves River some other way
-//     (discarded after infrastructure errors, cancelled by an operator, or
-//     claimed by a process that died) is replaced by the reconciler, so no
+//     (discarded after infrastructure errors, cancelled by an operator), or a
+//     first attempt whose process died, is replaced by the reconciler, so no
 //     log stays pending forever.
 //   - A manual retry starts a new run; jobs of older runs deliver nothing.
 //   - One endpoint holds at most MaxPerEndpoint deliveries of a process at
 //     once; the rest snooze without spending an attempt (after waiting at
 //     most maxTurnWait for a slot of an endpoint that answers fast; a
-//     claimed first attempt waits up to maxFirstWait for one that answers
+//     first attempt made by its recording process waits up to maxFirstWait for one that answers
 //     within slowEndpoint), so a hanging endpoint cannot take every webhook
-//     worker or every claim.
+//     worker or every first attempt's slot.
 //   - Delivery never reaches a forbidden address (loopback, private, link-local,
 //     metadata, ...) unless private networks are explicitly allowed: the check
 //     runs when a URL is saved and again in the dialer, on the resolved IPs

@@ -37,14 +37,14 @@ const (
 
 // DeliverArgs is the job that makes the next attempt of one log's run, not
 // before At. Each attempt is its own job, so a log is pending exactly while
-// a job of its current run is alive (or its claimed first attempt is being
-// made: first.go): an attempt to be retried commits its
+// a job of its current run is alive (or its first attempt is being made by
+// its recording process: first.go): an attempt to be retried commits its
 // record, the job's completion and the next attempt's job together; a final
 // one (delivered, or the last failed) commits its record alone, the log
 // leaves pending, and River completes the job just after (finishAttemptTx).
 // Run is the log's run: a manual retry starts a new one, and jobs of older
-// runs do nothing. A first attempt's job may instead be claimed and its
-// attempt made by the process that recorded the event (first.go).
+// runs do nothing. A first attempt may instead be made, without a job, by
+// the process that recorded the event (first.go).
 type DeliverArgs struct {
 	LogID      uuid.UUID `json:"log_id" river:"unique"`
 	MerchantID uuid.UUID `json:"merchant_id" river:"unique"`
@@ -67,8 +67,8 @@ func (DeliverArgs) InsertOpts() river.InsertOpts {
 	}
 }
 
-// firstDeliveryArgs is the job of a new log's first attempt (which the
-// recording process may claim, first.go): DeliverArgs
+// firstDeliveryArgs is the job of a new log's first attempt (when the
+// recording process does not make it, first.go): DeliverArgs
 // in kind and JSON, so DeliverArgs' worker runs it, but without a unique
 // key. A log just inserted has no other job to be unique against, so
 // River's unique path (a key computed, an index entry, a conflict check)
@@ -163,7 +163,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 // log stays pending, so its next job must commit with the record, and this
 // job is completed in it first, since the next one is its duplicate by
 // args. A first attempt made by the recording process (first.go) has no
-// job (nil): its job was deleted when it was claimed.
+// job (nil).
 func (s *Service) finishAttemptTx(ctx context.Context, a DeliverArgs, job *river.Job[DeliverArgs], n int, o outcome) error {
 	status, next := StatusPending, o.at.Add(max(s.wait(n), o.retryAfter))
 	switch {
