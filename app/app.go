@@ -61,6 +61,9 @@ type App struct {
 	Webhooks *webhooks.Service
 	Payments *payments.Service
 	Refunds  *refunds.Service
+	// decisions is the payments queue's worker, which also decides the
+	// payments this process creates (StartFirstDecisions).
+	decisions *payments.Worker
 	// simulator decides payments until a real acquirer connector exists.
 	simulator payments.Simulator
 
@@ -234,8 +237,10 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("start river: %w", err)
 	}
 	a.working.Store(true)
-	// The webhook workers' process makes its own events' first attempts.
+	// The workers' process makes its own events' first attempts, and
+	// decides its own payments.
 	a.Webhooks.StartFirstAttempts(a.Config.WebhookWorkers, a.Logger)
+	a.decisions.StartFirstDecisions(a.Config.PaymentsWorkers, jobLostAfter, a.Logger)
 	a.beat = startHeartbeat(a.Pool, a.Logger)
 	return nil
 }

@@ -86,7 +86,7 @@ func TestMetricsMoveWithPaymentsAndWebhooks(t *testing.T) {
 	require.NoError(t, err)
 	waitFor(t, func() bool {
 		var completed bool
-		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE state = 'completed' AND queue = 'payments')`).Scan(&completed))
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE state = 'completed' AND queue = 'refunds')`).Scan(&completed))
 		return completed
 	})
 	var text string

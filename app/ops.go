@@ -33,8 +33,10 @@ func (a *App) health(c echo.Context) error {
 }
 
 // jobsStatus counts the real queue: River's job table by state, with the
-// first webhook attempts this process has taken and not yet made (events
-// committed without a job: webhooks/first.go) as processing.
+// work this process has taken without a job: the first webhook attempts
+// not yet recorded (webhooks/first.go) as processing, the payments it
+// decides itself (payments/first.go) as pending until their acquirer is
+// asked, then processing.
 func (a *App) jobsStatus(c echo.Context) error {
 	var pending, processing, completed, failed int64
 	var fresh bool
@@ -48,7 +50,9 @@ func (a *App) jobsStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	processing += a.Webhooks.FirstAttemptsInFlight()
+	held, deciding := a.Payments.FirstDecisions()
+	pending += int64(held - deciding)
+	processing += int64(deciding) + a.Webhooks.FirstAttemptsInFlight()
 	status := "stopped"
 	if fresh {
 		status = "running"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -83,20 +84,28 @@ func (a *App) stopRiver(ctx context.Context) {
 	defer cancel()
 	hardCtx, cancelHard := context.WithDeadline(ctx, deadline.Add(-reserve/2))
 	defer cancelHard()
-	// First attempts made outside River stop alike, meanwhile: those still
-	// running at the soft deadline are cancelled and given back as jobs,
-	// which is waited for until the hard deadline (a log not given back
+	// First attempts and first decisions, made outside River, stop alike
+	// meanwhile: those waiting are given back as jobs at once, and those
+	// still running at the soft deadline are cancelled and given back,
+	// which is waited for until the hard deadline (what is not given back
 	// by then is the reconciler's).
-	firstStopped := make(chan struct{})
+	var first sync.WaitGroup
+	first.Add(2)
 	go func() {
-		defer close(firstStopped)
+		defer first.Done()
 		a.Webhooks.StopFirstAttempts(softCtx)
 	}()
+	go func() {
+		defer first.Done()
+		a.Payments.StopFirstDecisions(softCtx)
+	}()
+	firstStopped := make(chan struct{})
+	go func() { first.Wait(); close(firstStopped) }()
 	defer func() {
 		select {
 		case <-firstStopped:
 		case <-hardCtx.Done():
-			a.Logger.Warn("shutdown: first webhook attempts still being given back; the reconciler resumes them")
+			a.Logger.Warn("shutdown: first webhook attempts or payment decisions still being given back; the reconciler resumes them")
 		}
 	}()
 	err := a.River.Stop(softCtx)

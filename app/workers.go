@@ -19,8 +19,9 @@ func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 	if a.Config.Acquirer != nil {
 		decide = a.Config.Acquirer
 	}
-	river.AddWorker(workers, &payments.Worker{Service: a.Payments, Decide: decide, Retry: a.Config.PaymentRetry,
-		DecideTimeout: JobTimeout - 5*time.Second})
+	a.decisions = &payments.Worker{Service: a.Payments, Decide: decide, Retry: a.Config.PaymentRetry,
+		DecideTimeout: JobTimeout - 5*time.Second}
+	river.AddWorker(workers, a.decisions)
 	river.AddWorker(workers, &refunds.Worker{Service: a.Refunds})
 	river.AddWorker(workers, &webhooks.PruneWorker{Pool: a.Pool, Retention: a.Config.WebhookLogRetention})
 	river.AddWorker(workers, &reconcileWorker{app: a})

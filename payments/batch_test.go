@@ -138,7 +138,7 @@ func TestFailedDecisionBatchRollsBack(t *testing.T) {
 	// The failure comes after the payments, their orders and their logs
 	// were written in the batch's transaction.
 	boom := errors.New("boom")
-	svc := *a.Payments
+	svc := payments.Service{Pool: a.Payments.Pool, Delay: a.Payments.Delay}
 	var logs int
 	svc.Emit = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) error {
 		require.NoError(t, a.Payments.Emit(ctx, tx, events))

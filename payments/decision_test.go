@@ -369,7 +369,7 @@ func TestLegacyPaymentWithoutKeyGetsOneBeforeAsking(t *testing.T) {
 		}
 		return true, nil
 	}}
-	a := withAcquirer(t, q)
+	a := riverDecides(withAcquirer(t, q)) // a payment made by a version before the key
 	h := apptest.TestMerchant()
 	ctx := context.Background()
 

@@ -1,6 +1,7 @@
 package payments_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -52,6 +53,14 @@ func keysOf(m map[string]any) []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// riverDecides leaves the app's payments to River's worker, so that each
+// has its job (the process would otherwise decide the payments it creates
+// itself: first.go).
+func riverDecides(a *app.App) *app.App {
+	a.Payments.StopFirstDecisions(context.Background())
+	return a
 }
 
 // pendingForever keeps payments pending for the test's life, so a test can

@@ -2,8 +2,9 @@
 // asynchronous decision (the ProcessPayment worker) and capture.
 //
 // Invariants:
-//   - A payment row, its processing job and its payment.created event commit
-//     in one transaction; so do a decision (a success makes its order
+//   - A payment row, its processing job (none when the creating process
+//     decides it itself: first.go) and its payment.created event commit in
+//     one transaction; so do a decision (a success makes its order
 //     paid) and the payment.success/failed event. The worker records the
 //     decisions that come at the same time in one transaction (a batch: all
 //     of them or none; a failed batch is recorded again one answer at a
@@ -27,7 +28,8 @@
 //     that errs or hangs (DecideTimeout) fails the payment; a real
 //     connector must void or look up by key first (Decide).
 //   - No payment stays pending forever: one whose job left River without
-//     deciding it is given a new job by Reconcile.
+//     deciding it, or whose creating process died before deciding it (or
+//     giving it back as a job), is given a new job by Reconcile.
 //   - A payment is captured at most once: capture locks the payment row.
 //   - Of a card only the network and the last four digits are kept; the full
 //     number and the CVV never reach the database, a log or a response.

@@ -13,11 +13,14 @@ import (
 
 // Reconcile gives every payment created more than after ago that is still
 // pending without a live ProcessPayment job a new one, due now, and reports
-// how many it resumed. after must exceed any job's timeout, so that a job
-// still working is never taken for a lost one.
+// how many it resumed. after must exceed any job's timeout, and the time a
+// payment decided by its creating process may take (first.go), so that a
+// decision still being made is never taken for a lost one.
 //
 // The worker decides every payment it runs, and fails it after its last
-// attempt, but a job can still leave River without passing through it:
+// attempt, but a payment can still be left without a job: taken by the
+// process that created it (first.go), which died before deciding it or
+// giving it back; or its job left River without passing through it:
 // discarded by the rescuer when a crash hit its last attempt, or after its
 // last attempt failed on the database rather than the acquirer, or cancelled
 // or deleted by an operator. The new job asks the acquirer again under the

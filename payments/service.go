@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,6 +26,10 @@ type Service struct {
 	// Emit records the payment events (a decision batch's in one call);
 	// nil records none.
 	Emit webhooks.Emit
+
+	// first decides the payments this process creates, while it works the
+	// payments queue (Worker.StartFirstDecisions); nil otherwise.
+	first atomic.Pointer[firstDecisions]
 }
 
 // CreateOrderTx validates in and creates a merchant's order.
@@ -68,15 +73,22 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 		return Payment{}, web.NotFound("Order")
 	}
 	p.ID, p.MerchantID = db.NewID("pay_"), merchantID
-	// The job is available at once and snoozes until DecideAt: a job
-	// scheduled for later would wait for River's 5 s scheduler tick. It is
-	// inserted by the payment's own statement.
-	args := ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: time.Now().Add(s.Delay(p.Method))}
-	job, err := db.JobRowsOf(river.InsertManyParams{Args: args})
+	delay := s.Delay(p.Method)
+	decideAt, key := time.Now().Add(delay), uuid.New()
+	// Decided by this process (first.go), the payment has no job.
+	// Otherwise its job is inserted by the payment's own statement,
+	// available at once, and snoozes until DecideAt: a job scheduled for
+	// later would wait for River's 5 s scheduler tick.
+	take, taken := s.first.Load().reserve(tx, delay)
+	var jobs []river.InsertManyParams
+	if !taken {
+		jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: decideAt}})
+	}
+	job, err := db.JobRowsOf(jobs...)
 	if err != nil {
 		return Payment{}, err
 	}
-	p, err = insertPaymentTx(ctx, tx, p, job)
+	p, err = insertPaymentTx(ctx, tx, p, key, job)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		// No such order, or a paid one: read it, off the usual path, to say which.
@@ -102,6 +114,9 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	}
 	if err := db.NotifyInsertAtCommit(ctx, tx, job.Queues...); err != nil {
 		return Payment{}, err
+	}
+	if taken {
+		take(p, key, decideAt)
 	}
 	return p, nil
 }

@@ -59,26 +59,27 @@ func listOrders(ctx context.Context, q db.Querier, merchantID uuid.UUID, page we
 }
 
 // insertPaymentTx inserts p on its order, taking the amount and currency
-// from the order in the same statement, with the payment's decision key:
-// committed with the payment, so the worker only reads it before asking the
-// acquirer. The same statement inserts the payment's decision job (job,
-// one row), which thus exists exactly when the payment does. It matches no
+// from the order in the same statement, with the payment's decision key
+// (key): committed with the payment, so the worker only reads it before
+// asking the acquirer. The same statement inserts the payment's decision
+// job (job: one row, or none when the process decides it itself), which
+// thus exists exactly when the payment does. It matches no
 // row (pgx.ErrNoRows) when the merchant has no such order or the order is
 // paid (has a successful payment).
-func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment, job db.JobRows) (Payment, error) {
+func insertPaymentTx(ctx context.Context, tx pgx.Tx, p Payment, key uuid.UUID, job db.JobRows) (Payment, error) {
 	return db.QueryOne[Payment](ctx, tx, `
 		WITH p AS (
 			INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status,
 			                      decision_key)
-			SELECT $1, o.id, o.merchant_id, o.amount, o.currency, $4, $5, $6, $7, $8, gen_random_uuid()
+			SELECT $1, o.id, o.merchant_id, o.amount, o.currency, $4, $5, $6, $7, $8, $9
 			FROM orders o WHERE o.id = $2 AND o.merchant_id = $3 AND NOT EXISTS (
 				SELECT 1 FROM payments s WHERE s.order_id = o.id AND s.merchant_id = o.merchant_id AND s.status = 'success')
 			RETURNING `+paymentColumns+`
 		), job AS (
-			`+db.InsertJobsFrom(job.Unnest(9)+` WHERE EXISTS (SELECT 1 FROM p)`)+`
+			`+db.InsertJobsFrom(job.Unnest(10)+` WHERE EXISTS (SELECT 1 FROM p)`)+`
 		)
 		SELECT `+paymentColumns+` FROM p`,
-		append([]any{p.ID, p.OrderID, p.MerchantID, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status}, job.Params()...)...)
+		append([]any{p.ID, p.OrderID, p.MerchantID, p.Method, p.VPA, p.CardNetwork, p.CardLast4, p.Status, key}, job.Params()...)...)
 }
 
 func getPayment(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string, forUpdate bool) (Payment, error) {

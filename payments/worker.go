@@ -44,6 +44,11 @@ type ProcessArgs struct {
 	PaymentID  string    `json:"payment_id"`
 	MerchantID uuid.UUID `json:"merchant_id"`
 	DecideAt   time.Time `json:"decide_at"`
+	// Asked is how often the acquirer was asked before this job (by the
+	// process that created the payment, first.go): the job's attempts go
+	// on with the count and the waits from there, its MaxAttempts being
+	// what is left of maxDecideAttempts.
+	Asked int `json:"asked,omitempty"`
 }
 
 func (ProcessArgs) Kind() string { return "process_payment" }
@@ -83,11 +88,17 @@ type Worker struct {
 
 // NextRetry is the schedule: job.Attempt is the attempt that just failed.
 func (w *Worker) NextRetry(job *river.Job[ProcessArgs]) time.Time {
+	return time.Now().Add(w.retry(job.Args.Asked + job.Attempt))
+}
+
+// retry is the wait after the given (1-based) question to the acquirer
+// failed.
+func (w *Worker) retry(asked int) time.Duration {
 	retry := w.Retry
 	if len(retry) == 0 {
 		retry = DefaultRetry
 	}
-	return time.Now().Add(retry[max(0, min(job.Attempt-1, len(retry)-1))])
+	return retry[max(0, min(asked-1, len(retry)-1))]
 }
 
 // Work asks the acquirer under the payment's decision key, committed before
@@ -200,13 +211,16 @@ func (w *Worker) readBatch(ctx context.Context, keys []paymentKey) ([]decisionRe
 
 // decide asks the acquirer under DecideTimeout.
 func (w *Worker) decide(ctx context.Context, p Payment, key uuid.UUID) (bool, error) {
-	timeout := w.DecideTimeout
-	if timeout <= 0 {
-		timeout = DefaultDecideTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, w.decideTimeout())
 	defer cancel()
 	return w.Decide(ctx, p, key)
+}
+
+func (w *Worker) decideTimeout() time.Duration {
+	if w.DecideTimeout <= 0 {
+		return DefaultDecideTimeout
+	}
+	return w.DecideTimeout
 }
 
 // startDecision returns the payment and, while it is pending, its decision

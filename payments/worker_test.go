@@ -27,7 +27,7 @@ type event struct {
 // recording returns a copy of the app's service whose Emit records events.
 func recording(t *testing.T, a *app.App) (*payments.Service, *[]event) {
 	var events []event
-	svc := *a.Payments
+	svc := payments.Service{Pool: a.Payments.Pool, Delay: a.Payments.Delay}
 	svc.Emit = func(_ context.Context, tx pgx.Tx, many []webhooks.Event) error {
 		require.NotNil(t, tx)
 		for _, e := range many {
@@ -124,7 +124,7 @@ func TestDecideTx(t *testing.T) {
 // Running the job again after it completed changes nothing.
 func TestWorkerRunTwiceChangesNothing(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t)
+	a := riverDecides(apptest.New(t))
 	h := apptest.TestMerchant()
 	ctx := context.Background()
 	id := paySuccessfully(t, a, h)["id"].(string)
@@ -145,7 +145,7 @@ func TestWorkerRunTwiceChangesNothing(t *testing.T) {
 func TestWorkerWaitsForDecideAt(t *testing.T) {
 	t.Parallel()
 	const delay = 300 * time.Millisecond
-	a := apptest.New(t, func(c *app.Config) { c.TestProcessingDelay = delay })
+	a := riverDecides(apptest.New(t, func(c *app.Config) { c.TestProcessingDelay = delay }))
 	h := apptest.TestMerchant()
 	ctx := context.Background()
 	id := pay(t, a, h)["id"].(string)
@@ -214,7 +214,7 @@ func TestCardNumberAndCVVNeverStored(t *testing.T) {
 // The queue status counts the payment jobs once they are done.
 func TestJobsStatusCountsCompletedPayments(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t)
+	a := riverDecides(apptest.New(t))
 	h := apptest.TestMerchant()
 	for range 3 {
 		paySuccessfully(t, a, h)

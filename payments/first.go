@@ -1,0 +1,279 @@
+package payments
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"paygate/db"
+	"paygate/metrics"
+)
+
+// First decisions in the recording process. When the process that creates
+// a payment also works the payments queue, it decides the payment itself
+// at DecideAt, and the payment gets no job: the payment row, pending, is
+// the outbox, and the process holds it (with its decision key, generated
+// for the INSERT) in memory from the commit to the decision. River's job
+// row (its insert, fetch, completion and index entries, its NOTIFY) and the
+// worker's read of the payment were most of what a decision cost the
+// database besides the decision itself (BENCHMARKS.md).
+//
+// Invariants:
+//   - One decider per payment at a time, as with a job: a payment taken here
+//     has no job, the reconciler takes a pending payment without a live job
+//     only once lostAfter old, and nothing else inserts one. Should two ask
+//     nonetheless (a payment given back), they ask under the same decision
+//     key, and the record is conditional on the payment still pending.
+//   - A taken payment is decided and recorded (or given back) within
+//     lostAfter of its creation: it is taken only when its delay,
+//     maxTurnWait for a turn to ask, the acquirer's timeout (the worker's
+//     DecideTimeout) and two recordTimeouts (the record, a give-back) fit in
+//     it (fits). So the reconciler never takes a payment being decided here
+//     for a lost one, and resumes one whose process died.
+//   - Nothing is lost. A payment is taken only with room held for it before
+//     its INSERT, in a transaction whose end this process learns
+//     (db.AfterEnd); any other payment gets its job in its INSERT, as
+//     before. A taken payment that cannot be decided here (the process
+//     stopping before it is asked, or while the acquirer is asked; no turn
+//     within maxTurnWait; the acquirer erring; the record failing) is given
+//     back: a ProcessArgs job, which goes on with the attempts left
+//     (ProcessArgs.Asked). Should even that fail, or the process die, the
+//     payment is pending without a job, and the reconciler gives it one.
+type firstDecisions struct {
+	w         *Worker
+	logger    *slog.Logger
+	lostAfter time.Duration
+	turns     chan struct{} // one per payment whose acquirer is being asked or whose answer recorded
+	limit     int           // payments held at once
+
+	mu      sync.Mutex
+	held    int // payments taken, from their INSERT until decided or given back
+	stopped bool
+	waiting map[paymentKey]*heldPayment
+
+	ctx    context.Context // cancelled when Stop gives up waiting
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the payments held after their commit
+}
+
+// heldPayment is a taken payment, committed.
+type heldPayment struct {
+	p     Payment
+	key   uuid.UUID // its decision key
+	at    time.Time // DecideAt
+	timer *time.Timer
+}
+
+const (
+	// maxFirstDecisions bounds the payments a process holds to decide
+	// itself (a timer and a payment each, about a kilobyte): ten seconds of
+	// a thousand payments a second at the longest default delay. The
+	// others get jobs.
+	maxFirstDecisions = 10_000
+	// maxTurnWait bounds a due payment's wait for a turn to ask the
+	// acquirer (the turns are the payments workers'); it is given back
+	// after it.
+	maxTurnWait = 5 * time.Second
+)
+
+// StartFirstDecisions makes the payments this process creates be decided
+// here, asking the acquirer for up to workers of them at once, when each
+// can be within lostAfter (the reconciler's threshold); for the process
+// that works the payments queue. Stop it with Service.StopFirstDecisions.
+func (w *Worker) StartFirstDecisions(workers int, lostAfter time.Duration, logger *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &firstDecisions{w: w, logger: logger, lostAfter: lostAfter, turns: make(chan struct{}, max(1, workers)),
+		limit: maxFirstDecisions, waiting: map[paymentKey]*heldPayment{}, ctx: ctx, cancel: cancel}
+	w.Service.first.Store(f)
+}
+
+// StopFirstDecisions stops taking payments, gives those waiting for their
+// DecideAt back as jobs, and waits for those being decided until ctx ends;
+// those then are cancelled and given back, and it waits for that too. A
+// payment whose transaction commits after this began is given back by its
+// committer. A second call while one runs returns at once.
+func (s *Service) StopFirstDecisions(ctx context.Context) {
+	f := s.first.Load()
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		return
+	}
+	f.stopped = true
+	var waiting []*heldPayment
+	for k, h := range f.waiting {
+		if h.timer.Stop() {
+			waiting = append(waiting, h)
+			delete(f.waiting, k)
+		} // else it fires, finds stopped, and gives itself back
+	}
+	f.mu.Unlock()
+	f.giveBack(0, waiting...)
+	for range waiting {
+		f.wg.Done()
+	}
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		f.cancel()
+		<-done
+	}
+	f.cancel()
+	s.first.CompareAndSwap(f, nil)
+}
+
+// FirstDecisions is how many payments this process has taken to decide
+// itself and not yet decided (or given back), of them being decided:
+// payments committed without a job, whose work is not done.
+func (s *Service) FirstDecisions() (held, deciding int) {
+	f := s.first.Load()
+	if f == nil {
+		return 0, 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held, len(f.turns)
+}
+
+// fits reports whether a payment decided after delay is decided and
+// recorded (or given back) within lostAfter of its creation.
+func (f *firstDecisions) fits(delay time.Duration) bool {
+	return delay+maxTurnWait+f.w.decideTimeout()+2*recordTimeout < f.lostAfter
+}
+
+// reserve holds room for one payment of tx due after delay, and reports
+// whether it did: the payment is then inserted without a job and, once tx
+// commits, decided here (take names it; the room is freed should tx not
+// commit). It does not while stopping, when full, when the payment would
+// not be decided within lostAfter, or when tx's end would go unseen.
+func (f *firstDecisions) reserve(tx pgx.Tx, delay time.Duration) (take func(p Payment, key uuid.UUID, at time.Time), ok bool) {
+	if f == nil || !db.Tracked(tx) || !f.fits(delay) {
+		return nil, false
+	}
+	f.mu.Lock()
+	ok = !f.stopped && f.held < f.limit
+	if ok {
+		f.held++
+	}
+	f.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	var h *heldPayment
+	db.AfterEnd(tx, func(committed bool) {
+		if !committed || h == nil {
+			f.release(1)
+			return
+		}
+		f.schedule(h)
+	})
+	return func(p Payment, key uuid.UUID, at time.Time) { h = &heldPayment{p: p, key: key, at: at} }, true
+}
+
+func (f *firstDecisions) release(n int) {
+	f.mu.Lock()
+	f.held -= n
+	f.mu.Unlock()
+}
+
+// schedule decides a committed payment at its DecideAt; should the process
+// have begun stopping meanwhile, it gives it back instead.
+func (f *firstDecisions) schedule(h *heldPayment) {
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		f.giveBack(0, h)
+		return
+	}
+	f.wg.Add(1)
+	k := paymentKey{MerchantID: h.p.MerchantID, ID: h.p.ID}
+	f.waiting[k] = h
+	// Under the lock: the timer's function finds its entry.
+	h.timer = time.AfterFunc(time.Until(h.at), func() { f.due(k) })
+	f.mu.Unlock()
+}
+
+// due decides a payment whose DecideAt has come.
+func (f *firstDecisions) due(k paymentKey) {
+	defer f.wg.Done()
+	f.mu.Lock()
+	h, stopped := f.waiting[k], f.stopped
+	delete(f.waiting, k)
+	f.mu.Unlock()
+	if stopped {
+		f.giveBack(0, h)
+		return
+	}
+	turn := time.NewTimer(maxTurnWait)
+	defer turn.Stop()
+	select {
+	case f.turns <- struct{}{}:
+	case <-turn.C:
+		f.giveBack(0, h) // River's workers take it in their turn
+		return
+	case <-f.ctx.Done():
+		f.giveBack(0, h)
+		return
+	}
+	defer func() { <-f.turns }()
+	started := time.Now()
+	metrics.JobStarted(Queue, h.at, &started)
+	ok, err := f.w.decide(f.ctx, h.p, h.key)
+	if err != nil {
+		asked := 1
+		if f.ctx.Err() != nil {
+			asked = 0 // stopping: the question was cut short, not answered
+		} else {
+			f.logger.Warn("payments: the acquirer erred; the decision goes on as a job", "payment_id", h.p.ID, "error", err)
+		}
+		f.giveBack(asked, h)
+		return
+	}
+	// Recorded even should Stop cancel the decisions meanwhile: it was
+	// answered.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), recordTimeout)
+	defer cancel()
+	if _, err := f.w.batchers().decisions.Do(ctx, answer{MerchantID: h.p.MerchantID, PaymentID: h.p.ID, OK: ok}); err != nil {
+		f.logger.Warn("payments: recording a decision failed; it is asked again as a job", "payment_id", h.p.ID, "error", err)
+		f.giveBack(1, h)
+		return
+	}
+	f.release(1)
+}
+
+// giveBack leaves held payments to River: a ProcessArgs job each, in one
+// transaction, going on with the attempts asked left (due at once after a
+// question cut short, after the first retry's wait after an error, or at
+// its DecideAt otherwise). It runs within recordTimeout even while
+// stopping; the payments are then no longer this process's.
+func (f *firstDecisions) giveBack(asked int, held ...*heldPayment) {
+	if len(held) == 0 {
+		return
+	}
+	defer f.release(len(held))
+	jobs := make([]river.InsertManyParams, len(held))
+	for i, h := range held {
+		a := ProcessArgs{PaymentID: h.p.ID, MerchantID: h.p.MerchantID, DecideAt: h.at, Asked: asked}
+		if asked > 0 {
+			a.DecideAt = time.Now().Add(f.w.retry(asked))
+		}
+		jobs[i] = river.InsertManyParams{Args: a, InsertOpts: &river.InsertOpts{MaxAttempts: maxDecideAttempts - asked}}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), recordTimeout)
+	defer cancel()
+	err := db.WithTx(ctx, f.w.Service.Pool, func(tx pgx.Tx) error { return db.InsertJobsAtCommit(ctx, tx, jobs...) })
+	if err != nil {
+		f.logger.Error("payments: decisions could not be given back; the reconciler will resume them",
+			"payments", len(held), "error", err)
+	}
+}
