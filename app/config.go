@@ -91,6 +91,10 @@ type Config struct {
 // webhook attempt is bounded by 5 s).
 const JobTimeout = 30 * time.Second
 
+// decideTimeout is how long the acquirer is given to answer: less than
+// JobTimeout, so that the job's last attempt can still fail the payment.
+const decideTimeout = JobTimeout - 5*time.Second
+
 // LoadConfig reads and validates the configuration. Every invalid variable
 // is reported, each with what is allowed.
 func LoadConfig(getenv func(string) string) (Config, error) {

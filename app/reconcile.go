@@ -54,8 +54,10 @@ func (w *reconcileWorker) Work(ctx context.Context, _ *river.Job[reconcileArgs])
 		return err
 	}
 	if payments+refunds+logs > 0 {
-		// Worth a look: something took jobs away (an operator, or a job that
-		// kept failing on the database).
+		// Worth a look: a process stopped without handing over the work it
+		// held without jobs (a crash: first attempts and first decisions),
+		// or something took jobs away (an operator, or a job that kept
+		// failing on the database).
 		w.app.Logger.WarnContext(ctx, "resumed pending work that had lost its job",
 			"payments", payments, "refunds", refunds, "webhook_logs", logs)
 	}

@@ -1,8 +1,6 @@
 package app
 
 import (
-	"time"
-
 	"github.com/riverqueue/river"
 
 	"paygate/idempotency"
@@ -20,7 +18,7 @@ func (a *App) addWorkers(workers *river.Workers) []*river.PeriodicJob {
 		decide = a.Config.Acquirer
 	}
 	a.decisions = &payments.Worker{Service: a.Payments, Decide: decide, Retry: a.Config.PaymentRetry,
-		DecideTimeout: JobTimeout - 5*time.Second}
+		DecideTimeout: decideTimeout}
 	river.AddWorker(workers, a.decisions)
 	river.AddWorker(workers, &refunds.Worker{Service: a.Refunds})
 	river.AddWorker(workers, &webhooks.PruneWorker{Pool: a.Pool, Retention: a.Config.WebhookLogRetention})

@@ -1,9 +1,11 @@
 package db
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // afterCommit holds, per transaction that WithTx runs, what to do once it
@@ -11,30 +13,56 @@ import (
 // change that rolls back. WithTx enters a transaction before its work and
 // removes it on every way out (commit, error, rollback, panic), so nothing
 // outlives the transaction.
-var afterCommit sync.Map // pgx.Tx → *[]func(committed bool)
+var afterCommit sync.Map // pgx.Tx → *[]func(Outcome)
 
-// AfterCommit runs fn after tx commits, and never if it rolls back. It works
-// only inside WithTx or a transaction Track follows: in a transaction begun
-// any other way (a raw pool.Begin, a nested savepoint transaction) fn is
-// dropped, never run, and nothing is kept for it.
+// Outcome is how a transaction ended, as its client knows it.
+type Outcome int
+
+const (
+	// RolledBack: nothing of it committed (rolled back, its work undone,
+	// or its COMMIT refused by the server).
+	RolledBack Outcome = iota
+	Committed
+	// Unknown: the COMMIT was sent and no answer came (the connection
+	// broke): it may have committed or not.
+	Unknown
+)
+
+// CommitOutcome is the outcome of a transaction whose COMMIT returned err.
+func CommitOutcome(err error) Outcome {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return Committed
+	case errors.As(err, &pgErr):
+		return RolledBack // the server answered: it refused the commit
+	default:
+		return Unknown
+	}
+}
+
+// AfterCommit runs fn after tx commits, and never otherwise (an Unknown
+// outcome included). It works only inside WithTx or a transaction Track
+// follows: in a transaction begun any other way (a raw pool.Begin, a
+// nested savepoint transaction) fn is dropped, never run, and nothing is
+// kept for it.
 func AfterCommit(tx pgx.Tx, fn func()) {
-	AfterEnd(tx, func(ok bool) {
-		if ok {
+	AfterEnd(tx, func(o Outcome) {
+		if o == Committed {
 			fn()
 		}
 	})
 }
 
-// AfterEnd runs fn(true) after tx commits and fn(false) once it is known
-// not to (rolled back, or its work undone by the idempotency layer), like
-// AfterCommit: only in a transaction WithTx or Track follows (Tracked).
-func AfterEnd(tx pgx.Tx, fn func(committed bool)) {
+// AfterEnd runs fn with tx's outcome once it is known, like AfterCommit:
+// only in a transaction WithTx or Track follows (Tracked).
+func AfterEnd(tx pgx.Tx, fn func(Outcome)) {
 	fns, ok := afterCommit.Load(tx)
 	if !ok {
 		return
 	}
 	// One transaction is used by one goroutine at a time: no lock needed.
-	*fns.(*[]func(bool)) = append(*fns.(*[]func(bool)), fn)
+	*fns.(*[]func(Outcome)) = append(*fns.(*[]func(Outcome)), fn)
 }
 
 // Tracked reports whether tx's AfterCommit and AfterEnd callbacks are kept
@@ -45,34 +73,23 @@ func Tracked(tx pgx.Tx) bool {
 	return ok
 }
 
-// Track keeps the AfterCommit callbacks of a transaction begun other than
-// by WithTx: end(true), once tx has committed, runs them; end(false) drops
-// them (and runs the AfterEnd callbacks with false). Call end on every way
-// out (defer end(false)); the first call counts.
-func Track(tx pgx.Tx) (end func(committed bool)) {
+// Track keeps the AfterCommit and AfterEnd callbacks of a transaction
+// begun other than by WithTx: end(o), once tx's outcome o is known, runs
+// them. Call end on every way out (defer end(db.RolledBack)); the first
+// call counts.
+func Track(tx pgx.Tx) (end func(Outcome)) {
 	track(tx)
-	return func(ok bool) {
-		if ok {
-			committed(tx)
-		} else {
-			forget(tx)
-		}
-	}
+	return func(o Outcome) { ended(tx, o) }
 }
 
-// track makes tx one whose AfterCommit callbacks are kept.
-func track(tx pgx.Tx) { afterCommit.Store(tx, new([]func(bool))) }
+// track makes tx one whose callbacks are kept.
+func track(tx pgx.Tx) { afterCommit.Store(tx, new([]func(Outcome))) }
 
-// committed runs and forgets tx's callbacks; forget runs them as for a
-// transaction that did not commit (AfterCommit's not at all).
-func committed(tx pgx.Tx) { end(tx, true) }
-
-func forget(tx pgx.Tx) { end(tx, false) }
-
-func end(tx pgx.Tx, ok bool) {
+// ended runs and forgets tx's callbacks.
+func ended(tx pgx.Tx, o Outcome) {
 	if fns, found := afterCommit.LoadAndDelete(tx); found {
-		for _, fn := range *fns.(*[]func(bool)) {
-			fn(ok)
+		for _, fn := range *fns.(*[]func(Outcome)) {
+			fn(o)
 		}
 	}
 }

@@ -50,8 +50,9 @@ func TestAfterCommitOnlyAfterWithTxCommits(t *testing.T) {
 	require.Equal(t, 1, ran)
 }
 
-// AfterEnd learns how its transaction ended: true after the commit, false
-// after a rollback or an undone Track, each once.
+// AfterEnd learns how its transaction ended: committed after the commit,
+// rolled back after a rollback or an undone Track, unknown when the
+// COMMIT got no answer; each once.
 func TestAfterEndTellsHowTheTransactionEnded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -59,30 +60,52 @@ func TestAfterEndTellsHowTheTransactionEnded(t *testing.T) {
 	require.NoError(t, err)
 	defer pool.Close()
 
-	var ends []bool
-	record := func(ok bool) { ends = append(ends, ok) }
+	var ends []db.Outcome
+	record := func(o db.Outcome) { ends = append(ends, o) }
 	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
 		require.True(t, db.Tracked(tx))
 		db.AfterEnd(tx, record)
 		require.Empty(t, ends, "not before the commit")
 		return nil
 	}))
-	require.Equal(t, []bool{true}, ends)
+	require.Equal(t, []db.Outcome{db.Committed}, ends)
 
 	failed := errors.New("rolled back")
 	require.ErrorIs(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
 		db.AfterEnd(tx, record)
 		return failed
 	}), failed)
-	require.Equal(t, []bool{true, false}, ends)
+	require.Equal(t, []db.Outcome{db.Committed, db.RolledBack}, ends)
+
+	// A COMMIT the server refuses (a deferred constraint) rolled back.
+	_, err = pool.Exec(ctx, `CREATE TABLE deferred_things (id int PRIMARY KEY,
+		parent int REFERENCES deferred_things DEFERRABLE INITIALLY DEFERRED)`)
+	require.NoError(t, err)
+	err = db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		db.AfterEnd(tx, record)
+		_, err := tx.Exec(ctx, `INSERT INTO deferred_things VALUES (1, 2)`)
+		return err
+	})
+	require.Error(t, err)
+	require.Equal(t, db.RolledBack, db.CommitOutcome(err))
+	require.Equal(t, []db.Outcome{db.Committed, db.RolledBack, db.RolledBack}, ends)
+
+	// A COMMIT on a connection that broke: no answer.
+	err = db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		db.AfterEnd(tx, record)
+		return tx.Conn().PgConn().Close(ctx)
+	})
+	require.Error(t, err, "the COMMIT's")
+	require.Equal(t, db.Unknown, db.CommitOutcome(err))
+	require.Equal(t, db.Unknown, ends[len(ends)-1])
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck
 	end := db.Track(tx)
 	db.AfterEnd(tx, record)
-	end(false)
-	end(true)
-	require.Equal(t, []bool{true, false, false}, ends, "the first end counts")
+	end(db.RolledBack)
+	end(db.Committed)
+	require.Equal(t, db.RolledBack, ends[len(ends)-1], "the first end counts")
 	require.False(t, db.Tracked(tx))
 }

@@ -86,15 +86,13 @@ func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) e
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 	track(tx)
-	defer forget(tx)
+	defer ended(tx, RolledBack) // a no-op once ended
 	if err := fn(tx); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	committed(tx)
-	return nil
+	err = tx.Commit(ctx)
+	ended(tx, CommitOutcome(err))
+	return err
 }
 
 // IsUnavailable tells whether err means the database cannot be reached (as

@@ -32,3 +32,28 @@ func TestSnoozeUntil(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, db.SnoozeUntil(stopped, time.Now().Add(5*time.Millisecond)), context.Canceled)
 }
+
+// A reconciler goes on with another batch while one comes back full, so a
+// crashed process's held work is resumed in one run; it stops at the first
+// error.
+func TestResumeInBatchesGoesOnWhileFull(t *testing.T) {
+	t.Parallel()
+	runs := []int{db.ResumeBatch, db.ResumeBatch, 3, db.ResumeBatch}
+	calls := 0
+	n, err := db.ResumeInBatches(func() (int, error) { calls++; return runs[calls-1], nil })
+	require.NoError(t, err)
+	require.Equal(t, 2*db.ResumeBatch+3, n)
+	require.Equal(t, 3, calls)
+
+	failed := errors.New("database away")
+	calls = 0
+	n, err = db.ResumeInBatches(func() (int, error) {
+		calls++
+		if calls == 2 {
+			return 0, failed
+		}
+		return db.ResumeBatch, nil
+	})
+	require.ErrorIs(t, err, failed)
+	require.Equal(t, db.ResumeBatch, n)
+}

@@ -155,7 +155,7 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	}
 	defer tx.release(ctx)
 	end := db.Track(tx)
-	defer end(false)
+	defer end(db.RolledBack)
 
 	now := k.Now()
 	// Claim the key. A concurrent claim blocks on the INSERT until the first
@@ -220,7 +220,7 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 		answer.Queue(`ROLLBACK TO SAVEPOINT idempotent_work`)
 		tx.dropAtCommit() // the work is undone: so are its statements not sent yet
 		// The work is undone: so are its after-commit callbacks.
-		end(false)
+		end(db.RolledBack)
 		end = db.Track(tx)
 		status, v = apiErr.HTTPStatus(), map[string]*web.Error{"error": apiErr}
 	} else if err != nil {
@@ -233,10 +233,11 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	answer.Queue(`
 		UPDATE idempotency_keys SET status_code = $4, response_body = $5
 		WHERE merchant_id = $1 AND route = $2 AND key = $3`, m.ID, route, key, status, resp)
-	if err := tx.commitWith(ctx, answer); err != nil {
+	err = tx.commitWith(ctx, answer)
+	end(db.CommitOutcome(err))
+	if err != nil {
 		return busy(err) // a statement sent with the COMMIT may meet a lock too
 	}
-	end(true)
 	return c.Blob(status, echo.MIMEApplicationJSON, resp)
 }
 
@@ -250,15 +251,16 @@ func (k *Keys) run(c echo.Context, fn Func) error {
 	}
 	defer tx.release(ctx)
 	end := db.Track(tx)
-	defer end(false)
+	defer end(db.RolledBack)
 	status, v, err := fn(ctx, tx)
 	if err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	err = tx.Commit(ctx)
+	end(db.CommitOutcome(err))
+	if err != nil {
 		return err
 	}
-	end(true)
 	return web.JSON(c, status, v)
 }
 

@@ -2,7 +2,6 @@ package payments
 
 import (
 	"context"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -29,12 +28,6 @@ func (s *Service) DecideTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 func PendingDecisions(ctx context.Context, q pgx.Tx, merchantID uuid.UUID, id string) error {
 	_, err := pendingDecisions(ctx, q, []paymentKey{{MerchantID: merchantID, ID: id}})
 	return err
-}
-
-// FirstDecisionFits reports whether a payment due after delay is decided
-// by the process that creates it, with w's timeout and lostAfter.
-func FirstDecisionFits(w *Worker, delay, lostAfter time.Duration) bool {
-	return (&firstDecisions{w: w, lostAfter: lostAfter}).fits(delay)
 }
 
 // DropFirstDecisions forgets the payments the process holds to decide, as

@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -33,8 +34,12 @@ import (
 //     lostAfter of its creation: it is taken only when its delay,
 //     maxTurnWait for a turn to ask, the acquirer's timeout (the worker's
 //     DecideTimeout) and two recordTimeouts (the record, a give-back) fit in
-//     it (fits). So the reconciler never takes a payment being decided here
-//     for a lost one, and resumes one whose process died.
+//     it (fits), counted from before its transaction began; one that is due
+//     with less than that left (its commit came late) is given back at
+//     once. So the reconciler never takes a payment being decided here for
+//     a lost one (given the clocks of paygate and PostgreSQL agree within
+//     the margin: the defaults leave 10 s), and resumes one whose process
+//     died.
 //   - Nothing is lost. A payment is taken only with room held for it before
 //     its INSERT, in a transaction whose end this process learns
 //     (db.AfterEnd); any other payment gets its job in its INSERT, as
@@ -48,14 +53,20 @@ type firstDecisions struct {
 	w         *Worker
 	logger    *slog.Logger
 	lostAfter time.Duration
-	turns     chan struct{} // one per payment whose acquirer is being asked or whose answer recorded
-	limit     int           // payments held at once
+	// turns bound the questions to the acquirer this process asks for its
+	// own payments at once (PAYMENTS_WORKERS, besides River's workers of
+	// the payments queue, which ask about the payments given back and
+	// those of other processes).
+	turns chan struct{}
+	limit int // payments held at once
 
-	mu      sync.Mutex
-	held    int // payments taken, from their INSERT until decided or given back
-	stopped bool
-	waiting map[paymentKey]*heldPayment
+	mu       sync.Mutex
+	held     int // payments taken, from their INSERT until decided or given back
+	deciding int // of them, those whose acquirer is being asked or answer recorded
+	stopped  bool
+	waiting  map[paymentKey]*heldPayment
 
+	stop   chan struct{}   // closed when Stop begins, with stopped set
 	ctx    context.Context // cancelled when Stop gives up waiting
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the payments held after their commit
@@ -66,6 +77,7 @@ type heldPayment struct {
 	p     Payment
 	key   uuid.UUID // its decision key
 	at    time.Time // DecideAt
+	by    time.Time // decided, or given back, by then: taken plus lostAfter
 	timer *time.Timer
 }
 
@@ -76,8 +88,7 @@ const (
 	// others get jobs.
 	maxFirstDecisions = 10_000
 	// maxTurnWait bounds a due payment's wait for a turn to ask the
-	// acquirer (the turns are the payments workers'); it is given back
-	// after it.
+	// acquirer; it is given back after it.
 	maxTurnWait = 5 * time.Second
 )
 
@@ -88,15 +99,16 @@ const (
 func (w *Worker) StartFirstDecisions(workers int, lostAfter time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &firstDecisions{w: w, logger: logger, lostAfter: lostAfter, turns: make(chan struct{}, max(1, workers)),
-		limit: maxFirstDecisions, waiting: map[paymentKey]*heldPayment{}, ctx: ctx, cancel: cancel}
+		limit: maxFirstDecisions, waiting: map[paymentKey]*heldPayment{}, stop: make(chan struct{}),
+		ctx: ctx, cancel: cancel}
 	w.Service.first.Store(f)
 }
 
 // StopFirstDecisions stops taking payments, gives those waiting for their
-// DecideAt back as jobs, and waits for those being decided until ctx ends;
-// those then are cancelled and given back, and it waits for that too. A
-// payment whose transaction commits after this began is given back by its
-// committer. A second call while one runs returns at once.
+// DecideAt or for a turn back as jobs, and waits for those being decided
+// until ctx ends; those then are cancelled and given back, and it waits for
+// that too. A payment whose transaction commits after this began is given
+// back by its committer. A second call while one runs returns at once.
 func (s *Service) StopFirstDecisions(ctx context.Context) {
 	f := s.first.Load()
 	if f == nil {
@@ -108,6 +120,7 @@ func (s *Service) StopFirstDecisions(ctx context.Context) {
 		return
 	}
 	f.stopped = true
+	close(f.stop)
 	var waiting []*heldPayment
 	for k, h := range f.waiting {
 		if h.timer.Stop() {
@@ -133,8 +146,9 @@ func (s *Service) StopFirstDecisions(ctx context.Context) {
 }
 
 // FirstDecisions is how many payments this process has taken to decide
-// itself and not yet decided (or given back), of them being decided:
-// payments committed without a job, whose work is not done.
+// itself and not yet decided (or given back), and of them how many are
+// being decided (asked or recorded): payments without a job, whose work is
+// not done.
 func (s *Service) FirstDecisions() (held, deciding int) {
 	f := s.first.Load()
 	if f == nil {
@@ -142,20 +156,36 @@ func (s *Service) FirstDecisions() (held, deciding int) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.held, len(f.turns)
+	return f.held, f.deciding
+}
+
+// firstBudget is the longest a payment takes here from the moment it is
+// due: a turn, the acquirer's question, the record and a give-back.
+func (w *Worker) firstBudget() time.Duration {
+	return maxTurnWait + w.decideTimeout() + 2*recordTimeout
 }
 
 // fits reports whether a payment decided after delay is decided and
 // recorded (or given back) within lostAfter of its creation.
-func (f *firstDecisions) fits(delay time.Duration) bool {
-	return delay+maxTurnWait+f.w.decideTimeout()+2*recordTimeout < f.lostAfter
+func (f *firstDecisions) fits(delay time.Duration) bool { return f.w.DecidesHere(delay, f.lostAfter) }
+
+// DecidesHere reports whether a payment due after delay is decided by the
+// process that creates it, when that process decides its payments within
+// lostAfter (StartFirstDecisions): whether its delay, a turn, the
+// acquirer's question, the record and a give-back fit in lostAfter.
+func (w *Worker) DecidesHere(delay, lostAfter time.Duration) bool {
+	return delay+w.firstBudget() < lostAfter
 }
 
 // reserve holds room for one payment of tx due after delay, and reports
 // whether it did: the payment is then inserted without a job and, once tx
-// commits, decided here (take names it; the room is freed should tx not
-// commit). It does not while stopping, when full, when the payment would
-// not be decided within lostAfter, or when tx's end would go unseen.
+// commits, decided here (take names it). The room is freed should tx not
+// commit; should its outcome be unknown, the payment is given back (a job
+// for a payment that was not inserted is cancelled by its worker). It does
+// not while stopping, when full, when the payment would not be decided
+// within lostAfter, or when tx's end would go unseen. Its time counts from
+// here: before the transaction's first statement, so before the
+// payment's created_at, from which the reconciler counts.
 func (f *firstDecisions) reserve(tx pgx.Tx, delay time.Duration) (take func(p Payment, key uuid.UUID, at time.Time), ok bool) {
 	if f == nil || !db.Tracked(tx) || !f.fits(delay) {
 		return nil, false
@@ -169,15 +199,19 @@ func (f *firstDecisions) reserve(tx pgx.Tx, delay time.Duration) (take func(p Pa
 	if !ok {
 		return nil, false
 	}
+	by := time.Now().Add(f.lostAfter)
 	var h *heldPayment
-	db.AfterEnd(tx, func(committed bool) {
-		if !committed || h == nil {
-			f.release(1)
-			return
+	db.AfterEnd(tx, func(o db.Outcome) {
+		switch {
+		case h == nil || o == db.RolledBack:
+			f.release(1) // no payment was inserted with it
+		case o == db.Unknown:
+			f.giveBack(0, h)
+		default:
+			f.schedule(h)
 		}
-		f.schedule(h)
 	})
-	return func(p Payment, key uuid.UUID, at time.Time) { h = &heldPayment{p: p, key: key, at: at} }, true
+	return func(p Payment, key uuid.UUID, at time.Time) { h = &heldPayment{p: p, key: key, at: at, by: by} }, true
 }
 
 func (f *firstDecisions) release(n int) {
@@ -203,15 +237,16 @@ func (f *firstDecisions) schedule(h *heldPayment) {
 	f.mu.Unlock()
 }
 
-// due decides a payment whose DecideAt has come.
+// due decides a payment whose DecideAt has come, if it still can before
+// its deadline, in its turn.
 func (f *firstDecisions) due(k paymentKey) {
 	defer f.wg.Done()
 	f.mu.Lock()
 	h, stopped := f.waiting[k], f.stopped
 	delete(f.waiting, k)
 	f.mu.Unlock()
-	if stopped {
-		f.giveBack(0, h)
+	if stopped || time.Until(h.by) < f.w.firstBudget() {
+		f.giveBack(0, h) // stopping, or committed too late to be decided here in time
 		return
 	}
 	turn := time.NewTimer(maxTurnWait)
@@ -221,23 +256,45 @@ func (f *firstDecisions) due(k paymentKey) {
 	case <-turn.C:
 		f.giveBack(0, h) // River's workers take it in their turn
 		return
-	case <-f.ctx.Done():
+	case <-f.stop:
 		f.giveBack(0, h)
 		return
 	}
-	defer func() { <-f.turns }()
+	f.mu.Lock()
+	stopped = f.stopped
+	if !stopped {
+		f.deciding++
+	}
+	f.mu.Unlock()
+	if stopped {
+		<-f.turns
+		f.giveBack(0, h)
+		return
+	}
+	asked, err := f.decide(h)
+	f.mu.Lock()
+	f.deciding--
+	f.mu.Unlock()
+	<-f.turns
+	if err != nil {
+		f.giveBack(asked, h)
+		return
+	}
+	f.release(1)
+}
+
+// decide asks the acquirer about h and records the answer, and reports
+// how often the acquirer was asked when it could not.
+func (f *firstDecisions) decide(h *heldPayment) (asked int, err error) {
 	started := time.Now()
 	metrics.JobStarted(Queue, h.at, &started)
 	ok, err := f.w.decide(f.ctx, h.p, h.key)
 	if err != nil {
-		asked := 1
-		if f.ctx.Err() != nil {
-			asked = 0 // stopping: the question was cut short, not answered
-		} else {
-			f.logger.Warn("payments: the acquirer erred; the decision goes on as a job", "payment_id", h.p.ID, "error", err)
+		if f.ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return 0, err // stopping: the question was cut short, not answered
 		}
-		f.giveBack(asked, h)
-		return
+		f.logger.Warn("payments: the acquirer erred; the decision goes on as a job", "payment_id", h.p.ID, "error", err)
+		return 1, err
 	}
 	// Recorded even should Stop cancel the decisions meanwhile: it was
 	// answered.
@@ -245,10 +302,9 @@ func (f *firstDecisions) due(k paymentKey) {
 	defer cancel()
 	if _, err := f.w.batchers().decisions.Do(ctx, answer{MerchantID: h.p.MerchantID, PaymentID: h.p.ID, OK: ok}); err != nil {
 		f.logger.Warn("payments: recording a decision failed; it is asked again as a job", "payment_id", h.p.ID, "error", err)
-		f.giveBack(1, h)
-		return
+		return 1, err
 	}
-	f.release(1)
+	return 0, nil
 }
 
 // giveBack leaves held payments to River: a ProcessArgs job each, in one

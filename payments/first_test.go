@@ -145,11 +145,66 @@ func TestAFirstDecisionCommittedAsStopBeginsIsGivenBack(t *testing.T) {
 		var err error
 		p, err = a.Payments.CreatePaymentTx(ctx, tx, merchants.TestMerchantID, payments.PaymentInput{OrderID: orderID, Method: "upi", VPA: "a@b"})
 		require.NoError(t, err)
+		held, _ := a.Payments.FirstDecisions()
+		require.Equal(t, 1, held, "taken")
 		a.Payments.StopFirstDecisions(ctx)
 		return nil
 	}))
 	args, _ := decisionJobs(t, a, p.ID)
-	require.Len(t, args, 1)
+	require.Len(t, args, 1, "given back at its commit")
+}
+
+// A transaction whose COMMIT got no answer may have committed or not: its
+// taken payment is given back as a job (whose worker cancels it, should the
+// payment not exist).
+func TestAFirstDecisionOfAnUnknownOutcomeIsGivenBack(t *testing.T) {
+	t.Parallel()
+	a := riverDecidesNothing(apptest.New(t, waitingTen))
+	ctx := context.Background()
+	orderID := createOrder(t, a, apptest.TestMerchant(), 50000)
+	tx, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	end := db.Track(tx)
+	p, err := a.Payments.CreatePaymentTx(ctx, tx, merchants.TestMerchantID, payments.PaymentInput{OrderID: orderID, Method: "upi", VPA: "a@b"})
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx)) // committed; its client could not tell
+	end(db.Unknown)
+	held, _ := a.Payments.FirstDecisions()
+	require.Zero(t, held)
+	args, _ := decisionJobs(t, a, p.ID)
+	require.Len(t, args, 1, "given back")
+}
+
+// Stopping gives back at once a due payment still waiting for its turn to
+// ask the acquirer; one being asked is cancelled at the deadline and given
+// back too, as not asked.
+func TestStopGivesBackWhatWaitsForATurn(t *testing.T) {
+	t.Parallel()
+	asking := make(chan struct{}, 2)
+	a := riverDecidesNothing(apptest.New(t, func(c *app.Config) {
+		c.PaymentsWorkers = 1
+		c.Acquirer = func(ctx context.Context, _ payments.Payment, _ uuid.UUID) (bool, error) {
+			asking <- struct{}{}
+			<-ctx.Done()
+			return false, ctx.Err()
+		}
+	}))
+	h := apptest.TestMerchant()
+	first := pay(t, a, h)["id"].(string)
+	<-asking // the one turn is taken
+	second := pay(t, a, h)["id"].(string)
+	require.Eventually(t, func() bool { held, deciding := a.Payments.FirstDecisions(); return held == 2 && deciding == 1 },
+		10*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	a.Payments.StopFirstDecisions(ctx)
+	for _, id := range []string{first, second} {
+		args, maxAttempts := decisionJobs(t, a, id)
+		require.Len(t, args, 1, "given back")
+		require.Zero(t, args[0].Asked, "never answered")
+		require.Equal(t, 6, maxAttempts[0])
+	}
+	require.Len(t, asking, 0, "the second was never asked")
 }
 
 // An acquirer error on the first question gives the decision back as a job
@@ -200,14 +255,4 @@ func TestReconcilerResumesALostFirstDecision(t *testing.T) {
 	require.Equal(t, 1, n)
 	args, _ := decisionJobs(t, a, id)
 	require.Len(t, args, 1)
-}
-
-// With the app's timeouts (an acquirer timeout of 25 s, the reconciler's
-// minute), the default delays fit: test mode's second and live mode's ten
-// seconds at most.
-func TestFirstDecisionsFitTheDefaultDelays(t *testing.T) {
-	w := &payments.Worker{DecideTimeout: 25 * time.Second}
-	require.True(t, payments.FirstDecisionFits(w, 10*time.Second, time.Minute))
-	require.False(t, payments.FirstDecisionFits(w, 30*time.Second, time.Minute))
-	require.False(t, payments.FirstDecisionFits(&payments.Worker{DecideTimeout: time.Minute}, 0, time.Minute))
 }

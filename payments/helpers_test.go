@@ -63,6 +63,15 @@ func riverDecides(a *app.App) *app.App {
 	return a
 }
 
+// riverDecidesNothing stops the app's River client from working jobs, so
+// that a test can look at the jobs given back before they run.
+func riverDecidesNothing(a *app.App) *app.App {
+	if err := a.River.Stop(context.Background()); err != nil {
+		panic(err)
+	}
+	return a
+}
+
 // pendingForever keeps payments pending for the test's life, so a test can
 // decide them itself.
 func pendingForever(c *app.Config) { c.TestProcessingDelay = time.Hour }

@@ -63,19 +63,26 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 		return err
 	}
 	// The jobs' columns (db.JobRows) ride beside their events'.
-	take, taken := s.first.Load().reserve(tx, len(events))
+	candidates := make([]logKey, len(events))
+	for i := range events {
+		candidates[i] = logKey{id: ids[i], merchantID: merchantIDs[i]}
+	}
+	take, taken := s.first.Load().reserve(tx, candidates)
 	var notify *string // River's insert notification, when the queue is due one
 	if !taken && len(db.NotifyDue(time.Now(), Queue)) > 0 {
 		payload := db.InsertPayload(Queue)
 		notify = &payload
 	}
 	scan := func(rows pgx.Rows) error {
-		logs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (logKey, error) {
-			var k logKey
-			return k, r.Scan(&k.id, &k.merchantID)
+		var logs []logKey
+		var k logKey
+		var age time.Duration // of the transaction, when this statement ran
+		_, err := pgx.ForEachRow(rows, []any{&k.id, &k.merchantID, &age}, func() error {
+			logs = append(logs, k)
+			return nil
 		})
-		if taken {
-			take(logs)
+		if taken && err == nil {
+			take(logs, time.Now().Add(-age))
 		}
 		return err
 	}
@@ -98,7 +105,7 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 		), notified AS (
 			SELECT pg_notify(`+db.InsertChannel+`, $11) WHERE $11::text IS NOT NULL AND EXISTS (SELECT 1 FROM job)
 		)
-		SELECT log.* FROM log LEFT JOIN notified ON true`,
+		SELECT log.id, log.merchant_id, clock_timestamp() - now() FROM log LEFT JOIN notified ON true`,
 		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify, taken)...)...)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)

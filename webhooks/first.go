@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"paygate/db"
 	"paygate/metrics"
@@ -86,7 +87,9 @@ type firstAttempts struct {
 // firstAttempt is a taken event's log, to attempt.
 type firstAttempt struct {
 	key logKey
-	at  time.Time // committed
+	// at is when its transaction began (the log's updated_at), as this
+	// process's clock tells it: its age was measured by the database.
+	at time.Time
 }
 
 const (
@@ -205,14 +208,19 @@ func (s *Service) FirstAttemptsInFlight() int64 {
 	return 0
 }
 
-// reserve holds the queue's room for n events of tx, and reports whether it
-// did: their logs are then inserted without jobs, and taken once tx
-// commits (the room freed should it not). It does not while stopping, when
-// the queue is short of room, or when tx's end would go unseen.
-func (f *firstAttempts) reserve(tx pgx.Tx, n int) (take func(logs []logKey), ok bool) {
+// reserve holds the queue's room for the events whose logs may be
+// candidates, in tx, and reports whether it did: their logs are then
+// inserted without jobs, and taken once tx commits (take names those
+// inserted, and since when their transaction ran). The room is freed
+// should tx not commit; should its outcome be unknown, every candidate is
+// given back (a job for a log that was not inserted does nothing). It does
+// not while stopping, when the queue is short of room, or when tx's end
+// would go unseen.
+func (f *firstAttempts) reserve(tx pgx.Tx, candidates []logKey) (take func(logs []logKey, since time.Time), ok bool) {
 	if f == nil || !db.Tracked(tx) {
 		return nil, false
 	}
+	n := len(candidates)
 	f.mu.Lock()
 	ok = !f.stopped && len(f.queue)+f.reserved+n <= cap(f.queue)
 	if ok {
@@ -223,29 +231,37 @@ func (f *firstAttempts) reserve(tx pgx.Tx, n int) (take func(logs []logKey), ok 
 		return nil, false
 	}
 	var logs []logKey
-	db.AfterEnd(tx, func(committed bool) { f.taken(n, logs, committed) })
-	return func(l []logKey) { logs = l }, true
+	var since time.Time
+	scanned := false
+	db.AfterEnd(tx, func(o db.Outcome) {
+		if o != db.RolledBack && !scanned {
+			// Which logs were inserted is not known: every candidate
+			// goes back.
+			logs, since, o = candidates, time.Now(), db.Unknown
+		}
+		f.taken(n, logs, since, o)
+	})
+	return func(l []logKey, t time.Time) { logs, since, scanned = l, t, true }, true
 }
 
 // taken frees the room reserved for n events and, once their transaction
 // committed, queues their logs; should the process have begun stopping
-// meanwhile, it gives them back instead.
-func (f *firstAttempts) taken(n int, logs []logKey, committed bool) {
-	now := time.Now()
+// meanwhile, or the outcome be unknown, it gives them back instead.
+func (f *firstAttempts) taken(n int, logs []logKey, since time.Time, o db.Outcome) {
 	f.mu.Lock()
 	f.reserved -= n
-	stopped := f.stopped
-	if committed && !stopped {
-		for _, k := range logs {
-			f.queue <- firstAttempt{key: k, at: now} // room reserved: never blocks
-		}
+	queue := o == db.Committed && !f.stopped
+	if queue {
 		f.making.Add(int64(len(logs)))
+		for _, k := range logs {
+			f.queue <- firstAttempt{key: k, at: since} // room reserved: never blocks
+		}
 	}
 	f.mu.Unlock()
-	if committed && stopped && len(logs) > 0 {
+	if !queue && o != db.RolledBack && len(logs) > 0 {
 		given := make([]firstAttempt, len(logs))
 		for i, k := range logs {
-			given[i] = firstAttempt{key: k, at: now}
+			given[i] = firstAttempt{key: k, at: since}
 		}
 		f.making.Add(int64(len(logs)))
 		f.giveBack(given...)
@@ -369,24 +385,22 @@ func (f *firstAttempts) attempt(j firstAttempt, d delivery) {
 	f.making.Add(-1)
 }
 
-// giveBack leaves taken events' attempts to River: a job of each log's
-// first run, due now, all in one transaction. It runs even while stopping,
-// within recordTimeout; each event is then no longer this process's.
+// giveBack leaves taken events' attempts to River: each log's first-run
+// job (firstDelivery), due now, all in one statement. It runs even while
+// stopping, within recordTimeout; each event is then no longer this
+// process's.
 func (f *firstAttempts) giveBack(given ...firstAttempt) {
 	if len(given) == 0 {
 		return
 	}
 	defer f.making.Add(-int64(len(given)))
+	jobs := make([]river.InsertManyParams, len(given))
+	for i, j := range given {
+		jobs[i] = firstDelivery(j.key.id, j.key.merchantID)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), recordTimeout)
 	defer cancel()
-	err := db.WithTx(ctx, f.s.pool, func(tx pgx.Tx) error {
-		for _, j := range given {
-			if err := f.s.insertDeliveryTx(ctx, tx, DeliverArgs{LogID: j.key.id, MerchantID: j.key.merchantID}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := db.WithTx(ctx, f.s.pool, func(tx pgx.Tx) error { return db.InsertJobsAtCommit(ctx, tx, jobs...) })
 	if err != nil {
 		f.logger.Error("webhooks: first attempts could not be given back; the reconciler will resume them",
 			"logs", len(given), "error", err)

@@ -226,12 +226,59 @@ func TestAnEventCommittedAsStopBeginsIsGivenBack(t *testing.T) {
 	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
 		require.NoError(t, s.EmitTx(ctx, tx, []Event{{MerchantID: m[0], Name: EventPaymentSuccess, Data: map[string]any{}}}))
 		require.Equal(t, 1, f.reserved, "taken")
+		var jobs int
+		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&jobs))
+		require.Zero(t, jobs, "without a job")
 		s.StopFirstAttempts(ctx)
 		return nil
 	}))
 	require.Zero(t, f.reserved)
 	require.Zero(t, f.making.Load())
 	require.Equal(t, 1, allJobs(t, pool), "given back at its commit")
+}
+
+// A transaction whose COMMIT got no answer may have committed or not: its
+// taken events are all given back as jobs (a job for a log never inserted
+// delivers nothing).
+func TestFirstAttemptsOfAnUnknownOutcomeAreGivenBack(t *testing.T) {
+	t.Parallel()
+	s, pool, m := firstFixture(t, func(http.ResponseWriter, *http.Request) {})
+	s.startFirstAttempts(4, maxFirstWait, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	end := db.Track(tx)
+	events := []Event{{MerchantID: m[0], Name: EventPaymentSuccess, Data: map[string]any{}},
+		{MerchantID: m[1], Name: EventPaymentSuccess, Data: map[string]any{}}}
+	require.NoError(t, s.EmitTx(ctx, tx, events))
+	require.Equal(t, 2, s.first.Load().reserved)
+	require.NoError(t, tx.Rollback(ctx)) // as it happened; the client cannot tell
+	end(db.Unknown)
+	require.Zero(t, s.first.Load().reserved)
+	require.Equal(t, 2, allJobs(t, pool), "both candidates given back")
+	require.Zero(t, s.FirstAttemptsInFlight())
+}
+
+// A taken event's age counts from its transaction's start, as its log's
+// updated_at does (which the reconciler reads), not from its commit.
+func TestFirstAttemptsCountFromTheTransactionStart(t *testing.T) {
+	t.Parallel()
+	s, pool, m := firstFixture(t, func(http.ResponseWriter, *http.Request) {})
+	// A process that takes events and never makes their attempts, so the
+	// queued one can be looked at.
+	f := &firstAttempts{queue: make(chan firstAttempt, 1), stop: make(chan struct{})}
+	s.first.Store(f)
+	ctx := context.Background()
+	before := time.Now()
+	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_sleep(0.3)`); err != nil {
+			return err
+		}
+		return s.EmitTx(ctx, tx, []Event{{MerchantID: m[0], Name: EventPaymentSuccess, Data: map[string]any{}}})
+	}))
+	j := <-f.queue
+	require.WithinDuration(t, before, j.at, 200*time.Millisecond, "its transaction began 0.3 s before the event")
 }
 
 // A claimed attempt to an endpoint at its bound waits for its turn, and is

@@ -11,8 +11,9 @@ import (
 )
 
 // Reconcile gives every log pending and unchanged for longer than after
-// without a live job of its current run a new job, due now, and reports how
-// many it resumed. Every step of a run touches the log, so a log this old
+// without a live job of its current run a new job, due now (in
+// transactions of up to db.ResumeBatch logs), and reports how many it
+// resumed. Every step of a run touches the log, so a log this old
 // (LostAfter: longer than a first attempt made by its recording process,
 // the one step made without a job, can take) without a job has lost it.
 //
@@ -25,6 +26,11 @@ import (
 // or failed, never pending forever. The query spans merchants, like key
 // pruning; each new job carries its log's merchant.
 func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, error) {
+	return db.ResumeInBatches(func() (int, error) { return s.reconcileOnce(ctx, after) })
+}
+
+// reconcileOnce resumes up to a batch of lost logs in one transaction.
+func (s *Service) reconcileOnce(ctx context.Context, after time.Duration) (int, error) {
 	resumed := 0
 	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		// FOR UPDATE re-reads a log that a transition changed meanwhile and
@@ -34,8 +40,8 @@ func (s *Service) Reconcile(ctx context.Context, after time.Duration) (int, erro
 			SELECT l.id, l.merchant_id, l.run FROM webhook_logs l
 			WHERE l.status = 'pending' AND l.updated_at < now() - $1::interval
 			  AND NOT `+liveJobOfRun("l.id", "l.run")+`
-			ORDER BY l.updated_at LIMIT 1000
-			FOR UPDATE OF l SKIP LOCKED`, after)
+			ORDER BY l.updated_at LIMIT $2
+			FOR UPDATE OF l SKIP LOCKED`, after, db.ResumeBatch)
 		if err != nil {
 			return err
 		}
