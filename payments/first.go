@@ -32,7 +32,7 @@ import (
 //     key, and the record is conditional on the payment still pending.
 //   - A taken payment is decided and recorded (or given back) within
 //     lostAfter of its creation: it is taken only when its delay,
-//     maxTurnWait for a turn to ask, the acquirer's timeout (the worker's
+//     minTurnWait for a turn to ask, the acquirer's timeout (the worker's
 //     DecideTimeout) and two recordTimeouts (the record, a give-back) fit in
 //     it (fits), counted from before its transaction began; one that is due
 //     with less than that left (its commit came late) is given back at
@@ -45,7 +45,7 @@ import (
 //     (db.AfterEnd); any other payment gets its job in its INSERT, as
 //     before. A taken payment that cannot be decided here (the process
 //     stopping before it is asked, or while the acquirer is asked; no turn
-//     within maxTurnWait; the acquirer erring; the record failing) is given
+//     while enough time is left; the acquirer erring; the record failing) is given
 //     back: a ProcessArgs job, which goes on with the attempts left
 //     (ProcessArgs.Asked). Should even that fail, or the process die, the
 //     payment is pending without a job, and the reconciler gives it one.
@@ -65,6 +65,8 @@ type firstDecisions struct {
 	deciding int // of them, those whose acquirer is being asked or answer recorded
 	stopped  bool
 	waiting  map[paymentKey]*heldPayment
+
+	givebacks *db.Batcher[given, bool]
 
 	stop   chan struct{}   // closed when Stop begins, with stopped set
 	ctx    context.Context // cancelled when Stop gives up waiting
@@ -87,9 +89,11 @@ const (
 	// a thousand payments a second at the longest default delay. The
 	// others get jobs.
 	maxFirstDecisions = 10_000
-	// maxTurnWait bounds a due payment's wait for a turn to ask the
-	// acquirer; it is given back after it.
-	maxTurnWait = 5 * time.Second
+	// minTurnWait is the least a due payment may wait for a turn to ask
+	// the acquirer: it waits while the question and the record still fit
+	// before its deadline (a backlog under load waits in memory, where it
+	// cost nothing more), and is given back after that.
+	minTurnWait = 5 * time.Second
 )
 
 // StartFirstDecisions makes the payments this process creates be decided
@@ -101,6 +105,7 @@ func (w *Worker) StartFirstDecisions(workers int, lostAfter time.Duration, logge
 	f := &firstDecisions{w: w, logger: logger, lostAfter: lostAfter, turns: make(chan struct{}, max(1, workers)),
 		limit: maxFirstDecisions, waiting: map[paymentKey]*heldPayment{}, stop: make(chan struct{}),
 		ctx: ctx, cancel: cancel}
+	f.givebacks = db.NewBatcher(maxBatch, 1, recordTimeout, f.insertGiven)
 	w.Service.first.Store(f)
 }
 
@@ -159,10 +164,10 @@ func (s *Service) FirstDecisions() (held, deciding int) {
 	return f.held, f.deciding
 }
 
-// firstBudget is the longest a payment takes here from the moment it is
-// due: a turn, the acquirer's question, the record and a give-back.
-func (w *Worker) firstBudget() time.Duration {
-	return maxTurnWait + w.decideTimeout() + 2*recordTimeout
+// afterTurn is the longest a payment takes here once it has its turn: the
+// acquirer's question, the record and a give-back.
+func (w *Worker) afterTurn() time.Duration {
+	return w.decideTimeout() + 2*recordTimeout
 }
 
 // fits reports whether a payment decided after delay is decided and
@@ -174,7 +179,7 @@ func (f *firstDecisions) fits(delay time.Duration) bool { return f.w.DecidesHere
 // lostAfter (StartFirstDecisions): whether its delay, a turn, the
 // acquirer's question, the record and a give-back fit in lostAfter.
 func (w *Worker) DecidesHere(delay, lostAfter time.Duration) bool {
-	return delay+w.firstBudget() < lostAfter
+	return delay+minTurnWait+w.afterTurn() < lostAfter
 }
 
 // reserve holds room for one payment of tx due after delay, and reports
@@ -245,11 +250,12 @@ func (f *firstDecisions) due(k paymentKey) {
 	h, stopped := f.waiting[k], f.stopped
 	delete(f.waiting, k)
 	f.mu.Unlock()
-	if stopped || time.Until(h.by) < f.w.firstBudget() {
+	left := time.Until(h.by) - f.w.afterTurn() // to wait for a turn
+	if stopped || left <= 0 {
 		f.giveBack(0, h) // stopping, or committed too late to be decided here in time
 		return
 	}
-	turn := time.NewTimer(maxTurnWait)
+	turn := time.NewTimer(left)
 	defer turn.Stop()
 	select {
 	case f.turns <- struct{}{}:
@@ -307,29 +313,53 @@ func (f *firstDecisions) decide(h *heldPayment) (asked int, err error) {
 	return 0, nil
 }
 
-// giveBack leaves held payments to River: a ProcessArgs job each, in one
-// transaction, going on with the attempts asked left (due at once after a
-// question cut short, after the first retry's wait after an error, or at
-// its DecideAt otherwise). It runs within recordTimeout even while
-// stopping; the payments are then no longer this process's.
+// given is a held payment to give back, after asked questions.
+type given struct {
+	h     *heldPayment
+	asked int
+}
+
+// giveBack leaves held payments to River: a ProcessArgs job each, going on
+// with the attempts asked left (due at once after a question cut short,
+// after the first retry's wait after an error, or at its DecideAt
+// otherwise). One payment joins the others being given back at the moment
+// (a batch: one statement for all, so that a backlog given back is not a
+// transaction each); several go in one statement of their own. It runs
+// within recordTimeout even while stopping; the payments are then no
+// longer this process's.
 func (f *firstDecisions) giveBack(asked int, held ...*heldPayment) {
 	if len(held) == 0 {
 		return
 	}
 	defer f.release(len(held))
-	jobs := make([]river.InsertManyParams, len(held))
-	for i, h := range held {
-		a := ProcessArgs{PaymentID: h.p.ID, MerchantID: h.p.MerchantID, DecideAt: h.at, Asked: asked}
-		if asked > 0 {
-			a.DecideAt = time.Now().Add(f.w.retry(asked))
-		}
-		jobs[i] = river.InsertManyParams{Args: a, InsertOpts: &river.InsertOpts{MaxAttempts: maxDecideAttempts - asked}}
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), recordTimeout)
 	defer cancel()
-	err := db.WithTx(ctx, f.w.Service.Pool, func(tx pgx.Tx) error { return db.InsertJobsAtCommit(ctx, tx, jobs...) })
+	var err error
+	if len(held) == 1 {
+		_, err = f.givebacks.Do(ctx, given{held[0], asked})
+	} else {
+		all := make([]given, len(held))
+		for i, h := range held {
+			all[i] = given{h, asked}
+		}
+		_, err = f.insertGiven(ctx, all)
+	}
 	if err != nil {
 		f.logger.Error("payments: decisions could not be given back; the reconciler will resume them",
 			"payments", len(held), "error", err)
 	}
+}
+
+// insertGiven inserts the jobs of payments given back, in one statement.
+func (f *firstDecisions) insertGiven(ctx context.Context, all []given) ([]bool, error) {
+	jobs := make([]river.InsertManyParams, len(all))
+	for i, g := range all {
+		a := ProcessArgs{PaymentID: g.h.p.ID, MerchantID: g.h.p.MerchantID, DecideAt: g.h.at, Asked: g.asked}
+		if g.asked > 0 {
+			a.DecideAt = time.Now().Add(f.w.retry(g.asked))
+		}
+		jobs[i] = river.InsertManyParams{Args: a, InsertOpts: &river.InsertOpts{MaxAttempts: maxDecideAttempts - g.asked}}
+	}
+	err := db.WithTx(ctx, f.w.Service.Pool, func(tx pgx.Tx) error { return db.InsertJobsAtCommit(ctx, tx, jobs...) })
+	return make([]bool, len(all)), err
 }
