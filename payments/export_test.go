@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -42,5 +43,17 @@ func (s *Service) DropFirstDecisions() {
 			f.held--
 			f.wg.Done()
 		}
+	}
+}
+
+// DueLate makes the payments the process holds due now with their
+// deadline passed, as when their commit came late.
+func (s *Service) DueLate() {
+	f := s.first.Load()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, h := range f.waiting {
+		h.by = time.Now()
+		h.timer.Reset(0)
 	}
 }

@@ -236,6 +236,23 @@ func TestFirstDecisionAfterAnAcquirerErrorGoesOnAsAJob(t *testing.T) {
 	require.WithinDuration(t, time.Now().Add(2*time.Hour), next, time.Minute)
 }
 
+// A payment due with too little time left before the reconciler's
+// threshold to be asked and recorded here (its commit came late) is given
+// back at once, not asked.
+func TestAFirstDecisionDueTooLateIsGivenBack(t *testing.T) {
+	t.Parallel()
+	var asked atomic.Int32
+	a := riverDecidesNothing(apptest.New(t, waitingTen, func(c *app.Config) {
+		c.Acquirer = func(context.Context, payments.Payment, uuid.UUID) (bool, error) { asked.Add(1); return true, nil }
+	}))
+	id := pay(t, a, apptest.TestMerchant())["id"].(string)
+	a.Payments.DueLate()
+	var args []payments.ProcessArgs
+	require.Eventually(t, func() bool { args, _ = decisionJobs(t, a, id); return len(args) == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.Zero(t, args[0].Asked)
+	require.Zero(t, asked.Load())
+}
+
 // A payment taken by a process that died before deciding it is pending
 // without a job: the reconciler resumes it once its threshold has passed,
 // and not before.
