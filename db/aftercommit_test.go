@@ -3,9 +3,12 @@ package db_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"paygate/db"
@@ -90,14 +93,13 @@ func TestAfterEndTellsHowTheTransactionEnded(t *testing.T) {
 	require.Equal(t, db.RolledBack, db.CommitOutcome(err))
 	require.Equal(t, []db.Outcome{db.Committed, db.RolledBack, db.RolledBack}, ends)
 
-	// A COMMIT on a connection that broke: no answer.
+	// A COMMIT on a connection that broke before it was sent: never run.
 	err = db.WithTx(ctx, pool, func(tx pgx.Tx) error {
 		db.AfterEnd(tx, record)
 		return tx.Conn().PgConn().Close(ctx)
 	})
 	require.Error(t, err, "the COMMIT's")
-	require.Equal(t, db.Unknown, db.CommitOutcome(err))
-	require.Equal(t, db.Unknown, ends[len(ends)-1])
+	require.Equal(t, db.RolledBack, ends[len(ends)-1])
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
@@ -108,4 +110,30 @@ func TestAfterEndTellsHowTheTransactionEnded(t *testing.T) {
 	end(db.Committed)
 	require.Equal(t, db.RolledBack, ends[len(ends)-1], "the first end counts")
 	require.False(t, db.Tracked(tx))
+}
+
+// Only a certain rollback is reported as one: a COMMIT not sent, a
+// transaction already failed or ended, or an ERROR from the server. A
+// FATAL (a backend terminated after it may have committed), a connection
+// error or no answer leave the outcome unknown.
+func TestCommitOutcomeIsRolledBackOnlyWhenCertain(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, db.Committed, db.CommitOutcome(nil))
+	for _, err := range []error{
+		pgx.ErrTxCommitRollback,
+		pgx.ErrTxClosed,
+		&pgconn.PgError{Severity: "ERROR", Code: "23505"},
+		fmt.Errorf("commit: %w", &pgconn.PgError{Severity: "ERROR", Code: "40001"}),
+	} {
+		require.Equal(t, db.RolledBack, db.CommitOutcome(err), "%v", err)
+	}
+	for _, err := range []error{
+		io.ErrUnexpectedEOF,
+		&pgconn.PgError{Severity: "FATAL", Code: "57P01"},
+		&pgconn.PgError{Severity: "ERROR", Code: "08006"},
+		&pgconn.PgError{Severity: "ERROR", Code: "57P02"},
+		&pgconn.PgError{Severity: "PANIC", Code: "XX000"},
+	} {
+		require.Equal(t, db.Unknown, db.CommitOutcome(err), "%v", err)
+	}
 }

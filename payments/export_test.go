@@ -54,6 +54,8 @@ func (s *Service) DueLate() {
 	defer f.mu.Unlock()
 	for _, h := range f.waiting {
 		h.by = time.Now()
-		h.timer.Reset(0)
+		if h.timer.Stop() {
+			h.timer.Reset(0)
+		}
 	}
 }

@@ -33,13 +33,15 @@ import (
 //   - A taken payment is decided and recorded (or given back) within
 //     lostAfter of its creation: it is taken only when its delay,
 //     minTurnWait for a turn to ask, the acquirer's timeout (the worker's
-//     DecideTimeout) and two recordTimeouts (the record, a give-back) fit in
-//     it (fits), counted from before its transaction began; one that is due
-//     with less than that left (its commit came late) is given back at
-//     once. So the reconciler never takes a payment being decided here for
-//     a lost one (given the clocks of paygate and PostgreSQL agree within
-//     the margin: the defaults leave 10 s), and resumes one whose process
-//     died.
+//     DecideTimeout) and three recordTimeouts (the record, a give-back, a
+//     batch of give-backs ahead of it) fit in it (fits), counted from
+//     before its transaction began (on paygate's monotonic clock; the
+//     reconciler counts on PostgreSQL's from the transaction's start, so
+//     the clocks' offset does not matter); a turn is waited for only while
+//     what follows it still fits, and a payment due with less left (its
+//     commit came late) is given back at once. So the reconciler never
+//     takes a payment being decided here for a lost one, and resumes one
+//     whose process died.
 //   - Nothing is lost. A payment is taken only with room held for it before
 //     its INSERT, in a transaction whose end this process learns
 //     (db.AfterEnd); any other payment gets its job in its INSERT, as
@@ -165,9 +167,10 @@ func (s *Service) FirstDecisions() (held, deciding int) {
 }
 
 // afterTurn is the longest a payment takes here once it has its turn: the
-// acquirer's question, the record and a give-back.
+// acquirer's question, the record, and a give-back, which may wait for a
+// batch of give-backs ahead of its own.
 func (w *Worker) afterTurn() time.Duration {
-	return w.decideTimeout() + 2*recordTimeout
+	return w.decideTimeout() + 3*recordTimeout
 }
 
 // fits reports whether a payment decided after delay is decided and
@@ -289,8 +292,9 @@ func (f *firstDecisions) due(k paymentKey) {
 	f.release(1)
 }
 
-// decide asks the acquirer about h and records the answer, and reports
-// how often the acquirer was asked when it could not.
+// decide asks the acquirer about h and records the answer; when it
+// cannot, it reports how many questions failed (an answer whose record
+// failed is none).
 func (f *firstDecisions) decide(h *heldPayment) (asked int, err error) {
 	started := time.Now()
 	metrics.JobStarted(Queue, h.at, &started)
@@ -308,7 +312,7 @@ func (f *firstDecisions) decide(h *heldPayment) (asked int, err error) {
 	defer cancel()
 	if _, err := f.w.batchers().decisions.Do(ctx, answer{MerchantID: h.p.MerchantID, PaymentID: h.p.ID, OK: ok}); err != nil {
 		f.logger.Warn("payments: recording a decision failed; it is asked again as a job", "payment_id", h.p.ID, "error", err)
-		return 1, err
+		return 0, err // answered: asked again at once, under the same key
 	}
 	return 0, nil
 }

@@ -258,7 +258,7 @@ func TestAFirstDecisionDueTooLateIsGivenBack(t *testing.T) {
 // and not before.
 func TestReconcilerResumesALostFirstDecision(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t, waitingTen)
+	a := riverDecidesNothing(apptest.New(t, waitingTen)) // and its reconciler
 	ctx := context.Background()
 	id := pay(t, a, apptest.TestMerchant())["id"].(string)
 	a.Payments.DropFirstDecisions()

@@ -73,6 +73,7 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 		payload := db.InsertPayload(Queue)
 		notify = &payload
 	}
+	emitted := time.Now()
 	scan := func(rows pgx.Rows) error {
 		var logs []logKey
 		var k logKey
@@ -82,7 +83,9 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 			return nil
 		})
 		if taken && err == nil {
-			take(logs, time.Now().Add(-age))
+			// From before the statement was queued: its rows may come
+			// back only after the COMMIT, however long that took.
+			take(logs, emitted.Add(-age))
 		}
 		return err
 	}

@@ -151,8 +151,9 @@ func (s *Service) startFirstAttempts(claims int, wait time.Duration, logger *slo
 
 // StopFirstAttempts stops taking events, gives the queued ones back as
 // jobs, and waits for the attempts in flight until ctx ends; those still in
-// flight then are cancelled and given back, and it waits for that too
-// (each give-back within recordTimeout). An event whose transaction commits
+// flight then (and a read of deliveries still running) are cancelled and
+// given back, and it waits for that too (each give-back within
+// recordTimeout). An event whose transaction commits
 // after this began is given back by its committer. A second call while one
 // runs returns at once.
 func (s *Service) StopFirstAttempts(ctx context.Context) {
@@ -171,7 +172,12 @@ func (s *Service) StopFirstAttempts(ctx context.Context) {
 	if !first {
 		return // stopping already
 	}
-	<-f.runDone // it queues nothing more: what is queued stays queued
+	select {
+	case <-f.runDone: // it takes nothing more from the queue
+	case <-ctx.Done():
+		f.cancel() // its read, and the attempts it started, end
+		<-f.runDone
+	}
 	var queued []firstAttempt
 	for len(f.queue) > 0 {
 		queued = append(queued, <-f.queue)
@@ -307,7 +313,7 @@ func (f *firstAttempts) run() {
 
 // start reads the batch's deliveries in one statement, and starts the
 // attempt of each still to be made. Each event holds a slot, freed here or
-// when its attempt ends. The read runs to its end even while stopping.
+// when its attempt ends. A read cut short by Stop gives the batch back.
 func (f *firstAttempts) start(batch []firstAttempt) {
 	now := time.Now()
 	fresh := batch[:0:0]
@@ -328,7 +334,7 @@ func (f *firstAttempts) start(batch []firstAttempt) {
 	for i, j := range fresh {
 		keys[i] = j.key
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.ctx), batchTimeout)
+	ctx, cancel := context.WithTimeout(f.ctx, batchTimeout)
 	found, err := deliveriesOf(ctx, f.s.pool, keys)
 	cancel()
 	if err != nil {
