@@ -37,9 +37,10 @@ import (
 //     batch of give-backs ahead of it) fit in it (fits), counted from
 //     before its transaction began (on paygate's monotonic clock; the
 //     reconciler counts on PostgreSQL's from the transaction's start, so
-//     the clocks' offset does not matter); a turn is waited for only while
-//     what follows it still fits, and a payment due with less left (its
-//     commit came late) is given back at once. So the reconciler never
+//     the clocks' offset does not matter); a due payment waits for a
+//     decider only while what follows still fits (minTurnWait), and one
+//     found with less left (its commit came late, or the deciders were
+//     busy) is given back at once. So the reconciler never
 //     takes a payment being decided here for a lost one, and resumes one
 //     whose process died.
 //   - Nothing is lost. A payment is taken only with room held for it before
@@ -55,11 +56,14 @@ type firstDecisions struct {
 	w         *Worker
 	logger    *slog.Logger
 	lostAfter time.Duration
-	// turns bound the questions to the acquirer this process asks for its
-	// own payments at once (PAYMENTS_WORKERS, besides River's workers of
-	// the payments queue, which ask about the payments given back and
-	// those of other processes).
-	turns chan struct{}
+	// ready holds the due payments, in the order they came due, for the
+	// deciders: as many goroutines as questions to the acquirer this
+	// process asks for its own payments at once (PAYMENTS_WORKERS, besides
+	// River's workers of the payments queue, which ask about the payments
+	// given back and those of other processes). A backlog waits there, a
+	// pointer each, not a goroutine each. Its capacity is limit: every
+	// payment in it is held, so a send never blocks.
+	ready chan *heldPayment
 	limit int // payments held at once
 
 	mu       sync.Mutex
@@ -91,10 +95,14 @@ const (
 	// a thousand payments a second at the longest default delay. The
 	// others get jobs.
 	maxFirstDecisions = 10_000
-	// minTurnWait is the least a due payment may wait for a turn to ask
-	// the acquirer: it waits while the question and the record still fit
-	// before its deadline (a backlog under load waits in memory, where it
-	// cost nothing more), and is given back after that.
+	// minTurnWait is the least time a due payment is given to wait for a
+	// decider: it waits while what follows (afterTurn) still fits before
+	// its deadline (a backlog under load waits in memory, where it costs
+	// nothing more), and a decider that finds it with less left gives it
+	// back. A decider frees within afterTurn less a recordTimeout (a
+	// question and its record, or a give-back), so a payment found too
+	// late is given back, within two recordTimeouts, before its deadline
+	// while recordTimeout is at most minTurnWait.
 	minTurnWait = 5 * time.Second
 )
 
@@ -104,10 +112,13 @@ const (
 // that works the payments queue. Stop it with Service.StopFirstDecisions.
 func (w *Worker) StartFirstDecisions(workers int, lostAfter time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &firstDecisions{w: w, logger: logger, lostAfter: lostAfter, turns: make(chan struct{}, max(1, workers)),
+	f := &firstDecisions{w: w, logger: logger, lostAfter: lostAfter, ready: make(chan *heldPayment, maxFirstDecisions),
 		limit: maxFirstDecisions, waiting: map[paymentKey]*heldPayment{}, stop: make(chan struct{}),
 		ctx: ctx, cancel: cancel}
 	f.givebacks = db.NewBatcher(maxBatch, 1, recordTimeout, f.insertGiven)
+	for range max(1, workers) {
+		go f.decider()
+	}
 	w.Service.first.Store(f)
 }
 
@@ -138,6 +149,20 @@ func (s *Service) StopFirstDecisions(ctx context.Context) {
 	f.mu.Unlock()
 	f.giveBack(0, waiting...)
 	for range waiting {
+		f.wg.Done()
+	}
+	// What waits for a decider: nothing is added once stopped is set, and
+	// a decider that takes one now gives it back itself.
+	var due []*heldPayment
+	for len(f.ready) > 0 {
+		select {
+		case h := <-f.ready:
+			due = append(due, h)
+		default:
+		}
+	}
+	f.giveBack(0, due...)
+	for range due {
 		f.wg.Done()
 	}
 	done := make(chan struct{})
@@ -245,46 +270,53 @@ func (f *firstDecisions) schedule(h *heldPayment) {
 	f.mu.Unlock()
 }
 
-// due decides a payment whose DecideAt has come, if it still can before
-// its deadline, in its turn.
+// due hands a payment whose DecideAt has come to the deciders; should the
+// process have begun stopping, it gives it back instead.
 func (f *firstDecisions) due(k paymentKey) {
-	defer f.wg.Done()
 	f.mu.Lock()
 	h, stopped := f.waiting[k], f.stopped
 	delete(f.waiting, k)
-	f.mu.Unlock()
-	left := time.Until(h.by) - f.w.afterTurn() // to wait for a turn
-	if stopped || left <= 0 {
-		f.giveBack(0, h) // stopping, or committed too late to be decided here in time
-		return
-	}
-	turn := time.NewTimer(left)
-	defer turn.Stop()
-	select {
-	case f.turns <- struct{}{}:
-	case <-turn.C:
-		f.giveBack(0, h) // River's workers take it in their turn
-		return
-	case <-f.stop:
-		f.giveBack(0, h)
-		return
-	}
-	f.mu.Lock()
-	stopped = f.stopped
 	if !stopped {
-		f.deciding++
+		f.ready <- h // under the lock, so Stop finds it; held: never blocks
 	}
 	f.mu.Unlock()
 	if stopped {
-		<-f.turns
 		f.giveBack(0, h)
+		f.wg.Done()
+	}
+}
+
+// decider decides due payments, one at a time, until Stop begins.
+func (f *firstDecisions) decider() {
+	for {
+		select {
+		case h := <-f.ready:
+			f.decideDue(h)
+		case <-f.stop:
+			return
+		}
+	}
+}
+
+// decideDue decides a due payment if it still can before its deadline,
+// and gives it back otherwise.
+func (f *firstDecisions) decideDue(h *heldPayment) {
+	defer f.wg.Done()
+	f.mu.Lock()
+	stopped := f.stopped
+	late := time.Until(h.by) < f.w.afterTurn()
+	if !stopped && !late {
+		f.deciding++
+	}
+	f.mu.Unlock()
+	if stopped || late {
+		f.giveBack(0, h) // stopping, or waited (or committed) too late to be decided here in time
 		return
 	}
 	asked, err := f.decide(h)
 	f.mu.Lock()
 	f.deciding--
 	f.mu.Unlock()
-	<-f.turns
 	if err != nil {
 		f.giveBack(asked, h)
 		return
