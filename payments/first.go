@@ -165,14 +165,7 @@ func (s *Service) StopFirstDecisions(ctx context.Context) {
 	for range due {
 		f.wg.Done()
 	}
-	done := make(chan struct{})
-	go func() { f.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		f.cancel()
-		<-done
-	}
+	db.WaitThenCancel(ctx, &f.wg, f.cancel)
 	f.cancel()
 	s.first.CompareAndSwap(f, nil)
 }

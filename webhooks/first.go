@@ -183,14 +183,7 @@ func (s *Service) StopFirstAttempts(ctx context.Context) {
 		queued = append(queued, <-f.queue)
 	}
 	f.giveBack(queued...)
-	done := make(chan struct{})
-	go func() { f.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		f.cancel()
-		<-done
-	}
+	db.WaitThenCancel(ctx, &f.wg, f.cancel)
 	f.cancel()
 	s.first.CompareAndSwap(f, nil)
 }

@@ -95,18 +95,27 @@ func allJobs(t *testing.T, pool *pgxpool.Pool) int {
 	return n
 }
 
+// oneSlotBusy starts first attempts with one slot and a queue of one, and
+// emits one event whose attempt holds the slot (its endpoint answers once
+// the test ends).
+func oneSlotBusy(t *testing.T) (s *Service, pool *pgxpool.Pool, m [2]uuid.UUID, first uuid.UUID) {
+	t.Helper()
+	hold, inFlight, release := holding(1)
+	s, pool, m = firstFixture(t, hold)
+	s.startFirstAttempts(1, maxFirstWait, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
+	t.Cleanup(func() { close(release) }) // first: cleanups run last-in first-out
+	first = emit(t, s, pool, m[0], 1)[0]
+	<-inFlight
+	return s, pool, m, first
+}
+
 // An event is taken only with room reserved for it in a transaction whose
 // end the process learns: the room is freed when the transaction rolls
 // back; an event emitted in a transaction nothing tracks gets its job.
 func TestFirstAttemptsTakeOnlyWhatTheyHaveRoomFor(t *testing.T) {
 	t.Parallel()
-	hold, inFlight, release := holding(1)
-	s, pool, m := firstFixture(t, hold)
-	defer close(release)
-	s.startFirstAttempts(1, maxFirstWait, slog.Default())
-	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
-	first := emit(t, s, pool, m[0], 1)[0]
-	<-inFlight // the one slot is busy: the queue's one place is free
+	s, pool, m, first := oneSlotBusy(t) // the queue's one place is free
 	require.Zero(t, liveJobs(t, pool, first))
 
 	ctx := context.Background()
@@ -179,13 +188,7 @@ func TestFailedFirstAttemptSchedulesTheNext(t *testing.T) {
 // back as jobs, so every log has one.
 func TestFirstAttemptsLeaveWhatTheyCannotTake(t *testing.T) {
 	t.Parallel()
-	hold, inFlight, release := holding(1)
-	s, pool, m := firstFixture(t, hold)
-	defer close(release)
-	s.startFirstAttempts(1, maxFirstWait, slog.Default())
-	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
-	first := emit(t, s, pool, m[0], 1)[0]
-	<-inFlight
+	s, pool, m, first := oneSlotBusy(t)
 	require.Zero(t, liveJobs(t, pool, first), "taken: no job")
 	require.EqualValues(t, 1, s.FirstAttemptsInFlight(), "counted while made")
 	var rest []uuid.UUID
