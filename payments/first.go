@@ -61,10 +61,10 @@ type firstDecisions struct {
 	// process asks for its own payments at once (PAYMENTS_WORKERS, besides
 	// River's workers of the payments queue, which ask about the payments
 	// given back and those of other processes). A backlog waits there, a
-	// pointer each, not a goroutine each. Its capacity is limit: every
-	// payment in it is held, so a send never blocks.
+	// pointer each, not a goroutine each. Its capacity is
+	// maxFirstDecisions: every payment in it is held, so a send never
+	// blocks.
 	ready chan *heldPayment
-	limit int // payments held at once
 
 	mu       sync.Mutex
 	held     int // payments taken, from their INSERT until decided or given back
@@ -113,7 +113,7 @@ const (
 func (w *Worker) StartFirstDecisions(workers int, lostAfter time.Duration, logger *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &firstDecisions{w: w, logger: logger, lostAfter: lostAfter, ready: make(chan *heldPayment, maxFirstDecisions),
-		limit: maxFirstDecisions, waiting: map[paymentKey]*heldPayment{}, stop: make(chan struct{}),
+		waiting: map[paymentKey]*heldPayment{}, stop: make(chan struct{}),
 		ctx: ctx, cancel: cancel}
 	f.givebacks = db.NewBatcher(maxBatch, 1, recordTimeout, f.insertGiven)
 	for range max(1, workers) {
@@ -217,7 +217,7 @@ func (f *firstDecisions) reserve(tx pgx.Tx, delay time.Duration) (take func(p Pa
 		return nil, false
 	}
 	f.mu.Lock()
-	ok = !f.stopped && f.held < f.limit
+	ok = !f.stopped && f.held < maxFirstDecisions
 	if ok {
 		f.held++
 	}

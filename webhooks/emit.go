@@ -46,7 +46,7 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	merchantIDs := make([]uuid.UUID, len(events))
 	names := make([]string, len(events))
 	payloads := make([][]byte, len(events))
-	jobs := make([]river.InsertManyParams, len(events))
+	candidates := make([]logKey, len(events))
 	for i, e := range events {
 		if !slices.Contains(Events, e.Name) {
 			return fmt.Errorf("webhooks: unknown event %q", e.Name)
@@ -56,22 +56,25 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 			return err
 		}
 		ids[i], merchantIDs[i], names[i], payloads[i] = id, e.MerchantID, e.Name, payload
-		jobs[i] = firstDelivery(id, e.MerchantID)
+		candidates[i] = logKey{id: id, merchantID: e.MerchantID}
+	}
+	take, taken := s.first.Load().reserve(tx, candidates)
+	// The jobs' columns (db.JobRows) ride beside their events': none when
+	// this process takes the events.
+	var jobs []river.InsertManyParams
+	var notify *string // River's insert notification, when the queue is due one
+	if !taken {
+		for _, k := range candidates {
+			jobs = append(jobs, firstDelivery(k.id, k.merchantID))
+		}
+		if len(db.NotifyDue(time.Now(), Queue)) > 0 {
+			payload := db.InsertPayload(Queue)
+			notify = &payload
+		}
 	}
 	rows, err := db.JobRowsOf(jobs...)
 	if err != nil {
 		return err
-	}
-	// The jobs' columns (db.JobRows) ride beside their events'.
-	candidates := make([]logKey, len(events))
-	for i := range events {
-		candidates[i] = logKey{id: ids[i], merchantID: merchantIDs[i]}
-	}
-	take, taken := s.first.Load().reserve(tx, candidates)
-	var notify *string // River's insert notification, when the queue is due one
-	if !taken && len(db.NotifyDue(time.Now(), Queue)) > 0 {
-		payload := db.InsertPayload(Queue)
-		notify = &payload
 	}
 	emitted := time.Now()
 	scan := func(rows pgx.Rows) error {

@@ -73,12 +73,11 @@ type firstAttempts struct {
 	stopped  bool // no event is taken or queued once set
 
 	// stop is closed when Stop begins, with stopped set.
-	stop     chan struct{}
-	stopOnce sync.Once
-	runDone  chan struct{}
-	ctx      context.Context // cancelled when Stop gives up waiting
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // the attempts
+	stop    chan struct{}
+	runDone chan struct{}
+	ctx     context.Context // cancelled when Stop gives up waiting
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // the attempts
 	// making counts the taken events, from their commit until recorded or
 	// given back.
 	making atomic.Int64
@@ -161,17 +160,14 @@ func (s *Service) StopFirstAttempts(ctx context.Context) {
 	if f == nil {
 		return
 	}
-	first := false
-	f.stopOnce.Do(func() {
-		f.mu.Lock()
-		f.stopped = true
+	f.mu.Lock()
+	if f.stopped {
 		f.mu.Unlock()
-		close(f.stop)
-		first = true
-	})
-	if !first {
 		return // stopping already
 	}
+	f.stopped = true
+	close(f.stop)
+	f.mu.Unlock()
 	select {
 	case <-f.runDone: // it takes nothing more from the queue
 	case <-ctx.Done():
@@ -186,15 +182,6 @@ func (s *Service) StopFirstAttempts(ctx context.Context) {
 	db.WaitThenCancel(ctx, &f.wg, f.cancel)
 	f.cancel()
 	s.first.CompareAndSwap(f, nil)
-}
-
-func (f *firstAttempts) stopping() bool {
-	select {
-	case <-f.stop:
-		return true
-	default:
-		return false
-	}
 }
 
 // FirstAttemptsInFlight is how many first attempts this process has taken

@@ -164,7 +164,7 @@ func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, er
 		ids[i], merchants[i] = k.id, k.merchantID
 	}
 	rows, err := q.Query(ctx, `
-		SELECT k.i, `+deliveryColumns+`
+		SELECT k.i, l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
 		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(id, merchant_id, i)
 		JOIN webhook_logs l ON l.id = k.id AND l.merchant_id = k.merchant_id
 		JOIN merchants m ON m.id = l.merchant_id`, db.PlannedEachTime, ids, merchants)
@@ -173,10 +173,6 @@ func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, er
 	}
 	return scanDeliveries(rows, len(keys))
 }
-
-// deliveryColumns are a delivery's, of its log (l) and merchant (m), as
-// scanDeliveries reads them.
-const deliveryColumns = `l.status, l.run, l.attempts, l.payload, ` + endpointColumns
 
 // scanDeliveries reads rows of (the 1-based index of a request, the
 // delivery's columns) into the answers to n requests.
