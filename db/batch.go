@@ -78,6 +78,13 @@ func (b *Batcher[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
 	}
 }
 
+// Queued is how many requests wait for a batch to take them.
+func (b *Batcher[Req, Res]) Queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
 // flight runs batches until the queue is empty.
 func (b *Batcher[Req, Res]) flight() {
 	for {

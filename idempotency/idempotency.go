@@ -98,6 +98,27 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 	return k.keyed(c, key, body, fn)
 }
 
+// DoBatched is Do for a use case that, without a key, runs in a batch with
+// others (batched, in a transaction of its own making). Should batched not
+// do the work (done false), the request runs as Do runs it; with a key it
+// always does, because the key is written in the work's own transaction.
+func (k *Keys) DoBatched(c echo.Context, body []byte, batched func(context.Context) (status int, v any, done bool, err error), fn Func) error {
+	_, present, err := parseKey(c.Request().Header.Values(Header))
+	if err != nil {
+		return err
+	}
+	if !present {
+		status, v, done, err := batched(c.Request().Context())
+		if err != nil {
+			return busy(err)
+		}
+		if done {
+			return web.JSON(c, status, v)
+		}
+	}
+	return k.Do(c, body, fn)
+}
+
 // DoStatement is Do for a use case that sends exactly one statement (order
 // creation). Without a key that statement runs alone, in PostgreSQL's
 // implicit transaction: as atomic as BEGIN … COMMIT around it, in one round

@@ -59,3 +59,30 @@ func (s *Service) DueLate() {
 		}
 	}
 }
+
+// CreateBatch creates ins as one batch of creations, and answers, for each,
+// its payment or nil when the batch did not create it.
+func (s *Service) CreateBatch(ctx context.Context, merchantID uuid.UUID, ins []PaymentInput) ([]*Payment, error) {
+	cs := make([]creation, len(ins))
+	for i, in := range ins {
+		p, err := newPayment(merchantID, in)
+		if err != nil {
+			return nil, err
+		}
+		cs[i] = creation{p: p, key: uuid.New()}
+	}
+	res, err := s.createBatch(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Payment, len(res))
+	for i, r := range res {
+		if r.ok {
+			out[i] = &r.p
+		}
+	}
+	return out, nil
+}
+
+// QueuedCreations is how many creations wait for a batch.
+func (s *Service) QueuedCreations() int { return s.creations().Queued() }

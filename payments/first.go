@@ -210,9 +210,9 @@ func (w *Worker) DecidesHere(delay, lostAfter time.Duration) bool {
 // for a payment that was not inserted is cancelled by its worker). It does
 // not while stopping, when full, when the payment would not be decided
 // within lostAfter, or when tx's end would go unseen. Its time counts from
-// here: before the transaction's first statement, so before the
+// start, a moment before the transaction's first statement, so before the
 // payment's created_at, from which the reconciler counts.
-func (f *firstDecisions) reserve(tx pgx.Tx, delay time.Duration) (take func(p Payment, key uuid.UUID, at time.Time), ok bool) {
+func (f *firstDecisions) reserve(tx pgx.Tx, delay time.Duration, start time.Time) (take func(p Payment, key uuid.UUID, at time.Time), ok bool) {
 	if f == nil || !db.Tracked(tx) || !f.fits(delay) {
 		return nil, false
 	}
@@ -225,7 +225,7 @@ func (f *firstDecisions) reserve(tx pgx.Tx, delay time.Duration) (take func(p Pa
 	if !ok {
 		return nil, false
 	}
-	by := time.Now().Add(f.lostAfter)
+	by := start.Add(f.lostAfter)
 	var h *heldPayment
 	db.AfterEnd(tx, func(o db.Outcome) {
 		switch {

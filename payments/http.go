@@ -80,7 +80,11 @@ func (h *HTTP) createPayment(c echo.Context, view func(Payment) any) error {
 		return err
 	}
 	m := merchants.FromContext(c)
-	return h.Keys.Do(c, in.Fingerprint(), func(ctx context.Context, tx pgx.Tx) (int, any, error) {
+	batched := func(ctx context.Context) (int, any, bool, error) {
+		p, ok, err := h.Service.CreatePayment(ctx, m.ID, in)
+		return http.StatusCreated, view(p), ok, err
+	}
+	return h.Keys.DoBatched(c, in.Fingerprint(), batched, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
 		p, err := h.Service.CreatePaymentTx(ctx, tx, m.ID, in)
 		return http.StatusCreated, view(p), err
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,9 @@ type Service struct {
 	// first decides the payments this process creates, while it works the
 	// payments queue (Worker.StartFirstDecisions); nil otherwise.
 	first atomic.Pointer[firstDecisions]
+
+	once    sync.Once
+	batches *db.Batcher[creation, created] // creations(): CreatePayment's batches
 }
 
 // CreateOrderTx validates in and creates a merchant's order.
@@ -65,21 +69,17 @@ func (s *Service) ListOrders(ctx context.Context, merchantID uuid.UUID, page web
 // previous version's marking it paid during a rolling deploy (an update
 // of no key column).
 func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, in PaymentInput) (Payment, error) {
-	p, verr := in.payment(time.Now())
-	if verr != nil {
-		return Payment{}, verr
+	p, err := newPayment(merchantID, in)
+	if err != nil {
+		return Payment{}, err
 	}
-	if !db.IsID("order_", in.OrderID) {
-		return Payment{}, web.NotFound("Order")
-	}
-	p.ID, p.MerchantID = db.NewID("pay_"), merchantID
 	delay := s.Delay(p.Method)
 	decideAt, key := time.Now().Add(delay), uuid.New()
 	// Decided by this process (first.go), the payment has no job.
 	// Otherwise its job is inserted by the payment's own statement,
 	// available at once, and snoozes until DecideAt: a job scheduled for
 	// later would wait for River's 5 s scheduler tick.
-	take, taken := s.first.Load().reserve(tx, delay)
+	take, taken := s.first.Load().reserve(tx, delay, time.Now())
 	var jobs []river.InsertManyParams
 	if !taken {
 		jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: decideAt}})
@@ -118,6 +118,20 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	if taken {
 		take(p, key, decideAt)
 	}
+	return p, nil
+}
+
+// newPayment validates in and returns the pending payment it asks for, with
+// its ids (the order's amount and currency come with its insert).
+func newPayment(merchantID uuid.UUID, in PaymentInput) (Payment, error) {
+	p, verr := in.payment(time.Now())
+	if verr != nil {
+		return Payment{}, verr
+	}
+	if !db.IsID("order_", in.OrderID) {
+		return Payment{}, web.NotFound("Order")
+	}
+	p.ID, p.MerchantID = db.NewID("pay_"), merchantID
 	return p, nil
 }
 

@@ -1,0 +1,153 @@
+package payments
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"paygate/db"
+	"paygate/webhooks"
+)
+
+// Payments created without an Idempotency-Key are created in batches
+// (db.Batcher): the requests that come while a batch of creations runs make
+// the next one, a transaction of one INSERT for all their payments, one for
+// all their payment.created events, and one commit. Each request's payment
+// and event still commit together or not at all; they commit with the
+// others of their batch. One request's own statements cost the database
+// more than the rows they write (a statement's start, its plan, the CHECK
+// constraints read again, a commit): measured in the bench, a batch's
+// rows cost a fraction of that each.
+//
+// A request whose payment the batch does not insert (no such order, a paid
+// one, one with a payment in progress: the INSERT skips what a unique index
+// refuses, so that one such request does not fail its batch) is run again
+// alone, as a keyed request is (CreatePaymentTx), which says why, or
+// creates it should the order have become free meanwhile. A failed batch is
+// run again one request at a time (db.Batcher). A batch runs on its own
+// context, bounded by createTimeout: a request whose client has gone may
+// still be created, as one whose COMMIT was sent is; the order's one live
+// payment (payments_one_live_per_order) keeps a retry from charging twice.
+const (
+	// createFlights creation batches run at once; maxBatch bounds each.
+	createFlights = 2
+	// createTimeout bounds a batch: as long as a request may last
+	// (REQUEST_TIMEOUT's default).
+	createTimeout = 10 * time.Second
+)
+
+// creation is a validated payment to create, with its ids, and its
+// decision key.
+type creation struct {
+	p   Payment
+	key uuid.UUID
+}
+
+// created is a creation's outcome: its payment, or ok false when the batch
+// did not insert it.
+type created struct {
+	p  Payment
+	ok bool
+}
+
+// CreatePayment creates a payment without an Idempotency-Key, as
+// CreatePaymentTx does, in a batch of the creations that come at the same
+// time. ok false says the batch did not create it: the caller runs the
+// request again with CreatePaymentTx, which answers why.
+func (s *Service) CreatePayment(ctx context.Context, merchantID uuid.UUID, in PaymentInput) (p Payment, ok bool, err error) {
+	p, err = newPayment(merchantID, in)
+	if err != nil {
+		return Payment{}, false, err
+	}
+	res, err := s.creations().Do(ctx, creation{p: p, key: uuid.New()})
+	return res.p, res.ok, err
+}
+
+func (s *Service) creations() *db.Batcher[creation, created] {
+	s.once.Do(func() { s.batches = db.NewBatcher(maxBatch, createFlights, createTimeout, s.createBatch) })
+	return s.batches
+}
+
+// createBatch creates a batch's payments in one transaction (createManyTx).
+func (s *Service) createBatch(ctx context.Context, cs []creation) (res []created, err error) {
+	start := time.Now() // before the transaction's first statement
+	err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
+		res, err = s.createManyTx(ctx, tx, cs, start)
+		return err
+	})
+	return res, err
+}
+
+// createManyTx inserts the payments of cs that their orders take, with
+// their payment.created events and, for those this process does not decide
+// itself (first.go), their decision jobs; and answers each creation at its
+// index. start is a moment before tx's first statement.
+func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, start time.Time) ([]created, error) {
+	takes := make([]func(Payment, uuid.UUID, time.Time), len(cs))
+	at := make(map[string]int, len(cs)) // a payment's index in cs
+	for i, c := range cs {
+		takes[i], _ = s.first.Load().reserve(tx, s.Delay(c.p.Method), start)
+		at[c.p.ID] = i
+	}
+	inserted, err := insertPaymentsTx(ctx, tx, cs)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]created, len(cs))
+	events := make([]webhooks.Event, len(inserted))
+	var jobs []river.InsertManyParams
+	for j, p := range inserted {
+		i := at[p.ID]
+		res[i] = created{p: p, ok: true}
+		events[j] = paymentEvent(p, webhooks.EventPaymentCreated)
+		decideAt := start.Add(s.Delay(p.Method))
+		if takes[i] != nil {
+			takes[i](p, cs[i].key, decideAt)
+		} else {
+			jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: p.ID, MerchantID: p.MerchantID, DecideAt: decideAt}})
+		}
+	}
+	if err := s.emitTx(ctx, tx, events...); err != nil {
+		return nil, err
+	}
+	return res, db.InsertJobsAtCommit(ctx, tx, jobs...)
+}
+
+// insertPaymentsTx inserts, in one statement, the payments of cs whose
+// orders exist (for their merchant) and take them, with the orders' amounts
+// and currencies and the creations' decision keys, and returns them. It
+// skips, rather than fails on, a payment a unique index refuses: on an
+// order that is paid or has a payment in progress
+// (payments_one_live_per_order), or a second of cs on one order. The rows
+// go in order id order, so that two batches that wait for each other's
+// payments on the same orders wait in one order, never in a cycle.
+func insertPaymentsTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]Payment, error) {
+	cs = slices.SortedFunc(slices.Values(cs), func(a, b creation) int {
+		return cmp.Or(cmp.Compare(a.p.OrderID, b.p.OrderID), cmp.Compare(a.p.ID, b.p.ID))
+	})
+	n := len(cs)
+	ids, orderIDs, merchantIDs, keys := make([]string, n), make([]string, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	methods, vpas, networks, last4s := make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	for i, c := range cs {
+		ids[i], orderIDs[i], merchantIDs[i], keys[i] = c.p.ID, c.p.OrderID, c.p.MerchantID, c.key
+		methods[i], vpas[i], networks[i], last4s[i] = c.p.Method, c.p.VPA, c.p.CardNetwork, c.p.CardLast4
+	}
+	rows, _ := tx.Query(ctx, `
+		INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status,
+		                      decision_key)
+		SELECT c.id, o.id, o.merchant_id, o.amount, o.currency, c.method, c.vpa, c.card_network, c.card_last4, 'pending',
+		       c.decision_key
+		FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[])
+		     WITH ORDINALITY AS c(id, order_id, merchant_id, method, vpa, card_network, card_last4, decision_key, n)
+		JOIN orders o ON o.id = c.order_id AND o.merchant_id = c.merchant_id
+		ORDER BY c.n
+		ON CONFLICT DO NOTHING
+		RETURNING `+paymentColumns,
+		db.PlannedEachTime, ids, orderIDs, merchantIDs, methods, vpas, networks, last4s, keys)
+	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
+}

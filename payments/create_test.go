@@ -1,0 +1,166 @@
+package payments_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/app/apptest"
+	"paygate/db"
+	"paygate/merchants"
+	"paygate/payments"
+)
+
+// A batch of creations inserts, in one transaction, the payments whose
+// orders take them, each with its payment.created event and (decided by
+// River here) its job, and skips the others without failing the batch: an
+// order with a payment in progress, a paid one, another merchant's, an
+// unknown one, and the second of two creations on one order.
+func TestABatchOfCreationsInsertsWhatItsOrdersTake(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := batchApp(t)
+	h := apptest.TestMerchant()
+	_, other := apptest.NewMerchant(t, a, "batch-creations@example.com")
+
+	paid := pay(t, a, h)
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		_, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, paid["id"].(string), true)
+		return err
+	}))
+	inProgress := pay(t, a, h)
+	free, twice := createOrder(t, a, h, 50000), createOrder(t, a, h, 70000)
+	upi := func(order string) payments.PaymentInput {
+		return payments.PaymentInput{OrderID: order, Method: "upi", VPA: "a@b"}
+	}
+	year := strconv.Itoa(time.Now().Year() + 1)
+	card := payments.PaymentInput{OrderID: twice, Method: "card",
+		Card: &payments.CardInput{Number: cardNumber("4", 16), ExpiryMonth: "12", ExpiryYear: year, CVV: "123"}}
+
+	got, err := a.Payments.CreateBatch(ctx, merchants.TestMerchantID, []payments.PaymentInput{
+		upi(free), card, upi(twice), upi(inProgress["order_id"].(string)), upi(paid["order_id"].(string)),
+		upi(createOrder(t, a, other, 50000)), upi("order_0000000000000000"),
+	})
+	require.NoError(t, err)
+	require.NotNil(t, got[0])
+	require.True(t, (got[1] == nil) != (got[2] == nil), "one payment of the two on one order")
+	require.Equal(t, []*payments.Payment{nil, nil, nil, nil}, got[3:])
+
+	onTwice := got[1]
+	if onTwice == nil {
+		onTwice = got[2]
+	}
+	var createdAt time.Time
+	for _, p := range []*payments.Payment{got[0], onTwice} {
+		_, shown := call(t, a, http.MethodGet, "/api/v1/payments/"+p.ID, "", h)
+		want, err := json.Marshal(p)
+		require.NoError(t, err)
+		require.JSONEq(t, string(want), mustJSON(t, shown), "answered as it is stored")
+		require.Equal(t, "pending", p.Status)
+
+		var at time.Time
+		var events []string
+		var created []byte
+		require.NoError(t, a.Pool.QueryRow(ctx, `
+			SELECT p.created_at, array_agg(l.event), min(convert_from(l.payload, 'UTF8'))::jsonb->'data'->'payment'
+			FROM payments p JOIN webhook_logs l ON l.merchant_id = p.merchant_id
+			     AND convert_from(l.payload, 'UTF8')::jsonb->'data'->'payment'->>'id' = p.id
+			WHERE p.id = $1 GROUP BY p.created_at`, p.ID).Scan(&at, &events, &created))
+		require.Equal(t, []string{"payment.created"}, events)
+		require.JSONEq(t, string(want), string(created), "the event carries the payment")
+		require.True(t, createdAt.IsZero() || createdAt.Equal(at), "one transaction")
+		createdAt = at
+		args, _ := decisionJobs(t, a, p.ID)
+		require.Len(t, args, 1, "decided by River here: its job")
+	}
+	require.EqualValues(t, 50000, got[0].Amount, "the order's amount")
+	require.EqualValues(t, 70000, onTwice.Amount)
+
+	var count int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM payments`).Scan(&count))
+	require.Equal(t, 4, count, "the two before the batch, and its two")
+}
+
+// Payments created without an Idempotency-Key while a batch runs make the
+// next batch together: one transaction for all. A request the batch does
+// not create is answered as it would be alone.
+func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	const n = 8
+	orders := make([]string, n)
+	for i := range orders {
+		orders[i] = createOrder(t, a, h, 50000)
+	}
+
+	// Inserts into payments wait while this transaction holds the table.
+	lock, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer lock.Rollback(ctx) //nolint:errcheck // released below
+	_, err = lock.Exec(ctx, `LOCK TABLE payments IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	waiting := func(sessions int) func() bool {
+		return func() bool {
+			var n int
+			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO payments%'`).Scan(&n))
+			return n == sessions
+		}
+	}
+
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	post := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, body := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orders[i]), h)
+			if status == http.StatusCreated {
+				ids[i] = body["id"].(string)
+			}
+		}()
+	}
+	// The first two requests each start a batch, which waits; the others
+	// queue behind them.
+	post(0)
+	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
+	post(1)
+	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond)
+	for i := 2; i < n; i++ {
+		post(i)
+	}
+	require.Eventually(t, func() bool { return a.Payments.QueuedCreations() == n-2 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, lock.Rollback(ctx))
+	wg.Wait()
+
+	var batches []int
+	rows, err := a.Pool.Query(ctx, `SELECT count(*) FROM payments WHERE id = ANY ($1)
+		GROUP BY created_at ORDER BY count(*)`, ids)
+	require.NoError(t, err)
+	batches, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 1, n - 2}, batches, "every payment created; those queued in one transaction")
+
+	status, refused := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orders[0]), h)
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Equal(t, "Order already has a payment in progress; wait for its outcome",
+		refused["error"].(map[string]any)["description"])
+	status, refused = call(t, a, http.MethodPost, "/api/v1/payments", upiBody("order_0000000000000000"), h)
+	require.Equal(t, http.StatusNotFound, status, "%v", refused)
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
