@@ -262,27 +262,40 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	return c.Blob(status, echo.MIMEApplicationJSON, resp)
 }
 
-// run runs fn in a transaction whose BEGIN travels with fn's first
-// statement.
+// run runs fn in a transaction of InTx.
 func (k *Keys) run(c echo.Context, fn Func) error {
 	ctx := c.Request().Context()
-	tx, err := beginPipelined(ctx, k.pool)
+	var status int
+	var v any
+	err := InTx(ctx, k.pool, func(tx pgx.Tx) (err error) {
+		status, v, err = fn(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return web.JSON(c, status, v)
+}
+
+// InTx runs fn in a transaction of pool whose BEGIN travels with fn's first
+// statement, and fn's last ones with its COMMIT (db.QueryAtCommit,
+// db.ExecAtCommit): a use case of two round trips takes two, not four. It
+// commits when fn returns nil, and tells tx's AfterEnd callbacks how it
+// ended.
+func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	tx, err := beginPipelined(ctx, pool)
 	if err != nil {
 		return err
 	}
 	defer tx.release(ctx)
 	end := db.Track(tx)
-	defer end(db.RolledBack)
-	status, v, err := fn(ctx, tx)
-	if err != nil {
+	defer end(db.RolledBack) // a no-op once ended
+	if err := fn(tx); err != nil {
 		return err
 	}
 	err = tx.Commit(ctx)
 	end(db.CommitOutcome(err))
-	if err != nil {
-		return err
-	}
-	return web.JSON(c, status, v)
+	return err
 }
 
 func replay(ctx context.Context, c echo.Context, tx pgx.Tx, merchantID any, route, key string, hash []byte) error {

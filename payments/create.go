@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
+	"paygate/idempotency"
 	"paygate/webhooks"
 )
 
@@ -41,11 +42,12 @@ const (
 	createTimeout = 10 * time.Second
 )
 
-// creation is a validated payment to create, with its ids, and its
-// decision key.
+// creation is a validated payment to create, with its ids, its decision
+// key and its request's deadline (zero: none).
 type creation struct {
-	p   Payment
-	key uuid.UUID
+	p        Payment
+	key      uuid.UUID
+	deadline time.Time
 }
 
 // created is a creation's outcome: its payment, or ok false when the batch
@@ -64,7 +66,8 @@ func (s *Service) CreatePayment(ctx context.Context, merchantID uuid.UUID, in Pa
 	if err != nil {
 		return Payment{}, false, err
 	}
-	res, err := s.creations().Do(ctx, creation{p: p, key: uuid.New()})
+	deadline, _ := ctx.Deadline()
+	res, err := s.creations().Do(ctx, creation{p: p, key: uuid.New(), deadline: deadline})
 	return res.p, res.ok, err
 }
 
@@ -74,13 +77,47 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 }
 
 // createBatch creates a batch's payments in one transaction (createManyTx).
-func (s *Service) createBatch(ctx context.Context, cs []creation) (res []created, err error) {
+// A creation whose request's deadline has passed is not made (its request
+// was answered with an error), and the transaction ends by the earliest
+// deadline of the others: as for a request alone, whose statements its
+// deadline cancels, no request is answered an error while its payment
+// commits after, unless its COMMIT was on its way.
+func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
 	start := time.Now() // before the transaction's first statement
-	err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) error {
-		res, err = s.createManyTx(ctx, tx, cs, start)
+	var live []creation
+	var deadline time.Time
+	for _, c := range cs {
+		if c.deadline.IsZero() || c.deadline.After(start) {
+			live = append(live, c)
+		}
+		if c.deadline.After(start) && (deadline.IsZero() || c.deadline.Before(deadline)) {
+			deadline = c.deadline
+		}
+	}
+	res := make([]created, len(cs))
+	if len(live) == 0 {
+		return res, nil
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	var made []created
+	err := idempotency.InTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+		made, err = s.createManyTx(ctx, tx, live, start)
 		return err
 	})
-	return res, err
+	if err != nil {
+		return nil, err
+	}
+	for i, j := 0, 0; j < len(live); i++ { // live is cs without the late, in order
+		if cs[i].p.ID == live[j].p.ID {
+			res[i] = made[j]
+			j++
+		}
+	}
+	return res, nil
 }
 
 // createManyTx inserts the payments of cs that their orders take, with
@@ -88,16 +125,18 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) (res []created
 // itself (first.go), their decision jobs; and answers each creation at its
 // index. start is a moment before tx's first statement.
 func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, start time.Time) ([]created, error) {
-	takes := make([]func(Payment, uuid.UUID, time.Time), len(cs))
+	delays := make([]time.Duration, len(cs))
 	at := make(map[string]int, len(cs)) // a payment's index in cs
 	for i, c := range cs {
-		takes[i], _ = s.first.Load().reserve(tx, s.Delay(c.p.Method), start)
+		delays[i] = s.Delay(c.p.Method)
 		at[c.p.ID] = i
 	}
+	take, taken := s.first.Load().reserve(tx, start, delays...)
 	inserted, err := insertPaymentsTx(ctx, tx, cs)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now() // the payments' creation, give or take the INSERT
 	res := make([]created, len(cs))
 	events := make([]webhooks.Event, len(inserted))
 	var jobs []river.InsertManyParams
@@ -105,9 +144,9 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, st
 		i := at[p.ID]
 		res[i] = created{p: p, ok: true}
 		events[j] = paymentEvent(p, webhooks.EventPaymentCreated)
-		decideAt := start.Add(s.Delay(p.Method))
-		if takes[i] != nil {
-			takes[i](p, cs[i].key, decideAt)
+		decideAt := now.Add(delays[i])
+		if taken[i] {
+			take(i, p, cs[i].key, decideAt)
 		} else {
 			jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: p.ID, MerchantID: p.MerchantID, DecideAt: decideAt}})
 		}

@@ -203,41 +203,59 @@ func (w *Worker) DecidesHere(delay, lostAfter time.Duration) bool {
 	return delay+minTurnWait+w.afterTurn() < lostAfter
 }
 
-// reserve holds room for one payment of tx due after delay, and reports
-// whether it did: the payment is then inserted without a job and, once tx
-// commits, decided here (take names it). The room is freed should tx not
-// commit; should its outcome be unknown, the payment is given back (a job
-// for a payment that was not inserted is cancelled by its worker). It does
-// not while stopping, when full, when the payment would not be decided
-// within lostAfter, or when tx's end would go unseen. Its time counts from
+// reserve holds room for payments of tx due after delays, and reports for
+// each whether it did: a payment taken is then inserted without a job and,
+// once tx commits, decided here (take names it by its index in delays). The
+// room of a payment not taken for (not inserted) is freed when tx ends, and
+// all of it should tx not commit; should its outcome be unknown, the
+// payments taken are given back (a job for a payment that was not inserted
+// is cancelled by its worker), in one statement. It does not take one
+// while stopping, when full, when the payment would not be decided within
+// lostAfter, or when tx's end would go unseen. Their time counts from
 // start, a moment before the transaction's first statement, so before the
-// payment's created_at, from which the reconciler counts.
-func (f *firstDecisions) reserve(tx pgx.Tx, delay time.Duration, start time.Time) (take func(p Payment, key uuid.UUID, at time.Time), ok bool) {
-	if f == nil || !db.Tracked(tx) || !f.fits(delay) {
-		return nil, false
+// payments' created_at, from which the reconciler counts.
+func (f *firstDecisions) reserve(tx pgx.Tx, start time.Time, delays ...time.Duration) (take func(i int, p Payment, key uuid.UUID, at time.Time), taken []bool) {
+	taken = make([]bool, len(delays))
+	if f == nil || !db.Tracked(tx) {
+		return nil, taken
 	}
+	n := 0
 	f.mu.Lock()
-	ok = !f.stopped && f.held < maxFirstDecisions
-	if ok {
-		f.held++
+	for i, delay := range delays {
+		if !f.stopped && f.held < maxFirstDecisions && f.fits(delay) {
+			taken[i] = true
+			f.held++
+			n++
+		}
 	}
 	f.mu.Unlock()
-	if !ok {
-		return nil, false
+	if n == 0 {
+		return nil, taken
 	}
 	by := start.Add(f.lostAfter)
-	var h *heldPayment
+	held := make([]*heldPayment, len(delays))
 	db.AfterEnd(tx, func(o db.Outcome) {
-		switch {
-		case h == nil || o == db.RolledBack:
-			f.release(1) // no payment was inserted with it
-		case o == db.Unknown:
-			f.giveBack(0, h)
+		var hs []*heldPayment
+		for _, h := range held {
+			if h != nil {
+				hs = append(hs, h)
+			}
+		}
+		f.release(n - len(hs)) // no payment was inserted with it
+		switch o {
+		case db.RolledBack:
+			f.release(len(hs))
+		case db.Unknown:
+			f.giveBack(0, hs...)
 		default:
-			f.schedule(h)
+			for _, h := range hs {
+				f.schedule(h)
+			}
 		}
 	})
-	return func(p Payment, key uuid.UUID, at time.Time) { h = &heldPayment{p: p, key: key, at: at, by: by} }, true
+	return func(i int, p Payment, key uuid.UUID, at time.Time) {
+		held[i] = &heldPayment{p: p, key: key, at: at, by: by}
+	}, taken
 }
 
 func (f *firstDecisions) release(n int) {

@@ -73,15 +73,15 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	if err != nil {
 		return Payment{}, err
 	}
-	delay := s.Delay(p.Method)
-	decideAt, key := time.Now().Add(delay), uuid.New()
+	now, delay := time.Now(), s.Delay(p.Method)
+	decideAt, key := now.Add(delay), uuid.New()
 	// Decided by this process (first.go), the payment has no job.
 	// Otherwise its job is inserted by the payment's own statement,
 	// available at once, and snoozes until DecideAt: a job scheduled for
 	// later would wait for River's 5 s scheduler tick.
-	take, taken := s.first.Load().reserve(tx, delay, time.Now())
+	take, taken := s.first.Load().reserve(tx, now, delay)
 	var jobs []river.InsertManyParams
-	if !taken {
+	if !taken[0] {
 		jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: p.ID, MerchantID: merchantID, DecideAt: decideAt}})
 	}
 	job, err := db.JobRowsOf(jobs...)
@@ -115,8 +115,8 @@ func (s *Service) CreatePaymentTx(ctx context.Context, tx pgx.Tx, merchantID uui
 	if err := db.NotifyInsertAtCommit(ctx, tx, job.Queues...); err != nil {
 		return Payment{}, err
 	}
-	if taken {
-		take(p, key, decideAt)
+	if taken[0] {
+		take(0, p, key, decideAt)
 	}
 	return p, nil
 }
