@@ -26,7 +26,7 @@ import (
 // request (a constraint it breaks) fails only its own caller, instead of
 // every job of every batch it joins as it is retried; unless the database
 // is unavailable, when each would fail alike. A caller handles its error as
-// it would its own statement's (a job is run again). A batch and its
+// it would its own statement's (a job is run again, a request answers it). A batch and its
 // retries share one context of their own, bounded by timeout: a queued
 // request is carried out even when its caller has stopped waiting (or
 // had, when it called Do), so run's work must be harmless to repeat, as

@@ -1,6 +1,6 @@
 // Package db owns the connection to PostgreSQL: the pgx pool, transactions,
-// the workers' batches (Batcher: one statement or transaction for the
-// requests of many jobs), migrations (our SQL and River's schema, applied
+// batches (Batcher: one statement or transaction for the requests of many
+// jobs, or of many API requests), migrations (our SQL and River's schema, applied
 // by goose under a session lock), the hot paths' job inserts (InsertJobsFrom:
 // plain River jobs written by paygate's own statement, exactly as River's
 // client would write them, to be rechecked on every River upgrade) and the

@@ -24,6 +24,10 @@
 // work run only when its work commits: not when it ends in a remembered
 // business error, whose work is rolled back to the savepoint.
 //
+// DoBatched leaves a request without a key to a use case that runs it in a
+// batch with others, in a transaction of its own making (payment creation),
+// and runs it as Do does when the batch did not do its work.
+//
 // A use case's last writes (its events with their delivery jobs, whose ids
 // it reads as they come back: db.QueryAtCommit; River's insert
 // notification: db.ExecAtCommit) wait and travel with the COMMIT (and a keyed
@@ -262,40 +266,27 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	return c.Blob(status, echo.MIMEApplicationJSON, resp)
 }
 
-// run runs fn in a transaction of InTx.
+// run runs fn in a transaction whose BEGIN travels with fn's first
+// statement.
 func (k *Keys) run(c echo.Context, fn Func) error {
 	ctx := c.Request().Context()
-	var status int
-	var v any
-	err := InTx(ctx, k.pool, func(tx pgx.Tx) (err error) {
-		status, v, err = fn(ctx, tx)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return web.JSON(c, status, v)
-}
-
-// InTx runs fn in a transaction of pool whose BEGIN travels with fn's first
-// statement, and fn's last ones with its COMMIT (db.QueryAtCommit,
-// db.ExecAtCommit): a use case of two round trips takes two, not four. It
-// commits when fn returns nil, and tells tx's AfterEnd callbacks how it
-// ended.
-func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
-	tx, err := beginPipelined(ctx, pool)
+	tx, err := beginPipelined(ctx, k.pool)
 	if err != nil {
 		return err
 	}
 	defer tx.release(ctx)
 	end := db.Track(tx)
-	defer end(db.RolledBack) // a no-op once ended
-	if err := fn(tx); err != nil {
+	defer end(db.RolledBack)
+	status, v, err := fn(ctx, tx)
+	if err != nil {
 		return err
 	}
 	err = tx.Commit(ctx)
 	end(db.CommitOutcome(err))
-	return err
+	if err != nil {
+		return err
+	}
+	return web.JSON(c, status, v)
 }
 
 func replay(ctx context.Context, c echo.Context, tx pgx.Tx, merchantID any, route, key string, hash []byte) error {

@@ -11,29 +11,35 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
-	"paygate/idempotency"
 	"paygate/webhooks"
 )
 
 // Payments created without an Idempotency-Key are created in batches
 // (db.Batcher): the requests that come while a batch of creations runs make
 // the next one, a transaction of one INSERT for all their payments, one for
-// all their payment.created events, and one commit. Each request's payment
-// and event still commit together or not at all; they commit with the
-// others of their batch. One request's own statements cost the database
-// more than the rows they write (a statement's start, its plan, the CHECK
-// constraints read again, a commit): measured in the bench, a batch's
-// rows cost a fraction of that each.
+// all their payment.created events (and one for the decision jobs of those
+// this process does not decide itself), and one commit. Each request's
+// payment and event still commit together or not at all; they commit with
+// the others of their batch. One request's own statements cost the
+// database more than the rows they write (a statement's start, its plan,
+// the CHECK constraints read again, a commit): in the bench's burst, the
+// database's CPU per payment halved (BENCHMARKS.md, session 10). A request
+// with a key runs alone, as its key is written in its work's transaction.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
 // refuses, so that one such request does not fail its batch) is run again
 // alone, as a keyed request is (CreatePaymentTx), which says why, or
 // creates it should the order have become free meanwhile. A failed batch is
-// run again one request at a time (db.Batcher). A batch runs on its own
-// context, bounded by createTimeout: a request whose client has gone may
-// still be created, as one whose COMMIT was sent is; the order's one live
-// payment (payments_one_live_per_order) keeps a retry from charging twice.
+// run again one request at a time (db.Batcher). A batch leaves out the
+// requests past their deadline and ends by the earliest deadline of the
+// others (createBatch), so no request is answered an error while its
+// payment commits after, unless its COMMIT was on its way; a client that
+// goes away may find its payment created, as when it goes away during the
+// COMMIT. The order's one live payment (payments_one_live_per_order) keeps
+// a retry from charging twice. One batch waits for its slowest row: a
+// creation on an order whose payment another transaction is writing waits
+// for it, and its batch with it (bounded by the deadlines).
 const (
 	// createFlights creation batches run at once; maxBatch bounds each.
 	createFlights = 2
@@ -104,7 +110,7 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 		defer cancel()
 	}
 	var made []created
-	err := idempotency.InTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+	err := db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
 		made, err = s.createManyTx(ctx, tx, live, start)
 		return err
 	})

@@ -112,7 +112,8 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 		return func() bool {
 			var n int
 			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO payments%'`).Scan(&n))
+				WHERE datname = current_database() AND pid <> pg_backend_pid()
+				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO payments%'`).Scan(&n))
 			return n == sessions
 		}
 	}
@@ -156,6 +157,73 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 		refused["error"].(map[string]any)["description"])
 	status, refused = call(t, a, http.MethodPost, "/api/v1/payments", upiBody("order_0000000000000000"), h)
 	require.Equal(t, http.StatusNotFound, status, "%v", refused)
+}
+
+// The payments of a batch this process decides itself are each held and
+// decided, without a job; the room taken for a creation the batch did not
+// insert is freed. Should the batch's COMMIT go unanswered, its payments are
+// given back as jobs.
+func TestABatchOfCreationsIsDecidedHere(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := riverDecidesNothing(apptest.New(t, waitingTen))
+	h := apptest.TestMerchant()
+	ins := func() []payments.PaymentInput {
+		return []payments.PaymentInput{
+			{OrderID: "order_0000000000000000", Method: "upi", VPA: "a@b"},
+			{OrderID: createOrder(t, a, h, 50000), Method: "upi", VPA: "a@b"},
+			{OrderID: createOrder(t, a, h, 60000), Method: "upi", VPA: "a@b"},
+		}
+	}
+
+	got, err := a.Payments.CreateBatch(ctx, merchants.TestMerchantID, ins())
+	require.NoError(t, err)
+	require.Nil(t, got[0])
+	held, _ := a.Payments.FirstDecisions()
+	require.Equal(t, 2, held, "the two inserted, not the third")
+	for _, p := range got[1:] {
+		args, _ := decisionJobs(t, a, p.ID)
+		require.Empty(t, args)
+	}
+	a.Payments.DueLate() // due now, and past their deadline: given back, each as its own
+	require.Eventually(t, func() bool { held, _ := a.Payments.FirstDecisions(); return held == 0 }, 10*time.Second, 5*time.Millisecond)
+	for _, p := range got[1:] {
+		args, _ := decisionJobs(t, a, p.ID)
+		require.Len(t, args, 1, "the payment held is the one given back")
+	}
+
+	tx, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	end := db.Track(tx)
+	got, err = a.Payments.CreateManyTx(ctx, tx, merchants.TestMerchantID, ins())
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx)) // committed; the batch could not tell
+	end(db.Unknown)
+	held, _ = a.Payments.FirstDecisions()
+	require.Zero(t, held)
+	for _, p := range got[1:] {
+		args, _ := decisionJobs(t, a, p.ID)
+		require.Len(t, args, 1, "given back")
+	}
+}
+
+// A creation whose request's deadline has passed when its batch begins is
+// not made: its request was answered with an error. The others of the batch
+// are.
+func TestABatchLeavesOutTheCreationsOfRequestsPastTheirDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	late, onTime := createOrder(t, a, h, 50000), createOrder(t, a, h, 50000)
+	got, err := a.Payments.CreateBatch(ctx, merchants.TestMerchantID, []payments.PaymentInput{
+		{OrderID: late, Method: "upi", VPA: "a@b"}, {OrderID: onTime, Method: "upi", VPA: "a@b"},
+	}, time.Now().Add(-time.Millisecond), time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	require.Nil(t, got[0])
+	require.NotNil(t, got[1])
+	_, list := call(t, a, http.MethodGet, "/api/v1/payments?order_id="+late, "", h)
+	require.EqualValues(t, 0, list["total"])
 }
 
 func mustJSON(t *testing.T, v any) string {

@@ -62,7 +62,17 @@ func (s *Service) DueLate() {
 
 // CreateBatch creates ins as one batch of creations, and answers, for each,
 // its payment or nil when the batch did not create it.
-func (s *Service) CreateBatch(ctx context.Context, merchantID uuid.UUID, ins []PaymentInput) ([]*Payment, error) {
+// by are the requests' deadlines, when given.
+func (s *Service) CreateBatch(ctx context.Context, merchantID uuid.UUID, ins []PaymentInput, by ...time.Time) ([]*Payment, error) {
+	cs, err := creations(merchantID, ins)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.createBatch(ctx, withDeadlines(cs, by))
+	return payments(res), err
+}
+
+func creations(merchantID uuid.UUID, ins []PaymentInput) ([]creation, error) {
 	cs := make([]creation, len(ins))
 	for i, in := range ins {
 		p, err := newPayment(merchantID, in)
@@ -71,17 +81,36 @@ func (s *Service) CreateBatch(ctx context.Context, merchantID uuid.UUID, ins []P
 		}
 		cs[i] = creation{p: p, key: uuid.New()}
 	}
-	res, err := s.createBatch(ctx, cs)
-	if err != nil {
-		return nil, err
+	return cs, nil
+}
+
+// withDeadlines sets the creations' deadlines.
+func withDeadlines(cs []creation, by []time.Time) []creation {
+	for i := range by {
+		cs[i].deadline = by[i]
 	}
+	return cs
+}
+
+func payments(res []created) []*Payment {
 	out := make([]*Payment, len(res))
 	for i, r := range res {
 		if r.ok {
 			out[i] = &r.p
 		}
 	}
-	return out, nil
+	return out
+}
+
+// CreateManyTx creates ins in tx as a batch of creations does, and
+// answers as CreateBatch.
+func (s *Service) CreateManyTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, ins []PaymentInput) ([]*Payment, error) {
+	cs, err := creations(merchantID, ins)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.createManyTx(ctx, tx, cs, time.Now())
+	return payments(res), err
 }
 
 // QueuedCreations is how many creations wait for a batch.
