@@ -73,12 +73,18 @@ func (b *Batcher[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
 	case <-c.done:
 		return c.res, c.err
 	case <-ctx.Done():
-		var zero Res
-		return zero, ctx.Err()
+		select {
+		case <-c.done: // answered as ctx ended: the answer, not ctx's error
+			return c.res, c.err
+		default:
+			var zero Res
+			return zero, ctx.Err()
+		}
 	}
 }
 
-// Queued is how many requests wait for a batch to take them.
+// Queued is how many requests wait for a batch to take them (for tests
+// that hold a batch and fill the next).
 func (b *Batcher[Req, Res]) Queued() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

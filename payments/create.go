@@ -18,7 +18,8 @@ import (
 // (db.Batcher): the requests that come while a batch of creations runs make
 // the next one, a transaction of one INSERT for all their payments, one for
 // all their payment.created events (and one for the decision jobs of those
-// this process does not decide itself), and one commit. Each request's
+// this process does not decide itself, with River's insert notification),
+// and one commit. Each request's
 // payment and event still commit together or not at all; they commit with
 // the others of their batch. One request's own statements cost the
 // database more than the rows they write (a statement's start, its plan,
@@ -31,20 +32,23 @@ import (
 // refuses, so that one such request does not fail its batch) is run again
 // alone, as a keyed request is (CreatePaymentTx), which says why, or
 // creates it should the order have become free meanwhile. A failed batch is
-// run again one request at a time (db.Batcher). A batch leaves out the
-// requests past their deadline and ends by the earliest deadline of the
-// others (createBatch), so no request is answered an error while its
-// payment commits after, unless its COMMIT was on its way; a client that
-// goes away may find its payment created, as when it goes away during the
-// COMMIT. The order's one live payment (payments_one_live_per_order) keeps
-// a retry from charging twice. One batch waits for its slowest row: a
-// creation on an order whose payment another transaction is writing waits
-// for it, and its batch with it (bounded by the deadlines).
+// run again one request at a time (db.Batcher), unless the database did not
+// answer (db.IsUnavailable). A batch leaves out the requests past their
+// deadline and ends by the earliest deadline of the others (createBatch), so
+// no request is answered an error while its payment commits after, unless
+// its COMMIT was on its way; a client that goes away may find its payment
+// created, as when it goes away during the COMMIT. The order's one live
+// payment (payments_one_live_per_order) keeps a retry from charging twice.
+// One batch waits for its slowest row: a creation on an order whose payment
+// another transaction is writing (a decision, a keyed creation: short
+// transactions) waits for it, and its batch with it; should that outlast
+// the earliest deadline, every request of the batch is answered 503, as
+// when the database does not answer in time.
 const (
 	// createFlights creation batches run at once; maxBatch bounds each.
 	createFlights = 2
-	// createTimeout bounds a batch: as long as a request may last
-	// (REQUEST_TIMEOUT's default).
+	// createTimeout bounds a batch whose requests have no deadline (a
+	// request's own ends it earlier: createBatch): REQUEST_TIMEOUT's default.
 	createTimeout = 10 * time.Second
 )
 
@@ -91,10 +95,11 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
 	start := time.Now() // before the transaction's first statement
 	var live []creation
+	var at []int // live's indexes in cs
 	var deadline time.Time
-	for _, c := range cs {
+	for i, c := range cs {
 		if c.deadline.IsZero() || c.deadline.After(start) {
-			live = append(live, c)
+			live, at = append(live, c), append(at, i)
 		}
 		if c.deadline.After(start) && (deadline.IsZero() || c.deadline.Before(deadline)) {
 			deadline = c.deadline
@@ -117,11 +122,8 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 	if err != nil {
 		return nil, err
 	}
-	for i, j := 0, 0; j < len(live); i++ { // live is cs without the late, in order
-		if cs[i].p.ID == live[j].p.ID {
-			res[i] = made[j]
-			j++
-		}
+	for j, i := range at {
+		res[i] = made[j]
 	}
 	return res, nil
 }

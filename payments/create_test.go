@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"paygate/app"
 	"paygate/app/apptest"
 	"paygate/db"
 	"paygate/merchants"
@@ -94,7 +95,9 @@ func TestABatchOfCreationsInsertsWhatItsOrdersTake(t *testing.T) {
 func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	a := apptest.New(t, pendingForever)
+	// The first request waits for the others to queue: more than a request
+	// may last on a loaded machine.
+	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute })
 	h := apptest.TestMerchant()
 	const n = 8
 	orders := make([]string, n)
@@ -102,21 +105,7 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 		orders[i] = createOrder(t, a, h, 50000)
 	}
 
-	// Inserts into payments wait while this transaction holds the table.
-	lock, err := a.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer lock.Rollback(ctx) //nolint:errcheck // released below
-	_, err = lock.Exec(ctx, `LOCK TABLE payments IN EXCLUSIVE MODE`)
-	require.NoError(t, err)
-	waiting := func(sessions int) func() bool {
-		return func() bool {
-			var n int
-			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND pid <> pg_backend_pid()
-				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO payments%'`).Scan(&n))
-			return n == sessions
-		}
-	}
+	lock, waiting := holdPayments(t, a)
 
 	ids := make([]string, n)
 	var wg sync.WaitGroup
@@ -179,6 +168,7 @@ func TestABatchOfCreationsIsDecidedHere(t *testing.T) {
 	got, err := a.Payments.CreateBatch(ctx, merchants.TestMerchantID, ins())
 	require.NoError(t, err)
 	require.Nil(t, got[0])
+	require.NotContains(t, got[1:], (*payments.Payment)(nil))
 	held, _ := a.Payments.FirstDecisions()
 	require.Equal(t, 2, held, "the two inserted, not the third")
 	for _, p := range got[1:] {
@@ -194,9 +184,12 @@ func TestABatchOfCreationsIsDecidedHere(t *testing.T) {
 
 	tx, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below
 	end := db.Track(tx)
+	defer end(db.RolledBack) // a no-op once ended
 	got, err = a.Payments.CreateManyTx(ctx, tx, merchants.TestMerchantID, ins())
 	require.NoError(t, err)
+	require.NotContains(t, got[1:], (*payments.Payment)(nil))
 	require.NoError(t, tx.Commit(ctx)) // committed; the batch could not tell
 	end(db.Unknown)
 	held, _ = a.Payments.FirstDecisions()
@@ -223,6 +216,45 @@ func TestABatchLeavesOutTheCreationsOfRequestsPastTheirDeadline(t *testing.T) {
 	require.Nil(t, got[0])
 	require.NotNil(t, got[1])
 	_, list := call(t, a, http.MethodGet, "/api/v1/payments?order_id="+late, "", h)
+	require.EqualValues(t, 0, list["total"])
+}
+
+// holdPayments makes inserts into payments wait until lock ends, and
+// returns lock and a condition that n of those inserts wait.
+func holdPayments(t *testing.T, a *app.App) (lock pgx.Tx, waiting func(n int) func() bool) {
+	ctx := context.Background()
+	lock, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { lock.Rollback(ctx) }) //nolint:errcheck // released by the test, or now
+	_, err = lock.Exec(ctx, `LOCK TABLE payments IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	return lock, func(n int) func() bool {
+		return func() bool {
+			var waiting int
+			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid()
+				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO payments%'`).Scan(&waiting))
+			return waiting == n
+		}
+	}
+}
+
+// A batch ends by its requests' deadline: a request whose batch is still
+// waiting then is answered 503, and its payment is not made after.
+func TestABatchEndsByItsRequestsDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = 500 * time.Millisecond })
+	h := apptest.TestMerchant()
+	orderID := createOrder(t, a, h, 50000)
+	lock, waiting := holdPayments(t, a)
+
+	status, body := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
+	require.Equal(t, http.StatusServiceUnavailable, status, "%v", body)
+	// Well before the batch's own bound (10 s), nothing waits to insert.
+	require.Eventually(t, waiting(0), 5*time.Second, 5*time.Millisecond, "the batch ended with its request")
+	require.NoError(t, lock.Rollback(ctx))
+	_, list := call(t, a, http.MethodGet, "/api/v1/payments?order_id="+orderID, "", h)
 	require.EqualValues(t, 0, list["total"])
 }
 

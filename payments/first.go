@@ -206,8 +206,9 @@ func (w *Worker) DecidesHere(delay, lostAfter time.Duration) bool {
 // reserve holds room for payments of tx due after delays, and reports for
 // each whether it did: a payment taken is then inserted without a job and,
 // once tx commits, decided here (take names it by its index in delays). The
-// room of a payment not taken for (not inserted) is freed when tx ends, and
-// all of it should tx not commit; should its outcome be unknown, the
+// room reserved for a payment that take was not called for (one not
+// inserted) is freed when tx ends, and all of it should tx not commit;
+// should its outcome be unknown, the
 // payments taken are given back (a job for a payment that was not inserted
 // is cancelled by its worker), in one statement. It does not take one
 // while stopping, when full, when the payment would not be decided within
