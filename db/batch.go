@@ -169,6 +169,33 @@ func InTx[Req, Res any](pool *pgxpool.Pool, fn func(context.Context, pgx.Tx, []R
 	}
 }
 
+// Due returns the requests of a batch of API requests whose deadlines
+// (zero: none) have not passed, with their indexes in reqs, and ctx bounded
+// by the earliest of those deadlines: a batch neither does the work of a
+// request already answered with an error, nor commits after the first
+// request it would answer was answered so (unless its COMMIT was on its
+// way). A batch cut off by that deadline answers each request the error.
+func Due[Req any](ctx context.Context, reqs []Req, deadline func(Req) time.Time) (live []Req, at []int, bounded context.Context, cancel context.CancelFunc) {
+	now := time.Now()
+	var earliest time.Time
+	for i, r := range reqs {
+		d := deadline(r)
+		if !d.IsZero() && !d.After(now) {
+			continue
+		}
+		live, at = append(live, r), append(at, i)
+		if !d.IsZero() && (earliest.IsZero() || d.Before(earliest)) {
+			earliest = d
+		}
+	}
+	if earliest.IsZero() {
+		bounded, cancel = context.WithCancel(ctx)
+		return live, at, bounded, cancel
+	}
+	bounded, cancel = context.WithDeadline(ctx, earliest)
+	return live, at, bounded, cancel
+}
+
 // Distinct returns a batch's items without repeats of a key (the first is
 // kept: a job run twice at once names its row twice), sorted by cmp when
 // it is not nil, so that every batch's statement meets its rows in one

@@ -13,19 +13,16 @@
 //
 // Round trips: a request's transaction sends BEGIN with its first statement,
 // and a keyed one its claim too, and its answer with COMMIT (pipelinedTx),
-// so a key costs no round trip; a use case of one statement runs without a
-// key as that statement alone (DoStatement). Each is still one transaction.
+// so a key costs no round trip. Each is still one transaction.
 // The work's first statement runs before the claim's answer is read: when
 // the key is taken, it is rolled back to the savepoint after the claim, and
-// the remembered answer replayed. A use case
-// handed to DoStatement must stay one statement: a second is refused, but
-// only after the first has committed, so a use case that grows one (an
-// event, a job) must move to Do. AfterCommit callbacks registered by the
+// the remembered answer replayed. AfterCommit callbacks registered by the
 // work run only when its work commits: not when it ends in a remembered
 // business error, whose work is rolled back to the savepoint.
 //
 // DoBatched leaves a request without a key to a use case that runs it in a
-// batch with others, in a transaction of its own making (payment creation),
+// batch with others, in a transaction of its own making (order and payment
+// creation),
 // and runs it as Do does when the batch did not do its work.
 //
 // A use case's last writes (its events with their delivery jobs, whose ids
@@ -121,28 +118,6 @@ func (k *Keys) DoBatched(c echo.Context, body []byte, batched func(context.Conte
 		}
 	}
 	return k.Do(c, body, fn)
-}
-
-// DoStatement is Do for a use case that sends exactly one statement (order
-// creation). Without a key that statement runs alone, in PostgreSQL's
-// implicit transaction: as atomic as BEGIN … COMMIT around it, in one round
-// trip instead of three. A second statement is refused (see single); with a
-// key, the request runs in a transaction like any other, because the key is
-// written in the same one.
-func (k *Keys) DoStatement(c echo.Context, body []byte, fn Func) error {
-	key, present, err := parseKey(c.Request().Header.Values(Header))
-	if err != nil {
-		return err
-	}
-	if !present {
-		ctx := c.Request().Context()
-		status, v, err := fn(ctx, &single{pool: k.pool})
-		if err != nil {
-			return busy(err)
-		}
-		return web.JSON(c, status, v)
-	}
-	return k.keyed(c, key, body, fn)
 }
 
 // errKeyTaken is the claim's answer when another request holds the key:

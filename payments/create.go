@@ -3,6 +3,7 @@ package payments
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -14,18 +15,20 @@ import (
 	"paygate/webhooks"
 )
 
-// Payments created without an Idempotency-Key are created in batches
-// (db.Batcher): the requests that come while a batch of creations runs make
-// the next one, a transaction of one INSERT for all their payments, one for
-// all their payment.created events (and one for the decision jobs of those
-// this process does not decide itself, with River's insert notification),
-// and one commit. Each request's
-// payment and event still commit together or not at all; they commit with
-// the others of their batch. One request's own statements cost the
-// database more than the rows they write (a statement's start, its plan,
-// the CHECK constraints read again, a commit): in the bench's burst, the
-// database's CPU per payment halved (BENCHMARKS.md, session 10). A request
-// with a key runs alone, as its key is written in its work's transaction.
+// Orders and payments created without an Idempotency-Key are created in
+// batches (db.Batcher): the requests that come while a batch of creations
+// runs make the next one. A batch of orders is one INSERT, which commits
+// alone. A batch of payments is a transaction of one INSERT for all its
+// payments, one for all their payment.created events (and one for the
+// decision jobs of those this process does not decide itself, with River's
+// insert notification), and one commit. Each request's payment and event
+// still commit together or not at all; they commit with the others of their
+// batch. One request's own statements cost the database more than the rows
+// they write (a statement's start, its plan, the CHECK constraints read
+// again, a commit): in the bench's burst, the database's CPU per payment
+// halved, and per order in the orders phase it fell by three quarters
+// (BENCHMARKS.md, session 10). A request with a key runs alone, as its key is written in its
+// work's transaction.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
@@ -94,25 +97,11 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 // commits after, unless its COMMIT was on its way.
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
 	start := time.Now() // before the transaction's first statement
-	var live []creation
-	var at []int // live's indexes in cs
-	var deadline time.Time
-	for i, c := range cs {
-		if c.deadline.IsZero() || c.deadline.After(start) {
-			live, at = append(live, c), append(at, i)
-		}
-		if c.deadline.After(start) && (deadline.IsZero() || c.deadline.Before(deadline)) {
-			deadline = c.deadline
-		}
-	}
+	live, at, ctx, cancel := db.Due(ctx, cs, func(c creation) time.Time { return c.deadline })
+	defer cancel()
 	res := make([]created, len(cs))
 	if len(live) == 0 {
 		return res, nil
-	}
-	if !deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
 	}
 	var made []created
 	err := db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
@@ -197,4 +186,74 @@ func insertPaymentsTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]Payment,
 		RETURNING `+paymentColumns,
 		db.PlannedEachTime, ids, orderIDs, merchantIDs, methods, vpas, networks, last4s, keys)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
+}
+
+// orderCreation is a validated order to create, with its id, and its
+// request's deadline (zero: none).
+type orderCreation struct {
+	o        Order
+	deadline time.Time
+}
+
+// CreateOrder creates an order without an Idempotency-Key, as
+// CreateOrderTx does, in a batch of the orders that come at the same time:
+// one INSERT and one commit for all of them. An order's INSERT can fail only
+// as the database fails (its fields are validated, its id is new), so a
+// failed batch fails alike for each of its orders when run again alone.
+func (s *Service) CreateOrder(ctx context.Context, merchantID uuid.UUID, in OrderInput) (Order, error) {
+	o, verr := in.order()
+	if verr != nil {
+		return Order{}, verr
+	}
+	o.ID, o.MerchantID = db.NewID("order_"), merchantID
+	deadline, _ := ctx.Deadline()
+	return s.orderCreations().Do(ctx, orderCreation{o: o, deadline: deadline})
+}
+
+func (s *Service) orderCreations() *db.Batcher[orderCreation, Order] {
+	s.ordersOnce.Do(func() {
+		s.orderBatches = db.NewBatcher(maxBatch, createFlights, createTimeout, s.createOrders)
+	})
+	return s.orderBatches
+}
+
+// createOrders inserts a batch's orders in one statement (its own
+// transaction), but for those whose requests' deadlines passed (db.Due),
+// and answers each at its index.
+func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]Order, error) {
+	live, at, ctx, cancel := db.Due(ctx, cs, func(c orderCreation) time.Time { return c.deadline })
+	defer cancel()
+	res := make([]Order, len(cs))
+	if len(live) == 0 {
+		return res, nil
+	}
+	n := len(live)
+	ids, merchantIDs, amounts, currencies := make([]string, n), make([]uuid.UUID, n), make([]int64, n), make([]string, n)
+	receipts, notes := make([]*string, n), make([]map[string]string, n)
+	for i, c := range live {
+		ids[i], merchantIDs[i], amounts[i], currencies[i] = c.o.ID, c.o.MerchantID, c.o.Amount, c.o.Currency
+		receipts[i], notes[i] = c.o.Receipt, c.o.Notes
+	}
+	rows, _ := s.Pool.Query(ctx, `
+		INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes, status)
+		SELECT c.id, c.merchant_id, c.amount, c.currency, c.receipt, c.notes, 'created'
+		FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])
+		     AS c(id, merchant_id, amount, currency, receipt, notes)
+		RETURNING id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at`,
+		db.PlannedEachTime, ids, merchantIDs, amounts, currencies, receipts, notes)
+	made, err := pgx.CollectRows(rows, pgx.RowToStructByName[Order])
+	if err == nil && len(made) != n {
+		err = fmt.Errorf("orders: %d inserted of %d", len(made), n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	index := make(map[string]int, n) // an order's index in live
+	for j, c := range live {
+		index[c.o.ID] = j
+	}
+	for _, o := range made {
+		res[at[index[o.ID]]] = o
+	}
+	return res, nil
 }

@@ -3,6 +3,7 @@ package payments_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -263,4 +264,70 @@ func mustJSON(t *testing.T, v any) string {
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// Orders created without an Idempotency-Key while a batch runs make the
+// next batch together: one INSERT and one commit for all, each answered
+// its own order, notes and receipt included.
+func TestUnkeyedOrdersAreCreatedInBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, func(c *app.Config) { c.RequestTimeout = time.Minute })
+	h := apptest.TestMerchant()
+	lock, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { lock.Rollback(ctx) }) //nolint:errcheck // released below, or now
+	_, err = lock.Exec(ctx, `LOCK TABLE orders IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	waiting := func(n int) func() bool {
+		return func() bool {
+			var waiting int
+			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid()
+				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO orders%'`).Scan(&waiting))
+			return waiting == n
+		}
+	}
+
+	const n = 8
+	bodies := make([]map[string]any, n)
+	var wg sync.WaitGroup
+	post := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf(`{"amount":%d,"receipt":"r%d","notes":{"i":"%d"}}`, 1000+i, i, i)
+			status, created := call(t, a, http.MethodPost, "/api/v1/orders", body, h)
+			if status == http.StatusCreated {
+				bodies[i] = created
+			}
+		}()
+	}
+	post(0)
+	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
+	post(1)
+	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond)
+	for i := 2; i < n; i++ {
+		post(i)
+	}
+	require.Eventually(t, func() bool { return a.Payments.QueuedOrders() == n-2 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, lock.Rollback(ctx))
+	wg.Wait()
+
+	ids := make([]string, n)
+	for i, o := range bodies {
+		require.NotNil(t, o, "order %d created", i)
+		require.EqualValues(t, 1000+i, o["amount"], "each answered its own order")
+		require.Equal(t, fmt.Sprintf("r%d", i), o["receipt"])
+		require.Equal(t, map[string]any{"i": fmt.Sprint(i)}, o["notes"])
+		_, got := call(t, a, http.MethodGet, "/api/v1/orders/"+o["id"].(string), "", h)
+		require.Equal(t, o, got, "stored as answered")
+		ids[i] = o["id"].(string)
+	}
+	rows, err := a.Pool.Query(ctx, `SELECT count(*) FROM orders WHERE id = ANY ($1)
+		GROUP BY created_at ORDER BY count(*)`, ids)
+	require.NoError(t, err)
+	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 1, n - 2}, batches, "those queued in one transaction")
 }

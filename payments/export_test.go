@@ -115,3 +115,6 @@ func (s *Service) CreateManyTx(ctx context.Context, tx pgx.Tx, merchantID uuid.U
 
 // QueuedCreations is how many creations wait for a batch.
 func (s *Service) QueuedCreations() int { return s.creations().Queued() }
+
+// QueuedOrders is how many order creations wait for a batch.
+func (s *Service) QueuedOrders() int { return s.orderCreations().Queued() }

@@ -27,8 +27,11 @@ func (h *HTTP) CreateOrder(c echo.Context) error {
 		return err
 	}
 	m := merchants.FromContext(c)
-	// One INSERT: without a key it runs alone, in one round trip.
-	return h.Keys.DoStatement(c, raw, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
+	batched := func(ctx context.Context) (int, any, bool, error) {
+		o, err := h.Service.CreateOrder(ctx, m.ID, in)
+		return http.StatusCreated, o, true, err
+	}
+	return h.Keys.DoBatched(c, raw, batched, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
 		o, err := h.Service.CreateOrderTx(ctx, tx, m.ID, in)
 		return http.StatusCreated, o, err
 	})

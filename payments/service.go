@@ -34,6 +34,9 @@ type Service struct {
 
 	once    sync.Once
 	batches *db.Batcher[creation, created] // creations(): CreatePayment's batches
+
+	ordersOnce   sync.Once
+	orderBatches *db.Batcher[orderCreation, Order] // orderCreations(): CreateOrder's batches
 }
 
 // CreateOrderTx validates in and creates a merchant's order.
