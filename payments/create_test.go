@@ -106,7 +106,7 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 		orders[i] = createOrder(t, a, h, 50000)
 	}
 
-	lock, waiting := holdPayments(t, a)
+	lock, waiting := holdInserts(t, a, "payments")
 
 	ids := make([]string, n)
 	var wg sync.WaitGroup
@@ -120,16 +120,7 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 			}
 		}()
 	}
-	// The first two requests each start a batch, which waits; the others
-	// queue behind them.
-	post(0)
-	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
-	post(1)
-	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond)
-	for i := 2; i < n; i++ {
-		post(i)
-	}
-	require.Eventually(t, func() bool { return a.Payments.QueuedCreations() == n-2 }, 10*time.Second, 5*time.Millisecond)
+	queueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedCreations)
 	require.NoError(t, lock.Rollback(ctx))
 	wg.Wait()
 
@@ -220,24 +211,38 @@ func TestABatchLeavesOutTheCreationsOfRequestsPastTheirDeadline(t *testing.T) {
 	require.EqualValues(t, 0, list["total"])
 }
 
-// holdPayments makes inserts into payments wait until lock ends, and
-// returns lock and a condition that n of those inserts wait.
-func holdPayments(t *testing.T, a *app.App) (lock pgx.Tx, waiting func(n int) func() bool) {
+// holdInserts makes inserts into table wait until lock ends, and returns
+// lock and a condition that n of those inserts wait.
+func holdInserts(t *testing.T, a *app.App, table string) (lock pgx.Tx, waiting func(n int) func() bool) {
 	ctx := context.Background()
 	lock, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
 	t.Cleanup(func() { lock.Rollback(ctx) }) //nolint:errcheck // released by the test, or now
-	_, err = lock.Exec(ctx, `LOCK TABLE payments IN EXCLUSIVE MODE`)
+	_, err = lock.Exec(ctx, `LOCK TABLE `+table+` IN EXCLUSIVE MODE`)
 	require.NoError(t, err)
 	return lock, func(n int) func() bool {
 		return func() bool {
 			var waiting int
 			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 				WHERE datname = current_database() AND pid <> pg_backend_pid()
-				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO payments%'`).Scan(&waiting))
+				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO `+table+`%'`).Scan(&waiting))
 			return waiting == n
 		}
 	}
+}
+
+// queueBehindTwoBatches posts n requests so that the first two each start
+// a batch (of the two a process runs at once), which waits on the lock
+// behind waiting, and the others queue (queued) to make one batch together.
+func queueBehindTwoBatches(t *testing.T, n int, post func(i int), waiting func(n int) func() bool, queued func() int) {
+	post(0)
+	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
+	post(1)
+	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond)
+	for i := 2; i < n; i++ {
+		post(i)
+	}
+	require.Eventually(t, func() bool { return queued() == n-2 }, 10*time.Second, 5*time.Millisecond)
 }
 
 // A batch ends by its requests' deadline: a request whose batch is still
@@ -248,7 +253,7 @@ func TestABatchEndsByItsRequestsDeadline(t *testing.T) {
 	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = 500 * time.Millisecond })
 	h := apptest.TestMerchant()
 	orderID := createOrder(t, a, h, 50000)
-	lock, waiting := holdPayments(t, a)
+	lock, waiting := holdInserts(t, a, "payments")
 
 	status, body := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
 	require.Equal(t, http.StatusServiceUnavailable, status, "%v", body)
@@ -274,20 +279,7 @@ func TestUnkeyedOrdersAreCreatedInBatches(t *testing.T) {
 	ctx := context.Background()
 	a := apptest.New(t, func(c *app.Config) { c.RequestTimeout = time.Minute })
 	h := apptest.TestMerchant()
-	lock, err := a.Pool.Begin(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { lock.Rollback(ctx) }) //nolint:errcheck // released below, or now
-	_, err = lock.Exec(ctx, `LOCK TABLE orders IN EXCLUSIVE MODE`)
-	require.NoError(t, err)
-	waiting := func(n int) func() bool {
-		return func() bool {
-			var waiting int
-			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND pid <> pg_backend_pid()
-				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO orders%'`).Scan(&waiting))
-			return waiting == n
-		}
-	}
+	lock, waiting := holdInserts(t, a, "orders")
 
 	const n = 8
 	bodies := make([]map[string]any, n)
@@ -303,14 +295,7 @@ func TestUnkeyedOrdersAreCreatedInBatches(t *testing.T) {
 			}
 		}()
 	}
-	post(0)
-	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
-	post(1)
-	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond)
-	for i := 2; i < n; i++ {
-		post(i)
-	}
-	require.Eventually(t, func() bool { return a.Payments.QueuedOrders() == n-2 }, 10*time.Second, 5*time.Millisecond)
+	queueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedOrders)
 	require.NoError(t, lock.Rollback(ctx))
 	wg.Wait()
 
