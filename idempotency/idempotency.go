@@ -13,7 +13,7 @@
 //
 // Round trips: a request's transaction sends BEGIN with its first statement,
 // and a keyed one its claim too, and its answer with COMMIT (pipelinedTx),
-// so a key costs no round trip. Each is still one transaction.
+// so a key costs no round trip.
 // The work's first statement runs before the claim's answer is read: when
 // the key is taken, it is rolled back to the savepoint after the claim, and
 // the remembered answer replayed. AfterCommit callbacks registered by the
@@ -22,8 +22,7 @@
 //
 // DoBatched leaves a request without a key to a use case that runs it in a
 // batch with others, in a transaction of its own making (order and payment
-// creation),
-// and runs it as Do does when the batch did not do its work.
+// creation), and runs it as Do does when the batch did not do its work.
 //
 // A use case's last writes (its events with their delivery jobs, whose ids
 // it reads as they come back: db.QueryAtCommit; River's insert

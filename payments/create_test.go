@@ -231,6 +231,31 @@ func holdInserts(t *testing.T, a *app.App, table string) (lock pgx.Tx, waiting f
 	}
 }
 
+// An order whose request's deadline has passed when its batch begins is not
+// made, and its request gets an error, never an order; the others of the
+// batch are made.
+func TestABatchOfOrdersLeavesOutTheRequestsPastTheirDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t)
+	amount := int64(1000)
+	in := payments.OrderInput{Amount: &amount}
+	got, err := a.Payments.CreateOrderBatch(ctx, merchants.TestMerchantID, []payments.OrderInput{in, in},
+		[]time.Time{time.Now().Add(-time.Millisecond), time.Now().Add(time.Minute)})
+	require.NoError(t, err)
+	require.Nil(t, got[0])
+	require.NotNil(t, got[1])
+	require.EqualValues(t, 1000, got[1].Amount)
+
+	late, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Millisecond))
+	defer cancel()
+	_, err = a.Payments.CreateOrder(late, merchants.TestMerchantID, in)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	var orders int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders))
+	require.Equal(t, 1, orders, "the on-time order alone")
+}
+
 // queueBehindTwoBatches posts n requests so that the first two each start
 // a batch (of the two a process runs at once), which waits on the lock
 // behind waiting, and the others queue (queued) to make one batch together.

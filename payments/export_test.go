@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"paygate/db"
 )
 
 // Answer is an answer of a decision batch.
@@ -118,3 +120,18 @@ func (s *Service) QueuedCreations() int { return s.creations().Queued() }
 
 // QueuedOrders is how many order creations wait for a batch.
 func (s *Service) QueuedOrders() int { return s.orderCreations().Queued() }
+
+// CreateOrderBatch creates ins as one batch of orders whose requests'
+// deadlines are by, and answers each order, or nil when left out.
+func (s *Service) CreateOrderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, by []time.Time) ([]*Order, error) {
+	cs := make([]orderCreation, len(ins))
+	for i, in := range ins {
+		o, err := in.order()
+		if err != nil {
+			return nil, err
+		}
+		o.ID, o.MerchantID = db.NewID("order_"), merchantID
+		cs[i] = orderCreation{o: o, deadline: by[i]}
+	}
+	return s.createOrders(ctx, cs)
+}

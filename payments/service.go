@@ -36,7 +36,7 @@ type Service struct {
 	batches *db.Batcher[creation, created] // creations(): CreatePayment's batches
 
 	ordersOnce   sync.Once
-	orderBatches *db.Batcher[orderCreation, Order] // orderCreations(): CreateOrder's batches
+	orderBatches *db.Batcher[orderCreation, *Order] // orderCreations(): CreateOrder's batches
 }
 
 // CreateOrderTx validates in and creates a merchant's order.
