@@ -216,8 +216,14 @@ func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	answer := &pgx.Batch{}
 	var apiErr *web.Error
 	if errors.As(err, &apiErr) && apiErr.Code != web.CodeUnavailable {
-		answer.Queue(`ROLLBACK TO SAVEPOINT idempotent_work`)
 		tx.dropAtCommit() // the work is undone: so are its statements not sent yet
+		// In a round trip of its own: pgx prepares the statements of a
+		// batch before it sends them, which a transaction aborted by the
+		// work's failed statement refuses (the answer's UPDATE, on a
+		// connection that has not prepared it yet).
+		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT idempotent_work`); err != nil {
+			return err
+		}
 		// The work is undone: so are its after-commit callbacks.
 		end(db.RolledBack)
 		end = db.Track(tx)

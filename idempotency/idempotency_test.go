@@ -84,6 +84,11 @@ func setup(t *testing.T) *bundle {
 			switch req.Fail {
 			case "validation": // after a write, which must be undone
 				return 0, nil, web.BadField("name", "name is not acceptable")
+			case "statement": // after a statement that failed, as a unique index refuses a row
+				if _, err := tx.Exec(ctx, `SELECT 1 / 0`); err == nil {
+					return 0, nil, errors.New("1 / 0 did not fail")
+				}
+				return 0, nil, web.BadField("name", "name is taken")
 			case "crash":
 				return 0, nil, errors.New("lost the connection")
 			}
@@ -266,6 +271,20 @@ func TestValidationFailureIsRemembered(t *testing.T) {
 	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
 	require.Equal(t, http.StatusUnprocessableEntity, b.post(t, `{"name":"b","fail":"early"}`, "e", nil).Code)
 	require.Equal(t, 2, b.keys(t))
+}
+
+// A refusal after a statement that failed (the transaction aborted) is
+// remembered too, on a connection that has never written an answer
+// before: the answer's statement is prepared after the work is undone.
+func TestARefusalAfterAFailedStatementIsRemembered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	first := b.post(t, `{"name":"a","fail":"statement"}`, "s", nil)
+	require.Equal(t, http.StatusBadRequest, first.Code, "%s", first.Body)
+	require.Equal(t, 0, b.widgets(t))
+	again := b.post(t, `{"name":"a","fail":"statement"}`, "s", nil)
+	require.Equal(t, first.Body.Bytes(), again.Body.Bytes())
+	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
 }
 
 // What a request sends with its COMMIT (db.ExecAtCommit) commits with its
