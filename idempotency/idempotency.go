@@ -20,9 +20,12 @@
 // work run only when its work commits: not when it ends in a remembered
 // business error, whose work is rolled back to the savepoint.
 //
-// DoBatched leaves a request without a key to a use case that runs it in a
-// batch with others, in a transaction of its own making (order and payment
-// creation), and runs it as Do does when the batch did not do its work.
+// DoBatched leaves a request to a use case that runs it in a batch with
+// others, in a transaction of its own making (order and payment creation),
+// and runs it as Do does when the batch did not do its work. A batch claims
+// its keyed requests' keys and writes their answers in that transaction
+// (ClaimTx, SettleTx), under the same rules as Do: a key already claimed is
+// never claimed again until it expires, and its request runs alone.
 //
 // A use case's last writes (its events with their delivery jobs, whose ids
 // it reads as they come back: db.QueryAtCommit; River's insert
@@ -98,26 +101,36 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 	return k.keyed(c, key, body, fn)
 }
 
-// DoBatched is Do for a use case that, without a key, runs in a batch with
-// others (batched, in a transaction of its own making). Should batched not
-// do the work (done false), the request runs as Do runs it; with a key it
-// always does, because the key is written in the work's own transaction.
-func (k *Keys) DoBatched(c echo.Context, body []byte, batched func(context.Context) (status int, v any, done bool, err error), fn Func) error {
-	_, present, err := parseKey(c.Request().Header.Values(Header))
+// DoBatched is Do for a use case that runs its requests in a batch with
+// others, in a transaction of its own making (batched). A keyed request is
+// handed its claim (nil without a key), which the batch claims and settles
+// with its work (ClaimTx, SettleTx). Should batched not do the work (done
+// false), the request runs as Do runs it.
+func (k *Keys) DoBatched(c echo.Context, body []byte, batched func(context.Context, *Claim) (status int, v any, done bool, err error), fn Func) error {
+	key, present, err := parseKey(c.Request().Header.Values(Header))
 	if err != nil {
 		return err
 	}
-	if !present {
-		status, v, done, err := batched(c.Request().Context())
-		if err != nil {
-			return busy(err)
-		}
-		if done {
-			return web.JSON(c, status, v)
-		}
+	var claim *Claim
+	if present {
+		claim = &Claim{MerchantID: merchants.FromContext(c).ID, Route: routeOf(c), Key: key, Hash: RequestHash(body), At: k.Now()}
 	}
-	return k.Do(c, body, fn)
+	status, v, done, err := batched(c.Request().Context(), claim)
+	if err != nil {
+		return busy(err)
+	}
+	if done {
+		return web.JSON(c, status, v)
+	}
+	if !present {
+		return busy(k.run(c, fn))
+	}
+	return k.keyed(c, key, body, fn)
 }
+
+// routeOf is what a key is scoped by, beside its merchant: the request's
+// method and path.
+func routeOf(c echo.Context) string { return c.Request().Method + " " + c.Request().URL.Path }
 
 // errKeyTaken is the claim's answer when another request holds the key:
 // the work is told so (never pgx.ErrNoRows, which a use case would take for
@@ -145,7 +158,7 @@ const repeatLockTimeout = "10ms"
 func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
 	ctx := c.Request().Context()
 	m := merchants.FromContext(c)
-	route := c.Request().Method + " " + c.Request().URL.Path
+	route := routeOf(c)
 	hash := RequestHash(body)
 
 	tx, err := beginPipelined(ctx, k.pool)

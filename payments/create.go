@@ -3,7 +3,9 @@ package payments
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -12,10 +14,12 @@ import (
 	"github.com/riverqueue/river"
 
 	"paygate/db"
+	"paygate/idempotency"
+	"paygate/web"
 	"paygate/webhooks"
 )
 
-// Orders and payments created without an Idempotency-Key are created in
+// Payments, and orders created without an Idempotency-Key, are created in
 // batches (db.Batcher): the requests that come while a batch of creations
 // runs make the next one. A batch of orders is one INSERT, which commits
 // alone. A batch of payments is a transaction of one INSERT for all its
@@ -27,13 +31,19 @@ import (
 // they write (a statement's start, its plan, the CHECK constraints read
 // again, a commit): in the bench's burst, the database's CPU per payment
 // halved, and per order in the orders phase it fell by more than three
-// quarters (BENCHMARKS.md, session 10). A request with a key runs alone, as
-// its key is written in its work's transaction.
+// quarters (BENCHMARKS.md, session 10). A payment's Idempotency-Key is
+// claimed first, and its answer written, in the batch's transaction (one
+// statement for all the batch's keys each: idempotency.ClaimTx, SettleTx),
+// so the key commits with its payment or not at all, as for a request
+// alone; a key the batch does not claim (answered, in progress, repeated in
+// the batch) leaves its request to run alone. An order with a key runs
+// alone.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
 // refuses, so that one such request does not fail its batch) is run again
-// alone, as a keyed request is (CreatePaymentTx), which says why, or
+// alone (CreatePaymentTx, its key claimed anew), which says why and
+// remembers it, or
 // creates it should the order have become free meanwhile. A failed batch is
 // run again one request at a time (db.Batcher), unless the database did not
 // answer (db.IsUnavailable). A batch leaves out the requests past their
@@ -43,8 +53,11 @@ import (
 // created, as when it goes away during the COMMIT. The order's one live
 // payment (payments_one_live_per_order) keeps a retry from charging twice.
 // One batch waits for its slowest row: a creation on an order whose payment
-// another transaction is writing (a decision, a keyed creation: short
-// transactions) waits for it, and its batch with it; should that outlast
+// another transaction is writing (a decision, another batch: short
+// transactions) waits for it, and its batch with it, but a key another
+// transaction holds fails the claim after a short wait
+// (idempotency.ErrClaimWait), and the batch is run again without its keyed
+// requests; should that outlast
 // the earliest deadline, every request of the batch is answered 503, as
 // when the database does not answer in time.
 const (
@@ -57,11 +70,14 @@ const (
 )
 
 // creation is a validated payment to create, with its ids, its decision
-// key and its request's deadline (zero: none).
+// key and its request's deadline (zero: none); and, for a request with an
+// Idempotency-Key, its claim and the view of the payment its answer is.
 type creation struct {
 	p        Payment
 	key      uuid.UUID
 	deadline time.Time
+	claim    *idempotency.Claim
+	view     func(Payment) any
 }
 
 // created is a creation's outcome: its payment, or ok false when the batch
@@ -71,17 +87,23 @@ type created struct {
 	ok bool
 }
 
-// CreatePayment creates a payment without an Idempotency-Key, as
-// CreatePaymentTx does, in a batch of the creations that come at the same
-// time. ok false says the batch did not create it: the caller runs the
-// request again with CreatePaymentTx, which answers why.
-func (s *Service) CreatePayment(ctx context.Context, merchantID uuid.UUID, in PaymentInput) (p Payment, ok bool, err error) {
+// CreatePayment creates a payment, as CreatePaymentTx does, in a batch of
+// the creations that come at the same time. With claim (a request's
+// Idempotency-Key: idempotency.DoBatched), the batch claims its key and
+// remembers view(p) as the answer. ok false says the batch did not create
+// it (nor remembered anything): the caller runs the request again with
+// CreatePaymentTx, which answers why. A keyed request's invalid input is
+// left to that run too, which remembers its answer under the key.
+func (s *Service) CreatePayment(ctx context.Context, merchantID uuid.UUID, in PaymentInput, claim *idempotency.Claim, view func(Payment) any) (p Payment, ok bool, err error) {
 	p, err = newPayment(merchantID, in)
+	if err != nil && claim != nil {
+		return Payment{}, false, nil
+	}
 	if err != nil {
 		return Payment{}, false, err
 	}
 	deadline, _ := ctx.Deadline()
-	res, err := s.creations().Do(ctx, creation{p: p, key: uuid.New(), deadline: deadline})
+	res, err := s.creations().Do(ctx, creation{p: p, key: uuid.New(), deadline: deadline, claim: claim, view: view})
 	return res.p, res.ok, err
 }
 
@@ -101,21 +123,41 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 	live, at, ctx, cancel := db.Due(ctx, cs, func(c creation) time.Time { return c.deadline })
 	defer cancel()
 	res := make([]created, len(cs))
-	if len(live) == 0 {
-		return res, nil
-	}
-	var made []created
-	err := db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
-		made, err = s.createManyTx(ctx, tx, live, start)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range at {
-		res[i] = made[j]
+	for len(live) > 0 {
+		var made []created
+		err := db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+			made, err = s.createManyTx(ctx, tx, live, start)
+			return err
+		})
+		if errors.Is(err, idempotency.ErrClaimWait) {
+			// A key is held by a request in progress: the keyed
+			// requests run alone (they wait for it there), the others
+			// in a batch of their own.
+			live, at = unkeyed(live, at)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range at {
+			res[i] = made[j]
+		}
+		break
 	}
 	return res, nil
+}
+
+// unkeyed returns the creations of cs without a key, with their indexes of
+// at.
+func unkeyed(cs []creation, at []int) ([]creation, []int) {
+	var without []creation
+	var atWithout []int
+	for j, c := range cs {
+		if c.claim == nil {
+			without, atWithout = append(without, c), append(atWithout, at[j])
+		}
+	}
+	return without, atWithout
 }
 
 // createManyTx inserts the payments of cs that their orders take, with
@@ -123,14 +165,26 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 // itself (first.go), their decision jobs; and answers each creation at its
 // index. start is a moment before tx's first statement.
 func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, start time.Time) ([]created, error) {
+	claims := make([]*idempotency.Claim, len(cs))
+	for i, c := range cs {
+		claims[i] = c.claim
+	}
+	claimed, err := idempotency.ClaimTx(ctx, tx, claims)
+	if err != nil {
+		return nil, err
+	}
 	delays := make([]time.Duration, len(cs))
 	at := make(map[string]int, len(cs)) // a payment's index in cs
+	var todo []creation                 // without a key, or with a key claimed
 	for i, c := range cs {
 		delays[i] = s.Delay(c.p.Method)
 		at[c.p.ID] = i
+		if c.claim == nil || claimed[i] {
+			todo = append(todo, c)
+		}
 	}
 	take, taken := s.first.Load().reserve(tx, start, delays...)
-	inserted, err := insertPaymentsTx(ctx, tx, cs)
+	inserted, err := insertPaymentsTx(ctx, tx, todo)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +202,24 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, st
 		} else {
 			jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: p.ID, MerchantID: p.MerchantID, DecideAt: decideAt}})
 		}
+	}
+	var settled []idempotency.Settled
+	for i, c := range cs {
+		if !claimed[i] {
+			continue
+		}
+		answer := idempotency.Settled{Claim: c.claim} // not created: dropped, for the request to run alone
+		if res[i].ok {
+			body, err := web.Marshal(c.view(res[i].p))
+			if err != nil {
+				return nil, err
+			}
+			answer.Status, answer.Body = http.StatusCreated, body
+		}
+		settled = append(settled, answer)
+	}
+	if err := idempotency.SettleTx(ctx, tx, settled); err != nil {
+		return nil, err
 	}
 	if err := s.emitTx(ctx, tx, events...); err != nil {
 		return nil, err

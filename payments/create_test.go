@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"paygate/app"
 	"paygate/app/apptest"
 	"paygate/db"
+	"paygate/idempotency"
 	"paygate/merchants"
 	"paygate/payments"
 )
@@ -340,4 +342,117 @@ func TestUnkeyedOrdersAreCreatedInBatches(t *testing.T) {
 	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
 	require.NoError(t, err)
 	require.Equal(t, []int{1, 1, n - 2}, batches, "those queued in one transaction")
+}
+
+// Payments created with an Idempotency-Key while a batch runs make the next
+// batch together with the others: their keys are claimed, and their answers
+// remembered, in the batch's transaction. A request the batch does not
+// create (a repeat of a key in the batch, an order already taken) is
+// answered as it would be alone, and that answer is remembered.
+func TestKeyedPaymentsAreCreatedInBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute })
+	h := apptest.TestMerchant()
+	const n = 8
+	orders := make([]string, n)
+	for i := range orders {
+		orders[i] = createOrder(t, a, h, 50000)
+	}
+	// Requests 2–5 have keys, and 6 repeats 5; 7 is on request 0's order.
+	// 2–7 queue in one batch, in no set order.
+	keys := []string{"", "", "k2", "k3", "k4", "k5", "k5", "k7"}
+	bodies := make([]string, n)
+	for i := range bodies {
+		bodies[i] = upiBody(orders[i])
+	}
+	bodies[6], bodies[7] = bodies[5], upiBody(orders[0])
+	withKey := func(i int) http.Header {
+		if keys[i] == "" {
+			return h
+		}
+		return apptest.With(h, idempotency.Header, keys[i])
+	}
+
+	lock, waiting := holdInserts(t, a, "payments")
+	recs := make([]*httptest.ResponseRecorder, n)
+	var wg sync.WaitGroup
+	post := func(i int) {
+		wg.Go(func() { recs[i] = apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", bodies[i], withKey(i)) })
+	}
+	queueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedCreations)
+	require.NoError(t, lock.Rollback(ctx))
+	wg.Wait()
+
+	ids := make([]string, 6)
+	for i := range 6 {
+		require.Equal(t, http.StatusCreated, recs[i].Code, "%d: %s", i, recs[i].Body)
+		var p map[string]any
+		require.NoError(t, json.Unmarshal(recs[i].Body.Bytes(), &p))
+		ids[i] = p["id"].(string)
+	}
+	rows, err := a.Pool.Query(ctx, `SELECT count(*) FROM payments WHERE id = ANY ($1)
+		GROUP BY created_at ORDER BY count(*)`, ids)
+	require.NoError(t, err)
+	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 1, 4}, batches, "those queued in one transaction, keyed or not")
+
+	require.Equal(t, http.StatusCreated, recs[6].Code)
+	require.Equal(t, recs[5].Body.String(), recs[6].Body.String(), "a repeat in the batch answers the first")
+	require.NotEqual(t, idempotency.IsReplay(recs[5].Header()), idempotency.IsReplay(recs[6].Header()),
+		"whichever came second is a replay")
+	require.Equal(t, http.StatusBadRequest, recs[7].Code, "%s", recs[7].Body)
+	require.Contains(t, recs[7].Body.String(), "Order already has a payment in progress")
+
+	// Each key remembers its answer, written with the payment.
+	for _, i := range []int{2, 3, 4, 5, 7} {
+		again := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", bodies[i], withKey(i))
+		require.True(t, idempotency.IsReplay(again.Header()), "%d", i)
+		require.Equal(t, recs[i].Code, again.Code)
+		require.Equal(t, recs[i].Body.String(), again.Body.String())
+	}
+	var count int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM payments`).Scan(&count))
+	require.Equal(t, 6, count)
+}
+
+// A key held by a request in progress does not hold up its batch: the
+// batch's requests without a key are created, and those with one run
+// alone, where the held key's waits for its holder (and answers 409 when
+// that outlasts the lock timeout).
+func TestAKeyInProgressDoesNotHoldUpItsBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, pendingForever)
+	a.Idempotency.LockTimeout = 100 * time.Millisecond
+	h := apptest.TestMerchant()
+	claim := func(key string) *idempotency.Claim {
+		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /api/v1/payments", Key: key,
+			Hash: []byte(key), At: time.Now()}
+	}
+	hold, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer hold.Rollback(ctx) //nolint:errcheck // only held
+	_, err = idempotency.ClaimTx(ctx, hold, []*idempotency.Claim{claim("held")})
+	require.NoError(t, err)
+
+	in := func() payments.PaymentInput {
+		return payments.PaymentInput{OrderID: createOrder(t, a, h, 50000), Method: "upi", VPA: "a@b"}
+	}
+	ins := []payments.PaymentInput{in(), in(), in()}
+	bounded, cancel := context.WithTimeout(ctx, 30*time.Second) // far beyond the claim's wait
+	defer cancel()
+	got, err := a.Payments.CreateKeyedBatch(bounded, merchants.TestMerchantID, ins,
+		[]*idempotency.Claim{claim("held"), nil, claim("free")})
+	require.NoError(t, err)
+	require.Nil(t, got[0], "run alone")
+	require.NotNil(t, got[1], "created in the batch")
+	require.Nil(t, got[2], "run alone")
+	var keys int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE key = 'free'`).Scan(&keys))
+	require.Zero(t, keys, "the batch that claimed it was rolled back")
+
+	rec := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody(ins[0].OrderID), apptest.With(h, idempotency.Header, "held"))
+	require.Equal(t, http.StatusConflict, rec.Code, "%s", rec.Body)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"paygate/db"
+	"paygate/idempotency"
 )
 
 // Answer is an answer of a decision batch.
@@ -71,6 +72,21 @@ func (s *Service) CreateBatch(ctx context.Context, merchantID uuid.UUID, ins []P
 		return nil, err
 	}
 	res, err := s.createBatch(ctx, withDeadlines(cs, by))
+	return payments(res), err
+}
+
+// CreateKeyedBatch is CreateBatch for requests with keys: claims (nil:
+// none) are the requests' claims, and a payment remembered is answered as
+// it is.
+func (s *Service) CreateKeyedBatch(ctx context.Context, merchantID uuid.UUID, ins []PaymentInput, claims []*idempotency.Claim) ([]*Payment, error) {
+	cs, err := creations(merchantID, ins)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cs {
+		cs[i].claim, cs[i].view = claims[i], func(p Payment) any { return p }
+	}
+	res, err := s.createBatch(ctx, cs)
 	return payments(res), err
 }
 

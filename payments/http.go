@@ -27,7 +27,10 @@ func (h *HTTP) CreateOrder(c echo.Context) error {
 		return err
 	}
 	m := merchants.FromContext(c)
-	batched := func(ctx context.Context) (int, any, bool, error) {
+	batched := func(ctx context.Context, claim *idempotency.Claim) (int, any, bool, error) {
+		if claim != nil {
+			return 0, nil, false, nil // a keyed order runs alone
+		}
 		o, err := h.Service.CreateOrder(ctx, m.ID, in)
 		return http.StatusCreated, o, true, err
 	}
@@ -83,8 +86,8 @@ func (h *HTTP) createPayment(c echo.Context, view func(Payment) any) error {
 		return err
 	}
 	m := merchants.FromContext(c)
-	batched := func(ctx context.Context) (int, any, bool, error) {
-		p, ok, err := h.Service.CreatePayment(ctx, m.ID, in)
+	batched := func(ctx context.Context, claim *idempotency.Claim) (int, any, bool, error) {
+		p, ok, err := h.Service.CreatePayment(ctx, m.ID, in, claim, view)
 		return http.StatusCreated, view(p), ok, err
 	}
 	return h.Keys.DoBatched(c, in.Fingerprint(), batched, func(ctx context.Context, tx pgx.Tx) (int, any, error) {

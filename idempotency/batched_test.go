@@ -1,0 +1,97 @@
+package idempotency_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/app/apptest"
+	"paygate/db"
+	"paygate/idempotency"
+	"paygate/merchants"
+)
+
+// A batch claims the keys no one holds and those whose answer has
+// expired, not an answered one nor the second claim of a key in the batch;
+// it writes the answers of the work it did and drops the other claims.
+func TestABatchClaimsTheKeysNoOneHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t)
+	now := time.Now()
+	claim := func(key string, at time.Time) *idempotency.Claim {
+		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /test", Key: key, Hash: []byte(key), At: at}
+	}
+	// Answered: one now, one a TTL ago (expired).
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{claim("answered", now), claim("expired", now.Add(-idempotency.TTL))}); err != nil {
+			return err
+		}
+		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
+			{Claim: claim("answered", now), Status: 201, Body: []byte(`{"old":1}`)},
+			{Claim: claim("expired", now), Status: 201, Body: []byte(`{"old":2}`)},
+		})
+	}))
+
+	claims := []*idempotency.Claim{
+		claim("new", now), nil, claim("answered", now), claim("expired", now), claim("new", now), claim("dropped", now),
+	}
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		claimed, err := idempotency.ClaimTx(ctx, tx, claims)
+		require.NoError(t, err)
+		require.Equal(t, []bool{true, false, false, true, false, true}, claimed)
+		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
+			{Claim: claims[0], Status: 201, Body: []byte(`{"new":1}`)},
+			{Claim: claims[3], Status: 400, Body: []byte(`{"new":2}`)},
+			{Claim: claims[5]},
+		})
+	}))
+
+	rows, err := a.Pool.Query(ctx, `SELECT key, status_code, convert_from(response_body, 'UTF8') FROM idempotency_keys
+		WHERE merchant_id = $1 AND route = 'POST /test' ORDER BY key`, merchants.TestMerchantID)
+	require.NoError(t, err)
+	type row struct {
+		Key    string
+		Status int
+		Body   string
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	require.NoError(t, err)
+	require.Equal(t, []row{
+		{"answered", 201, `{"old":1}`},
+		{"expired", 400, `{"new":2}`}, // taken over
+		{"new", 201, `{"new":1}`},
+	}, got, "the dropped claim is gone")
+}
+
+// A key claimed by a transaction still running fails the batch's claim
+// soon (ErrClaimWait), rather than holding the batch until that
+// transaction ends.
+func TestABatchDoesNotWaitForAKeyInProgress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t)
+	held := &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /test", Key: "held", Hash: []byte("h"), At: time.Now()}
+	hold, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer hold.Rollback(ctx) //nolint:errcheck // only held
+	claimed, err := idempotency.ClaimTx(ctx, hold, []*idempotency.Claim{held})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true}, claimed)
+
+	// Bounded well beyond the claim's wait, so that waiting for the
+	// holder fails the test instead of hanging it.
+	bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = db.WithTx(bounded, a.Pool, func(tx pgx.Tx) error {
+		_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held})
+		return err
+	})
+	require.ErrorIs(t, err, idempotency.ErrClaimWait)
+	require.NoError(t, bounded.Err())
+	require.False(t, errors.Is(err, context.DeadlineExceeded))
+}
