@@ -8,7 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"paygate/db"
 )
 
 // Claim is a keyed request's claim of its Idempotency-Key, for a use case
@@ -52,19 +53,21 @@ type claimID struct {
 	route, key string
 }
 
-// ClaimTx claims, in one statement, the keys of claims (nil: a request
-// without a key) that no one holds, or whose answer has expired, and
-// reports for each whether it is the batch's. Of claims of one key, the
-// first is claimed; the others run alone, after the batch (Do replays them
-// then). Keys are claimed in one order, so that batches that wait for one
-// another's keys never wait in a cycle.
+// ClaimTx claims the keys of claims (nil: a request without a key) that no
+// one holds, or whose answer has expired, and reports for each whether it
+// is the batch's. Of claims of one key, the first is claimed; the others
+// run alone, after the batch (Do replays them then). New keys are claimed in
+// one statement, in one order, so that batches that wait for one another's
+// keys never wait in a cycle; an answered key is neither locked nor waited
+// for (ON CONFLICT DO NOTHING); expired ones, should there be any, are taken
+// over in a second statement. Both are bounded by claimWait. The statements
+// are planned each time (db.PlannedEachTime), and the lock timeout set and
+// reset in round trips of their own, as pgx sends a batch's statements
+// prepared.
 func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 	claimed := make([]bool, len(claims))
 	first := make(map[claimID]int, len(claims))
-	var merchantIDs []uuid.UUID
-	var routes, keys []string
-	var hashes [][]byte
-	var ats, expire []time.Time
+	var k keyArrays
 	for i, c := range claims {
 		if c == nil {
 			continue
@@ -74,91 +77,107 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 			continue
 		}
 		first[id] = i
-		merchantIDs, routes, keys = append(merchantIDs, c.MerchantID), append(routes, c.Route), append(keys, c.Key)
-		hashes, ats, expire = append(hashes, c.Hash), append(ats, c.At), append(expire, c.At.Add(TTL))
+		k.add(c)
 	}
 	if len(first) == 0 {
 		return claimed, nil
 	}
-	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('lock_timeout', $1, true)`, claimWait)
-	b.Queue(`
+	mark := func(rows pgx.Rows) (n int, err error) {
+		var id claimID
+		_, err = pgx.ForEachRow(rows, []any{&id.merchantID, &id.route, &id.key}, func() error {
+			i, ok := first[id]
+			if !ok || claimed[i] {
+				return fmt.Errorf("idempotency: claimed a key not asked for, or twice")
+			}
+			claimed[i] = true
+			n++
+			return nil
+		})
+		return n, err
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+claimWait+`'`); err != nil {
+		return nil, err
+	}
+	rows, _ := tx.Query(ctx, `
 		INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response_body, created_at, expires_at)
 		SELECT c.merchant_id, c.route, c.key, c.hash, 0, '', c.at, c.expires_at
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
 		     AS c(merchant_id, route, key, hash, at, expires_at)
 		ORDER BY c.merchant_id, c.route, c.key
-		ON CONFLICT (merchant_id, route, key) DO UPDATE
-		SET request_hash = EXCLUDED.request_hash, status_code = 0, response_body = '',
-		    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-		WHERE idempotency_keys.expires_at <= EXCLUDED.created_at
+		ON CONFLICT (merchant_id, route, key) DO NOTHING
 		RETURNING merchant_id, route, key`,
-		merchantIDs, routes, keys, hashes, ats, expire).Query(func(rows pgx.Rows) error {
-		var id claimID
-		_, err := pgx.ForEachRow(rows, []any{&id.merchantID, &id.route, &id.key}, func() error {
-			i, ok := first[id]
-			if !ok {
-				return fmt.Errorf("idempotency: claimed a key not asked for")
-			}
-			claimed[i] = true
-			return nil
-		})
-		return err
-	})
-	b.Queue(`SET LOCAL lock_timeout TO DEFAULT`)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		if isLockTimeout(err) {
-			return nil, fmt.Errorf("%w: %w", ErrClaimWait, err)
-		}
+		db.PlannedEachTime, k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
+	n, err := mark(rows)
+	if err == nil && n < len(first) {
+		// Keys taken: those of them whose answers have expired are the
+		// batch's too (as Do takes them over), the others not.
+		rows, _ = tx.Query(ctx, `
+			UPDATE idempotency_keys k
+			SET request_hash = c.hash, status_code = 0, response_body = '', created_at = c.at, expires_at = c.expires_at
+			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
+			     AS c(merchant_id, route, key, hash, at, expires_at)
+			WHERE k.merchant_id = c.merchant_id AND k.route = c.route AND k.key = c.key AND k.expires_at <= c.at
+			RETURNING k.merchant_id, k.route, k.key`,
+			db.PlannedEachTime, k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
+		_, err = mark(rows)
+	}
+	if isLockTimeout(err) {
+		return nil, fmt.Errorf("%w: %w", ErrClaimWait, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout TO DEFAULT`); err != nil {
 		return nil, err
 	}
 	return claimed, nil
 }
 
-// SettleTx writes the answers of the keys a batch claimed (ClaimTx) and did
-// the work of, and drops the claims of the others, in at most two
-// statements sent together.
+// keyArrays are claims as the columns of unnest(…).
+type keyArrays struct {
+	merchantIDs  []uuid.UUID
+	routes, keys []string
+	hashes       [][]byte
+	ats, expire  []time.Time
+}
+
+func (k *keyArrays) add(c *Claim) {
+	k.merchantIDs, k.routes, k.keys = append(k.merchantIDs, c.MerchantID), append(k.routes, c.Route), append(k.keys, c.Key)
+	k.hashes, k.ats, k.expire = append(k.hashes, c.Hash), append(k.ats, c.At), append(k.expire, c.At.Add(TTL))
+}
+
+// SettleTx writes, in one statement, the answers of the keys a batch
+// claimed (ClaimTx) and did the work of, and drops the claims of the others.
 func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
-	var answered, dropped struct {
-		merchantIDs []uuid.UUID
-		routes      []string
-		keys        []string
-	}
-	var statuses []int32
-	var bodies [][]byte
-	for _, s := range settled {
-		to := &dropped
-		if s.Status != 0 {
-			to = &answered
-			statuses, bodies = append(statuses, int32(s.Status)), append(bodies, s.Body)
-		}
-		to.merchantIDs, to.routes, to.keys = append(to.merchantIDs, s.Claim.MerchantID), append(to.routes, s.Claim.Route), append(to.keys, s.Claim.Key)
-	}
-	rowsEach := func(n int) func(pgconn.CommandTag) error {
-		return func(tag pgconn.CommandTag) error {
-			if tag.RowsAffected() != int64(n) {
-				return fmt.Errorf("idempotency: settled %d of the batch's %d keys", tag.RowsAffected(), n)
-			}
-			return nil
-		}
-	}
-	b := &pgx.Batch{}
-	if len(answered.keys) > 0 {
-		b.Queue(`
-			UPDATE idempotency_keys k SET status_code = a.status, response_body = a.body
-			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[]) AS a(merchant_id, route, key, status, body)
-			WHERE k.merchant_id = a.merchant_id AND k.route = a.route AND k.key = a.key`,
-			answered.merchantIDs, answered.routes, answered.keys, statuses, bodies).Exec(rowsEach(len(answered.keys)))
-	}
-	if len(dropped.keys) > 0 {
-		b.Queue(`
-			DELETE FROM idempotency_keys k
-			USING unnest($1::uuid[], $2::text[], $3::text[]) AS d(merchant_id, route, key)
-			WHERE k.merchant_id = d.merchant_id AND k.route = d.route AND k.key = d.key`,
-			dropped.merchantIDs, dropped.routes, dropped.keys).Exec(rowsEach(len(dropped.keys)))
-	}
-	if b.Len() == 0 {
+	if len(settled) == 0 {
 		return nil
 	}
-	return tx.SendBatch(ctx, b).Close()
+	n := len(settled)
+	merchantIDs, routes, keys := make([]uuid.UUID, n), make([]string, n), make([]string, n)
+	statuses, bodies := make([]int32, n), make([][]byte, n)
+	for i, s := range settled {
+		merchantIDs[i], routes[i], keys[i] = s.Claim.MerchantID, s.Claim.Route, s.Claim.Key
+		statuses[i], bodies[i] = int32(s.Status), s.Body
+	}
+	var done int
+	err := tx.QueryRow(ctx, `
+		WITH s AS (
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[])
+			       AS s(merchant_id, route, key, status, body)
+		), answered AS (
+			UPDATE idempotency_keys k SET status_code = s.status, response_body = s.body
+			FROM s
+			WHERE s.status <> 0 AND k.merchant_id = s.merchant_id AND k.route = s.route AND k.key = s.key
+			RETURNING 1
+		), dropped AS (
+			DELETE FROM idempotency_keys k USING s
+			WHERE s.status = 0 AND k.merchant_id = s.merchant_id AND k.route = s.route AND k.key = s.key
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM answered) + (SELECT count(*) FROM dropped)`,
+		db.PlannedEachTime, merchantIDs, routes, keys, statuses, bodies).Scan(&done)
+	if err == nil && done != n {
+		err = fmt.Errorf("idempotency: settled %d of the batch's %d keys", done, n)
+	}
+	return err
 }

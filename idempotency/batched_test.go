@@ -95,3 +95,31 @@ func TestABatchDoesNotWaitForAKeyInProgress(t *testing.T) {
 	require.NoError(t, bounded.Err())
 	require.False(t, errors.Is(err, context.DeadlineExceeded))
 }
+
+// A batch that finds a key answered neither locks nor waits for it: two
+// batches running at once with a repeat of one answered request both leave
+// it to run alone (a replay), without a wait.
+func TestABatchDoesNotLockAnAnsweredKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t)
+	answered := &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /test", Key: "answered", Hash: []byte("h"), At: time.Now()}
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{answered}); err != nil {
+			return err
+		}
+		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{{Claim: answered, Status: 201, Body: []byte(`{}`)}})
+	}))
+	first, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer first.Rollback(ctx) //nolint:errcheck // only held
+	claimed, err := idempotency.ClaimTx(ctx, first, []*idempotency.Claim{answered})
+	require.NoError(t, err)
+	require.Equal(t, []bool{false}, claimed)
+
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		claimed, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{answered})
+		require.Equal(t, []bool{false}, claimed)
+		return err
+	}), "not ErrClaimWait: the first batch holds no lock on the key")
+}

@@ -13,7 +13,9 @@
 //
 // Round trips: a request's transaction sends BEGIN with its first statement,
 // and a keyed one its claim too, and its answer with COMMIT (pipelinedTx),
-// so a key costs no round trip.
+// so a key costs no round trip (a refused request's, one: the rollback of
+// its work). A batch's keys cost it four, shared by its requests (ClaimTx's
+// lock timeout, claim and reset; SettleTx).
 // The work's first statement runs before the claim's answer is read: when
 // the key is taken, it is rolled back to the savepoint after the claim, and
 // the remembered answer replayed. AfterCommit callbacks registered by the
@@ -25,7 +27,10 @@
 // and runs it as Do does when the batch did not do its work. A batch claims
 // its keyed requests' keys and writes their answers in that transaction
 // (ClaimTx, SettleTx), under the same rules as Do: a key already claimed is
-// never claimed again until it expires, and its request runs alone.
+// never claimed again until it expires, and its request runs alone. A key
+// held by a running transaction is waited for at most claimWait (50 ms),
+// and then the batch runs again without its keyed requests, which run alone
+// and wait there (ErrClaimWait).
 //
 // A use case's last writes (its events with their delivery jobs, whose ids
 // it reads as they come back: db.QueryAtCommit; River's insert
@@ -41,6 +46,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -98,7 +104,7 @@ func (k *Keys) Do(c echo.Context, body []byte, fn Func) error {
 	if !present {
 		return busy(k.run(c, fn))
 	}
-	return k.keyed(c, key, body, fn)
+	return k.keyed(c, key, RequestHash(body), fn)
 }
 
 // DoBatched is Do for a use case that runs its requests in a batch with
@@ -125,7 +131,7 @@ func (k *Keys) DoBatched(c echo.Context, body []byte, batched func(context.Conte
 	if !present {
 		return busy(k.run(c, fn))
 	}
-	return k.keyed(c, key, body, fn)
+	return k.keyed(c, key, claim.Hash, fn)
 }
 
 // routeOf is what a key is scoped by, beside its merchant: the request's
@@ -155,11 +161,10 @@ const repeatLockTimeout = "10ms"
 // nothing of the work it repeats. When the claim fails (its lock timeout, a
 // deadlock), the statements after it are skipped, and the work is handed
 // the claim's error.
-func (k *Keys) keyed(c echo.Context, key string, body []byte, fn Func) error {
+func (k *Keys) keyed(c echo.Context, key string, hash []byte, fn Func) error {
 	ctx := c.Request().Context()
 	m := merchants.FromContext(c)
 	route := routeOf(c)
-	hash := RequestHash(body)
 
 	tx, err := beginPipelined(ctx, k.pool)
 	if err != nil {
@@ -290,6 +295,11 @@ func replay(ctx context.Context, c echo.Context, tx pgx.Tx, merchantID any, rout
 		WHERE merchant_id = $1 AND route = $2 AND key = $3`, merchantID, route, key).Scan(&storedHash, &status, &resp)
 	if err != nil {
 		return err
+	}
+	if status == 0 {
+		// Never committed so: a claim is answered, or dropped, by the
+		// transaction that makes it.
+		return fmt.Errorf("idempotency: key %q of %v is remembered without an answer", key, merchantID)
 	}
 	if !bytes.Equal(storedHash, hash) {
 		return web.FieldError(web.CodeIdempotencyReused, Header,

@@ -3,10 +3,12 @@ package payments_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -16,7 +18,9 @@ import (
 
 	"paygate/app"
 	"paygate/app/apptest"
+	"paygate/db"
 	"paygate/db/dbtest"
+	"paygate/idempotency"
 	"paygate/merchants"
 	"paygate/payments"
 	"paygate/webhooks"
@@ -219,4 +223,48 @@ func TestBatchedStatementsAreNotCached(t *testing.T) {
 		}
 		return payments.PendingDecisions(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA")
 	})
+}
+
+// The statements of a batch of creations that look rows up in large tables
+// (the orders, the keys) are planned for each batch too; those of its
+// events and jobs join only the merchant, and travel with a keyed request's
+// COMMIT, which pgx sends prepared.
+func TestBatchedCreationsAreNotCached(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	h := apptest.TestMerchant()
+	orderA, orderB, orderC := createOrder(t, a, h, 50000), createOrder(t, a, h, 50000), createOrder(t, a, h, 50000)
+	claim := func(key string, at time.Time) *idempotency.Claim {
+		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /api/v1/payments", Key: key, Hash: []byte(key), At: at}
+	}
+	ctx := context.Background()
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		expired := claim("expired", time.Now().Add(-idempotency.TTL-time.Minute))
+		if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{expired}); err != nil {
+			return err
+		}
+		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{{Claim: expired, Status: 201, Body: []byte(`{}`)}})
+	}))
+	dbtest.RunsUnprepared(t, a.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		upi := func(order string) payments.PaymentInput {
+			return payments.PaymentInput{OrderID: order, Method: "upi", VPA: "a@b"}
+		}
+		got, err := a.Payments.CreateManyTx(ctx, tx, merchants.TestMerchantID,
+			[]payments.PaymentInput{upi(orderA), upi("order_0000000000000000"), upi(orderB), upi(orderC)},
+			claim("new", time.Now()), claim("dropped", time.Now()), claim("expired", time.Now()))
+		if err != nil {
+			return err
+		}
+		if got[0] == nil || got[1] != nil || got[2] == nil || got[3] == nil {
+			return fmt.Errorf("made %v", got)
+		}
+		var answered int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE response_body <> '{}'`).Scan(&answered); err != nil {
+			return err
+		}
+		if answered != 2 {
+			return fmt.Errorf("%d keys answered, not the new and the expired one", answered)
+		}
+		return nil
+	}, "idempotency_keys", "INSERT INTO payments")
 }

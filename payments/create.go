@@ -32,34 +32,35 @@ import (
 // again, a commit): in the bench's burst, the database's CPU per payment
 // halved, and per order in the orders phase it fell by more than three
 // quarters (BENCHMARKS.md, session 10). A payment's Idempotency-Key is
-// claimed first, and its answer written, in the batch's transaction (one
-// statement for all the batch's keys each: idempotency.ClaimTx, SettleTx),
-// so the key commits with its payment or not at all, as for a request
-// alone; a key the batch does not claim (answered, in progress, repeated in
-// the batch) leaves its request to run alone. An order with a key runs
-// alone.
+// claimed first, and its answer written, in the batch's transaction
+// (idempotency.ClaimTx and SettleTx: one statement each for all the
+// batch's keys, and two to set and reset the claim's lock timeout), so the
+// key commits with its payment or not at all, as for a request alone; a key
+// the batch does not claim (answered, in progress, repeated in the batch)
+// leaves its request to run alone. An order with a key runs alone.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
 // refuses, so that one such request does not fail its batch) is run again
 // alone (CreatePaymentTx, its key claimed anew), which says why and
-// remembers it, or
-// creates it should the order have become free meanwhile. A failed batch is
-// run again one request at a time (db.Batcher), unless the database did not
-// answer (db.IsUnavailable). A batch leaves out the requests past their
-// deadline and ends by the earliest deadline of the others (createBatch), so
-// no request is answered an error while its payment commits after, unless
-// its COMMIT was on its way; a client that goes away may find its payment
-// created, as when it goes away during the COMMIT. The order's one live
-// payment (payments_one_live_per_order) keeps a retry from charging twice.
+// remembers it, or creates the payment should the order have become free
+// meanwhile. A failed batch is run again one request at a time
+// (db.Batcher), unless the database did not answer (db.IsUnavailable). A
+// batch leaves out the requests past their deadline and ends by the
+// earliest deadline of the others (createBatch), so no request is answered
+// an error while its payment commits after, unless its COMMIT was on its
+// way; a client that goes away may find its payment created, as when it
+// goes away during the COMMIT. The order's one live payment
+// (payments_one_live_per_order) keeps a retry from charging twice.
+//
 // One batch waits for its slowest row: a creation on an order whose payment
-// another transaction is writing (a decision, another batch: short
-// transactions) waits for it, and its batch with it, but a key another
-// transaction holds fails the claim after a short wait
-// (idempotency.ErrClaimWait), and the batch is run again without its keyed
-// requests; should that outlast
-// the earliest deadline, every request of the batch is answered 503, as
-// when the database does not answer in time.
+// another transaction is writing (a decision, another batch, a request run
+// alone: short transactions) waits for it, and its batch with it; should
+// that outlast the earliest deadline, every request of the batch is
+// answered 503, as when the database does not answer in time. A key that
+// another transaction holds is waited for only briefly: the batch runs
+// again without its keyed requests, which run alone
+// (idempotency.ErrClaimWait).
 const (
 	// createFlights batches of payments, and as many of orders, run at
 	// once; maxBatch bounds each.
@@ -117,53 +118,48 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 // was answered with an error), and the transaction ends by the earliest
 // deadline of the others: as for a request alone, whose statements its
 // deadline cancels, no request is answered an error while its payment
-// commits after, unless its COMMIT was on its way.
+// commits after, unless its COMMIT was on its way. Should a key of the
+// batch be held by a request in progress (idempotency.ErrClaimWait), the
+// keyed requests run alone (and wait for it there), and the others make a
+// batch of their own.
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
 	start := time.Now() // before the transaction's first statement
-	live, at, ctx, cancel := db.Due(ctx, cs, func(c creation) time.Time { return c.deadline })
+	live, at, due, cancel := db.Due(ctx, cs, func(c creation) time.Time { return c.deadline })
 	defer cancel()
 	res := make([]created, len(cs))
-	for len(live) > 0 {
-		var made []created
-		err := db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
-			made, err = s.createManyTx(ctx, tx, live, start)
-			return err
-		})
-		if errors.Is(err, idempotency.ErrClaimWait) {
-			// A key is held by a request in progress: the keyed
-			// requests run alone (they wait for it there), the others
-			// in a batch of their own.
-			live, at = unkeyed(live, at)
-			continue
+	if len(live) == 0 {
+		return res, nil
+	}
+	var made []created
+	err := db.WithTx(due, s.Pool, func(tx pgx.Tx) (err error) {
+		made, err = s.createManyTx(due, tx, live, start)
+		return err
+	})
+	if errors.Is(err, idempotency.ErrClaimWait) {
+		var unkeyed []creation
+		at = nil
+		for i, c := range cs {
+			if c.claim == nil {
+				unkeyed, at = append(unkeyed, c), append(at, i)
+			}
 		}
-		if err != nil {
-			return nil, err
-		}
-		for j, i := range at {
-			res[i] = made[j]
-		}
-		break
+		made, err = s.createBatch(ctx, unkeyed) // no key: no claim to wait for
+	}
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		res[i] = made[j]
 	}
 	return res, nil
 }
 
-// unkeyed returns the creations of cs without a key, with their indexes of
-// at.
-func unkeyed(cs []creation, at []int) ([]creation, []int) {
-	var without []creation
-	var atWithout []int
-	for j, c := range cs {
-		if c.claim == nil {
-			without, atWithout = append(without, c), append(atWithout, at[j])
-		}
-	}
-	return without, atWithout
-}
-
 // createManyTx inserts the payments of cs that their orders take, with
 // their payment.created events and, for those this process does not decide
-// itself (first.go), their decision jobs; and answers each creation at its
-// index. start is a moment before tx's first statement.
+// itself (first.go), their decision jobs; claims the keys of those with one
+// first, and writes their answers (idempotency.ClaimTx, SettleTx); and
+// answers each creation at its index. start is a moment before tx's first
+// statement.
 func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, start time.Time) ([]created, error) {
 	claims := make([]*idempotency.Claim, len(cs))
 	for i, c := range cs {
@@ -173,14 +169,13 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, st
 	if err != nil {
 		return nil, err
 	}
-	delays := make([]time.Duration, len(cs))
+	var todo []creation // without a key, or with a key claimed
+	var delays []time.Duration
 	at := make(map[string]int, len(cs)) // a payment's index in cs
-	var todo []creation                 // without a key, or with a key claimed
 	for i, c := range cs {
-		delays[i] = s.Delay(c.p.Method)
-		at[c.p.ID] = i
 		if c.claim == nil || claimed[i] {
-			todo = append(todo, c)
+			todo, delays = append(todo, c), append(delays, s.Delay(c.p.Method))
+			at[c.p.ID] = i
 		}
 	}
 	take, taken := s.first.Load().reserve(tx, start, delays...)
@@ -196,11 +191,17 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, st
 		i := at[p.ID]
 		res[i] = created{p: p, ok: true}
 		events[j] = paymentEvent(p, webhooks.EventPaymentCreated)
-		decideAt := now.Add(delays[i])
-		if taken[i] {
-			take(i, p, cs[i].key, decideAt)
+	}
+	for j, c := range todo {
+		i := at[c.p.ID]
+		if !res[i].ok {
+			continue
+		}
+		decideAt := now.Add(delays[j])
+		if taken[j] {
+			take(j, res[i].p, c.key, decideAt)
 		} else {
-			jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: p.ID, MerchantID: p.MerchantID, DecideAt: decideAt}})
+			jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: c.p.ID, MerchantID: c.p.MerchantID, DecideAt: decideAt}})
 		}
 	}
 	var settled []idempotency.Settled

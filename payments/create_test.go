@@ -456,3 +456,33 @@ func TestAKeyInProgressDoesNotHoldUpItsBatch(t *testing.T) {
 	rec := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody(ins[0].OrderID), apptest.With(h, idempotency.Header, "held"))
 	require.Equal(t, http.StatusConflict, rec.Code, "%s", rec.Body)
 }
+
+// A batch remembers a key's answer as the route answers it (the checkout's
+// public view), and takes over a key whose answer has expired.
+func TestABatchRemembersTheRoutesViewAndTakesOverExpiredKeys(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	public := http.Header{"X-Api-Key": {merchants.TestMerchantKey}, idempotency.Header: {"checkout-1"}}
+	body := upiBody(createOrder(t, a, h, 50000))
+	first := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments/public", body, public)
+	require.Equal(t, http.StatusCreated, first.Code, "%s", first.Body)
+	var view map[string]any
+	require.NoError(t, json.Unmarshal(first.Body.Bytes(), &view))
+	_, full := call(t, a, http.MethodGet, "/api/v1/payments/"+view["id"].(string), "", h)
+	require.Less(t, len(view), len(full), "the public view")
+	again := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments/public", body, public)
+	require.True(t, idempotency.IsReplay(again.Header()))
+	require.Equal(t, first.Body.String(), again.Body.String())
+
+	keyed := apptest.With(h, idempotency.Header, "k")
+	before := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody(createOrder(t, a, h, 50000)), keyed)
+	require.Equal(t, http.StatusCreated, before.Code)
+	a.Idempotency.Now = func() time.Time { return time.Now().Add(idempotency.TTL + time.Minute) }
+	after := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody(createOrder(t, a, h, 60000)), keyed)
+	require.Equal(t, http.StatusCreated, after.Code, "%s", after.Body)
+	require.False(t, idempotency.IsReplay(after.Header()), "expired: a new request")
+	require.NotEqual(t, before.Body.String(), after.Body.String())
+	replayed := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody("order_0000000000000000"), keyed)
+	require.Equal(t, http.StatusUnprocessableEntity, replayed.Code, "the key is the new request's now")
+}

@@ -83,11 +83,17 @@ func (s *Service) CreateKeyedBatch(ctx context.Context, merchantID uuid.UUID, in
 	if err != nil {
 		return nil, err
 	}
-	for i := range cs {
+	res, err := s.createBatch(ctx, withClaims(cs, claims))
+	return payments(res), err
+}
+
+// withClaims gives the creations their claims, and a view that answers a
+// payment as it is.
+func withClaims(cs []creation, claims []*idempotency.Claim) []creation {
+	for i := range claims {
 		cs[i].claim, cs[i].view = claims[i], func(p Payment) any { return p }
 	}
-	res, err := s.createBatch(ctx, cs)
-	return payments(res), err
+	return cs
 }
 
 func creations(merchantID uuid.UUID, ins []PaymentInput) ([]creation, error) {
@@ -121,12 +127,13 @@ func payments(res []created) []*Payment {
 }
 
 // CreateManyTx creates ins in tx as a batch of creations does, and
-// answers as CreateBatch.
-func (s *Service) CreateManyTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, ins []PaymentInput) ([]*Payment, error) {
+// answers as CreateBatch; claims, when given, are the requests' claims.
+func (s *Service) CreateManyTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, ins []PaymentInput, claims ...*idempotency.Claim) ([]*Payment, error) {
 	cs, err := creations(merchantID, ins)
 	if err != nil {
 		return nil, err
 	}
+	withClaims(cs, claims)
 	res, err := s.createManyTx(ctx, tx, cs, time.Now())
 	return payments(res), err
 }

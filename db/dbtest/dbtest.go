@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -119,10 +120,11 @@ func (migrator) Migrate(ctx context.Context, sqlDB *sql.DB, _ pgtestdb.Config) e
 // RunsUnprepared runs work seven times (as often as PostgreSQL takes to
 // cache a generic plan for a prepared statement), each in a transaction on
 // one connection that is then rolled back, and fails t if the connection
-// has prepared and kept any statement over unnest(…): the batched statements
-// are planned for each execution (db.PlannedEachTime). It checks that the
-// check can see one, too: a statement run the usual way is kept.
-func RunsUnprepared(t testing.TB, pool *pgxpool.Pool, work func(ctx context.Context, tx pgx.Tx) error) {
+// has prepared and kept any statement over unnest(…) (that names one of
+// tables, when they are given): the batched statements are planned for each
+// execution (db.PlannedEachTime). It checks that the check can see one,
+// too: a statement run the usual way is kept.
+func RunsUnprepared(t testing.TB, pool *pgxpool.Pool, work func(ctx context.Context, tx pgx.Tx) error, tables ...string) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pool.Acquire(ctx)
@@ -130,9 +132,14 @@ func RunsUnprepared(t testing.TB, pool *pgxpool.Pool, work func(ctx context.Cont
 		t.Fatal(err)
 	}
 	defer conn.Release()
+	if tables == nil {
+		tables = []string{} // not NULL
+	}
 	kept := func() (n int) {
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements
-			WHERE statement LIKE '%unnest(%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&n); err != nil {
+			WHERE statement LIKE '%unnest(%' AND statement NOT LIKE '%pg_prepared_statements%'
+			  AND (cardinality($1::text[]) = 0 OR EXISTS (SELECT FROM unnest($1::text[]) AS t WHERE statement LIKE '%' || t || '%'))`,
+			tables).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -152,7 +159,7 @@ func RunsUnprepared(t testing.TB, pool *pgxpool.Pool, work func(ctx context.Cont
 	if n := kept(); n != 0 {
 		t.Fatalf("%d statements over unnest(…) were prepared and kept", n)
 	}
-	if _, err := conn.Exec(ctx, `SELECT * FROM unnest($1::int[])`, []int32{1}); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT * FROM unnest($1::int[]) -- "+strings.Join(tables, ", "), []int32{1}); err != nil {
 		t.Fatal(err)
 	}
 	if kept() != 1 {
