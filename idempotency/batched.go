@@ -57,13 +57,14 @@ type claimID struct {
 // one holds, or whose answer has expired, and reports for each whether it
 // is the batch's. Of claims of one key, the first is claimed; the others
 // run alone, after the batch (Do replays them then). New keys are claimed in
-// one statement, in one order, so that batches that wait for one another's
-// keys never wait in a cycle; an answered key is neither locked nor waited
-// for (ON CONFLICT DO NOTHING); expired ones, should there be any, are taken
-// over in a second statement. Both are bounded by claimWait. The statements
-// are planned each time (db.PlannedEachTime), and the lock timeout set and
-// reset in round trips of their own, as pgx sends a batch's statements
-// prepared.
+// one statement, and expired ones, should a key be taken, taken over in a
+// second; each takes its keys in one order, so that batches that wait for
+// one another's keys never wait in a cycle. An answered key is neither
+// locked nor waited for (ON CONFLICT DO NOTHING). Both are bounded by
+// claimWait. The statements are planned each time (db.PlannedEachTime),
+// and the lock timeout set and reset in round trips of their own, as pgx
+// sends a batch's statements prepared. After an error, tx is to be rolled
+// back.
 func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 	claimed := make([]bool, len(claims))
 	first := make(map[claimID]int, len(claims))
@@ -112,11 +113,19 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 		// Keys taken: those of them whose answers have expired are the
 		// batch's too (as Do takes them over), the others not.
 		rows, _ = tx.Query(ctx, `
+			WITH expired AS (
+				SELECT k.merchant_id, k.route, k.key, c.hash, c.at, c.expires_at
+				FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
+				     AS c(merchant_id, route, key, hash, at, expires_at)
+				JOIN idempotency_keys k ON k.merchant_id = c.merchant_id AND k.route = c.route AND k.key = c.key
+				WHERE k.expires_at <= c.at
+				ORDER BY k.merchant_id, k.route, k.key
+				FOR UPDATE OF k
+			)
 			UPDATE idempotency_keys k
-			SET request_hash = c.hash, status_code = 0, response_body = '', created_at = c.at, expires_at = c.expires_at
-			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
-			     AS c(merchant_id, route, key, hash, at, expires_at)
-			WHERE k.merchant_id = c.merchant_id AND k.route = c.route AND k.key = c.key AND k.expires_at <= c.at
+			SET request_hash = e.hash, status_code = 0, response_body = '', created_at = e.at, expires_at = e.expires_at
+			FROM expired e
+			WHERE k.merchant_id = e.merchant_id AND k.route = e.route AND k.key = e.key
 			RETURNING k.merchant_id, k.route, k.key`,
 			db.PlannedEachTime, k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
 		_, err = mark(rows)

@@ -15,7 +15,8 @@
 // and a keyed one its claim too, and its answer with COMMIT (pipelinedTx),
 // so a key costs no round trip (a refused request's, one: the rollback of
 // its work). A batch's keys cost it four, shared by its requests (ClaimTx's
-// lock timeout, claim and reset; SettleTx).
+// lock timeout, claim and reset; SettleTx), and a fifth when one of them is
+// taken already (the take-over of expired keys).
 // The work's first statement runs before the claim's answer is read: when
 // the key is taken, it is rolled back to the savepoint after the claim, and
 // the remembered answer replayed. AfterCommit callbacks registered by the

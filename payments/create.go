@@ -19,10 +19,9 @@ import (
 	"paygate/webhooks"
 )
 
-// Payments, and orders created without an Idempotency-Key, are created in
-// batches (db.Batcher): the requests that come while a batch of creations
-// runs make the next one. A batch of orders is one INSERT, which commits
-// alone. A batch of payments is a transaction of one INSERT for all its
+// Orders and payments are created in batches (db.Batcher): the requests
+// that come while a batch of creations runs make the next one. A batch of
+// orders without keys is one INSERT, which commits alone. A batch of payments is a transaction of one INSERT for all its
 // payments, one for all their payment.created events (and one for the
 // decision jobs of those this process does not decide itself, with River's
 // insert notification), and one commit. Each request's payment and event
@@ -33,11 +32,13 @@ import (
 // halved, and per order in the orders phase it fell by more than three
 // quarters (BENCHMARKS.md, session 10). A payment's Idempotency-Key is
 // claimed first, and its answer written, in the batch's transaction
-// (idempotency.ClaimTx and SettleTx: one statement each for all the
-// batch's keys, and two to set and reset the claim's lock timeout), so the
+// (idempotency.ClaimTx and SettleTx: a statement each for all the batch's
+// keys, one more when a key is taken already, and two to set and reset the
+// claim's lock timeout), so the
 // key commits with its payment or not at all, as for a request alone; a key
 // the batch does not claim (answered, in progress, repeated in the batch)
-// leaves its request to run alone. An order with a key runs alone.
+// leaves its request to run alone. An order's key is claimed and answered
+// the same way (createOrdersTx).
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
@@ -113,46 +114,23 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 	return s.batches
 }
 
-// createBatch creates a batch's payments in one transaction (createManyTx).
-// A creation whose request's deadline has passed is not made (its request
-// was answered with an error), and the transaction ends by the earliest
-// deadline of the others: as for a request alone, whose statements its
-// deadline cancels, no request is answered an error while its payment
-// commits after, unless its COMMIT was on its way. Should a key of the
-// batch be held by a request in progress (idempotency.ErrClaimWait), the
-// keyed requests run alone (and wait for it there), and the others make a
-// batch of their own.
+// createBatch creates a batch's payments in one transaction (createManyTx),
+// under inBatch's rules for deadlines and keys in progress: as for a request
+// alone, whose statements its deadline cancels, no request is answered an
+// error while its payment commits after, unless its COMMIT was on its way.
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
-	start := time.Now() // before the transaction's first statement
-	live, at, due, cancel := db.Due(ctx, cs, func(c creation) time.Time { return c.deadline })
-	defer cancel()
-	res := make([]created, len(cs))
-	if len(live) == 0 {
-		return res, nil
-	}
-	var made []created
-	err := db.WithTx(due, s.Pool, func(tx pgx.Tx) (err error) {
-		made, err = s.createManyTx(due, tx, live, start)
-		return err
+	return inBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
+		start := time.Now() // before the transaction's first statement
+		err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+			made, err = s.createManyTx(ctx, tx, live, start)
+			return err
+		})
+		return made, err
 	})
-	if errors.Is(err, idempotency.ErrClaimWait) {
-		var unkeyed []creation
-		at = nil
-		for i, c := range cs {
-			if c.claim == nil {
-				unkeyed, at = append(unkeyed, c), append(at, i)
-			}
-		}
-		made, err = s.createBatch(ctx, unkeyed) // no key: no claim to wait for
-	}
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range at {
-		res[i] = made[j]
-	}
-	return res, nil
 }
+
+func (c creation) due() time.Time               { return c.deadline }
+func (c creation) keyClaim() *idempotency.Claim { return c.claim }
 
 // createManyTx inserts the payments of cs that their orders take, with
 // their payment.created events and, for those this process does not decide
@@ -161,11 +139,7 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 // answers each creation at its index. start is a moment before tx's first
 // statement.
 func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, start time.Time) ([]created, error) {
-	claims := make([]*idempotency.Claim, len(cs))
-	for i, c := range cs {
-		claims[i] = c.claim
-	}
-	claimed, err := idempotency.ClaimTx(ctx, tx, claims)
+	claimed, err := claimTx(ctx, tx, cs)
 	if err != nil {
 		return nil, err
 	}
@@ -262,34 +236,47 @@ func insertPaymentsTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]Payment,
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
-// orderCreation is a validated order to create, with its id, and its
-// request's deadline (zero: none).
+// orderCreation is a validated order to create, with its id, its
+// request's deadline (zero: none) and, for a request with an
+// Idempotency-Key, its claim.
 type orderCreation struct {
 	o        Order
 	deadline time.Time
+	claim    *idempotency.Claim
 }
 
-// CreateOrder creates an order without an Idempotency-Key, as
-// CreateOrderTx does, in a batch of the orders that come at the same time:
-// one INSERT and one commit for all of them. An order's INSERT can fail only
-// as the database fails (its fields are validated, its id is new); a failed
-// batch is run again one order at a time (db.Batcher). A request left out
-// of its batch, its deadline passed (db.Due), is answered that error.
-func (s *Service) CreateOrder(ctx context.Context, merchantID uuid.UUID, in OrderInput) (Order, error) {
+// CreateOrder creates an order, as CreateOrderTx does, in a batch of the
+// orders that come at the same time: one INSERT and one commit for all of
+// them. With claim (a request's Idempotency-Key: idempotency.DoBatched), the
+// batch claims its key and remembers the order as the answer, in one
+// transaction with it. ok false says the batch did not create it (nor
+// remembered anything): a keyed request whose input is invalid, whose key
+// the batch did not claim, or that was left out of its batch; the caller
+// runs it again with CreateOrderTx. An order's INSERT can fail only as the
+// database fails (its fields are validated, its id is new); a failed batch
+// is run again one order at a time (db.Batcher). A request without a key
+// left out of its batch, its deadline passed (db.Due), is answered that
+// error.
+func (s *Service) CreateOrder(ctx context.Context, merchantID uuid.UUID, in OrderInput, claim *idempotency.Claim) (o Order, ok bool, err error) {
 	o, verr := in.order()
+	if verr != nil && claim != nil {
+		return Order{}, false, nil
+	}
 	if verr != nil {
-		return Order{}, verr
+		return Order{}, false, verr
 	}
 	o.ID, o.MerchantID = db.NewID("order_"), merchantID
 	deadline, _ := ctx.Deadline()
-	made, err := s.orderCreations().Do(ctx, orderCreation{o: o, deadline: deadline})
-	if err == nil && made == nil {
-		err = context.DeadlineExceeded
+	made, err := s.orderCreations().Do(ctx, orderCreation{o: o, deadline: deadline, claim: claim})
+	switch {
+	case err != nil:
+		return Order{}, false, err
+	case made != nil:
+		return *made, true, nil
+	case claim != nil:
+		return Order{}, false, nil
 	}
-	if err != nil {
-		return Order{}, err
-	}
-	return *made, nil
+	return Order{}, false, context.DeadlineExceeded
 }
 
 func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
@@ -299,24 +286,70 @@ func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 	return s.orderBatches
 }
 
-// createOrders inserts a batch's orders in one statement (its own
-// transaction), but for those whose requests' deadlines passed (db.Due),
-// and answers each at its index: nil for those left out.
+// createOrders inserts a batch's orders under inBatch's rules, and answers
+// each at its index: nil for those left out. Without keys, the batch is one
+// statement (its own transaction); with keys, a transaction that claims
+// them first and writes their answers (createOrdersTx).
 func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Order, error) {
-	live, at, ctx, cancel := db.Due(ctx, cs, func(c orderCreation) time.Time { return c.deadline })
-	defer cancel()
-	res := make([]*Order, len(cs))
-	if len(live) == 0 {
-		return res, nil
+	return inBatch(ctx, cs, func(ctx context.Context, live []orderCreation) (made []*Order, err error) {
+		if !slices.ContainsFunc(live, func(c orderCreation) bool { return c.claim != nil }) {
+			return insertOrders(ctx, s.Pool, live)
+		}
+		err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+			made, err = createOrdersTx(ctx, tx, live)
+			return err
+		})
+		return made, err
+	})
+}
+
+func (c orderCreation) due() time.Time               { return c.deadline }
+func (c orderCreation) keyClaim() *idempotency.Claim { return c.claim }
+
+// createOrdersTx claims the keys of cs, inserts the orders of those without
+// a key or with a key claimed, and writes their answers; it answers each at
+// its index, nil for the keyed ones whose key it did not claim.
+func createOrdersTx(ctx context.Context, tx pgx.Tx, cs []orderCreation) ([]*Order, error) {
+	claimed, err := claimTx(ctx, tx, cs)
+	if err != nil {
+		return nil, err
 	}
-	n := len(live)
+	var todo []orderCreation
+	var at []int // a todo's index in cs
+	for i, c := range cs {
+		if c.claim == nil || claimed[i] {
+			todo, at = append(todo, c), append(at, i)
+		}
+	}
+	made, err := insertOrders(ctx, tx, todo)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]*Order, len(cs))
+	var settled []idempotency.Settled
+	for j, i := range at {
+		res[i] = made[j]
+		if cs[i].claim != nil {
+			body, err := web.Marshal(made[j])
+			if err != nil {
+				return nil, err
+			}
+			settled = append(settled, idempotency.Settled{Claim: cs[i].claim, Status: http.StatusCreated, Body: body})
+		}
+	}
+	return res, idempotency.SettleTx(ctx, tx, settled)
+}
+
+// insertOrders inserts cs in one statement, and answers each at its index.
+func insertOrders(ctx context.Context, q db.Querier, cs []orderCreation) ([]*Order, error) {
+	n := len(cs)
 	ids, merchantIDs, amounts, currencies := make([]string, n), make([]uuid.UUID, n), make([]int64, n), make([]string, n)
 	receipts, notes := make([]*string, n), make([]map[string]string, n)
-	for i, c := range live {
+	for i, c := range cs {
 		ids[i], merchantIDs[i], amounts[i], currencies[i] = c.o.ID, c.o.MerchantID, c.o.Amount, c.o.Currency
 		receipts[i], notes[i] = c.o.Receipt, c.o.Notes
 	}
-	rows, _ := s.Pool.Query(ctx, `
+	rows, _ := q.Query(ctx, `
 		INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes, status)
 		SELECT c.id, c.merchant_id, c.amount, c.currency, c.receipt, c.notes, 'created'
 		FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])
@@ -330,12 +363,63 @@ func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Orde
 	if err != nil {
 		return nil, err
 	}
-	index := make(map[string]int, n) // an order's index in live
-	for j, c := range live {
-		index[c.o.ID] = j
+	index := make(map[string]int, n) // an order's index in cs
+	for i, c := range cs {
+		index[c.o.ID] = i
 	}
+	res := make([]*Order, n)
 	for k := range made {
-		res[at[index[made[k].ID]]] = &made[k]
+		res[index[made[k].ID]] = &made[k]
+	}
+	return res, nil
+}
+
+// apiRequest is a request of a batch of API requests: its deadline (zero:
+// none) and its Idempotency-Key's claim (nil: none).
+type apiRequest interface {
+	due() time.Time
+	keyClaim() *idempotency.Claim
+}
+
+// claimTx claims the keys of reqs (idempotency.ClaimTx).
+func claimTx[Req apiRequest](ctx context.Context, tx pgx.Tx, reqs []Req) ([]bool, error) {
+	claims := make([]*idempotency.Claim, len(reqs))
+	for i, r := range reqs {
+		claims[i] = r.keyClaim()
+	}
+	return idempotency.ClaimTx(ctx, tx, claims)
+}
+
+// inBatch runs a batch of API requests with run, but for those whose
+// deadlines have passed (db.Due), in a context that ends by the earliest
+// deadline of the others, and answers each at its index (the zero value for
+// those left out). Should run meet a key held by a request in progress
+// (idempotency.ErrClaimWait), the keyed requests are left out, to run alone
+// and wait for it there, and the others are run again without them, under
+// their own deadlines.
+func inBatch[Req apiRequest, Res any](ctx context.Context, reqs []Req, run func(context.Context, []Req) ([]Res, error)) ([]Res, error) {
+	live, at, due, cancel := db.Due(ctx, reqs, Req.due)
+	defer cancel()
+	res := make([]Res, len(reqs))
+	if len(live) == 0 {
+		return res, nil
+	}
+	made, err := run(due, live)
+	if errors.Is(err, idempotency.ErrClaimWait) {
+		var unkeyed []Req
+		at = nil
+		for i, r := range reqs {
+			if r.keyClaim() == nil {
+				unkeyed, at = append(unkeyed, r), append(at, i)
+			}
+		}
+		made, err = inBatch(ctx, unkeyed, run) // no key: no claim to wait for
+	}
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		res[i] = made[j]
 	}
 	return res, nil
 }

@@ -98,15 +98,8 @@ func TestABatchOfCreationsInsertsWhatItsOrdersTake(t *testing.T) {
 func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	// The first request waits for the others to queue: more than a request
-	// may last on a loaded machine.
-	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute })
-	h := apptest.TestMerchant()
 	const n = 8
-	orders := make([]string, n)
-	for i := range orders {
-		orders[i] = createOrder(t, a, h, 50000)
-	}
+	a, h, orders := batchingApp(t, n)
 
 	lock, waiting := holdInserts(t, a, "payments")
 
@@ -251,7 +244,7 @@ func TestABatchOfOrdersLeavesOutTheRequestsPastTheirDeadline(t *testing.T) {
 
 	late, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Millisecond))
 	defer cancel()
-	_, err = a.Payments.CreateOrder(late, merchants.TestMerchantID, in)
+	_, _, err = a.Payments.CreateOrder(late, merchants.TestMerchantID, in, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	var orders int
 	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders))
@@ -298,10 +291,11 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-// Orders created without an Idempotency-Key while a batch runs make the
-// next batch together: one INSERT and one commit for all, each answered
-// its own order, notes and receipt included.
-func TestUnkeyedOrdersAreCreatedInBatches(t *testing.T) {
+// Orders created while a batch runs make the next batch together: one
+// INSERT and one commit for all, each answered its own order, notes and
+// receipt included. Those with an Idempotency-Key have it claimed and
+// their answer remembered in the batch's transaction.
+func TestOrdersAreCreatedInBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a := apptest.New(t, func(c *app.Config) { c.RequestTimeout = time.Minute })
@@ -309,39 +303,83 @@ func TestUnkeyedOrdersAreCreatedInBatches(t *testing.T) {
 	lock, waiting := holdInserts(t, a, "orders")
 
 	const n = 8
-	bodies := make([]map[string]any, n)
+	keyed := func(i int) http.Header {
+		if i%2 == 0 {
+			return h
+		}
+		return apptest.With(h, idempotency.Header, fmt.Sprintf("order-%d", i))
+	}
+	bodyOf := func(i int) string {
+		return fmt.Sprintf(`{"amount":%d,"receipt":"r%d","notes":{"i":"%d"}}`, 1000+i, i, i)
+	}
+	recs := make([]*httptest.ResponseRecorder, n)
 	var wg sync.WaitGroup
 	post := func(i int) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			body := fmt.Sprintf(`{"amount":%d,"receipt":"r%d","notes":{"i":"%d"}}`, 1000+i, i, i)
-			status, created := call(t, a, http.MethodPost, "/api/v1/orders", body, h)
-			if status == http.StatusCreated {
-				bodies[i] = created
-			}
-		}()
+		wg.Go(func() { recs[i] = apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/orders", bodyOf(i), keyed(i)) })
 	}
 	queueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedOrders)
 	require.NoError(t, lock.Rollback(ctx))
 	wg.Wait()
 
 	ids := make([]string, n)
-	for i, o := range bodies {
-		require.NotNil(t, o, "order %d created", i)
+	for i, rec := range recs {
+		require.Equal(t, http.StatusCreated, rec.Code, "order %d: %s", i, rec.Body)
+		var o map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &o))
 		require.EqualValues(t, 1000+i, o["amount"], "each answered its own order")
 		require.Equal(t, fmt.Sprintf("r%d", i), o["receipt"])
 		require.Equal(t, map[string]any{"i": fmt.Sprint(i)}, o["notes"])
 		_, got := call(t, a, http.MethodGet, "/api/v1/orders/"+o["id"].(string), "", h)
 		require.Equal(t, o, got, "stored as answered")
 		ids[i] = o["id"].(string)
+		if i%2 == 1 {
+			again := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/orders", bodyOf(i), keyed(i))
+			require.True(t, idempotency.IsReplay(again.Header()), "order %d", i)
+			require.Equal(t, rec.Body.String(), again.Body.String())
+		}
 	}
 	rows, err := a.Pool.Query(ctx, `SELECT count(*) FROM orders WHERE id = ANY ($1)
 		GROUP BY created_at ORDER BY count(*)`, ids)
 	require.NoError(t, err)
 	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
 	require.NoError(t, err)
-	require.Equal(t, []int{1, 1, n - 2}, batches, "those queued in one transaction")
+	require.Equal(t, []int{1, 1, n - 2}, batches, "those queued in one transaction, keyed or not")
+	var orders int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders))
+	require.Equal(t, n, orders, "no order for a replay")
+}
+
+// A keyed order whose input is invalid is answered, and remembered, as it
+// would be alone; a key in progress does not hold up the batch.
+func TestKeyedOrdersRunAloneWhereTheBatchCannotAnswer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t)
+	a.Idempotency.LockTimeout = 100 * time.Millisecond
+	h := apptest.TestMerchant()
+	invalid := apptest.With(h, idempotency.Header, "invalid")
+	first := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/orders", `{"amount":1}`, invalid)
+	require.Equal(t, http.StatusBadRequest, first.Code, "%s", first.Body)
+	again := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/orders", `{"amount":1}`, invalid)
+	require.True(t, idempotency.IsReplay(again.Header()))
+	require.Equal(t, first.Body.String(), again.Body.String())
+
+	hold, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer hold.Rollback(ctx) //nolint:errcheck // only held
+	_, err = idempotency.ClaimTx(ctx, hold, []*idempotency.Claim{{MerchantID: merchants.TestMerchantID,
+		Route: "POST /api/v1/orders", Key: "held", Hash: []byte("h"), At: time.Now()}})
+	require.NoError(t, err)
+	amount := int64(1000)
+	bounded, cancel := context.WithTimeout(ctx, 30*time.Second) // far beyond the claim's wait
+	defer cancel()
+	got, err := a.Payments.CreateKeyedOrderBatch(bounded, merchants.TestMerchantID, []payments.OrderInput{{Amount: &amount}, {Amount: &amount}},
+		[]*idempotency.Claim{{MerchantID: merchants.TestMerchantID, Route: "POST /api/v1/orders", Key: "held", Hash: []byte("x"), At: time.Now()}, nil})
+	require.NoError(t, err)
+	require.Nil(t, got[0], "run alone")
+	require.NotNil(t, got[1], "created in the batch")
+	rec := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/orders", `{"amount":1000}`, apptest.With(h, idempotency.Header, "held"))
+	require.Equal(t, http.StatusConflict, rec.Code, "%s", rec.Body)
 }
 
 // Payments created with an Idempotency-Key while a batch runs make the next
@@ -352,13 +390,8 @@ func TestUnkeyedOrdersAreCreatedInBatches(t *testing.T) {
 func TestKeyedPaymentsAreCreatedInBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute })
-	h := apptest.TestMerchant()
 	const n = 8
-	orders := make([]string, n)
-	for i := range orders {
-		orders[i] = createOrder(t, a, h, 50000)
-	}
+	a, h, orders := batchingApp(t, n)
 	// Requests 2–5 have keys, and 6 repeats 5; 7 is on request 0's order.
 	// 2–7 queue in one batch, in no set order.
 	keys := []string{"", "", "k2", "k3", "k4", "k5", "k5", "k7"}
@@ -479,10 +512,29 @@ func TestABatchRemembersTheRoutesViewAndTakesOverExpiredKeys(t *testing.T) {
 	before := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody(createOrder(t, a, h, 50000)), keyed)
 	require.Equal(t, http.StatusCreated, before.Code)
 	a.Idempotency.Now = func() time.Time { return time.Now().Add(idempotency.TTL + time.Minute) }
-	after := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody(createOrder(t, a, h, 60000)), keyed)
+	afterBody := upiBody(createOrder(t, a, h, 60000))
+	after := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", afterBody, keyed)
 	require.Equal(t, http.StatusCreated, after.Code, "%s", after.Body)
 	require.False(t, idempotency.IsReplay(after.Header()), "expired: a new request")
 	require.NotEqual(t, before.Body.String(), after.Body.String())
+	again = apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", afterBody, keyed)
+	require.True(t, idempotency.IsReplay(again.Header()))
+	require.Equal(t, after.Body.String(), again.Body.String(), "the key remembers the new request's answer")
 	replayed := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody("order_0000000000000000"), keyed)
 	require.Equal(t, http.StatusUnprocessableEntity, replayed.Code, "the key is the new request's now")
+}
+
+// batchingApp starts an app whose payments stay pending, with n orders of
+// the test merchant (whose headers are h) to pay. Its first request waits
+// for the others to queue behind it: longer than a request may last on a
+// loaded machine.
+func batchingApp(t *testing.T, n int) (a *app.App, h http.Header, orders []string) {
+	t.Helper()
+	a = apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute })
+	h = apptest.TestMerchant()
+	orders = make([]string, n)
+	for i := range orders {
+		orders[i] = createOrder(t, a, h, 50000)
+	}
+	return a, h, orders
 }

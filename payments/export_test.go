@@ -147,6 +147,16 @@ func (s *Service) QueuedOrders() int { return s.orderCreations().Queued() }
 // CreateOrderBatch creates ins as one batch of orders whose requests'
 // deadlines are by, and answers each order, or nil when left out.
 func (s *Service) CreateOrderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, by []time.Time) ([]*Order, error) {
+	return s.orderBatch(ctx, merchantID, ins, by, nil)
+}
+
+// CreateKeyedOrderBatch creates ins as one batch of orders whose requests'
+// claims (nil: none) are claims.
+func (s *Service) CreateKeyedOrderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, claims []*idempotency.Claim) ([]*Order, error) {
+	return s.orderBatch(ctx, merchantID, ins, nil, claims)
+}
+
+func (s *Service) orderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, by []time.Time, claims []*idempotency.Claim) ([]*Order, error) {
 	cs := make([]orderCreation, len(ins))
 	for i, in := range ins {
 		o, err := in.order()
@@ -154,7 +164,13 @@ func (s *Service) CreateOrderBatch(ctx context.Context, merchantID uuid.UUID, in
 			return nil, err
 		}
 		o.ID, o.MerchantID = db.NewID("order_"), merchantID
-		cs[i] = orderCreation{o: o, deadline: by[i]}
+		cs[i].o = o
+		if by != nil {
+			cs[i].deadline = by[i]
+		}
+		if claims != nil {
+			cs[i].claim = claims[i]
+		}
 	}
 	return s.createOrders(ctx, cs)
 }

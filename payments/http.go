@@ -28,11 +28,8 @@ func (h *HTTP) CreateOrder(c echo.Context) error {
 	}
 	m := merchants.FromContext(c)
 	batched := func(ctx context.Context, claim *idempotency.Claim) (int, any, bool, error) {
-		if claim != nil {
-			return 0, nil, false, nil // a keyed order runs alone
-		}
-		o, err := h.Service.CreateOrder(ctx, m.ID, in)
-		return http.StatusCreated, o, true, err
+		o, ok, err := h.Service.CreateOrder(ctx, m.ID, in, claim)
+		return http.StatusCreated, o, ok, err
 	}
 	return h.Keys.DoBatched(c, raw, batched, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
 		o, err := h.Service.CreateOrderTx(ctx, tx, m.ID, in)
