@@ -19,26 +19,28 @@ import (
 	"paygate/webhooks"
 )
 
-// Orders and payments are created in batches (db.Batcher): the requests
-// that come while a batch of creations runs make the next one. A batch of
-// orders without keys is one INSERT, which commits alone. A batch of payments is a transaction of one INSERT for all its
-// payments, one for all their payment.created events (and one for the
-// decision jobs of those this process does not decide itself, with River's
-// insert notification), and one commit. Each request's payment and event
-// still commit together or not at all; they commit with the others of their
-// batch. One request's own statements cost the database more than the rows
-// they write (a statement's start, its plan, the CHECK constraints read
-// again, a commit): in the bench's burst, the database's CPU per payment
-// halved, and per order in the orders phase it fell by more than three
-// quarters (BENCHMARKS.md, session 10). A payment's Idempotency-Key is
-// claimed first, and its answer written, in the batch's transaction
-// (idempotency.ClaimTx and SettleTx: a statement each for all the batch's
-// keys, one more when a key is taken already, and two to set and reset the
-// claim's lock timeout), so the
-// key commits with its payment or not at all, as for a request alone; a key
-// the batch does not claim (answered, in progress, repeated in the batch)
-// leaves its request to run alone. An order's key is claimed and answered
-// the same way (createOrdersTx).
+// Orders and payments are created in batches (db.Batcher): the requests that
+// come while a batch of creations runs make the next one. A batch of orders
+// without keys is one INSERT, which commits alone. A batch of payments is a
+// transaction of one INSERT for all its payments, one for all their
+// payment.created events (and one for the decision jobs of those this
+// process does not decide itself, with River's insert notification), and one
+// commit. Each request's payment and event still commit together or not at
+// all; they commit with the others of their batch. One request's own
+// statements cost the database more than the rows they write (a statement's
+// start, its plan, the CHECK constraints read again, a commit): in the
+// bench's burst, the database's CPU per payment halved, and per order in the
+// orders phase it fell by more than three quarters (BENCHMARKS.md, session
+// 10). A payment's Idempotency-Key is claimed first, and its answer written,
+// in the batch's transaction (idempotency.ClaimTx and SettleTx: a statement
+// each for all the batch's keys, one more when a key is taken already, and
+// two to set and reset the claim's lock timeout), so the key commits with
+// its payment or not at all, as for a request alone; a key the batch does
+// not claim (answered, in progress, repeated in the batch) leaves its
+// request to run alone. An order's key is claimed and answered the same way
+// (createOrdersTx). A repeat of a keyed request therefore replays after a
+// batch's claim finds its key taken: a few round trips more than a request
+// alone would take.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
@@ -48,7 +50,7 @@ import (
 // meanwhile. A failed batch is run again one request at a time
 // (db.Batcher), unless the database did not answer (db.IsUnavailable). A
 // batch leaves out the requests past their deadline and ends by the
-// earliest deadline of the others (createBatch), so no request is answered
+// earliest deadline of the others (inBatch), so no request is answered
 // an error while its payment commits after, unless its COMMIT was on its
 // way; a client that goes away may find its payment created, as when it
 // goes away during the COMMIT. The order's one live payment
@@ -211,6 +213,9 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, st
 // go in order id order, so that two batches that wait for each other's
 // payments on the same orders wait in one order, never in a cycle.
 func insertPaymentsTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]Payment, error) {
+	if len(cs) == 0 {
+		return nil, nil // a batch of repeats: no statement
+	}
 	cs = slices.SortedFunc(slices.Values(cs), func(a, b creation) int {
 		return cmp.Or(cmp.Compare(a.p.OrderID, b.p.OrderID), cmp.Compare(a.p.ID, b.p.ID))
 	})
@@ -343,6 +348,9 @@ func createOrdersTx(ctx context.Context, tx pgx.Tx, cs []orderCreation) ([]*Orde
 // insertOrders inserts cs in one statement, and answers each at its index.
 func insertOrders(ctx context.Context, q db.Querier, cs []orderCreation) ([]*Order, error) {
 	n := len(cs)
+	if n == 0 {
+		return nil, nil // a batch of repeats: no statement
+	}
 	ids, merchantIDs, amounts, currencies := make([]string, n), make([]uuid.UUID, n), make([]int64, n), make([]string, n)
 	receipts, notes := make([]*string, n), make([]map[string]string, n)
 	for i, c := range cs {

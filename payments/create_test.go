@@ -382,6 +382,46 @@ func TestKeyedOrdersRunAloneWhereTheBatchCannotAnswer(t *testing.T) {
 	require.Equal(t, http.StatusConflict, rec.Code, "%s", rec.Body)
 }
 
+// A batch of keyed orders claims and answers the keys it can, takes over
+// an expired one, and leaves to run alone a request past its deadline (its
+// key not claimed) and the repeat of a key in the batch.
+func TestABatchOfKeyedOrders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t)
+	claim := func(key string, at time.Time) *idempotency.Claim {
+		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /api/v1/orders", Key: key, Hash: []byte(key), At: at}
+	}
+	expired := claim("expired", time.Now().Add(-idempotency.TTL-time.Minute))
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{expired}); err != nil {
+			return err
+		}
+		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{{Claim: expired, Status: 201, Body: []byte(`{}`)}})
+	}))
+	amount := int64(1000)
+	in := payments.OrderInput{Amount: &amount}
+	soon := time.Now().Add(time.Minute)
+	got, err := a.Payments.CreateKeyedOrderBatch(ctx, merchants.TestMerchantID, []payments.OrderInput{in, in, in, in},
+		[]*idempotency.Claim{claim("late", time.Now()), claim("k", time.Now()), claim("k", time.Now()), claim("expired", time.Now())},
+		time.Now().Add(-time.Millisecond), soon, soon, soon)
+	require.NoError(t, err)
+	require.Nil(t, got[0], "past its deadline")
+	require.NotNil(t, got[1])
+	require.Nil(t, got[2], "the repeat runs alone, and replays")
+	require.NotNil(t, got[3], "the expired key taken over")
+
+	rows, err := a.Pool.Query(ctx, `SELECT key, convert_from(response_body, 'UTF8') FROM idempotency_keys ORDER BY key`)
+	require.NoError(t, err)
+	kept, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Key, Body string }])
+	require.NoError(t, err)
+	require.Len(t, kept, 2, "no claim for the late request")
+	answered := map[string]*payments.Order{"k": got[1], "expired": got[3]}
+	for _, k := range kept {
+		require.Equal(t, mustJSON(t, answered[k.Key]), k.Body, "%s: its order answered", k.Key)
+	}
+}
+
 // Payments created with an Idempotency-Key while a batch runs make the next
 // batch together with the others: their keys are claimed, and their answers
 // remembered, in the batch's transaction. A request the batch does not

@@ -151,9 +151,12 @@ func (s *Service) CreateOrderBatch(ctx context.Context, merchantID uuid.UUID, in
 }
 
 // CreateKeyedOrderBatch creates ins as one batch of orders whose requests'
-// claims (nil: none) are claims.
-func (s *Service) CreateKeyedOrderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, claims []*idempotency.Claim) ([]*Order, error) {
-	return s.orderBatch(ctx, merchantID, ins, nil, claims)
+// claims (nil: none) are claims, and deadlines by, when given.
+func (s *Service) CreateKeyedOrderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, claims []*idempotency.Claim, by ...time.Time) ([]*Order, error) {
+	if len(by) == 0 {
+		by = nil
+	}
+	return s.orderBatch(ctx, merchantID, ins, by, claims)
 }
 
 func (s *Service) orderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, by []time.Time, claims []*idempotency.Claim) ([]*Order, error) {
