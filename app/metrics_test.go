@@ -67,9 +67,11 @@ func TestMetricsMoveWithPaymentsAndWebhooks(t *testing.T) {
 	require.Equal(t, http.StatusCreated, status, "%v", r)
 	apptest.Await(t, a, h, "/api/v1/refunds/"+r["id"].(string), func(r map[string]any) bool { return r["status"] == "processed" })
 	var after string
+	// A counter moves just after its commit, which a GET may see first.
 	waitFor(t, func() bool {
 		after = scrape(t, a, nil)
-		return hits.Load() > 0 && sample(after, retried) >= sample(before, retried)+1
+		return hits.Load() > 0 && sample(after, retried) >= sample(before, retried)+1 &&
+			sample(after, paid) >= sample(before, paid)+1 && sample(after, refunded) >= sample(before, refunded)+1
 	})
 	require.GreaterOrEqual(t, sample(after, paid), sample(before, paid)+1)
 	require.GreaterOrEqual(t, sample(after, refunded), sample(before, refunded)+1)
