@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -90,4 +91,61 @@ func TestCardRequestHashHoldsNoCard(t *testing.T) {
 	require.Equal(t, first.Body.String(), again.Body.String())
 	other := bytes.Replace([]byte(body), []byte("4111 1111 1111 1111"), []byte("5555555555554444"), 1)
 	require.Equal(t, http.StatusUnprocessableEntity, apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", string(other), h).Code)
+}
+
+// Many keys, each sent many times at once, with requests without a key on
+// the same orders, all racing through the batches: one payment per order;
+// every answer under a key is its first answer (the same bytes) or a 409;
+// every key remembers the payment its order took.
+func TestManyKeysRepeatedAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, pendingForever)
+	h := apptest.TestMerchant()
+	const keys, repeats = 12, 8
+	orders := make([]string, keys)
+	for i := range orders {
+		orders[i] = createOrder(t, a, h, 50000)
+	}
+	recs := make([][]*httptest.ResponseRecorder, keys)
+	var wg sync.WaitGroup
+	for k := range keys {
+		recs[k] = make([]*httptest.ResponseRecorder, repeats)
+		keyed := apptest.With(h, idempotency.Header, fmt.Sprintf("many-%d", k))
+		for r := range repeats {
+			wg.Go(func() {
+				recs[k][r] = apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody(orders[k]), keyed)
+			})
+		}
+		wg.Go(func() { apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", upiBody(orders[k]), h) })
+	}
+	wg.Wait()
+
+	for k := range keys {
+		var first string
+		for _, rec := range recs[k] {
+			switch rec.Code {
+			case http.StatusConflict:
+				require.Contains(t, rec.Body.String(), "IDEMPOTENCY_CONFLICT")
+				continue
+			case http.StatusCreated, http.StatusBadRequest: // its order taken by the request without a key
+			default:
+				t.Fatalf("key %d: %d %s", k, rec.Code, rec.Body)
+			}
+			if first == "" {
+				first = rec.Body.String()
+			}
+			require.Equal(t, first, rec.Body.String(), "key %d: one answer", k)
+		}
+		require.NotEmpty(t, first, "key %d answered", k)
+		var status int
+		var remembered string
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT status_code, convert_from(response_body, 'UTF8') FROM idempotency_keys
+			WHERE key = $1`, fmt.Sprintf("many-%d", k)).Scan(&status, &remembered))
+		require.Equal(t, first, remembered, "key %d", k)
+	}
+	var pays, perOrder int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*), max(n) FROM (
+		SELECT count(*) AS n FROM payments GROUP BY order_id) AS o`).Scan(&pays, &perOrder))
+	require.Equal(t, [2]int{keys, 1}, [2]int{pays, perOrder}, "one payment per order")
 }
