@@ -10,15 +10,18 @@ help: ## list the targets
 
 # As root the embedded PostgreSQL runs as the postgres user, which cannot
 # enter a clone under a private home (mode 700 /root): then run keeps the
-# development database under /var/lib/paygate instead, and says so.
+# development database under /var/lib/paygate instead, and says so. The
+# binary is built and exec'd rather than go run: go run exits 1 after a
+# Ctrl-C however cleanly paygate stopped, and make then reports an error.
 run: deps ## start the gateway on :8000 in test mode on the embedded PostgreSQL in ./data (test merchant seeded)
 	@data="$${DATA_DIR:-$(CURDIR)/data}"; \
 	if [ -z "$$DATA_DIR" ] && [ "$$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$(CURDIR)" 2>/dev/null; then \
 	  data=/var/lib/paygate/dev-$$(printf %s "$(CURDIR)" | md5sum | cut -c1-8); mkdir -p "$$data"; \
 	  echo "make run: the postgres user cannot enter $(CURDIR); the database lives in DATA_DIR=$$data"; \
 	fi; \
+	$(GO) build -o bin/paygate . && \
 	DATA_DIR="$$data" TEST_MODE=$${TEST_MODE:-true} WEBHOOK_ALLOW_PRIVATE_NETWORKS=$${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true} \
-	LOG_FORMAT=$${LOG_FORMAT:-text} $(GO) run . serve
+	LOG_FORMAT=$${LOG_FORMAT:-text} exec bin/paygate serve
 
 test: deps ## install what is missing, vet, run every test with the race detector
 	$(GO) vet ./...
