@@ -67,11 +67,14 @@ type claimID struct {
 // back.
 func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 	claimed := make([]bool, len(claims))
-	first := make(map[claimID]int, len(claims))
+	var first map[claimID]int // made for the first key: a batch without keys costs nothing
 	var k keyArrays
 	for i, c := range claims {
 		if c == nil {
 			continue
+		}
+		if first == nil {
+			first = make(map[claimID]int, len(claims))
 		}
 		id := claimID{c.MerchantID, c.Route, c.Key}
 		if _, repeated := first[id]; repeated {

@@ -103,13 +103,8 @@ func TestABatchDoesNotLockAnAnsweredKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a := apptest.New(t)
-	answered := &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /test", Key: "answered", Hash: []byte("h"), At: time.Now()}
-	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{answered}); err != nil {
-			return err
-		}
-		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{{Claim: answered, Status: 201, Body: []byte(`{}`)}})
-	}))
+	answered := apptest.Claim("POST /test", "answered", time.Now())
+	apptest.Remember(t, a, answered)
 	first, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer first.Rollback(ctx) //nolint:errcheck // only held

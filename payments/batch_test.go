@@ -18,7 +18,6 @@ import (
 
 	"paygate/app"
 	"paygate/app/apptest"
-	"paygate/db"
 	"paygate/db/dbtest"
 	"paygate/idempotency"
 	"paygate/merchants"
@@ -235,16 +234,9 @@ func TestBatchedCreationsAreNotCached(t *testing.T) {
 	h := apptest.TestMerchant()
 	orderA, orderB, orderC := createOrder(t, a, h, 50000), createOrder(t, a, h, 50000), createOrder(t, a, h, 50000)
 	claim := func(key string, at time.Time) *idempotency.Claim {
-		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /api/v1/payments", Key: key, Hash: []byte(key), At: at}
+		return apptest.Claim("POST /api/v1/payments", key, at)
 	}
-	ctx := context.Background()
-	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		expired := claim("expired", time.Now().Add(-idempotency.TTL-time.Minute))
-		if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{expired}); err != nil {
-			return err
-		}
-		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{{Claim: expired, Status: 201, Body: []byte(`{}`)}})
-	}))
+	apptest.Remember(t, a, claim("expired", time.Now().Add(-idempotency.TTL-time.Minute)))
 	dbtest.RunsUnprepared(t, a.Pool, func(ctx context.Context, tx pgx.Tx) error {
 		upi := func(order string) payments.PaymentInput {
 			return payments.PaymentInput{OrderID: order, Method: "upi", VPA: "a@b"}

@@ -390,15 +390,9 @@ func TestABatchOfKeyedOrders(t *testing.T) {
 	ctx := context.Background()
 	a := apptest.New(t)
 	claim := func(key string, at time.Time) *idempotency.Claim {
-		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /api/v1/orders", Key: key, Hash: []byte(key), At: at}
+		return apptest.Claim("POST /api/v1/orders", key, at)
 	}
-	expired := claim("expired", time.Now().Add(-idempotency.TTL-time.Minute))
-	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{expired}); err != nil {
-			return err
-		}
-		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{{Claim: expired, Status: 201, Body: []byte(`{}`)}})
-	}))
+	apptest.Remember(t, a, claim("expired", time.Now().Add(-idempotency.TTL-time.Minute)))
 	amount := int64(1000)
 	in := payments.OrderInput{Amount: &amount}
 	soon := time.Now().Add(time.Minute)

@@ -153,9 +153,6 @@ func (s *Service) CreateOrderBatch(ctx context.Context, merchantID uuid.UUID, in
 // CreateKeyedOrderBatch creates ins as one batch of orders whose requests'
 // claims (nil: none) are claims, and deadlines by, when given.
 func (s *Service) CreateKeyedOrderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, claims []*idempotency.Claim, by ...time.Time) ([]*Order, error) {
-	if len(by) == 0 {
-		by = nil
-	}
 	return s.orderBatch(ctx, merchantID, ins, by, claims)
 }
 
@@ -168,10 +165,10 @@ func (s *Service) orderBatch(ctx context.Context, merchantID uuid.UUID, ins []Or
 		}
 		o.ID, o.MerchantID = db.NewID("order_"), merchantID
 		cs[i].o = o
-		if by != nil {
+		if i < len(by) {
 			cs[i].deadline = by[i]
 		}
-		if claims != nil {
+		if i < len(claims) {
 			cs[i].claim = claims[i]
 		}
 	}

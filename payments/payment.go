@@ -4,10 +4,11 @@
 // Invariants:
 //   - A payment row, its processing job (none when the creating process
 //     decides it itself: first.go) and its payment.created event commit in
-//     one transaction (with other requests' payments when created without
-//     an Idempotency-Key: create.go, as orders are); so do a decision (a success makes its order
-//     paid) and the payment.success/failed event. The worker records the
-//     decisions that come at the same time in one transaction (a batch: all
+//     one transaction (with other requests' payments, and their
+//     Idempotency-Keys, in a batch: create.go, as orders are); so do a
+//     decision (a success makes its order paid) and the
+//     payment.success/failed event. The worker records the decisions that
+//     come at the same time in one transaction (a batch: all
 //     of them or none; a failed batch is recorded again one answer at a
 //     time, so only a failing one's job errs and runs again). River
 //     completes the job after that commit, batched with others

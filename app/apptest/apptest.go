@@ -15,10 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
+	"paygate/db"
 	"paygate/db/dbtest"
+	"paygate/idempotency"
 	"paygate/merchants"
 	"paygate/payments"
 )
@@ -221,4 +224,27 @@ func RerunJob(t testing.TB, a *app.App, kind, key, value string) {
 		require.Less(t, i, 1000, "the job did not run again: %+v", j)
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Claim is the test merchant's claim of key on route (a method and path),
+// as a request made at at would hand a batch; its body's hash is the key's.
+func Claim(route, key string, at time.Time) *idempotency.Claim {
+	return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: route, Key: key, Hash: []byte(key), At: at}
+}
+
+// Remember commits claims as a batch that did their work would: claimed,
+// and answered 201 with {}.
+func Remember(t testing.TB, a *app.App, claims ...*idempotency.Claim) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		if _, err := idempotency.ClaimTx(ctx, tx, claims); err != nil {
+			return err
+		}
+		settled := make([]idempotency.Settled, len(claims))
+		for i, c := range claims {
+			settled[i] = idempotency.Settled{Claim: c, Status: http.StatusCreated, Body: []byte(`{}`)}
+		}
+		return idempotency.SettleTx(ctx, tx, settled)
+	}))
 }
