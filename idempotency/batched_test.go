@@ -75,19 +75,14 @@ func TestABatchDoesNotWaitForAKeyInProgress(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a := apptest.New(t)
-	held := &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /test", Key: "held", Hash: []byte("h"), At: time.Now()}
-	hold, err := a.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer hold.Rollback(ctx) //nolint:errcheck // only held
-	claimed, err := idempotency.ClaimTx(ctx, hold, []*idempotency.Claim{held})
-	require.NoError(t, err)
-	require.Equal(t, []bool{true}, claimed)
+	held := apptest.Claim("POST /test", "held", time.Now())
+	require.Equal(t, []bool{true}, apptest.Hold(t, a, held))
 
 	// Bounded well beyond the claim's wait, so that waiting for the
 	// holder fails the test instead of hanging it.
 	bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err = db.WithTx(bounded, a.Pool, func(tx pgx.Tx) error {
+	err := db.WithTx(bounded, a.Pool, func(tx pgx.Tx) error {
 		_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held})
 		return err
 	})
@@ -105,12 +100,7 @@ func TestABatchDoesNotLockAnAnsweredKey(t *testing.T) {
 	a := apptest.New(t)
 	answered := apptest.Claim("POST /test", "answered", time.Now())
 	apptest.Remember(t, a, answered)
-	first, err := a.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer first.Rollback(ctx) //nolint:errcheck // only held
-	claimed, err := idempotency.ClaimTx(ctx, first, []*idempotency.Claim{answered})
-	require.NoError(t, err)
-	require.Equal(t, []bool{false}, claimed)
+	require.Equal(t, []bool{false}, apptest.Hold(t, a, answered))
 
 	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
 		claimed, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{answered})

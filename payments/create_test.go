@@ -364,12 +364,7 @@ func TestKeyedOrdersRunAloneWhereTheBatchCannotAnswer(t *testing.T) {
 	require.True(t, idempotency.IsReplay(again.Header()))
 	require.Equal(t, first.Body.String(), again.Body.String())
 
-	hold, err := a.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer hold.Rollback(ctx) //nolint:errcheck // only held
-	_, err = idempotency.ClaimTx(ctx, hold, []*idempotency.Claim{{MerchantID: merchants.TestMerchantID,
-		Route: "POST /api/v1/orders", Key: "held", Hash: []byte("h"), At: time.Now()}})
-	require.NoError(t, err)
+	apptest.Hold(t, a, apptest.Claim("POST /api/v1/orders", "held", time.Now()))
 	amount := int64(1000)
 	bounded, cancel := context.WithTimeout(ctx, 30*time.Second) // far beyond the claim's wait
 	defer cancel()
@@ -494,15 +489,8 @@ func TestAKeyInProgressDoesNotHoldUpItsBatch(t *testing.T) {
 	a := apptest.New(t, pendingForever)
 	a.Idempotency.LockTimeout = 100 * time.Millisecond
 	h := apptest.TestMerchant()
-	claim := func(key string) *idempotency.Claim {
-		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /api/v1/payments", Key: key,
-			Hash: []byte(key), At: time.Now()}
-	}
-	hold, err := a.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer hold.Rollback(ctx) //nolint:errcheck // only held
-	_, err = idempotency.ClaimTx(ctx, hold, []*idempotency.Claim{claim("held")})
-	require.NoError(t, err)
+	claim := func(key string) *idempotency.Claim { return apptest.Claim("POST /api/v1/payments", key, time.Now()) }
+	apptest.Hold(t, a, claim("held"))
 
 	in := func() payments.PaymentInput {
 		return payments.PaymentInput{OrderID: createOrder(t, a, h, 50000), Method: "upi", VPA: "a@b"}

@@ -248,3 +248,17 @@ func Remember(t testing.TB, a *app.App, claims ...*idempotency.Claim) {
 		return idempotency.SettleTx(ctx, tx, settled)
 	}))
 }
+
+// Hold runs claims' ClaimTx in a transaction left open until the test ends,
+// as a batch or a request still in progress would, and returns what it
+// claimed.
+func Hold(t testing.TB, a *app.App, claims ...*idempotency.Claim) (claimed []bool) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { tx.Rollback(ctx) }) //nolint:errcheck // only held
+	claimed, err = idempotency.ClaimTx(ctx, tx, claims)
+	require.NoError(t, err)
+	return claimed
+}
