@@ -63,10 +63,10 @@ func awaitIdle(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) bool
 	return false
 }
 
-func readCost(ctx context.Context, pool *pgxpool.Pool, n int, d dbSnapshot, gatewayCPU time.Duration) (Cost, error) {
+func readCost(ctx context.Context, pool *pgxpool.Pool, n int, d dbSnapshot, gatewayCPUms float64) (Cost, error) {
 	per := func(v float64) float64 { return v / float64(n) }
 	c := Cost{Payments: n, Commits: per(float64(d.commits)), Rollbacks: per(float64(d.rollbacks)),
-		DBCPUms: per(d.cpu.Seconds() * 1000), GatewayCPU: per(gatewayCPU.Seconds() * 1000),
+		DBCPUms: per(d.cpu.Seconds() * 1000), GatewayCPU: gatewayCPUms,
 		WALBytes: per(float64(d.walBytes)), WALSyncs: per(float64(d.walSyncs)), WALFPIs: per(float64(d.walFPIs))}
 	rows, err := pool.Query(ctx, `/* bench */ SELECT query, calls, total_exec_time, rows FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%/* bench */%'`)

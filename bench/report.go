@@ -40,8 +40,7 @@ type Phase struct {
 	Ratio          float64        `json:"ratio_of_ceiling,omitempty"`
 	Ceiling        string         `json:"ceiling,omitempty"`
 	Latency        Latency        `json:"latency"`
-	PaygateCPUms   float64        `json:"paygate_cpu_ms_per_request"`
-	DBCPUms        float64        `json:"db_cpu_ms_per_request"`
+	CPU            CPUPer         `json:"cpu_ms_per_request"`
 	Drain          *Drain         `json:"drain,omitempty"`
 	Note           string         `json:"note,omitempty"`
 }
@@ -76,8 +75,7 @@ type Flow struct {
 	Ceiling        string         `json:"ceiling,omitempty"`
 	Post           Latency        `json:"post_latency"`
 	Lag            Latency        `json:"webhook_lag_minus_delay"`
-	PaygateCPUms   float64        `json:"paygate_cpu_ms_per_item"`
-	DBCPUms        float64        `json:"db_cpu_ms_per_item"`
+	CPU            CPUPer         `json:"cpu_ms_per_item"`
 }
 
 func (f *Flow) ratio(c Ceiling) {
@@ -86,12 +84,22 @@ func (f *Flow) ratio(c Ceiling) {
 	}
 }
 
+// CPUPer is the CPU time, in ms per request or item, that paygate,
+// PostgreSQL and the bench itself (its clients and webhook receiver, on the
+// same cores) spent over a phase.
+type CPUPer struct {
+	Paygate float64 `json:"paygate"`
+	DB      float64 `json:"db"`
+	Bench   float64 `json:"bench"`
+}
+
 // Resources are over the whole paygate run (all phases).
 type Resources struct {
 	PaygatePeakRSS  int64   `json:"paygate_peak_rss_bytes"`
 	PaygateCPU      float64 `json:"paygate_cpu_s"`
 	PostgresPeakPSS int64   `json:"postgres_peak_pss_bytes"`
 	PostgresCPU     float64 `json:"postgres_cpu_s"`
+	BenchCPU        float64 `json:"bench_cpu_s"` // its clients and receiver
 }
 
 // GatewayLog is what the started paygate wrote (at LOG_LEVEL=warn, so
@@ -167,11 +175,11 @@ func (r *Report) text(w io.Writer, cost bool) {
 
 	fmt.Fprintln(w, "\nrequests (closed loop)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\trequests\terrors\treq/s\tof ceiling\tp50\tp90\tp99\tmax\tpaygate CPU/req\tDB CPU/req\t")
+	fmt.Fprintln(tw, "phase\trequests\terrors\treq/s\tof ceiling\tp50\tp90\tp99\tmax\tpaygate CPU/req\tDB CPU/req\tbench CPU/req\t")
 	for _, p := range r.Phases {
 		l := p.Latency
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t\n", p.Name, p.Requests, p.Errors, p.RPS, pct(p.Ratio),
-			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), p.PaygateCPUms, p.DBCPUms)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t%.2fms\t\n", p.Name, p.Requests, p.Errors, p.RPS, pct(p.Ratio),
+			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), p.CPU.Paygate, p.CPU.DB, p.CPU.Bench)
 	}
 	tw.Flush()
 	for _, p := range r.Phases {
@@ -189,11 +197,11 @@ func (r *Report) text(w io.Writer, cost bool) {
 
 	fmt.Fprintln(w, "\nend to end (first request → last webhook received; lag = 201 → webhook, minus TEST_PROCESSING_DELAY)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "flow\titems\tdone\tmissing\terrors\tseconds\tdone/s\tof ceiling\tPOST p99\tlag p50\tlag p90\tlag p99\tlag max\tpaygate CPU/item\tDB CPU/item\t")
+	fmt.Fprintln(tw, "flow\titems\tdone\tmissing\terrors\tseconds\tdone/s\tof ceiling\tPOST p99\tlag p50\tlag p90\tlag p99\tlag max\tpaygate CPU/item\tDB CPU/item\tbench CPU/item\t")
 	for _, f := range r.Flows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t\n", f.Name, f.Items, f.Completed, f.Missing,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t%.2fms\t\n", f.Name, f.Items, f.Completed, f.Missing,
 			f.Errors, f.Seconds, f.Rate, pct(f.Ratio), ms(f.Post.P99), ms(f.Lag.P50), ms(f.Lag.P90), ms(f.Lag.P99), ms(f.Lag.Max),
-			f.PaygateCPUms, f.DBCPUms)
+			f.CPU.Paygate, f.CPU.DB, f.CPU.Bench)
 	}
 	tw.Flush()
 	for _, f := range r.Flows {
@@ -205,8 +213,8 @@ func (r *Report) text(w io.Writer, cost bool) {
 		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Duplicates)
 
 	res := r.Resources
-	fmt.Fprintf(w, "\nresources over the paygate run: paygate peak RSS %s, CPU %.1f s; PostgreSQL peak PSS %s, CPU %.1f s\n",
-		mib(res.PaygatePeakRSS), res.PaygateCPU, mib(res.PostgresPeakPSS), res.PostgresCPU)
+	fmt.Fprintf(w, "\nresources over the paygate run: paygate peak RSS %s, CPU %.1f s; PostgreSQL peak PSS %s, CPU %.1f s; bench (clients, receiver) CPU %.1f s\n",
+		mib(res.PaygatePeakRSS), res.PaygateCPU, mib(res.PostgresPeakPSS), res.PostgresCPU, res.BenchCPU)
 	if r.Startup > 0 {
 		fmt.Fprintf(w, "paygate start-up (process start to /health 200, migrations done): %.2f s\n", r.Startup)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -104,8 +105,7 @@ func run(ctx context.Context, f Flags) (err error) {
 		}
 	}
 	defer stopGateway()
-	startUsage := treeUsage(b.gw.pid(), false).CPU
-	startPG := treeUsage(b.pg.pid(), false).CPU
+	start := b.cpuMark()
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
 	var wg sync.WaitGroup
@@ -121,8 +121,10 @@ func run(ctx context.Context, f Flags) (err error) {
 		return err
 	}
 	err = b.phases(ctx)
-	b.rep.Resources.PaygateCPU = (treeUsage(b.gw.pid(), false).CPU - startUsage).Seconds()
-	b.rep.Resources.PostgresCPU = (treeUsage(b.pg.pid(), false).CPU - startPG).Seconds()
+	end := b.cpuMark()
+	b.rep.Resources.PaygateCPU = (end.gateway - start.gateway).Seconds()
+	b.rep.Resources.PostgresCPU = (end.db - start.db).Seconds()
+	b.rep.Resources.BenchCPU = (end.bench - start.bench).Seconds()
 	stopSampling()
 	wg.Wait()
 	b.rep.Receiver = b.recv.stats()
@@ -198,16 +200,40 @@ func (b *bench) phases(ctx context.Context) error {
 	return nil
 }
 
-// measure runs a phase and adds the CPU paygate and PostgreSQL spent on it.
+// measure runs a phase and adds the CPU paygate, PostgreSQL and the bench
+// itself spent on it.
 func (b *bench) measure(ctx context.Context, phase func() Phase) Phase {
-	g0, d0 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
+	m := b.cpuMark()
 	p := phase()
-	g1, d1 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
-	if ok := p.Requests - p.Errors; ok > 0 {
-		p.PaygateCPUms = (g1 - g0).Seconds() * 1000 / float64(ok)
-		p.DBCPUms = (d1 - d0).Seconds() * 1000 / float64(ok)
-	}
+	p.CPU = b.cpuSince(m, p.Requests-p.Errors)
 	return p
+}
+
+// cpuMark is the CPU that paygate, PostgreSQL and the bench had spent at a
+// moment. The bench's own (its clients and webhook receiver, which share
+// the machine's cores with paygate and PostgreSQL) is that of its process.
+type cpuMark struct{ gateway, db, bench time.Duration }
+
+func (b *bench) cpuMark() cpuMark {
+	return cpuMark{gateway: treeUsage(b.gw.pid(), false).CPU, db: treeUsage(b.pg.pid(), false).CPU, bench: selfCPU()}
+}
+
+// cpuSince is the CPU spent since m, per item in ms (none for no item).
+func (b *bench) cpuSince(m cpuMark, items int) CPUPer {
+	if items <= 0 {
+		return CPUPer{}
+	}
+	now, per := b.cpuMark(), func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(items) }
+	return CPUPer{Paygate: per(now.gateway - m.gateway), DB: per(now.db - m.db), Bench: per(now.bench - m.bench)}
+}
+
+// selfCPU is the user and system CPU time of this process.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // burst sends N payments as fast as the clients go and waits for every
@@ -230,7 +256,7 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 		return nil, fmt.Errorf("keep the burst's WAL: %w", err)
 	}
 	defer wal.release()
-	db0, g0 := snapshotDB(ctx, b.pool, b.pg.pid()), treeUsage(b.gw.pid(), false).CPU
+	db0, m := snapshotDB(ctx, b.pool, b.pg.pid()), b.cpuMark()
 	ids := make([]string, f.N)
 	returned := make([]time.Time, f.N)
 	waitCtx, stopWaits := context.WithCancel(ctx)
@@ -261,11 +287,9 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	// The WAL's own positions, exact where pg_stat_wal lags by the
 	// statistics each backend has yet to report.
 	d.walBytes = walBytes
-	gcpu := treeUsage(b.gw.pid(), false).CPU - g0
-	fl.PaygateCPUms = gcpu.Seconds() * 1000 / float64(max(1, len(created)))
-	fl.DBCPUms = d.cpu.Seconds() * 1000 / float64(max(1, len(created)))
+	fl.CPU = b.cpuSince(m, max(1, len(created)))
 	b.rep.Flows = append(b.rep.Flows, fl)
-	cost, err := readCost(ctx, b.pool, max(1, len(created)), d, gcpu)
+	cost, err := readCost(ctx, b.pool, max(1, len(created)), d, fl.CPU.Paygate)
 	if err != nil {
 		return nil, fmt.Errorf("cost account: %w", err)
 	}
@@ -293,8 +317,7 @@ func (b *bench) steady(ctx context.Context) error {
 	}
 	ids := make([]string, n)
 	returned := make([]time.Time, n)
-	start := time.Now()
-	g0, d0 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
+	start, m := time.Now(), b.cpuMark()
 	post := openLoop(ctx, fmt.Sprintf("steady POSTs %.0f/s", f.Rate), f.Rate, f.Steady, 1024, func(i int) (int, error) {
 		status, id, err := b.c.createPayment(ctx, orders[i], false)
 		if status == http.StatusCreated && err == nil {
@@ -306,10 +329,7 @@ func (b *bench) steady(ctx context.Context) error {
 	fl := b.flow(fmt.Sprintf("steady %.0f/s (end to end)", f.Rate), post, start, ids, returned, false)
 	fl.Missing = missing
 	fl.Offered = f.Rate
-	if ok := len(compact(ids)); ok > 0 {
-		fl.PaygateCPUms = (treeUsage(b.gw.pid(), false).CPU - g0).Seconds() * 1000 / float64(ok)
-		fl.DBCPUms = (treeUsage(b.pg.pid(), false).CPU - d0).Seconds() * 1000 / float64(ok)
-	}
+	fl.CPU = b.cpuSince(m, len(compact(ids)))
 	b.rep.Flows = append(b.rep.Flows, fl)
 	awaitIdle(ctx, b.pool, f.Wait)
 	return nil
@@ -319,8 +339,7 @@ func (b *bench) refunds(ctx context.Context, payments []string, pays Ceiling) {
 	f := b.f
 	ids := make([]string, len(payments))
 	returned := make([]time.Time, len(payments))
-	start := time.Now()
-	g0, d0 := treeUsage(b.gw.pid(), false).CPU, treeUsage(b.pg.pid(), false).CPU
+	start, m := time.Now(), b.cpuMark()
 	post := runPhase(ctx, "refund POSTs", f.C, 0, len(payments), func(i int) (int, error) {
 		status, id, err := b.c.createRefund(ctx, payments[i], 10000)
 		if status == http.StatusCreated && err == nil {
@@ -332,10 +351,7 @@ func (b *bench) refunds(ctx context.Context, payments []string, pays Ceiling) {
 	fl := b.flow("refunds (end to end)", post, start, ids, returned, true)
 	fl.Missing = missing
 	fl.ratio(pays)
-	if ok := len(compact(ids)); ok > 0 {
-		fl.PaygateCPUms = (treeUsage(b.gw.pid(), false).CPU - g0).Seconds() * 1000 / float64(ok)
-		fl.DBCPUms = (treeUsage(b.pg.pid(), false).CPU - d0).Seconds() * 1000 / float64(ok)
-	}
+	fl.CPU = b.cpuSince(m, len(compact(ids)))
 	b.rep.Flows = append(b.rep.Flows, fl)
 }
 
