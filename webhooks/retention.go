@@ -2,8 +2,10 @@ package webhooks
 
 import (
 	"context"
+	"encoding/binary"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
@@ -28,6 +30,14 @@ const pruneBatch = 1000
 // logs created before it whose last attempt is before it too. A pending log
 // is kept: its delivery is still running. Like the idempotency prune, this
 // spans merchants: retention is the same rule for all of them.
+//
+// Both tables are walked from their oldest rows by primary key, which
+// orders them by age, rather than by an index on their times that every
+// delivery would write: a log's id is a UUIDv7 of its creation (newLog),
+// and an attempt's identity grows with each insert. Each statement still
+// tests the times themselves, so nothing is deleted early; an attempt
+// recorded a few seconds out of order behind a batch of younger ones waits
+// for the next run.
 type PruneWorker struct {
 	river.WorkerDefaults[PruneArgs]
 	Pool      *pgxpool.Pool
@@ -42,26 +52,44 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	if batch <= 0 {
 		batch = pruneBatch
 	}
-	for _, sql := range []string{
-		`DELETE FROM webhook_attempts WHERE id IN (
-			SELECT id FROM webhook_attempts WHERE attempted_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
-		// Their remaining attempts go with them (ON DELETE CASCADE).
-		`DELETE FROM webhook_logs WHERE id IN (
-			SELECT id FROM webhook_logs WHERE created_at < $1 AND status <> 'pending'
-			  AND coalesce(last_attempt_at, created_at) < $1
-			LIMIT $2 FOR UPDATE SKIP LOCKED)`,
-	} {
-		for {
-			tag, err := w.Pool.Exec(ctx, sql, cutoff, batch)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() < int64(batch) {
-				break
-			}
+	// The attempts among the oldest batch by id: a bounded scan whether or
+	// not any is old enough. Until a batch has none.
+	for {
+		tag, err := w.Pool.Exec(ctx, `DELETE FROM webhook_attempts WHERE id IN (
+			SELECT id FROM webhook_attempts
+			WHERE id <= (SELECT max(id) FROM (SELECT id FROM webhook_attempts ORDER BY id LIMIT $2) oldest)
+			  AND attempted_at < $1
+			FOR UPDATE SKIP LOCKED)`, cutoff, batch)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			break
 		}
 	}
-	return nil
+	// The logs whose ids were made before the cut-off: a range of the
+	// primary key. Their remaining attempts go with them (ON DELETE CASCADE).
+	for {
+		tag, err := w.Pool.Exec(ctx, `DELETE FROM webhook_logs WHERE id IN (
+			SELECT id FROM webhook_logs WHERE id < $3 AND created_at < $1 AND status <> 'pending'
+			  AND coalesce(last_attempt_at, created_at) < $1
+			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff, batch, firstV7(cutoff))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() < int64(batch) {
+			return nil
+		}
+	}
+}
+
+// firstV7 is the least version 7 UUID of t's millisecond: every log id made
+// before t sorts before it.
+func firstV7(t time.Time) uuid.UUID {
+	var id uuid.UUID
+	binary.BigEndian.PutUint64(id[:8], uint64(t.UnixMilli())<<16|0x7000)
+	id[8] = 0x80 // the variant
+	return id
 }
 
 // PeriodicPrune schedules PruneArgs every hour and once at start.

@@ -15,8 +15,10 @@ import (
 )
 
 // Logs and attempts past the retention are deleted in bounded batches (a
-// batch of 2 here, so the loop runs); recent ones, pending ones and a recent
-// log's recent attempts stay.
+// batch of 2 here, so the loops run); recent ones, pending ones and a recent
+// log's recent attempts stay. Logs have version 7 ids of their creation, as
+// webhooks make them, and the attempts of the last logs are older than a
+// recent one inserted before them, so the prune has to look past it.
 func TestPruneOldWebhookLogs(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
@@ -24,7 +26,7 @@ func TestPruneOldWebhookLogs(t *testing.T) {
 	now := time.Now()
 	old, recent := now.Add(-31*24*time.Hour), now.Add(-time.Hour)
 	insert := func(created time.Time, status string, attempts ...time.Time) uuid.UUID {
-		id := uuid.New()
+		id := logIDAt(created)
 		_, err := a.Pool.Exec(ctx, `INSERT INTO webhook_logs (id, merchant_id, event, payload, status, created_at, last_attempt_at)
 			VALUES ($1, $2, 'payment.success', '{}', $3, $4, $4)`, id, merchants.TestMerchantID, status, created)
 		require.NoError(t, err)
@@ -55,6 +57,16 @@ func TestPruneOldWebhookLogs(t *testing.T) {
 	require.Equal(t, len(kept), count(`SELECT count(*) FROM webhook_logs WHERE id = ANY($1)`, kept))
 	require.Equal(t, 1, count(`SELECT count(*) FROM webhook_attempts WHERE log_id = $1`, mixed))
 	require.Equal(t, 1, count(`SELECT count(*) FROM webhook_logs WHERE id = $1`, mixed))
+}
+
+// logIDAt is a version 7 id made at t.
+func logIDAt(t time.Time) uuid.UUID {
+	id := uuid.Must(uuid.NewV7())
+	ms := uint64(t.UnixMilli())
+	for i := range 6 {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	return id
 }
 
 // The prune job is scheduled at start and runs on the maintenance queue.
