@@ -41,8 +41,11 @@ type Phase struct {
 	Ceiling        string         `json:"ceiling,omitempty"`
 	Latency        Latency        `json:"latency"`
 	CPU            CPUPer         `json:"cpu_ms_per_request"`
-	Drain          *Drain         `json:"drain,omitempty"`
-	Note           string         `json:"note,omitempty"`
+	// The payments phases' requests with and without an Idempotency-Key.
+	Keyed   *Latency `json:"latency_with_key,omitempty"`
+	Unkeyed *Latency `json:"latency_without_key,omitempty"`
+	Drain   *Drain   `json:"drain,omitempty"`
+	Note    string   `json:"note,omitempty"`
 }
 
 func (p *Phase) ratio(c Ceiling) {
@@ -189,6 +192,10 @@ func (r *Report) text(w io.Writer, cost bool) {
 		if d := p.Drain; d != nil {
 			fmt.Fprintf(w, "  %s: last payment.success %.1f s after the phase (missing %d): %.0f payments/s delivered over phase + drain (%s of ceiling)\n",
 				p.Name, d.Seconds, d.Missing, d.Rate, pct(d.Rate/max(1, r.ceilingTPS(p.Ceiling))))
+		}
+		if k, u := p.Keyed, p.Unkeyed; k != nil && u != nil {
+			fmt.Fprintf(w, "  %s: with an Idempotency-Key p50 %s, p90 %s, p99 %s; without p50 %s, p90 %s, p99 %s\n", p.Name,
+				ms(k.P50), ms(k.P90), ms(k.P99), ms(u.P50), ms(u.P90), ms(u.P99))
 		}
 		if p.Note != "" {
 			fmt.Fprintf(w, "  %s: %s\n", p.Name, p.Note)

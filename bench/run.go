@@ -160,15 +160,23 @@ func (b *bench) phases(ctx context.Context) error {
 		}
 		logf("payments: %d clients for %v", conc, f.D)
 		var created idList
+		var keyed, unkeyed latencies
 		p := b.measure(ctx, func() Phase {
 			return runPhase(ctx, fmt.Sprintf("create payments c=%d", conc), conc, f.D, len(ids), func(i int) (int, error) {
+				t := time.Now()
 				status, id, err := b.c.createPayment(ctx, ids[i], i%2 == 0)
 				if status == http.StatusCreated && err == nil {
 					created.add(id)
 				}
+				if i%2 == 0 {
+					keyed.add(time.Since(t))
+				} else {
+					unkeyed.add(time.Since(t))
+				}
 				return status, err
 			})
 		})
+		p.Keyed, p.Unkeyed = keyed.percentiles(), unkeyed.percentiles()
 		if p.Requests >= len(ids) {
 			p.Note = fmt.Sprintf("stopped early: used all %d seeded orders", len(ids))
 		}
