@@ -63,7 +63,9 @@ func TestEmitRecordsWhatEachEndpointDelivers(t *testing.T) {
 	require.Zero(t, count(t, a, `SELECT count(*) FROM webhook_logs`))
 	require.Zero(t, count(t, a, `SELECT count(*) FROM river_job WHERE kind = 'deliver_webhook'`))
 
+	before := time.Now()
 	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error { return a.Webhooks.EmitTx(ctx, tx, events) }))
+	after := time.Now()
 	rows, err := a.Pool.Query(ctx, `SELECT args, queue, max_attempts, priority, state FROM river_job WHERE kind = 'deliver_webhook' ORDER BY id`)
 	require.NoError(t, err)
 	type job struct {
@@ -83,6 +85,12 @@ func TestEmitRecordsWhatEachEndpointDelivers(t *testing.T) {
 			MerchantID uuid.UUID `json:"merchant_id"`
 		}
 		require.NoError(t, json.Unmarshal(j.Args, &args))
+		// The retention prune walks logs by id as by age.
+		require.Equal(t, uuid.Version(7), args.LogID.Version(), "a log's id is a version 7 UUID")
+		sec, nsec := args.LogID.Time().UnixTime()
+		made := time.Unix(sec, nsec)
+		require.False(t, made.Before(before.Truncate(time.Millisecond)) || made.After(after),
+			"a log's id holds when its event was made: %v, not within %v–%v", made, before, after)
 		var merchantID uuid.UUID
 		var payload []byte
 		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT merchant_id, payload FROM webhook_logs WHERE id = $1`, args.LogID).

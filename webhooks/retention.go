@@ -52,14 +52,15 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	if batch <= 0 {
 		batch = pruneBatch
 	}
-	// The attempts among the oldest batch by id: a bounded scan whether or
-	// not any is old enough. Until a batch has none.
+	// The attempts among the oldest batch by id: whatever the plan, a scan
+	// of one batch, whether or not any is old enough (attempts are never
+	// updated, so locking the young ones of the batch for the statement
+	// costs nothing). Until a batch has none.
 	for {
 		tag, err := w.Pool.Exec(ctx, `DELETE FROM webhook_attempts WHERE id IN (
-			SELECT id FROM webhook_attempts
-			WHERE id <= (SELECT max(id) FROM (SELECT id FROM webhook_attempts ORDER BY id LIMIT $2) oldest)
-			  AND attempted_at < $1
-			FOR UPDATE SKIP LOCKED)`, cutoff, batch)
+			SELECT id FROM (
+				SELECT id, attempted_at FROM webhook_attempts ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+			) oldest WHERE attempted_at < $1)`, cutoff, batch)
 		if err != nil {
 			return err
 		}
@@ -84,7 +85,7 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 }
 
 // firstV7 is the least version 7 UUID of t's millisecond: every log id made
-// before t sorts before it.
+// before that millisecond sorts before it.
 func firstV7(t time.Time) uuid.UUID {
 	var id uuid.UUID
 	binary.BigEndian.PutUint64(id[:8], uint64(t.UnixMilli())<<16|0x7000)

@@ -45,8 +45,13 @@
 //     metadata, ...) unless private networks are explicitly allowed: the check
 //     runs when a URL is saved and again in the dialer, on the resolved IPs
 //     that are then dialled, so DNS rebinding cannot slip past it.
-//   - Every query is scoped by the merchant's id. This package never imports
-//     payments or refunds: an event carries a JSON snapshot they supply.
+//   - A log's id is a version 7 UUID made when its event is (newLog), so
+//     the primary key orders logs by age: the list breaks ties by it, and
+//     the retention prune walks it instead of an index on created_at
+//     (retention.go).
+//   - Every query is scoped by the merchant's id (but the prune, whose rule
+//     is the same for all merchants). This package never imports payments
+//     or refunds: an event carries a JSON snapshot they supply.
 package webhooks
 
 import (

@@ -1,4 +1,9 @@
+-- +goose NO TRANSACTION
 -- +goose Up
+-- Outside a transaction, so that the indexes are dropped CONCURRENTLY: a
+-- plain DROP INDEX would wait for every open transaction on the table while
+-- holding up every payment's webhook log behind it.
+--
 -- The hourly prune finds the oldest webhook logs and attempts by their
 -- primary keys instead of by two indexes that every delivery wrote to: a
 -- log's id is a UUIDv7 of its creation (webhooks.newLog), and an
@@ -6,8 +11,8 @@
 -- table by age (webhooks.PruneWorker). Each index took an entry at a log's
 -- insert, another at its record (a status change is never a HOT update),
 -- and one per attempt: six per payment, for a job that runs once an hour.
-DROP INDEX webhook_logs_created;
-DROP INDEX webhook_attempts_attempted;
+DROP INDEX CONCURRENTLY IF EXISTS webhook_logs_created;
+DROP INDEX CONCURRENTLY IF EXISTS webhook_attempts_attempted;
 
 -- A key is claimed with an empty answer, and answered (its status and body
 -- set) in the same transaction. The answer's UPDATE changes no indexed
@@ -19,5 +24,5 @@ ALTER TABLE idempotency_keys SET (fillfactor = 20);
 
 -- +goose Down
 ALTER TABLE idempotency_keys RESET (fillfactor);
-CREATE INDEX webhook_attempts_attempted ON webhook_attempts (attempted_at);
-CREATE INDEX webhook_logs_created ON webhook_logs (created_at);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS webhook_attempts_attempted ON webhook_attempts (attempted_at);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS webhook_logs_created ON webhook_logs (created_at);
