@@ -233,17 +233,3 @@ type idList struct {
 
 func (l *idList) add(id string) { l.mu.Lock(); l.ids = append(l.ids, id); l.mu.Unlock() }
 func (l *idList) all() []string { l.mu.Lock(); defer l.mu.Unlock(); return slices.Clone(l.ids) }
-
-// latencies collects the latencies of one kind of request of a phase.
-type latencies struct {
-	mu sync.Mutex
-	d  []time.Duration
-}
-
-func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
-func (l *latencies) percentiles() *Latency {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p := percentiles(l.d)
-	return &p
-}

@@ -128,6 +128,7 @@ func runPhase(ctx context.Context, name string, conc int, dur time.Duration, cou
 		next     atomic.Int64
 		mu       sync.Mutex
 		all      []time.Duration
+		of       []int // the request of each latency in all
 		byStatus = map[string]int{}
 		wg       sync.WaitGroup
 	)
@@ -138,6 +139,7 @@ func runPhase(ctx context.Context, name string, conc int, dur time.Duration, cou
 		go func() {
 			defer wg.Done()
 			var lat []time.Duration
+			var reqs []int
 			errs := map[string]int{}
 			for ctx.Err() == nil && (dur == 0 || time.Now().Before(deadline)) {
 				i := int(next.Add(1) - 1)
@@ -146,7 +148,7 @@ func runPhase(ctx context.Context, name string, conc int, dur time.Duration, cou
 				}
 				t := time.Now()
 				status, err := do(i)
-				lat = append(lat, time.Since(t))
+				lat, reqs = append(lat, time.Since(t)), append(reqs, i)
 				switch {
 				case err != nil && status == 0:
 					errs["net"]++
@@ -157,7 +159,7 @@ func runPhase(ctx context.Context, name string, conc int, dur time.Duration, cou
 				}
 			}
 			mu.Lock()
-			all = append(all, lat...)
+			all, of = append(all, lat...), append(of, reqs...)
 			for k, v := range errs {
 				byStatus[k] += v
 			}
@@ -166,7 +168,8 @@ func runPhase(ctx context.Context, name string, conc int, dur time.Duration, cou
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	p := Phase{Name: name, Requests: len(all), Seconds: elapsed.Seconds(), Latency: percentiles(all)}
+	p := Phase{Name: name, Requests: len(all), Seconds: elapsed.Seconds(), Latency: percentiles(slices.Clone(all)),
+		samples: all, of: of}
 	for _, v := range byStatus {
 		p.Errors += v
 	}

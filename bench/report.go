@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Report is what a run found; printed as text and written as JSON with the
@@ -46,6 +47,21 @@ type Phase struct {
 	Unkeyed *Latency `json:"latency_without_key,omitempty"`
 	Drain   *Drain   `json:"drain,omitempty"`
 	Note    string   `json:"note,omitempty"`
+
+	samples []time.Duration // each request's latency (runPhase)
+	of      []int           // and which request it was
+}
+
+// latencyOf is the latency of the phase's requests that match.
+func (p *Phase) latencyOf(match func(i int) bool) *Latency {
+	var d []time.Duration
+	for k, i := range p.of {
+		if match(i) {
+			d = append(d, p.samples[k])
+		}
+	}
+	l := percentiles(d)
+	return &l
 }
 
 func (p *Phase) ratio(c Ceiling) {
@@ -88,8 +104,9 @@ func (f *Flow) ratio(c Ceiling) {
 }
 
 // CPUPer is the CPU time, in ms per request or item, that paygate,
-// PostgreSQL and the bench itself (its clients and webhook receiver, on the
-// same cores) spent over a phase.
+// PostgreSQL and the bench itself (its clients and webhook receiver, and
+// the samplers that poll PostgreSQL while they run, on the same cores)
+// spent over a phase.
 type CPUPer struct {
 	Paygate float64 `json:"paygate"`
 	DB      float64 `json:"db"`
@@ -102,7 +119,7 @@ type Resources struct {
 	PaygateCPU      float64 `json:"paygate_cpu_s"`
 	PostgresPeakPSS int64   `json:"postgres_peak_pss_bytes"`
 	PostgresCPU     float64 `json:"postgres_cpu_s"`
-	BenchCPU        float64 `json:"bench_cpu_s"` // its clients and receiver
+	BenchCPU        float64 `json:"bench_cpu_s"` // its clients, receiver and samplers
 }
 
 // GatewayLog is what the started paygate wrote (at LOG_LEVEL=warn, so
@@ -220,7 +237,7 @@ func (r *Report) text(w io.Writer, cost bool) {
 		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Duplicates)
 
 	res := r.Resources
-	fmt.Fprintf(w, "\nresources over the paygate run: paygate peak RSS %s, CPU %.1f s; PostgreSQL peak PSS %s, CPU %.1f s; bench (clients, receiver) CPU %.1f s\n",
+	fmt.Fprintf(w, "\nresources over the paygate run: paygate peak RSS %s, CPU %.1f s; PostgreSQL peak PSS %s, CPU %.1f s; bench (clients, receiver, samplers) CPU %.1f s\n",
 		mib(res.PaygatePeakRSS), res.PaygateCPU, mib(res.PostgresPeakPSS), res.PostgresCPU, res.BenchCPU)
 	if r.Startup > 0 {
 		fmt.Fprintf(w, "paygate start-up (process start to /health 200, migrations done): %.2f s\n", r.Startup)

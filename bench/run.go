@@ -160,23 +160,17 @@ func (b *bench) phases(ctx context.Context) error {
 		}
 		logf("payments: %d clients for %v", conc, f.D)
 		var created idList
-		var keyed, unkeyed latencies
+		keyed := func(i int) bool { return i%2 == 0 }
 		p := b.measure(ctx, func() Phase {
 			return runPhase(ctx, fmt.Sprintf("create payments c=%d", conc), conc, f.D, len(ids), func(i int) (int, error) {
-				t := time.Now()
-				status, id, err := b.c.createPayment(ctx, ids[i], i%2 == 0)
+				status, id, err := b.c.createPayment(ctx, ids[i], keyed(i))
 				if status == http.StatusCreated && err == nil {
 					created.add(id)
-				}
-				if i%2 == 0 {
-					keyed.add(time.Since(t))
-				} else {
-					unkeyed.add(time.Since(t))
 				}
 				return status, err
 			})
 		})
-		p.Keyed, p.Unkeyed = keyed.percentiles(), unkeyed.percentiles()
+		p.Keyed, p.Unkeyed = p.latencyOf(keyed), p.latencyOf(func(i int) bool { return !keyed(i) })
 		if p.Requests >= len(ids) {
 			p.Note = fmt.Sprintf("stopped early: used all %d seeded orders", len(ids))
 		}
@@ -218,8 +212,9 @@ func (b *bench) measure(ctx context.Context, phase func() Phase) Phase {
 }
 
 // cpuMark is the CPU that paygate, PostgreSQL and the bench had spent at a
-// moment. The bench's own (its clients and webhook receiver, which share
-// the machine's cores with paygate and PostgreSQL) is that of its process.
+// moment. The bench's own (its clients and webhook receiver, and its
+// samplers, which share the machine's cores with paygate and PostgreSQL)
+// is that of its process.
 type cpuMark struct{ gateway, db, bench time.Duration }
 
 func (b *bench) cpuMark() cpuMark {
