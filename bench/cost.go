@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
@@ -10,24 +11,26 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Cost is what the database spent per payment over the burst, from the
-// first POST to the moment every job the burst made (its decisions and both
-// webhooks of each payment) had finished: pg_stat_statements, pg_stat_database
-// and pg_stat_wal differences divided by the payments, and the PostgreSQL
-// processes' CPU time from /proc. Everything paygate sent in that time is
-// counted, River's polling and maintenance included; bench's own queries
-// (marked /* bench */) are not.
+// Cost is what the database spent per item of a flow (a payment of the
+// burst; a refund), from its first POST to the moment every job the flow
+// made (the decisions or processing, and both webhooks of each item) had
+// finished: pg_stat_statements, pg_stat_database and pg_stat_wal
+// differences divided by the items, and the PostgreSQL processes' CPU time
+// from /proc. Everything paygate sent in that time is counted, River's
+// polling and maintenance included; bench's own queries (marked
+// /* bench */) are not.
 type Cost struct {
-	Payments   int             `json:"payments"`
-	Statements float64         `json:"statements_per_payment"`
-	Commits    float64         `json:"commits_per_payment"`
-	Rollbacks  float64         `json:"rollbacks_per_payment"`
-	ExecMs     float64         `json:"statement_exec_ms_per_payment"`
-	DBCPUms    float64         `json:"db_cpu_ms_per_payment"`
-	GatewayCPU float64         `json:"paygate_cpu_ms_per_payment"`
-	WALBytes   float64         `json:"wal_bytes_per_payment"`
-	WALSyncs   float64         `json:"wal_syncs_per_payment"`
-	WALFPIs    float64         `json:"wal_full_page_images_per_payment"`
+	Of         string          `json:"of"` // what an item is
+	Items      int             `json:"items"`
+	Statements float64         `json:"statements_per_item"`
+	Commits    float64         `json:"commits_per_item"`
+	Rollbacks  float64         `json:"rollbacks_per_item"`
+	ExecMs     float64         `json:"statement_exec_ms_per_item"`
+	DBCPUms    float64         `json:"db_cpu_ms_per_item"`
+	GatewayCPU float64         `json:"paygate_cpu_ms_per_item"`
+	WALBytes   float64         `json:"wal_bytes_per_item"`
+	WALSyncs   float64         `json:"wal_syncs_per_item"`
+	WALFPIs    float64         `json:"wal_full_page_images_per_item"`
 	ByStmt     []StatementCost `json:"statements"`
 	WAL        []TableWAL      `json:"wal_by_table"`
 	Waits      []Wait          `json:"session_waits"`
@@ -37,9 +40,74 @@ type Cost struct {
 type StatementCost struct {
 	Area   string  `json:"area"`
 	Query  string  `json:"query"`
-	Calls  float64 `json:"calls_per_payment"`
-	ExecMs float64 `json:"exec_ms_per_payment"`
-	Rows   float64 `json:"rows_per_payment"`
+	Calls  float64 `json:"calls_per_item"`
+	ExecMs float64 `json:"exec_ms_per_item"`
+	Rows   float64 `json:"rows_per_item"`
+}
+
+// costWindow is a cost account being taken: from openCost to done, the
+// statements, commits and WAL of the database, its CPU and its sessions'
+// waits, and paygate's and the bench's CPU.
+type costWindow struct {
+	b         *bench
+	wal       *walWindow
+	db0       dbSnapshot
+	cpu       cpuMark
+	waits     chan []Wait
+	stopWaits context.CancelFunc
+}
+
+// openCost starts a cost account after a checkpoint (so that full-page
+// images count from a known state) with pg_stat_statements reset.
+func (b *bench) openCost(ctx context.Context) (*costWindow, error) {
+	if _, err := b.pool.Exec(ctx, `/* bench */ CHECKPOINT`); err != nil {
+		return nil, err
+	}
+	if err := resetStatements(ctx, b.pool); err != nil {
+		return nil, err
+	}
+	wal, err := openWALWindow(ctx, b.pool)
+	if err != nil {
+		return nil, fmt.Errorf("keep the WAL of a cost account: %w", err)
+	}
+	w := &costWindow{b: b, wal: wal, db0: snapshotDB(ctx, b.pool, b.pg.pid()), cpu: b.cpuMark(),
+		waits: make(chan []Wait, 1)}
+	waitCtx, stop := context.WithCancel(ctx)
+	w.stopWaits = stop
+	go func() { w.waits <- sampleWaits(waitCtx, b.pool) }()
+	return w, nil
+}
+
+// done ends the account over n items (what an item is: of), and gives the
+// CPU per item of paygate, PostgreSQL and the bench too.
+func (w *costWindow) done(ctx context.Context, of string, n int) (Cost, CPUPer, error) {
+	b := w.b
+	w.stopWaits()
+	walBytes, err := w.wal.close(ctx)
+	if err != nil {
+		return Cost{}, CPUPer{}, err
+	}
+	d := snapshotDB(ctx, b.pool, b.pg.pid()).minus(w.db0)
+	// The WAL's own positions, exact where pg_stat_wal lags by the
+	// statistics each backend has yet to report.
+	d.walBytes = walBytes
+	cpu := b.cpuSince(w.cpu, n)
+	c, err := readCost(ctx, b.pool, n, d, cpu.Paygate)
+	if err != nil {
+		return Cost{}, CPUPer{}, fmt.Errorf("cost account: %w", err)
+	}
+	c.Of, c.Waits = of, <-w.waits
+	// A diagnostic: without it the run goes on, its table left out.
+	if c.WAL, err = w.wal.byTable(ctx, b.pg.pid(), n); err != nil {
+		logf("WAL by table left out: %v", err)
+	}
+	return c, cpu, nil
+}
+
+// release frees what the window holds, whether or not it was done.
+func (w *costWindow) release() {
+	w.stopWaits()
+	w.wal.release()
 }
 
 func resetStatements(ctx context.Context, pool *pgxpool.Pool) error {
@@ -48,7 +116,7 @@ func resetStatements(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // awaitIdle waits until no job of paygate's queues is left to run (or wait
-// has passed): then every delivery the burst caused has been made.
+// has passed): then every delivery a flow caused has been made.
 func awaitIdle(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) bool {
 	deadline := time.Now().Add(wait)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
@@ -65,7 +133,7 @@ func awaitIdle(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) bool
 
 func readCost(ctx context.Context, pool *pgxpool.Pool, n int, d dbSnapshot, gatewayCPUms float64) (Cost, error) {
 	per := func(v float64) float64 { return v / float64(n) }
-	c := Cost{Payments: n, Commits: per(float64(d.commits)), Rollbacks: per(float64(d.rollbacks)),
+	c := Cost{Items: n, Commits: per(float64(d.commits)), Rollbacks: per(float64(d.rollbacks)),
 		DBCPUms: per(d.cpu.Seconds() * 1000), GatewayCPU: gatewayCPUms,
 		WALBytes: per(float64(d.walBytes)), WALSyncs: per(float64(d.walSyncs)), WALFPIs: per(float64(d.walFPIs))}
 	rows, err := pool.Query(ctx, `/* bench */ SELECT query, calls, total_exec_time, rows FROM pg_stat_statements

@@ -21,6 +21,7 @@ type Report struct {
 	Phases     []Phase           `json:"phases"`
 	Flows      []Flow            `json:"end_to_end"`
 	Cost       *Cost             `json:"cost_account,omitempty"`
+	RefundCost *Cost             `json:"refund_cost_account,omitempty"`
 	Receiver   ReceiverStats     `json:"webhook_receiver"`
 	Resources  Resources         `json:"resources"`
 	GatewayLog GatewayLog        `json:"gateway_log"`
@@ -246,8 +247,10 @@ func (r *Report) text(w io.Writer, cost bool) {
 	for _, l := range r.GatewayLog.First {
 		fmt.Fprintf(w, "  %s\n", truncate(l, 200))
 	}
-	if c := r.Cost; c != nil {
-		r.costText(w, cost)
+	for _, c := range []*Cost{r.Cost, r.RefundCost} {
+		if c != nil {
+			r.costText(w, c, cost)
+		}
 	}
 	var names []string
 	for k := range r.Flags {
@@ -261,16 +264,15 @@ func (r *Report) text(w io.Writer, cost bool) {
 	fmt.Fprintf(w, "\nflags: %s\n", strings.Join(fl, " "))
 }
 
-func (r *Report) costText(w io.Writer, full bool) {
-	c := r.Cost
-	fmt.Fprintf(w, "\ncost account, per payment of the burst (%d payments, creation → last webhook, all jobs done):\n", c.Payments)
+func (r *Report) costText(w io.Writer, c *Cost, full bool) {
+	fmt.Fprintf(w, "\ncost account, per %s (%d, creation → last webhook, all jobs done):\n", c.Of, c.Items)
 	fmt.Fprintf(w, "  statements %.1f, commits %.2f, rollbacks %.2f, statement time %.2f ms, DB CPU %.2f ms, paygate CPU %.2f ms, WAL %.0f B (by position) in %.2f flushes, %.2f full-page images\n",
 		c.Statements, c.Commits, c.Rollbacks, c.ExecMs, c.DBCPUms, c.GatewayCPU, c.WALBytes, c.WALSyncs, c.WALFPIs)
 	if pj := r.best("payment + job"); pj.DBCPUms > 0 {
 		fmt.Fprintf(w, "  against the payment + job ceiling: %.1f× its DB CPU and %.1f× its commits per transaction\n",
 			c.DBCPUms/pj.DBCPUms, c.Commits/max(0.01, pj.Commits))
 	}
-	fmt.Fprint(w, "  paygate's sessions during the burst (pg_stat_activity every 50 ms):")
+	fmt.Fprint(w, "  paygate's sessions meanwhile (pg_stat_activity every 50 ms):")
 	for i, wt := range c.Waits {
 		if i == 8 {
 			break
@@ -315,7 +317,7 @@ func (r *Report) costText(w io.Writer, full bool) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  calls/payment\tms/payment\trows/payment\tarea\tstatement")
+	fmt.Fprintln(tw, "  calls/item\tms/item\trows/item\tarea\tstatement")
 	for _, s := range c.ByStmt {
 		if s.Calls < 0.005 {
 			continue

@@ -197,7 +197,7 @@ func (b *bench) phases(ctx context.Context) error {
 	}
 	if f.Refunds > 0 {
 		logf("refunds: %d from %d clients, until every refund.processed has arrived", f.Refunds, f.C)
-		b.refunds(ctx, burst[:min(len(burst), f.Refunds)], pays)
+		return b.refunds(ctx, burst[:min(len(burst), f.Refunds)], pays)
 	}
 	return nil
 }
@@ -248,23 +248,13 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.pool.Exec(ctx, `/* bench */ CHECKPOINT`); err != nil {
-		return nil, err
-	}
-	if err := resetStatements(ctx, b.pool); err != nil {
-		return nil, err
-	}
-	wal, err := openWALWindow(ctx, b.pool)
+	acct, err := b.openCost(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("keep the burst's WAL: %w", err)
+		return nil, err
 	}
-	defer wal.release()
-	db0, m := snapshotDB(ctx, b.pool, b.pg.pid()), b.cpuMark()
+	defer acct.release()
 	ids := make([]string, f.N)
 	returned := make([]time.Time, f.N)
-	waitCtx, stopWaits := context.WithCancel(ctx)
-	waits := make(chan []Wait, 1)
-	go func() { waits <- sampleWaits(waitCtx, b.pool) }()
 	start := time.Now()
 	post := runPhase(ctx, "burst POSTs", f.C, 0, f.N, func(i int) (int, error) {
 		status, id, err := b.c.createPayment(ctx, orders[i], false)
@@ -281,26 +271,12 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	// The cost account runs to the end of the last job (the payment.created
 	// deliveries may finish after the last payment.success).
 	awaitIdle(ctx, b.pool, f.Wait)
-	stopWaits()
-	walBytes, err := wal.close(ctx)
+	cost, cpu, err := acct.done(ctx, "payment of the burst", max(1, len(created)))
 	if err != nil {
 		return nil, err
 	}
-	d := snapshotDB(ctx, b.pool, b.pg.pid()).minus(db0)
-	// The WAL's own positions, exact where pg_stat_wal lags by the
-	// statistics each backend has yet to report.
-	d.walBytes = walBytes
-	fl.CPU = b.cpuSince(m, max(1, len(created)))
+	fl.CPU = cpu
 	b.rep.Flows = append(b.rep.Flows, fl)
-	cost, err := readCost(ctx, b.pool, max(1, len(created)), d, fl.CPU.Paygate)
-	if err != nil {
-		return nil, fmt.Errorf("cost account: %w", err)
-	}
-	cost.Waits = <-waits
-	// A diagnostic: without it the run goes on, its table left out.
-	if cost.WAL, err = wal.byTable(ctx, b.pg.pid(), len(created)); err != nil {
-		logf("WAL by table left out: %v", err)
-	}
 	b.rep.Cost = &cost
 	var ok []string
 	for i, t := range b.recv.arrivals(created, false) {
@@ -338,11 +314,16 @@ func (b *bench) steady(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) refunds(ctx context.Context, payments []string, pays Ceiling) {
+func (b *bench) refunds(ctx context.Context, payments []string, pays Ceiling) error {
 	f := b.f
 	ids := make([]string, len(payments))
 	returned := make([]time.Time, len(payments))
-	start, m := time.Now(), b.cpuMark()
+	acct, err := b.openCost(ctx)
+	if err != nil {
+		return err
+	}
+	defer acct.release()
+	start := time.Now()
 	post := runPhase(ctx, "refund POSTs", f.C, 0, len(payments), func(i int) (int, error) {
 		status, id, err := b.c.createRefund(ctx, payments[i], 10000)
 		if status == http.StatusCreated && err == nil {
@@ -354,8 +335,16 @@ func (b *bench) refunds(ctx context.Context, payments []string, pays Ceiling) {
 	fl := b.flow("refunds (end to end)", post, start, ids, returned, true)
 	fl.Missing = missing
 	fl.ratio(pays)
-	fl.CPU = b.cpuSince(m, len(compact(ids)))
+	// To the end of the last job, as for the burst.
+	awaitIdle(ctx, b.pool, f.Wait)
+	cost, cpu, err := acct.done(ctx, "refund", max(1, len(compact(ids))))
+	if err != nil {
+		return err
+	}
+	fl.CPU = cpu
 	b.rep.Flows = append(b.rep.Flows, fl)
+	b.rep.RefundCost = &cost
+	return nil
 }
 
 // flow turns a phase's POSTs and the receiver's arrivals into an

@@ -17,19 +17,19 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// TableWAL is one table's share of the WAL written over the burst: its
-// heap, TOAST and indexes, per payment. Records that name no relation
-// (commits, MultiXacts, checkpoints) are the table "(no relation)"; those
-// of the server's other databases and shared catalogs "(other databases)":
-// the WAL's positions count them all.
+// TableWAL is one table's share of the WAL written over a cost account:
+// its heap, TOAST and indexes, per item (a payment of the burst; a refund).
+// Records that name no relation (commits, MultiXacts, checkpoints) are the
+// table "(no relation)"; those of the server's other databases and shared
+// catalogs "(other databases)": the WAL's positions count them all.
 type TableWAL struct {
 	Table      string  `json:"table"`
-	Bytes      float64 `json:"bytes_per_payment"`
-	IndexBytes float64 `json:"index_bytes_per_payment"`
-	Records    float64 `json:"records_per_payment"`
-	FPIs       float64 `json:"full_page_images_per_payment"`
-	// Kinds is bytes per payment by record: "Heap/UPDATE", "index Btree/INSERT_LEAF".
-	Kinds map[string]float64 `json:"bytes_per_payment_by_record"`
+	Bytes      float64 `json:"bytes_per_item"`
+	IndexBytes float64 `json:"index_bytes_per_item"`
+	Records    float64 `json:"records_per_item"`
+	FPIs       float64 `json:"full_page_images_per_item"`
+	// Kinds is bytes per item by record: "Heap/UPDATE", "index Btree/INSERT_LEAF".
+	Kinds map[string]float64 `json:"bytes_per_item_by_record"`
 }
 
 // walWindow keeps the WAL of a span for pg_waldump to read afterwards: a
@@ -66,7 +66,7 @@ func (w *walWindow) release() {
 // byTable reads the closed window's WAL with pg_waldump and attributes
 // each record, with its full-page images, to the table of its first block
 // (an index's and a TOAST table's to their table).
-func (w *walWindow) byTable(ctx context.Context, pgPID, payments int) ([]TableWAL, error) {
+func (w *walWindow) byTable(ctx context.Context, pgPID, items int) ([]TableWAL, error) {
 	var dataDir string
 	var dbOID uint32
 	if err := w.pool.QueryRow(ctx, `/* bench */ SELECT current_setting('data_directory'),
@@ -170,7 +170,7 @@ func (w *walWindow) byTable(ctx context.Context, pgPID, payments int) ([]TableWA
 	if err := cmd.Wait(); err != nil {
 		return nil, fmt.Errorf("pg_waldump: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	n := float64(max(1, payments))
+	n := float64(max(1, items))
 	var tables []TableWAL
 	for _, t := range sums {
 		for k := range t.Kinds {
