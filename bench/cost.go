@@ -57,11 +57,16 @@ type costWindow struct {
 	stopWaits context.CancelFunc
 }
 
-// openCost starts a cost account after a checkpoint (so that full-page
-// images count from a known state) with pg_stat_statements reset.
-func (b *bench) openCost(ctx context.Context) (*costWindow, error) {
-	if _, err := b.pool.Exec(ctx, `/* bench */ CHECKPOINT`); err != nil {
-		return nil, err
+// openCost starts a cost account with pg_stat_statements reset, after a
+// checkpoint if asked (the burst's: so that its full-page images count from
+// a known state). The refunds' takes none: a checkpoint just before them
+// would give each refund's first touch of its payment's page a full-page
+// image, and change the phase it measures.
+func (b *bench) openCost(ctx context.Context, checkpoint bool) (*costWindow, error) {
+	if checkpoint {
+		if _, err := b.pool.Exec(ctx, `/* bench */ CHECKPOINT`); err != nil {
+			return nil, err
+		}
 	}
 	if err := resetStatements(ctx, b.pool); err != nil {
 		return nil, err
@@ -78,30 +83,28 @@ func (b *bench) openCost(ctx context.Context) (*costWindow, error) {
 	return w, nil
 }
 
-// done ends the account over n items (what an item is: of), and gives the
-// CPU per item of paygate, PostgreSQL and the bench too.
-func (w *costWindow) done(ctx context.Context, of string, n int) (Cost, CPUPer, error) {
+// done ends the account over n items (what an item is: of).
+func (w *costWindow) done(ctx context.Context, of string, n int) (Cost, error) {
 	b := w.b
 	w.stopWaits()
 	walBytes, err := w.wal.close(ctx)
 	if err != nil {
-		return Cost{}, CPUPer{}, err
+		return Cost{}, err
 	}
 	d := snapshotDB(ctx, b.pool, b.pg.pid()).minus(w.db0)
 	// The WAL's own positions, exact where pg_stat_wal lags by the
 	// statistics each backend has yet to report.
 	d.walBytes = walBytes
-	cpu := b.cpuSince(w.cpu, n)
-	c, err := readCost(ctx, b.pool, n, d, cpu.Paygate)
+	c, err := readCost(ctx, b.pool, n, d, b.cpuSince(w.cpu, n).Paygate)
 	if err != nil {
-		return Cost{}, CPUPer{}, fmt.Errorf("cost account: %w", err)
+		return Cost{}, fmt.Errorf("cost account: %w", err)
 	}
 	c.Of, c.Waits = of, <-w.waits
 	// A diagnostic: without it the run goes on, its table left out.
 	if c.WAL, err = w.wal.byTable(ctx, b.pg.pid(), n); err != nil {
 		logf("WAL by table left out: %v", err)
 	}
-	return c, cpu, nil
+	return c, nil
 }
 
 // release frees what the window holds, whether or not it was done.
@@ -175,10 +178,10 @@ func area(q string) string {
 		return "webhooks"
 	case strings.Contains(l, "river_"), strings.Contains(l, "pg_notify"), strings.Contains(l, "river"):
 		return "river"
+	case strings.Contains(l, "refunds"): // before payments: processing updates both
+		return "refunds"
 	case strings.Contains(l, "payments"), strings.Contains(l, "orders"):
 		return "payments"
-	case strings.Contains(l, "refunds"):
-		return "refunds"
 	case strings.Contains(l, "merchants"):
 		return "merchants"
 	}

@@ -14,9 +14,11 @@
 //   - steady: -rate payments a second for -steady, open loop, with the
 //     webhook lag (201 to payment.success, minus -delay) percentiles;
 //   - refunds: -refunds refunds of burst payments, from the first request
-//     to the last refund.processed received;
+//     to the last refund.processed received (with a cost account of its
+//     own, per refund);
 //   - paygate's and PostgreSQL's CPU seconds (per phase and per item) and
-//     peak memory, from /proc.
+//     peak memory, from /proc, and the bench's own CPU (its clients,
+//     receiver and samplers share the cores).
 //
 // Each throughput is printed as it is and as a ratio of the matching
 // ceiling measured minutes before on the same server: the absolute figures
@@ -79,7 +81,7 @@ func main() {
 	flag.StringVar(&f.Key, "key", "key_test_abc123", "merchant API key (the seeded test merchant)")
 	flag.StringVar(&f.apiSecret, "secret", "secret_test_xyz789", "merchant API secret")
 	flag.StringVar(&f.JSON, "json", "bench/last-run.json", "write the report as JSON here too (empty: don't)")
-	flag.BoolVar(&f.Cost, "cost", false, "print the cost account's per-statement table")
+	flag.BoolVar(&f.Cost, "cost", false, "print the cost accounts' per-statement tables (burst, refunds)")
 	flag.Var(&f.Env, "env", "NAME=value added to paygate's environment (repeatable)")
 	flag.Parse()
 	set := map[string]bool{}

@@ -47,7 +47,11 @@ func openWALWindow(ctx context.Context, pool *pgxpool.Pool) (*walWindow, error) 
 	if _, err := pool.Exec(ctx, `/* bench */ SELECT pg_create_physical_replication_slot($1, true)`, walSlot); err != nil {
 		return nil, err
 	}
-	return w, pool.QueryRow(ctx, `/* bench */ SELECT pg_current_wal_insert_lsn()::text`).Scan(&w.start)
+	if err := pool.QueryRow(ctx, `/* bench */ SELECT pg_current_wal_insert_lsn()::text`).Scan(&w.start); err != nil {
+		w.release()
+		return nil, err
+	}
+	return w, nil
 }
 
 // close ends the window now and returns the bytes of WAL written in it.
@@ -58,9 +62,12 @@ func (w *walWindow) close(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// release lets PostgreSQL recycle the window's WAL.
+// release lets PostgreSQL recycle the window's WAL. A slot left behind
+// would keep every later segment and refuse the next window (one name).
 func (w *walWindow) release() {
-	_, _ = w.pool.Exec(context.Background(), `/* bench */ SELECT pg_drop_replication_slot($1)`, walSlot)
+	if _, err := w.pool.Exec(context.Background(), `/* bench */ SELECT pg_drop_replication_slot($1)`, walSlot); err != nil {
+		logf("dropping the WAL window's replication slot: %v", err)
+	}
 }
 
 // byTable reads the closed window's WAL with pg_waldump and attributes
