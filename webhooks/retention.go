@@ -53,9 +53,10 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 		batch = pruneBatch
 	}
 	// The attempts among the oldest batch by id: whatever the plan, a scan
-	// of one batch, whether or not any is old enough (attempts are never
+	// of one batch, whether or not any is old enough. Attempts are never
 	// updated, so locking the young ones of the batch for the statement
-	// costs nothing). Until a batch has none.
+	// holds up no one (a row lock each, a batch an hour). Until a batch has
+	// none.
 	for {
 		tag, err := w.Pool.Exec(ctx, `DELETE FROM webhook_attempts WHERE id IN (
 			SELECT id FROM (
