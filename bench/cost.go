@@ -83,8 +83,9 @@ func (b *bench) openCost(ctx context.Context, checkpoint bool) (*costWindow, err
 	return w, nil
 }
 
-// done ends the account over n items (what an item is: of).
-func (w *costWindow) done(ctx context.Context, of string, n int) (Cost, error) {
+// done ends the account over n items (what an item is: of), whose flow
+// measured paygate's CPU per item as paygateCPUms.
+func (w *costWindow) done(ctx context.Context, of string, n int, paygateCPUms float64) (Cost, error) {
 	b := w.b
 	w.stopWaits()
 	walBytes, err := w.wal.close(ctx)
@@ -95,7 +96,7 @@ func (w *costWindow) done(ctx context.Context, of string, n int) (Cost, error) {
 	// The WAL's own positions, exact where pg_stat_wal lags by the
 	// statistics each backend has yet to report.
 	d.walBytes = walBytes
-	c, err := readCost(ctx, b.pool, n, d, b.cpuSince(w.cpu, n).Paygate)
+	c, err := readCost(ctx, b.pool, n, d, paygateCPUms)
 	if err != nil {
 		return Cost{}, fmt.Errorf("cost account: %w", err)
 	}

@@ -273,7 +273,7 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	awaitIdle(ctx, b.pool, f.Wait)
 	fl.CPU = b.cpuSince(acct.cpu, max(1, len(created)))
 	b.rep.Flows = append(b.rep.Flows, fl)
-	cost, err := acct.done(ctx, "payment of the burst", max(1, len(created)))
+	cost, err := acct.done(ctx, "payment of the burst", max(1, len(created)), fl.CPU.Paygate)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +347,7 @@ func (b *bench) refunds(ctx context.Context, payments []string, pays Ceiling) {
 	if acct == nil || len(created) == 0 {
 		return
 	}
-	if cost, err := acct.done(ctx, "refund", len(created)); err != nil {
+	if cost, err := acct.done(ctx, "refund", len(created), fl.CPU.Paygate); err != nil {
 		logf("the refunds' cost account left out: %v", err)
 	} else {
 		b.rep.RefundCost = &cost
