@@ -236,14 +236,14 @@ func TestBatchedCreationsAreNotCached(t *testing.T) {
 	claim := func(key string, at time.Time) *idempotency.Claim {
 		return apptest.Claim("POST /api/v1/payments", key, at)
 	}
-	apptest.Remember(t, a, claim("expired", time.Now().Add(-idempotency.TTL-time.Minute)))
+	apptest.Remember(t, a, claim("expired", time.Now()))
 	dbtest.RunsUnprepared(t, a.Pool, func(ctx context.Context, tx pgx.Tx) error {
 		upi := func(order string) payments.PaymentInput {
 			return payments.PaymentInput{OrderID: order, Method: "upi", VPA: "a@b"}
 		}
 		got, err := a.Payments.CreateManyTx(ctx, tx, merchants.TestMerchantID,
 			[]payments.PaymentInput{upi(orderA), upi("order_0000000000000000"), upi(orderB), upi(orderC)},
-			claim("new", time.Now()), claim("dropped", time.Now()), claim("expired", time.Now()))
+			claim("new", time.Now()), claim("dropped", time.Now()), claim("expired", apptest.PastExpiry()))
 		if err != nil {
 			return err
 		}

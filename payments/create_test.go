@@ -387,12 +387,12 @@ func TestABatchOfKeyedOrders(t *testing.T) {
 	claim := func(key string, at time.Time) *idempotency.Claim {
 		return apptest.Claim("POST /api/v1/orders", key, at)
 	}
-	apptest.Remember(t, a, claim("expired", time.Now().Add(-idempotency.TTL-time.Minute)))
+	apptest.Remember(t, a, claim("expired", time.Now()))
 	amount := int64(1000)
 	in := payments.OrderInput{Amount: &amount}
 	soon := time.Now().Add(time.Minute)
 	got, err := a.Payments.CreateKeyedOrderBatch(ctx, merchants.TestMerchantID, []payments.OrderInput{in, in, in, in},
-		[]*idempotency.Claim{claim("late", time.Now()), claim("k", time.Now()), claim("k", time.Now()), claim("expired", time.Now())},
+		[]*idempotency.Claim{claim("late", time.Now()), claim("k", time.Now()), claim("k", time.Now()), claim("expired", apptest.PastExpiry())},
 		time.Now().Add(-time.Millisecond), soon, soon, soon)
 	require.NoError(t, err)
 	require.Nil(t, got[0], "past its deadline")

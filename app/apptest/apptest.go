@@ -232,6 +232,12 @@ func Claim(route, key string, at time.Time) *idempotency.Claim {
 	return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: route, Key: key, Hash: []byte(key), At: at}
 }
 
+// PastExpiry is a time at which a key answered now has expired: a batch's
+// claim made then takes it over. The key is then still live on the
+// database's clock, so the idempotency prune (run when an app starts)
+// cannot delete it under the batch, which would leave it unclaimed.
+func PastExpiry() time.Time { return time.Now().Add(idempotency.TTL + time.Minute) }
+
 // Remember commits claims as a batch that did their work would: claimed,
 // and answered 201 with {}.
 func Remember(t testing.TB, a *app.App, claims ...*idempotency.Claim) {
