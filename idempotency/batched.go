@@ -193,3 +193,54 @@ func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 	}
 	return err
 }
+
+// Request is a request of a batch of API requests (a use case's
+// db.Batcher): its deadline (zero: none) and its Idempotency-Key's claim
+// (nil: none).
+type Request interface {
+	Due() time.Time
+	KeyClaim() *Claim
+}
+
+// ClaimAllTx claims the keys of reqs (ClaimTx).
+func ClaimAllTx[Req Request](ctx context.Context, tx pgx.Tx, reqs []Req) ([]bool, error) {
+	claims := make([]*Claim, len(reqs))
+	for i, r := range reqs {
+		claims[i] = r.KeyClaim()
+	}
+	return ClaimTx(ctx, tx, claims)
+}
+
+// InBatch runs a batch of API requests with run, but for those whose
+// deadlines have passed (db.Due), in a context that ends by the earliest
+// deadline of the others, and answers each at its index (the zero value for
+// those left out). Should run meet a key held by a request in progress
+// (ErrClaimWait), the keyed requests are left out, to run alone and wait
+// for it there, and the others are run again without them, under their own
+// deadlines.
+func InBatch[Req Request, Res any](ctx context.Context, reqs []Req, run func(context.Context, []Req) ([]Res, error)) ([]Res, error) {
+	live, at, due, cancel := db.Due(ctx, reqs, Req.Due)
+	defer cancel()
+	res := make([]Res, len(reqs))
+	if len(live) == 0 {
+		return res, nil
+	}
+	made, err := run(due, live)
+	if errors.Is(err, ErrClaimWait) {
+		var unkeyed []Req
+		at = nil
+		for i, r := range reqs {
+			if r.KeyClaim() == nil {
+				unkeyed, at = append(unkeyed, r), append(at, i)
+			}
+		}
+		made, err = InBatch(ctx, unkeyed, run) // no key: no claim to wait for
+	}
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		res[i] = made[j]
+	}
+	return res, nil
+}

@@ -3,7 +3,6 @@ package payments
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -50,7 +49,7 @@ import (
 // meanwhile. A failed batch is run again one request at a time
 // (db.Batcher), unless the database did not answer (db.IsUnavailable). A
 // batch leaves out the requests past their deadline and ends by the
-// earliest deadline of the others (inBatch), so no request is answered
+// earliest deadline of the others (idempotency.InBatch), so no request is answered
 // an error while its payment commits after, unless its COMMIT was on its
 // way; a client that goes away may find its payment created, as when it
 // goes away during the COMMIT. The order's one live payment
@@ -117,11 +116,11 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 }
 
 // createBatch creates a batch's payments in one transaction (createManyTx),
-// under inBatch's rules for deadlines and keys in progress: as for a request
+// under idempotency.InBatch's rules for deadlines and keys in progress: as for a request
 // alone, whose statements its deadline cancels, no request is answered an
 // error while its payment commits after, unless its COMMIT was on its way.
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
-	return inBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
+	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
 		start := time.Now() // before the transaction's first statement
 		err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
 			made, err = s.createManyTx(ctx, tx, live, start)
@@ -131,8 +130,8 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 	})
 }
 
-func (c creation) due() time.Time               { return c.deadline }
-func (c creation) keyClaim() *idempotency.Claim { return c.claim }
+func (c creation) Due() time.Time               { return c.deadline }
+func (c creation) KeyClaim() *idempotency.Claim { return c.claim }
 
 // createManyTx inserts the payments of cs that their orders take, with
 // their payment.created events and, for those this process does not decide
@@ -141,7 +140,7 @@ func (c creation) keyClaim() *idempotency.Claim { return c.claim }
 // answers each creation at its index. start is a moment before tx's first
 // statement.
 func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, start time.Time) ([]created, error) {
-	claimed, err := claimTx(ctx, tx, cs)
+	claimed, err := idempotency.ClaimAllTx(ctx, tx, cs)
 	if err != nil {
 		return nil, err
 	}
@@ -291,12 +290,12 @@ func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 	return s.orderBatches
 }
 
-// createOrders inserts a batch's orders under inBatch's rules, and answers
+// createOrders inserts a batch's orders under idempotency.InBatch's rules, and answers
 // each at its index: nil for those left out. Without keys, the batch is one
 // statement (its own transaction); with keys, a transaction that claims
 // them first and writes their answers (createOrdersTx).
 func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Order, error) {
-	return inBatch(ctx, cs, func(ctx context.Context, live []orderCreation) (made []*Order, err error) {
+	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []orderCreation) (made []*Order, err error) {
 		if !slices.ContainsFunc(live, func(c orderCreation) bool { return c.claim != nil }) {
 			return insertOrders(ctx, s.Pool, live)
 		}
@@ -308,14 +307,14 @@ func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Orde
 	})
 }
 
-func (c orderCreation) due() time.Time               { return c.deadline }
-func (c orderCreation) keyClaim() *idempotency.Claim { return c.claim }
+func (c orderCreation) Due() time.Time               { return c.deadline }
+func (c orderCreation) KeyClaim() *idempotency.Claim { return c.claim }
 
 // createOrdersTx claims the keys of cs, inserts the orders of those without
 // a key or with a key claimed, and writes their answers; it answers each at
 // its index, nil for the keyed ones whose key it did not claim.
 func createOrdersTx(ctx context.Context, tx pgx.Tx, cs []orderCreation) ([]*Order, error) {
-	claimed, err := claimTx(ctx, tx, cs)
+	claimed, err := idempotency.ClaimAllTx(ctx, tx, cs)
 	if err != nil {
 		return nil, err
 	}
@@ -378,56 +377,6 @@ func insertOrders(ctx context.Context, q db.Querier, cs []orderCreation) ([]*Ord
 	res := make([]*Order, n)
 	for k := range made {
 		res[index[made[k].ID]] = &made[k]
-	}
-	return res, nil
-}
-
-// apiRequest is a request of a batch of API requests: its deadline (zero:
-// none) and its Idempotency-Key's claim (nil: none).
-type apiRequest interface {
-	due() time.Time
-	keyClaim() *idempotency.Claim
-}
-
-// claimTx claims the keys of reqs (idempotency.ClaimTx).
-func claimTx[Req apiRequest](ctx context.Context, tx pgx.Tx, reqs []Req) ([]bool, error) {
-	claims := make([]*idempotency.Claim, len(reqs))
-	for i, r := range reqs {
-		claims[i] = r.keyClaim()
-	}
-	return idempotency.ClaimTx(ctx, tx, claims)
-}
-
-// inBatch runs a batch of API requests with run, but for those whose
-// deadlines have passed (db.Due), in a context that ends by the earliest
-// deadline of the others, and answers each at its index (the zero value for
-// those left out). Should run meet a key held by a request in progress
-// (idempotency.ErrClaimWait), the keyed requests are left out, to run alone
-// and wait for it there, and the others are run again without them, under
-// their own deadlines.
-func inBatch[Req apiRequest, Res any](ctx context.Context, reqs []Req, run func(context.Context, []Req) ([]Res, error)) ([]Res, error) {
-	live, at, due, cancel := db.Due(ctx, reqs, Req.due)
-	defer cancel()
-	res := make([]Res, len(reqs))
-	if len(live) == 0 {
-		return res, nil
-	}
-	made, err := run(due, live)
-	if errors.Is(err, idempotency.ErrClaimWait) {
-		var unkeyed []Req
-		at = nil
-		for i, r := range reqs {
-			if r.keyClaim() == nil {
-				unkeyed, at = append(unkeyed, r), append(at, i)
-			}
-		}
-		made, err = inBatch(ctx, unkeyed, run) // no key: no claim to wait for
-	}
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range at {
-		res[i] = made[j]
 	}
 	return res, nil
 }

@@ -101,7 +101,7 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 	const n = 8
 	a, h, orders := batchingApp(t, n)
 
-	lock, waiting := holdInserts(t, a, "payments")
+	lock, waiting := apptest.HoldInserts(t, a, "payments")
 
 	ids := make([]string, n)
 	var wg sync.WaitGroup
@@ -115,7 +115,7 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 			}
 		}()
 	}
-	queueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedCreations)
+	apptest.QueueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedCreations)
 	require.NoError(t, lock.Rollback(ctx))
 	wg.Wait()
 
@@ -206,26 +206,6 @@ func TestABatchLeavesOutTheCreationsOfRequestsPastTheirDeadline(t *testing.T) {
 	require.EqualValues(t, 0, list["total"])
 }
 
-// holdInserts makes inserts into table wait until lock ends, and returns
-// lock and a condition that n of those inserts wait.
-func holdInserts(t *testing.T, a *app.App, table string) (lock pgx.Tx, waiting func(n int) func() bool) {
-	ctx := context.Background()
-	lock, err := a.Pool.Begin(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { lock.Rollback(ctx) }) //nolint:errcheck // released by the test, or now
-	_, err = lock.Exec(ctx, `LOCK TABLE `+table+` IN EXCLUSIVE MODE`)
-	require.NoError(t, err)
-	return lock, func(n int) func() bool {
-		return func() bool {
-			var waiting int
-			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND pid <> pg_backend_pid()
-				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO `+table+`%'`).Scan(&waiting))
-			return waiting == n
-		}
-	}
-}
-
 // An order whose request's deadline has passed when its batch begins is not
 // made, and its request gets an error, never an order; the others of the
 // batch are made.
@@ -251,20 +231,6 @@ func TestABatchOfOrdersLeavesOutTheRequestsPastTheirDeadline(t *testing.T) {
 	require.Equal(t, 1, orders, "the on-time order alone")
 }
 
-// queueBehindTwoBatches posts n requests so that the first two each start
-// a batch (of the two a process runs at once), which waits on the lock
-// behind waiting, and the others queue (queued) to make one batch together.
-func queueBehindTwoBatches(t *testing.T, n int, post func(i int), waiting func(n int) func() bool, queued func() int) {
-	post(0)
-	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
-	post(1)
-	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond)
-	for i := 2; i < n; i++ {
-		post(i)
-	}
-	require.Eventually(t, func() bool { return queued() == n-2 }, 10*time.Second, 5*time.Millisecond)
-}
-
 // A batch ends by its requests' deadline: a request whose batch is still
 // waiting then is answered 503, and its payment is not made after.
 func TestABatchEndsByItsRequestsDeadline(t *testing.T) {
@@ -273,7 +239,7 @@ func TestABatchEndsByItsRequestsDeadline(t *testing.T) {
 	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = 500 * time.Millisecond })
 	h := apptest.TestMerchant()
 	orderID := createOrder(t, a, h, 50000)
-	lock, waiting := holdInserts(t, a, "payments")
+	lock, waiting := apptest.HoldInserts(t, a, "payments")
 
 	status, body := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orderID), h)
 	require.Equal(t, http.StatusServiceUnavailable, status, "%v", body)
@@ -300,7 +266,7 @@ func TestOrdersAreCreatedInBatches(t *testing.T) {
 	ctx := context.Background()
 	a := apptest.New(t, func(c *app.Config) { c.RequestTimeout = time.Minute })
 	h := apptest.TestMerchant()
-	lock, waiting := holdInserts(t, a, "orders")
+	lock, waiting := apptest.HoldInserts(t, a, "orders")
 
 	const n = 8
 	keyed := func(i int) http.Header {
@@ -317,7 +283,7 @@ func TestOrdersAreCreatedInBatches(t *testing.T) {
 	post := func(i int) {
 		wg.Go(func() { recs[i] = apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/orders", bodyOf(i), keyed(i)) })
 	}
-	queueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedOrders)
+	apptest.QueueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedOrders)
 	require.NoError(t, lock.Rollback(ctx))
 	wg.Wait()
 
@@ -436,13 +402,13 @@ func TestKeyedPaymentsAreCreatedInBatches(t *testing.T) {
 		return apptest.With(h, idempotency.Header, keys[i])
 	}
 
-	lock, waiting := holdInserts(t, a, "payments")
+	lock, waiting := apptest.HoldInserts(t, a, "payments")
 	recs := make([]*httptest.ResponseRecorder, n)
 	var wg sync.WaitGroup
 	post := func(i int) {
 		wg.Go(func() { recs[i] = apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments", bodies[i], withKey(i)) })
 	}
-	queueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedCreations)
+	apptest.QueueBehindTwoBatches(t, n, post, waiting, a.Payments.QueuedCreations)
 	require.NoError(t, lock.Rollback(ctx))
 	wg.Wait()
 

@@ -152,14 +152,14 @@ func TestFailedProcessBatchRollsBack(t *testing.T) {
 	// The failure comes after the refunds, the payment and the logs were
 	// written in the batch's transaction.
 	boom := errors.New("boom")
-	svc := *f.a.Refunds
+	svc := &refunds.Service{Pool: f.a.Refunds.Pool, Payments: f.a.Refunds.Payments, Delay: f.a.Refunds.Delay}
 	var logs int
 	svc.Emit = func(ctx context.Context, tx pgx.Tx, events []webhooks.Event) error {
 		require.NoError(t, f.a.Refunds.Emit(ctx, tx, events))
 		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM webhook_logs WHERE event = 'refund.processed'`).Scan(&logs))
 		return boom
 	}
-	_, err := (&refunds.Worker{Service: &svc}).ProcessBatch(ctx, keys)
+	_, err := (&refunds.Worker{Service: svc}).ProcessBatch(ctx, keys)
 	require.ErrorIs(t, err, boom)
 	require.Equal(t, len(ids), logs, "the batch wrote its logs before it failed")
 	for _, id := range ids {

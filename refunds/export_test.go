@@ -26,3 +26,34 @@ func (s *Service) ProcessTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID
 	}
 	return changed[0], nil
 }
+
+// Request is a refund asked for of one of a merchant's payments, in a
+// batch of creations.
+type Request struct {
+	PaymentID string
+	In        Input
+}
+
+// Created is a batch's answer to a Request: its refund, or the error the
+// request is answered.
+type Created struct {
+	Refund Refund
+	Err    error
+}
+
+// CreateBatch creates reqs as one batch of creations, without keys.
+func (s *Service) CreateBatch(ctx context.Context, merchantID uuid.UUID, reqs []Request) ([]Created, error) {
+	cs := make([]creation, len(reqs))
+	for i, r := range reqs {
+		cs[i] = creation{merchantID: merchantID, paymentID: r.PaymentID, in: r.In}
+	}
+	res, err := s.createBatch(ctx, cs)
+	out := make([]Created, len(res))
+	for i, r := range res {
+		out[i] = Created{Refund: r.r, Err: r.err}
+	}
+	return out, err
+}
+
+// QueuedCreations is how many refund creations wait for a batch.
+func (s *Service) QueuedCreations() int { return s.creations().Queued() }

@@ -12,9 +12,10 @@ import (
 	"paygate/web"
 )
 
-// HTTP serves the Refunds routes of API.md. Validation runs inside Keys.Do,
-// so that a business error is remembered under an Idempotency-Key like a
-// success.
+// HTTP serves the Refunds routes of API.md. A refund is created in a batch
+// (Service.Create); a keyed request the batch does not create runs alone
+// under Keys.Do, where validation runs, so that a business error is
+// remembered under an Idempotency-Key like a success.
 type HTTP struct {
 	Service *Service
 	Keys    *idempotency.Keys
@@ -27,7 +28,11 @@ func (h *HTTP) Create(c echo.Context) error {
 		return err
 	}
 	m := merchants.FromContext(c)
-	return h.Keys.Do(c, raw, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
+	batched := func(ctx context.Context, claim *idempotency.Claim) (int, any, bool, error) {
+		r, ok, err := h.Service.Create(ctx, m.ID, c.Param("id"), in, claim)
+		return http.StatusCreated, r, ok, err
+	}
+	return h.Keys.DoBatched(c, raw, batched, func(ctx context.Context, tx pgx.Tx) (int, any, error) {
 		r, err := h.Service.CreateTx(ctx, tx, m.ID, c.Param("id"), in)
 		return http.StatusCreated, r, err
 	})

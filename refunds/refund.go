@@ -5,19 +5,22 @@
 // Invariants:
 //   - The sum of a payment's pending and processed refunds never exceeds the
 //     payment amount, under any concurrency: a refund is created under the
-//     payment's row lock (payments.GetForUpdateTx), after summing the
-//     existing refunds in SQL in the same transaction. Processing only
+//     payment's row lock (payments.LockManyTx), after summing the existing
+//     refunds in SQL in the same transaction, in a statement that begins
+//     once the lock is granted; the refunds a batch creates of one payment
+//     are taken from what it has left one after the other (create.go). Processing only
 //     moves a refund that already counts from pending to processed and
 //     into the payment's amount_refunded, which the payments table keeps
 //     within the payment amount (CHECK).
 //   - A refund row, its processing job and its refund.created event commit
-//     in one transaction; so do processing, the payment's amount_refunded
+//     in one transaction (with the other refunds of its creation batch,
+//     each all or nothing); so do processing, the payment's amount_refunded
 //     and the refund.processed event. Refunds are processed in batches
 //     (Worker): the refunds the workers process at the same time commit in
 //     one transaction, each with its amount and its event, or none does (a
 //     failed batch is processed again one refund at a time, so one bad
-//     refund fails only its own job). River completes the job after that commit, batched with others
-//     (db/jobs.go).
+//     refund fails only its own job). River completes the job after that
+//     commit, batched with others (db/jobs.go).
 //   - A refund is processed exactly once: processing is a conditional update
 //     (WHERE status = 'pending'), so a job run twice changes nothing, and
 //     amount_refunded only ever counts processed refunds.

@@ -112,8 +112,8 @@ func TestRefundLimit(t *testing.T) {
 	require.Equal(t, exceeds, description(body))
 }
 
-// Twenty simultaneous refunds of half the amount: exactly two are accepted,
-// whatever the interleaving.
+// Twenty simultaneous refunds of half the amount, half of them with keys:
+// exactly two are accepted, whatever the interleaving and the batches.
 func TestConcurrentRefunds(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -125,7 +125,11 @@ func TestConcurrentRefunds(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range answers {
 		wg.Go(func() {
-			rec := apptest.Do(t, f.a.Echo, http.MethodPost, "/api/v1/payments/"+f.paymentID+"/refunds", amountBody(25000), f.h)
+			h := f.h
+			if i%2 == 1 {
+				h = apptest.With(f.h, "Idempotency-Key", fmt.Sprintf("concurrent-%d", i))
+			}
+			rec := apptest.Do(t, f.a.Echo, http.MethodPost, "/api/v1/payments/"+f.paymentID+"/refunds", amountBody(25000), h)
 			answers[i] = answer{rec.Code, rec.Body.String()}
 		})
 	}

@@ -5,12 +5,12 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
 
 	"paygate/db"
 	"paygate/metrics"
@@ -19,64 +19,20 @@ import (
 	"paygate/webhooks"
 )
 
-// Service runs the refund use cases, one transaction each.
+// Service runs the refund use cases: creations in batches (create.go), each
+// batch one transaction; processing in the worker's batches.
 type Service struct {
 	Pool *pgxpool.Pool
 	// Payments answers whether a payment is the merchant's.
 	Payments *payments.Service
 	// Delay is how long after creation a refund is processed.
 	Delay func() time.Duration
-	// Emit records the refund events (a processing batch's in one call);
-	// nil records none.
+	// Emit records the refund events (a batch's in one call); nil records
+	// none.
 	Emit webhooks.Emit
-}
 
-// CreateTx validates in and creates a pending refund of a merchant's
-// successful payment, with the job that will process it and its
-// refund.created event. The payment row stays locked until tx ends, so
-// concurrent refunds of one payment are checked against the limit one after
-// the other.
-func (s *Service) CreateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string, in Input) (Refund, error) {
-	if verr := in.validate(); verr != nil {
-		return Refund{}, verr
-	}
-	p, err := payments.GetForUpdateTx(ctx, tx, merchantID, paymentID)
-	if err != nil {
-		return Refund{}, err
-	}
-	if p.Status != payments.StatusSuccess {
-		return Refund{}, web.Errorf(web.CodeBadRequest, "Payment not in refundable state")
-	}
-	refunded, err := refundedTx(ctx, tx, merchantID, p.ID)
-	if err != nil {
-		return Refund{}, err
-	}
-	amount, verr := in.amount(p.Amount - refunded)
-	if verr != nil {
-		return Refund{}, verr
-	}
-	// The job, inserted by the refund's own statement, is available now,
-	// snoozing until ProcessAt (see db.SnoozeUntil).
-	id := db.NewID("rfnd_")
-	args := ProcessArgs{RefundID: id, MerchantID: merchantID, ProcessAt: time.Now().Add(s.Delay())}
-	job, err := db.JobRowsOf(river.InsertManyParams{Args: args})
-	if err != nil {
-		return Refund{}, err
-	}
-	r, err := insertRefundTx(ctx, tx, Refund{ID: id, PaymentID: p.ID, MerchantID: merchantID,
-		Amount: amount, Reason: in.Reason, Status: StatusPending}, job)
-	if err != nil {
-		return Refund{}, err
-	}
-	// The event and the job's insert notification are sent with the COMMIT
-	// (db.QueryAtCommit, db.ExecAtCommit).
-	if err := s.emitTx(ctx, tx, refundEvent(r, webhooks.EventRefundCreated)); err != nil {
-		return Refund{}, err
-	}
-	if err := db.NotifyInsertAtCommit(ctx, tx, job.Queues...); err != nil {
-		return Refund{}, err
-	}
-	return r, nil
+	once    sync.Once
+	batches *db.Batcher[creation, created]
 }
 
 func (s *Service) Get(ctx context.Context, merchantID uuid.UUID, id string) (Refund, error) {

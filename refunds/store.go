@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"paygate/db"
 	"paygate/web"
@@ -14,29 +15,62 @@ import (
 
 const refundColumns = `id, payment_id, merchant_id, amount, reason, status, created_at, processed_at`
 
-// insertRefundTx inserts r and, in the same statement, its processing job
-// (job, one row).
-func insertRefundTx(ctx context.Context, tx pgx.Tx, r Refund, job db.JobRows) (Refund, error) {
-	return db.QueryOne[Refund](ctx, tx, `
+// insertRefundsTx inserts rs and, in the same statement, their processing
+// jobs (jobs, at the same indexes), and returns them as stored.
+func insertRefundsTx(ctx context.Context, tx pgx.Tx, rs []Refund, jobs []river.InsertManyParams) ([]Refund, error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	job, err := db.JobRowsOf(jobs...)
+	if err != nil {
+		return nil, err
+	}
+	n := len(rs)
+	ids, paymentIDs, merchantIDs := make([]string, n), make([]string, n), make([]uuid.UUID, n)
+	amounts, reasons := make([]int64, n), make([]*string, n)
+	for i, r := range rs {
+		ids[i], paymentIDs[i], merchantIDs[i], amounts[i], reasons[i] = r.ID, r.PaymentID, r.MerchantID, r.Amount, r.Reason
+	}
+	rows, _ := tx.Query(ctx, `
 		WITH r AS (
 			INSERT INTO refunds (id, payment_id, merchant_id, amount, reason, status)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+refundColumns+`
+			SELECT c.id, c.payment_id, c.merchant_id, c.amount, c.reason, 'pending'
+			FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[], $5::text[])
+			     AS c(id, payment_id, merchant_id, amount, reason)
+			RETURNING `+refundColumns+`
 		), job AS (
-			`+db.InsertJobsFrom(job.Unnest(7))+`
+			`+db.InsertJobsFrom(job.Unnest(6))+`
 		)
 		SELECT `+refundColumns+` FROM r`,
-		append([]any{r.ID, r.PaymentID, r.MerchantID, r.Amount, r.Reason, r.Status}, job.Params()...)...)
+		append([]any{db.PlannedEachTime, ids, paymentIDs, merchantIDs, amounts, reasons}, job.Params()...)...)
+	made, err := pgx.CollectRows(rows, pgx.RowToStructByName[Refund])
+	if err == nil && len(made) != n {
+		err = fmt.Errorf("refunds: %d inserted of %d", len(made), n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return made, db.NotifyInsertAtCommit(ctx, tx, job.Queues...)
 }
 
-// refundedTx is what a payment's refunds take from it: pending ones count,
-// since they will be processed. The caller holds the payment's row lock, so
-// no refund is added while the sum is used.
-func refundedTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, paymentID string) (int64, error) {
+// refundedManyTx is what the refunds of each payment named by merchantIDs
+// and ids take from it (those without a refund are left out): pending ones
+// count, since they will be processed. The caller holds the payments' row
+// locks, so no refund is added while the sums are used.
+func refundedManyTx(ctx context.Context, tx pgx.Tx, merchantIDs []uuid.UUID, ids []string) (map[paymentKey]int64, error) {
+	rows, _ := tx.Query(ctx, `
+		SELECT r.merchant_id, r.payment_id, sum(r.amount)::bigint
+		FROM unnest($1::text[], $2::uuid[]) AS k(id, merchant_id)
+		JOIN refunds r ON r.payment_id = k.id AND r.merchant_id = k.merchant_id AND r.status IN ('pending', 'processed')
+		GROUP BY r.merchant_id, r.payment_id`, db.PlannedEachTime, ids, merchantIDs)
+	sums := make(map[paymentKey]int64, len(ids))
+	var k paymentKey
 	var sum int64
-	err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount), 0)::bigint FROM refunds
-		WHERE payment_id = $1 AND merchant_id = $2 AND status IN ('pending', 'processed')`,
-		paymentID, merchantID).Scan(&sum)
-	return sum, err
+	_, err := pgx.ForEachRow(rows, []any{&k.merchantID, &k.id, &sum}, func() error {
+		sums[k] = sum
+		return nil
+	})
+	return sums, err
 }
 
 func getRefund(ctx context.Context, q db.Querier, merchantID uuid.UUID, id string) (Refund, error) {
@@ -81,7 +115,7 @@ type refundKey struct {
 // statement, so it touches the payments table from refunds: only
 // amount_refunded and updated_at, scoped by merchant_id. It weakens no
 // limit: the refund limit is enforced when a refund is created, under its
-// payment's row lock (CreateTx, refundedTx, which counts pending refunds as
+// payment's row lock (createManyTx, refundedManyTx, which counts pending refunds as
 // processed ones), so moving refunds from pending to processed never takes
 // a payment's refunds over its amount; the CHECK (amount_refunded BETWEEN 0
 // AND amount) on payments backs it, and a violation fails the batch. The

@@ -268,3 +268,37 @@ func Hold(t testing.TB, a *app.App, claims ...*idempotency.Claim) (claimed []boo
 	require.NoError(t, err)
 	return claimed
 }
+
+// HoldInserts makes inserts into table wait until lock ends, and returns
+// lock and a condition that n of those inserts wait.
+func HoldInserts(t testing.TB, a *app.App, table string) (lock pgx.Tx, waiting func(n int) func() bool) {
+	ctx := context.Background()
+	lock, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { lock.Rollback(ctx) }) //nolint:errcheck // released by the test, or now
+	_, err = lock.Exec(ctx, `LOCK TABLE `+table+` IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	return lock, func(n int) func() bool {
+		return func() bool {
+			var waiting int
+			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid()
+				  AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO `+table+`%'`).Scan(&waiting))
+			return waiting == n
+		}
+	}
+}
+
+// QueueBehindTwoBatches posts n requests so that the first two each start
+// a batch (of the two a process runs at once), which waits on the lock
+// behind waiting, and the others queue (queued) to make one batch together.
+func QueueBehindTwoBatches(t testing.TB, n int, post func(i int), waiting func(n int) func() bool, queued func() int) {
+	post(0)
+	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
+	post(1)
+	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond)
+	for i := 2; i < n; i++ {
+		post(i)
+	}
+	require.Eventually(t, func() bool { return queued() == n-2 }, 10*time.Second, 5*time.Millisecond)
+}

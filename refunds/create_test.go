@@ -1,0 +1,194 @@
+package refunds_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"paygate/app"
+	"paygate/app/apptest"
+	"paygate/idempotency"
+	"paygate/merchants"
+	"paygate/refunds"
+	"paygate/web"
+)
+
+// A batch of refunds takes each from what its payment has left, in the
+// order the requests came, and answers the others the error each would
+// get alone, without failing the batch: an amount over what is left,
+// nothing left, a payment not successful, another merchant's, an unknown
+// one, a malformed id. The refunds made commit in one transaction, each
+// with its processing job and its refund.created event.
+func TestABatchOfRefunds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	receive(t, f) // its events are recorded
+	h := apptest.TestMerchant()
+	second := apptest.PaySuccessfully(t, f.a, h)["id"].(string)
+	failed := apptest.PaySuccessfully(t, f.a, h)["id"].(string)
+	_, err := f.a.Pool.Exec(ctx, `UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED',
+		error_description = 'Payment processing failed' WHERE id = $1`, failed)
+	require.NoError(t, err)
+	_, other := apptest.NewMerchant(t, f.a, "refund-batch-other@example.com")
+	othersPayment := apptest.PaySuccessfully(t, f.a, other)["id"].(string)
+
+	amount := func(n int64) *int64 { return &n }
+	reqs := []refunds.Request{
+		{PaymentID: f.paymentID, In: refunds.Input{Amount: amount(20000)}},
+		{PaymentID: second},
+		{PaymentID: f.paymentID, In: refunds.Input{Amount: amount(30000)}},
+		{PaymentID: f.paymentID, In: refunds.Input{Amount: amount(1)}},
+		{PaymentID: f.paymentID},
+		{PaymentID: failed, In: refunds.Input{Amount: amount(100)}},
+		{PaymentID: othersPayment, In: refunds.Input{Amount: amount(100)}},
+		{PaymentID: "pay_AAAAAAAAAAAAAAAA", In: refunds.Input{Amount: amount(100)}},
+		{PaymentID: "pay_\x00", In: refunds.Input{Amount: amount(100)}},
+	}
+	got, err := f.a.Refunds.CreateBatch(ctx, merchants.TestMerchantID, reqs)
+	require.NoError(t, err)
+	require.Len(t, got, len(reqs))
+
+	made := []int64{20000, 50000, 30000}
+	var createdAt time.Time
+	for i, want := range made {
+		require.NoError(t, got[i].Err, "%d", i)
+		r := got[i].Refund
+		require.Equal(t, reqs[i].PaymentID, r.PaymentID)
+		require.Equal(t, want, r.Amount, "%d", i)
+		require.Equal(t, refunds.StatusPending, r.Status)
+		require.True(t, createdAt.IsZero() || createdAt.Equal(time.Time(r.CreatedAt)), "one transaction")
+		createdAt = time.Time(r.CreatedAt)
+
+		_, shown := apptest.Call(t, f.a, http.MethodGet, "/api/v1/refunds/"+r.ID, "", h)
+		want, err := json.Marshal(r)
+		require.NoError(t, err)
+		stored, err := json.Marshal(shown)
+		require.NoError(t, err)
+		require.JSONEq(t, string(want), string(stored), "answered as it is stored")
+		var jobs, events int
+		require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM river_job WHERE kind = 'process_refund' AND args->>'refund_id' = $1),
+			(SELECT count(*) FROM webhook_logs WHERE event = 'refund.created'
+			 AND convert_from(payload, 'UTF8')::jsonb->'data'->'refund'->>'id' = $1)`, r.ID).Scan(&jobs, &events))
+		require.Equal(t, 1, jobs, "%d: its job", i)
+		require.Equal(t, 1, events, "%d: its event", i)
+	}
+	wantErrs := []struct {
+		code        web.Code
+		field, desc string
+	}{
+		{web.CodeBadRequest, "amount", "Refund amount exceeds available amount"},
+		{web.CodeBadRequest, "", "Payment has no amount left to refund"},
+		{web.CodeBadRequest, "", "Payment not in refundable state"},
+		{web.CodeNotFound, "", "Payment not found"},
+		{web.CodeNotFound, "", "Payment not found"},
+		{web.CodeNotFound, "", "Payment not found"},
+	}
+	for j, want := range wantErrs {
+		i := len(made) + j
+		var apiErr *web.Error
+		require.True(t, errors.As(got[i].Err, &apiErr), "%d: %v", i, got[i].Err)
+		require.Equal(t, want.code, apiErr.Code, "%d", i)
+		require.Equal(t, want.field, apiErr.Field, "%d", i)
+		require.Equal(t, want.desc, apiErr.Description, "%d", i)
+	}
+
+	var count int
+	require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT count(*) FROM refunds`).Scan(&count))
+	require.Equal(t, len(made), count)
+	require.EqualValues(t, 50000, refundedOf(t, f, f.paymentID))
+}
+
+// Refunds asked for while a batch runs make the next batch together, keyed
+// or not: one transaction for all. A keyed request the batch cannot make a
+// refund of runs alone, which answers why and remembers it; a repeat of a
+// key in the batch answers as the first.
+func TestRefundsAreCreatedInBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t, func(c *app.Config) { c.RequestTimeout = time.Minute })
+	const n = 8
+	// 0 and 1 refund payments of their own, each in a batch that holds its
+	// payment's lock and waits to insert; 2–7 refund the fixture's. 2–5
+	// have keys, and 6 repeats 5; 7 asks for more than the payment's
+	// amount. 2–7 queue in one batch, in no set order.
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = "/api/v1/payments/" + f.paymentID + "/refunds"
+	}
+	for i := range 2 {
+		paths[i] = "/api/v1/payments/" + apptest.PaySuccessfully(t, f.a, f.h)["id"].(string) + "/refunds"
+	}
+	keys := []string{"", "", "k2", "k3", "k4", "k5", "k5", "k7"}
+	bodies := []string{amountBody(1000), amountBody(1000), amountBody(1000), amountBody(1000), amountBody(1000),
+		amountBody(1000), amountBody(1000), amountBody(50001)}
+	withKey := func(i int) http.Header {
+		if keys[i] == "" {
+			return f.h
+		}
+		return apptest.With(f.h, idempotency.Header, keys[i])
+	}
+
+	lock, waiting := apptest.HoldInserts(t, f.a, "refunds")
+	recs := make([]*httptest.ResponseRecorder, n)
+	var wg sync.WaitGroup
+	post := func(i int) {
+		wg.Go(func() { recs[i] = apptest.Do(t, f.a.Echo, http.MethodPost, paths[i], bodies[i], withKey(i)) })
+	}
+	apptest.QueueBehindTwoBatches(t, n, post, waiting, f.a.Refunds.QueuedCreations)
+	require.NoError(t, lock.Rollback(ctx))
+	wg.Wait()
+
+	ids := make([]string, 6)
+	for i := range ids {
+		require.Equal(t, http.StatusCreated, recs[i].Code, "%d: %s", i, recs[i].Body)
+		var r map[string]any
+		require.NoError(t, json.Unmarshal(recs[i].Body.Bytes(), &r))
+		ids[i] = r["id"].(string)
+	}
+	rows, err := f.a.Pool.Query(ctx, `SELECT count(*) FROM refunds WHERE id = ANY ($1)
+		GROUP BY created_at ORDER BY count(*)`, ids)
+	require.NoError(t, err)
+	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 1, 4}, batches, "those queued in one transaction, keyed or not")
+
+	require.Equal(t, http.StatusCreated, recs[6].Code)
+	require.Equal(t, recs[5].Body.String(), recs[6].Body.String(), "a repeat in the batch answers the first")
+	require.NotEqual(t, idempotency.IsReplay(recs[5].Header()), idempotency.IsReplay(recs[6].Header()),
+		"whichever came second is a replay")
+	require.Equal(t, http.StatusBadRequest, recs[7].Code, "%s", recs[7].Body)
+	require.JSONEq(t, `{"error":{"code":"BAD_REQUEST_ERROR","description":"Refund amount exceeds available amount","field":"amount"}}`,
+		recs[7].Body.String())
+
+	// Each key remembers its answer, written with the refund.
+	for _, i := range []int{2, 3, 4, 5, 7} {
+		again := apptest.Do(t, f.a.Echo, http.MethodPost, paths[i], bodies[i], withKey(i))
+		require.True(t, idempotency.IsReplay(again.Header()), "%d", i)
+		require.Equal(t, recs[i].Code, again.Code)
+		require.Equal(t, recs[i].Body.String(), again.Body.String())
+	}
+	var count, jobs int
+	require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM refunds),
+		(SELECT count(*) FROM river_job WHERE kind = 'process_refund')`).Scan(&count, &jobs))
+	require.Equal(t, 6, count)
+	require.Equal(t, 6, jobs)
+}
+
+// refundedOf is what the payment's pending and processed refunds take.
+func refundedOf(t *testing.T, f fixture, paymentID string) int64 {
+	t.Helper()
+	var sum int64
+	require.NoError(t, f.a.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(amount), 0) FROM refunds
+		WHERE payment_id = $1 AND status IN ('pending', 'processed')`, paymentID).Scan(&sum))
+	return sum
+}
