@@ -101,6 +101,22 @@ func TestAfterEndTellsHowTheTransactionEnded(t *testing.T) {
 	require.Error(t, err, "the COMMIT's")
 	require.Equal(t, db.RolledBack, ends[len(ends)-1])
 
+	// A COMMIT answered FATAL (its backend terminated in it) may have
+	// committed: unknown, and WithTx's error says so.
+	_, err = pool.Exec(ctx, `CREATE FUNCTION terminate_self() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; END $$;
+		CREATE TABLE doomed (id int);
+		CREATE CONSTRAINT TRIGGER doomed_at_commit AFTER INSERT ON doomed DEFERRABLE INITIALLY DEFERRED
+		FOR EACH ROW EXECUTE FUNCTION terminate_self()`)
+	require.NoError(t, err)
+	err = db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		db.AfterEnd(tx, record)
+		_, err := tx.Exec(ctx, `INSERT INTO doomed VALUES (1)`)
+		return err
+	})
+	require.ErrorIs(t, err, db.ErrCommitUnknown)
+	require.Equal(t, db.Unknown, ends[len(ends)-1])
+
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -25,7 +26,9 @@ import (
 // A failed batch is run again one request at a time, so that one bad
 // request (a constraint it breaks) fails only its own caller, instead of
 // every job of every batch it joins as it is retried; unless the database
-// is unavailable, when each would fail alike. A caller handles its error as
+// is unavailable, when each would fail alike, or the batch's COMMIT may
+// have committed (ErrCommitUnknown), when its requests would be carried
+// out twice (a use case's second refund of one request). A caller handles its error as
 // it would its own statement's (a job is run again, a request answers it). A batch and its
 // retries share one context of their own, bounded by timeout: a queued
 // request is carried out even when its caller has stopped waiting (or
@@ -116,7 +119,7 @@ func (b *Batcher[Req, Res]) runBatch(calls []*batchCall[Req, Res]) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
 	res, err := b.call(ctx, reqs)
-	if err != nil && len(reqs) > 1 && ctx.Err() == nil && !IsUnavailable(err) {
+	if err != nil && len(reqs) > 1 && ctx.Err() == nil && !IsUnavailable(err) && !errors.Is(err, ErrCommitUnknown) {
 		for i, c := range calls {
 			one, err := b.call(ctx, reqs[i:i+1])
 			c.answer(one, err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
 
@@ -193,6 +194,32 @@ func TestBatcherDoesNotRetryAloneWhenTheDatabaseIsUnavailable(t *testing.T) {
 	close(g.gate)
 	for n, err := range <-done {
 		require.ErrorIs(t, err, gone, "request %d", n)
+	}
+	require.Len(t, g.batches, 2, "no request was run again alone")
+}
+
+// A batch whose COMMIT may have committed is not run again: its requests
+// would be carried out twice. Each is answered the batch's error.
+func TestBatcherDoesNotRetryAloneAfterACommitOfUnknownOutcome(t *testing.T) {
+	fatal := &pgconn.PgError{Severity: "FATAL", Code: "XX000"} // not IsUnavailable's
+	unknown := fmt.Errorf("%w: %w", ErrCommitUnknown, fatal)
+	g := newGatedBatcher(10, 1, func(reqs []int) error {
+		if len(reqs) > 1 {
+			return unknown
+		}
+		return nil
+	})
+	go g.Do(context.Background(), 0)
+	g.waitBatches(1)
+	done := make(chan map[int]error)
+	go func() {
+		_, errs := g.doAll([]int{1, 2})
+		done <- errs
+	}()
+	g.waitQueued(t, 2)
+	close(g.gate)
+	for n, err := range <-done {
+		require.ErrorIs(t, err, ErrCommitUnknown, "request %d", n)
 	}
 	require.Len(t, g.batches, 2, "no request was run again alone")
 }

@@ -77,8 +77,15 @@ func QueryOne[T any](ctx context.Context, q Querier, sql string, args ...any) (T
 	return pgx.CollectOneRow(rows, pgx.RowToStructByName[T])
 }
 
+// ErrCommitUnknown is WithTx's error when its COMMIT failed in a way that
+// leaves the transaction's outcome unknown (CommitOutcome): it may have
+// committed. It wraps the COMMIT's own error.
+var ErrCommitUnknown = errors.New("the transaction's commit may have committed")
+
 // WithTx runs fn in a transaction and commits when fn returns nil; the
-// AfterCommit callbacks of tx run after the commit.
+// AfterCommit callbacks of tx run after the commit. A COMMIT whose outcome
+// is unknown is reported as ErrCommitUnknown; any other error means that
+// nothing of fn's was committed.
 func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -91,7 +98,11 @@ func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) e
 		return err
 	}
 	err = tx.Commit(ctx)
-	ended(tx, CommitOutcome(err))
+	outcome := CommitOutcome(err)
+	ended(tx, outcome)
+	if outcome == Unknown {
+		return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
+	}
 	return err
 }
 

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"paygate/db"
+	"paygate/web"
 )
 
 // Claim is a keyed request's claim of its Idempotency-Key, for a use case
@@ -192,6 +194,29 @@ func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 		err = fmt.Errorf("idempotency: settled %d of the batch's %d keys", done, n)
 	}
 	return err
+}
+
+// SettleCreatedTx writes the answers of the keys of reqs that a batch of
+// creations claimed (claimed, from ClaimAllTx, at the same indexes):
+// 201 with answer(i) for a request it created something for (made), and
+// the claim dropped for the others, which run alone (SettleTx).
+func SettleCreatedTx[Req Request](ctx context.Context, tx pgx.Tx, reqs []Req, claimed []bool, answer func(i int) (v any, made bool)) error {
+	var settled []Settled
+	for i, r := range reqs {
+		if !claimed[i] {
+			continue
+		}
+		s := Settled{Claim: r.KeyClaim()} // not made: dropped, for the request to run alone
+		if v, made := answer(i); made {
+			body, err := web.Marshal(v)
+			if err != nil {
+				return err
+			}
+			s.Status, s.Body = http.StatusCreated, body
+		}
+		settled = append(settled, s)
+	}
+	return SettleTx(ctx, tx, settled)
 }
 
 // Request is a request of a batch of API requests (a use case's

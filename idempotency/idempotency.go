@@ -24,7 +24,8 @@
 // business error, whose work is rolled back to the savepoint.
 //
 // DoBatched leaves a request to a use case that runs it in a batch with
-// others, in a transaction of its own making (order and payment creation),
+// others, in a transaction of its own making (order, payment and refund
+// creation),
 // and runs it as Do does when the batch did not do its work. A batch claims
 // its keyed requests' keys and writes their answers in that transaction
 // (ClaimTx, SettleTx), under the same rules as Do: a key already claimed is

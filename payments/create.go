@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 
 	"paygate/db"
 	"paygate/idempotency"
-	"paygate/web"
 	"paygate/webhooks"
 )
 
@@ -179,22 +177,12 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, st
 			jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: c.p.ID, MerchantID: c.p.MerchantID, DecideAt: decideAt}})
 		}
 	}
-	var settled []idempotency.Settled
-	for i, c := range cs {
-		if !claimed[i] {
-			continue
+	if err := idempotency.SettleCreatedTx(ctx, tx, cs, claimed, func(i int) (any, bool) {
+		if !res[i].ok {
+			return nil, false
 		}
-		answer := idempotency.Settled{Claim: c.claim} // not created: dropped, for the request to run alone
-		if res[i].ok {
-			body, err := web.Marshal(c.view(res[i].p))
-			if err != nil {
-				return nil, err
-			}
-			answer.Status, answer.Body = http.StatusCreated, body
-		}
-		settled = append(settled, answer)
-	}
-	if err := idempotency.SettleTx(ctx, tx, settled); err != nil {
+		return cs[i].view(res[i].p), true
+	}); err != nil {
 		return nil, err
 	}
 	if err := s.emitTx(ctx, tx, events...); err != nil {
@@ -330,18 +318,10 @@ func createOrdersTx(ctx context.Context, tx pgx.Tx, cs []orderCreation) ([]*Orde
 		return nil, err
 	}
 	res := make([]*Order, len(cs))
-	var settled []idempotency.Settled
 	for j, i := range at {
 		res[i] = made[j]
-		if cs[i].claim != nil {
-			body, err := web.Marshal(made[j])
-			if err != nil {
-				return nil, err
-			}
-			settled = append(settled, idempotency.Settled{Claim: cs[i].claim, Status: http.StatusCreated, Body: body})
-		}
 	}
-	return res, idempotency.SettleTx(ctx, tx, settled)
+	return res, idempotency.SettleCreatedTx(ctx, tx, cs, claimed, func(i int) (any, bool) { return res[i], res[i] != nil })
 }
 
 // insertOrders inserts cs in one statement, and answers each at its index.

@@ -3,7 +3,6 @@ package refunds
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,7 +40,16 @@ import (
 // its claim and it runs alone (CreateTx under idempotency.Keys.Do), which
 // answers the same and remembers it. Deadlines and keys held by requests
 // in progress are handled by idempotency.InBatch; a failed batch is run
-// again one request at a time (db.Batcher).
+// again one request at a time (db.Batcher), unless its COMMIT may have
+// committed (db.ErrCommitUnknown), when running it again could refund twice.
+//
+// One batch waits for its slowest payment: a refund of a payment another
+// transaction holds (a capture, a refund run alone, a processing batch:
+// short transactions) waits for it, and its batch with it; should that
+// outlast the earliest deadline, every request of the batch is answered
+// 503, as when the database does not answer in time. A client that goes
+// away while its batch is written may find its refund created; a retry
+// with the same Idempotency-Key is what makes it once.
 const (
 	// createFlights batches of creations run at once; maxBatch bounds each.
 	createFlights = 2
@@ -159,7 +167,6 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation) ([
 	var made []Refund
 	var jobs []river.InsertManyParams
 	at := make(map[string]int, len(todo)) // a refund's index in cs
-	processAt := time.Now().Add(s.Delay())
 	for _, i := range todo {
 		c := cs[i]
 		p, found := left[c.payment()]
@@ -167,7 +174,7 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation) ([
 			res[i].err = web.NotFound("Payment")
 			continue
 		}
-		if !p.refundable {
+		if !p.ok {
 			res[i].err = web.Errorf(web.CodeBadRequest, "Payment not in refundable state")
 			continue
 		}
@@ -182,7 +189,8 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation) ([
 		made = append(made, Refund{ID: id, PaymentID: c.paymentID, MerchantID: c.merchantID, Amount: amount,
 			Reason: c.in.Reason, Status: StatusPending})
 		// Available now, snoozing until ProcessAt (see db.SnoozeUntil).
-		jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{RefundID: id, MerchantID: c.merchantID, ProcessAt: processAt}})
+		jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{RefundID: id, MerchantID: c.merchantID,
+			ProcessAt: time.Now().Add(s.Delay())}})
 	}
 	inserted, err := insertRefundsTx(ctx, tx, made, jobs)
 	if err != nil {
@@ -197,38 +205,22 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation) ([
 		res[i] = created{r: r, ok: true}
 		events[j] = refundEvent(r, webhooks.EventRefundCreated)
 	}
-	var settled []idempotency.Settled
-	for i, c := range cs {
-		if !claimed[i] {
-			continue
-		}
-		answer := idempotency.Settled{Claim: c.claim} // not created: dropped, for the request to run alone
-		if res[i].ok {
-			body, err := web.Marshal(res[i].r)
-			if err != nil {
-				return nil, err
-			}
-			answer.Status, answer.Body = http.StatusCreated, body
-		}
-		settled = append(settled, answer)
-	}
-	if err := idempotency.SettleTx(ctx, tx, settled); err != nil {
+	if err := idempotency.SettleCreatedTx(ctx, tx, cs, claimed, func(i int) (any, bool) { return res[i].r, res[i].ok }); err != nil {
 		return nil, err
 	}
-	// The events are sent with the COMMIT (db.QueryAtCommit).
 	return res, s.emitTx(ctx, tx, events...)
 }
 
 // refundable is what a payment's refunds leave of it; a payment that is not
-// successful is not refundable.
+// successful is not refundable (ok false).
 type refundable struct {
-	refundable bool
-	left       int64
+	ok   bool
+	left int64
 }
 
-// refundableTx locks the payments of the creations at todo (cs's indexes)
-// and returns what each that exists leaves to refund. A malformed payment
-// id names no payment, and is not sent.
+// refundableTx locks the rows of the payments of the creations at todo
+// (cs's indexes) until tx ends, and returns what each that exists leaves
+// to refund. A malformed payment id names no payment, and is not sent.
 func refundableTx(ctx context.Context, tx pgx.Tx, cs []creation, todo []int) (map[paymentKey]*refundable, error) {
 	var merchantIDs []uuid.UUID
 	var ids []string
@@ -251,8 +243,8 @@ func refundableTx(ctx context.Context, tx pgx.Tx, cs []creation, todo []int) (ma
 	merchantIDs, ids = merchantIDs[:0], ids[:0]
 	for _, p := range locked {
 		k := paymentKey{p.MerchantID, p.ID}
-		left[k] = &refundable{refundable: p.Status == payments.StatusSuccess, left: p.Amount}
-		if !left[k].refundable {
+		left[k] = &refundable{ok: p.Status == payments.StatusSuccess, left: p.Amount}
+		if !left[k].ok {
 			continue
 		}
 		merchantIDs, ids = append(merchantIDs, p.MerchantID), append(ids, p.ID)

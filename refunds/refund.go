@@ -8,13 +8,13 @@
 //     payment's row lock (payments.LockManyTx), after summing the existing
 //     refunds in SQL in the same transaction, in a statement that begins
 //     once the lock is granted; the refunds a batch creates of one payment
-//     are taken from what it has left one after the other (create.go). Processing only
-//     moves a refund that already counts from pending to processed and
-//     into the payment's amount_refunded, which the payments table keeps
-//     within the payment amount (CHECK).
+//     are taken from what it has left one after the other (create.go).
+//     Processing only moves a refund that already counts from pending to
+//     processed and into the payment's amount_refunded, which the payments
+//     table keeps within the payment amount (CHECK).
 //   - A refund row, its processing job and its refund.created event commit
-//     in one transaction (with the other refunds of its creation batch,
-//     each all or nothing); so do processing, the payment's amount_refunded
+//     in one transaction, or none does; the refunds created at the same
+//     time share that transaction (create.go); so do processing, the payment's amount_refunded
 //     and the refund.processed event. Refunds are processed in batches
 //     (Worker): the refunds the workers process at the same time commit in
 //     one transaction, each with its amount and its event, or none does (a

@@ -120,9 +120,9 @@ type refundKey struct {
 // a payment's refunds over its amount; the CHECK (amount_refunded BETWEEN 0
 // AND amount) on payments backs it, and a violation fails the batch. The
 // payments are locked in payment id order (the aggregate's), in every batch
-// alike; should a plan lock them otherwise, PostgreSQL ends a deadlock
-// between two processes' batches by failing one, which is then processed
-// one refund at a time (db.Batcher).
+// alike, as a batch of creations locks them (payments.LockManyTx); should
+// a plan lock them otherwise, PostgreSQL ends a deadlock with another batch
+// by failing one, which is then run one request at a time (db.Batcher).
 func processManyTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]Refund, error) {
 	ids, merchantIDs := make([]string, len(keys)), make([]uuid.UUID, len(keys))
 	for i, k := range keys {
