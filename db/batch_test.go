@@ -173,55 +173,38 @@ func TestBatcherRunsAFailedBatchOneByOne(t *testing.T) {
 	require.Len(t, g.batches, 5, "the first, the failed batch, then each of its requests alone")
 }
 
-// When the database is unavailable every request would fail alike: the
-// batch's error is everyone's, with no request run again alone.
-func TestBatcherDoesNotRetryAloneWhenTheDatabaseIsUnavailable(t *testing.T) {
-	gone := &net.OpError{Op: "dial", Err: errors.New("connection refused")}
-	g := newGatedBatcher(10, 1, func(reqs []int) error {
-		if len(reqs) > 1 {
-			return gone
-		}
-		return nil
-	})
-	go g.Do(context.Background(), 0)
-	g.waitBatches(1)
-	done := make(chan map[int]error)
-	go func() {
-		_, errs := g.doAll([]int{1, 2})
-		done <- errs
-	}()
-	g.waitQueued(t, 2)
-	close(g.gate)
-	for n, err := range <-done {
-		require.ErrorIs(t, err, gone, "request %d", n)
+// A batch is not run again one request at a time when the database is
+// unavailable (every request would fail alike), nor when its COMMIT may
+// have committed (its requests would be carried out twice): the batch's
+// error is everyone's.
+func TestBatcherDoesNotRetryAlone(t *testing.T) {
+	for name, failure := range map[string]error{
+		"unavailable": &net.OpError{Op: "dial", Err: errors.New("connection refused")},
+		// A FATAL that IsUnavailable does not know.
+		"commit unknown": fmt.Errorf("%w: %w", ErrCommitUnknown, &pgconn.PgError{Severity: "FATAL", Code: "XX000"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := newGatedBatcher(10, 1, func(reqs []int) error {
+				if len(reqs) > 1 {
+					return failure
+				}
+				return nil
+			})
+			go g.Do(context.Background(), 0)
+			g.waitBatches(1)
+			done := make(chan map[int]error)
+			go func() {
+				_, errs := g.doAll([]int{1, 2})
+				done <- errs
+			}()
+			g.waitQueued(t, 2)
+			close(g.gate)
+			for n, err := range <-done {
+				require.ErrorIs(t, err, failure, "request %d", n)
+			}
+			require.Len(t, g.batches, 2, "no request was run again alone")
+		})
 	}
-	require.Len(t, g.batches, 2, "no request was run again alone")
-}
-
-// A batch whose COMMIT may have committed is not run again: its requests
-// would be carried out twice. Each is answered the batch's error.
-func TestBatcherDoesNotRetryAloneAfterACommitOfUnknownOutcome(t *testing.T) {
-	fatal := &pgconn.PgError{Severity: "FATAL", Code: "XX000"} // not IsUnavailable's
-	unknown := fmt.Errorf("%w: %w", ErrCommitUnknown, fatal)
-	g := newGatedBatcher(10, 1, func(reqs []int) error {
-		if len(reqs) > 1 {
-			return unknown
-		}
-		return nil
-	})
-	go g.Do(context.Background(), 0)
-	g.waitBatches(1)
-	done := make(chan map[int]error)
-	go func() {
-		_, errs := g.doAll([]int{1, 2})
-		done <- errs
-	}()
-	g.waitQueued(t, 2)
-	close(g.gate)
-	for n, err := range <-done {
-		require.ErrorIs(t, err, ErrCommitUnknown, "request %d", n)
-	}
-	require.Len(t, g.batches, 2, "no request was run again alone")
 }
 
 func TestBatcherPanicAndShortAnswerAreErrors(t *testing.T) {

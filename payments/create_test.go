@@ -119,13 +119,7 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 	require.NoError(t, lock.Rollback(ctx))
 	wg.Wait()
 
-	var batches []int
-	rows, err := a.Pool.Query(ctx, `SELECT count(*) FROM payments WHERE id = ANY ($1)
-		GROUP BY created_at ORDER BY count(*)`, ids)
-	require.NoError(t, err)
-	batches, err = pgx.CollectRows(rows, pgx.RowTo[int])
-	require.NoError(t, err)
-	require.Equal(t, []int{1, 1, n - 2}, batches, "every payment created; those queued in one transaction")
+	require.Equal(t, []int{1, 1, n - 2}, apptest.Batches(t, a, "payments", ids), "every payment created; those queued in one transaction")
 
 	status, refused := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orders[0]), h)
 	require.Equal(t, http.StatusBadRequest, status)
@@ -304,12 +298,7 @@ func TestOrdersAreCreatedInBatches(t *testing.T) {
 			require.Equal(t, rec.Body.String(), again.Body.String())
 		}
 	}
-	rows, err := a.Pool.Query(ctx, `SELECT count(*) FROM orders WHERE id = ANY ($1)
-		GROUP BY created_at ORDER BY count(*)`, ids)
-	require.NoError(t, err)
-	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	require.NoError(t, err)
-	require.Equal(t, []int{1, 1, n - 2}, batches, "those queued in one transaction, keyed or not")
+	require.Equal(t, []int{1, 1, n - 2}, apptest.Batches(t, a, "orders", ids), "those queued in one transaction, keyed or not")
 	var orders int
 	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders))
 	require.Equal(t, n, orders, "no order for a replay")
@@ -419,12 +408,7 @@ func TestKeyedPaymentsAreCreatedInBatches(t *testing.T) {
 		require.NoError(t, json.Unmarshal(recs[i].Body.Bytes(), &p))
 		ids[i] = p["id"].(string)
 	}
-	rows, err := a.Pool.Query(ctx, `SELECT count(*) FROM payments WHERE id = ANY ($1)
-		GROUP BY created_at ORDER BY count(*)`, ids)
-	require.NoError(t, err)
-	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	require.NoError(t, err)
-	require.Equal(t, []int{1, 1, 4}, batches, "those queued in one transaction, keyed or not")
+	require.Equal(t, []int{1, 1, 4}, apptest.Batches(t, a, "payments", ids), "those queued in one transaction, keyed or not")
 
 	require.Equal(t, http.StatusCreated, recs[6].Code)
 	require.Equal(t, recs[5].Body.String(), recs[6].Body.String(), "a repeat in the batch answers the first")

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
@@ -155,12 +154,7 @@ func TestRefundsAreCreatedInBatches(t *testing.T) {
 		require.NoError(t, json.Unmarshal(recs[i].Body.Bytes(), &r))
 		ids[i] = r["id"].(string)
 	}
-	rows, err := f.a.Pool.Query(ctx, `SELECT count(*) FROM refunds WHERE id = ANY ($1)
-		GROUP BY created_at ORDER BY count(*)`, ids)
-	require.NoError(t, err)
-	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	require.NoError(t, err)
-	require.Equal(t, []int{1, 1, 4}, batches, "those queued in one transaction, keyed or not")
+	require.Equal(t, []int{1, 1, 4}, apptest.Batches(t, f.a, "refunds", ids), "those queued in one transaction, keyed or not")
 
 	require.Equal(t, http.StatusCreated, recs[6].Code)
 	require.Equal(t, recs[5].Body.String(), recs[6].Body.String(), "a repeat in the batch answers the first")

@@ -302,3 +302,16 @@ func QueueBehindTwoBatches(t testing.TB, n int, post func(i int), waiting func(n
 	}
 	require.Eventually(t, func() bool { return queued() == n-2 }, 10*time.Second, 5*time.Millisecond)
 }
+
+// Batches is how many of the rows of table named by ids share each
+// created_at (a transaction's now()), fewest first: the sizes of the
+// batches that made them.
+func Batches(t testing.TB, a *app.App, table string, ids []string) []int {
+	t.Helper()
+	rows, err := a.Pool.Query(context.Background(), `SELECT count(*) FROM `+table+` WHERE id = ANY ($1)
+		GROUP BY created_at ORDER BY count(*)`, ids)
+	require.NoError(t, err)
+	batches, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	return batches
+}
