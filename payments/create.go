@@ -54,17 +54,24 @@ import (
 // (payments_one_live_per_order) keeps a retry from charging twice.
 //
 // One batch waits for its slowest row: a creation on an order whose payment
-// another transaction is writing (a decision, another batch, a request run
-// alone: short transactions) waits for it, and its batch with it; should
-// that outlast the earliest deadline, every request of the batch is
-// answered 503, as when the database does not answer in time. A key that
+// another transaction is writing (a decision, another process's batch, a
+// request run alone: short transactions) waits for it, and its batch with
+// it, and the requests queued for the next batch behind it; should that
+// outlast the earliest deadline, every request of the batch is answered
+// 503, as when the database does not answer in time. A key that
 // another transaction holds is waited for only briefly: the batch runs
 // again without its keyed requests, which run alone
 // (idempotency.ErrClaimWait).
 const (
 	// createFlights batches of payments, and as many of orders, run at
-	// once; maxBatch bounds each.
-	createFlights = 2
+	// once; maxBatch bounds each. One: the requests that come while a
+	// batch runs all wait for the next, so batches are larger, each
+	// request's share of a batch's statements smaller, and the database has
+	// one transaction of each at a time; with two, the database's CPU per
+	// payment was a tenth higher and p99 a quarter longer at 64 clients
+	// (BENCHMARKS.md, session 13). Each batch's deadline still bounds how
+	// long one waits for a slow row, and the requests behind it with it.
+	createFlights = 1
 	// createTimeout bounds a batch whose requests have no deadline (a
 	// request's own ends it earlier: db.Due): REQUEST_TIMEOUT's default.
 	createTimeout = 10 * time.Second

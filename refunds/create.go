@@ -45,14 +45,16 @@ import (
 //
 // One batch waits for its slowest payment: a refund of a payment another
 // transaction holds (a capture, a refund run alone, a processing batch:
-// short transactions) waits for it, and its batch with it; should that
+// short transactions) waits for it, and its batch with it, and the
+// requests queued for the next batch behind it; should that
 // outlast the earliest deadline, every request of the batch is answered
 // 503, as when the database does not answer in time. A client that goes
 // away while its batch is written may find its refund created; a retry
 // with the same Idempotency-Key is what makes it once.
 const (
 	// createFlights batches of creations run at once; maxBatch bounds each.
-	createFlights = 2
+	// One, as for payments (payments/create.go).
+	createFlights = 1
 	// createTimeout bounds a batch whose requests have no deadline (a
 	// request's own ends it earlier: db.Due): REQUEST_TIMEOUT's default.
 	createTimeout = 10 * time.Second

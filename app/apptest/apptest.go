@@ -289,18 +289,16 @@ func HoldInserts(t testing.TB, a *app.App, table string) (lock pgx.Tx, waiting f
 	}
 }
 
-// QueueBehindTwoBatches posts n requests so that the first two each start
-// a batch (of the two a process runs at once), which waits on the lock
-// behind waiting, and the others queue (queued) to make one batch together.
-func QueueBehindTwoBatches(t testing.TB, n int, post func(i int), waiting func(n int) func() bool, queued func() int) {
+// QueueBehindABatch posts n requests so that the first starts a batch (a
+// process runs one at a time), which waits on the lock behind waiting, and
+// the others queue (queued) to make the next batch together.
+func QueueBehindABatch(t testing.TB, n int, post func(i int), waiting func(n int) func() bool, queued func() int) {
 	post(0)
 	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
-	post(1)
-	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond)
-	for i := 2; i < n; i++ {
+	for i := 1; i < n; i++ {
 		post(i)
 	}
-	require.Eventually(t, func() bool { return queued() == n-2 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return queued() == n-1 }, 10*time.Second, 5*time.Millisecond)
 }
 
 // Batches is how many of the rows of table named by ids share each
