@@ -25,8 +25,7 @@
 //
 // DoBatched leaves a request to a use case that runs it in a batch with
 // others, in a transaction of its own making (order, payment and refund
-// creation),
-// and runs it as Do does when the batch did not do its work. A batch claims
+// creation), and runs it as Do does when the batch did not do its work. A batch claims
 // its keyed requests' keys and writes their answers in that transaction
 // (ClaimTx, SettleTx), under the same rules as Do: a key already claimed is
 // never claimed again until it expires, and its request runs alone. A key

@@ -45,9 +45,10 @@ import (
 // alone (CreatePaymentTx, its key claimed anew), which says why and
 // remembers it, or creates the payment should the order have become free
 // meanwhile. A failed batch is run again one request at a time
-// (db.Batcher), unless the database did not answer (db.IsUnavailable). A
-// batch leaves out the requests past their deadline and ends by the
-// earliest deadline of the others (idempotency.InBatch), so no request is answered
+// (db.Batcher), unless the database did not answer (db.IsUnavailable) or
+// its COMMIT may have committed (db.ErrCommitUnknown). A batch leaves out
+// the requests past their deadline and ends by the earliest deadline of
+// the others (idempotency.InBatch), so no request is answered
 // an error while its payment commits after, unless its COMMIT was on its
 // way; a client that goes away may find its payment created, as when it
 // goes away during the COMMIT. The order's one live payment

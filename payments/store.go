@@ -101,8 +101,8 @@ func GetForUpdateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id str
 // LockManyTx returns those of the payments named by merchantIDs and ids
 // (at the same index) that exist, in one statement, and locks their rows
 // until tx ends, in id order, bytewise (COLLATE "C", whatever the
-// database's collation, as the batches that update payments sort them in
-// Go): two transactions that lock payments they share wait in one order,
+// database's collation, as decision batches sort them in Go and refund
+// processing batches in SQL): two transactions that lock payments they share wait in one order,
 // never in a cycle. It is how refunds serialise on their payments. One
 // payment is locked with a plain statement (not planned each time), which
 // a keyed request's pipelined transaction sends with its key's claim.

@@ -44,8 +44,9 @@ import (
 // committed (db.ErrCommitUnknown), when running it again could refund twice.
 //
 // One batch waits for its slowest payment: a refund of a payment another
-// transaction holds (a capture, a refund run alone, a processing batch:
-// short transactions) waits for it, and its batch with it, and the
+// transaction holds (a capture, a refund run alone, a processing batch, a
+// decision of a pending payment, another process's creation batch: short
+// transactions) waits for it, and its batch with it, and the
 // requests queued for the next batch behind it; should that
 // outlast the earliest deadline, every request of the batch is answered
 // 503, as when the database does not answer in time. A client that goes

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
@@ -67,12 +69,15 @@ func TestABatchOfRefunds(t *testing.T) {
 		require.True(t, createdAt.IsZero() || createdAt.Equal(time.Time(r.CreatedAt)), "one transaction")
 		createdAt = time.Time(r.CreatedAt)
 
+		// As it is stored, but for its processing, which may have begun.
 		_, shown := apptest.Call(t, f.a, http.MethodGet, "/api/v1/refunds/"+r.ID, "", h)
-		want, err := json.Marshal(r)
+		raw, err := json.Marshal(r)
 		require.NoError(t, err)
-		stored, err := json.Marshal(shown)
-		require.NoError(t, err)
-		require.JSONEq(t, string(want), string(stored), "answered as it is stored")
+		var answered map[string]any
+		require.NoError(t, json.Unmarshal(raw, &answered))
+		for _, k := range []string{"id", "payment_id", "merchant_id", "amount", "reason", "created_at"} {
+			require.Equal(t, shown[k], answered[k], "%d: %s", i, k)
+		}
 		var jobs, events int
 		require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM river_job WHERE kind = 'process_refund' AND args->>'refund_id' = $1),
@@ -183,4 +188,56 @@ func refundedOf(t *testing.T, f fixture, paymentID string) int64 {
 	require.NoError(t, f.a.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(amount), 0) FROM refunds
 		WHERE payment_id = $1 AND status IN ('pending', 'processed')`, paymentID).Scan(&sum))
 	return sum
+}
+
+// A batch waits for a payment another transaction holds, and then counts
+// the refund that transaction made: the limit holds across transactions,
+// whether the batch locks that payment alone or with others.
+func TestABatchWaitsForAPaymentHeldElsewhere(t *testing.T) {
+	t.Parallel()
+	for _, others := range []int{0, 1} {
+		t.Run(fmt.Sprintf("%d other payments", others), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := setup(t)
+			amount := func(n int64) *int64 { return &n }
+			held, err := f.a.Pool.Begin(ctx)
+			require.NoError(t, err)
+			defer held.Rollback(ctx) //nolint:errcheck // committed below
+			first, err := f.a.Refunds.CreateTx(ctx, held, merchants.TestMerchantID, f.paymentID, refunds.Input{Amount: amount(30000)})
+			require.NoError(t, err)
+
+			reqs := []refunds.Request{
+				{PaymentID: f.paymentID, In: refunds.Input{Amount: amount(30000)}},
+				{PaymentID: f.paymentID, In: refunds.Input{Amount: amount(20000)}},
+			}
+			for range others {
+				other := apptest.PaySuccessfully(t, f.a, f.h)["id"].(string)
+				reqs = append(reqs, refunds.Request{PaymentID: other, In: refunds.Input{Amount: amount(100)}})
+			}
+			done := make(chan []refunds.Created)
+			go func() {
+				got, err := f.a.Refunds.CreateBatch(ctx, merchants.TestMerchantID, reqs)
+				assert.NoError(t, err)
+				done <- got
+			}()
+			require.Eventually(t, func() bool {
+				var waiting int
+				require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
+				return waiting == 1
+			}, 10*time.Second, 5*time.Millisecond, "the batch waits for the payment")
+			require.NoError(t, held.Commit(ctx))
+			got := <-done
+			var apiErr *web.Error
+			require.True(t, errors.As(got[0].Err, &apiErr), "%v", got[0].Err)
+			require.Equal(t, "Refund amount exceeds available amount", apiErr.Description)
+			for _, c := range got[1:] {
+				require.NoError(t, c.Err)
+			}
+			require.EqualValues(t, 20000, got[1].Refund.Amount)
+			require.NotEqual(t, first.ID, got[1].Refund.ID)
+			require.EqualValues(t, 50000, refundedOf(t, f, f.paymentID))
+		})
+	}
 }

@@ -119,10 +119,11 @@ type refundKey struct {
 // processed ones), so moving refunds from pending to processed never takes
 // a payment's refunds over its amount; the CHECK (amount_refunded BETWEEN 0
 // AND amount) on payments backs it, and a violation fails the batch. The
-// payments are locked in payment id order (the aggregate's), in every batch
-// alike, as a batch of creations locks them (payments.LockManyTx); should
-// a plan lock them otherwise, PostgreSQL ends a deadlock with another batch
-// by failing one, which is then run one request at a time (db.Batcher).
+// payments are locked in payment id order (the aggregate's, bytewise:
+// COLLATE "C", whatever the database's collation), in every batch alike,
+// as a batch of creations locks them (payments.LockManyTx); should a plan
+// lock them otherwise, PostgreSQL ends a deadlock with another batch by
+// failing one, which is then run one request at a time (db.Batcher).
 func processManyTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]Refund, error) {
 	ids, merchantIDs := make([]string, len(keys)), make([]uuid.UUID, len(keys))
 	for i, k := range keys {
@@ -141,7 +142,7 @@ func processManyTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]Refund, 
 		p AS (
 		    UPDATE payments p SET amount_refunded = p.amount_refunded + s.total, updated_at = now()
 		    FROM (SELECT payment_id, merchant_id, sum(amount)::bigint AS total FROM r
-		          GROUP BY payment_id, merchant_id ORDER BY payment_id, merchant_id) s
+		          GROUP BY payment_id, merchant_id ORDER BY payment_id COLLATE "C", merchant_id) s
 		    WHERE p.id = s.payment_id AND p.merchant_id = s.merchant_id
 		    RETURNING p.id)
 		SELECT `+refundColumns+`, (SELECT count(*) FROM p) AS payments FROM r ORDER BY id`, db.PlannedEachTime, ids, merchantIDs)

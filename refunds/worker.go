@@ -52,8 +52,9 @@ type Worker struct {
 // refunds and their payments, one for the events with their delivery jobs,
 // and a commit) where each had its own. An idle worker's batch is its refund
 // alone, at once. maxBatch bounds a batch's statements; one flight, as for
-// the payment worker's decisions: larger batches, and no two batches of a
-// process lock refunds or payments at once. batchTimeout bounds a batch,
+// the payment worker's decisions: larger batches, and no two processing
+// batches of a process lock refunds or payments at once (a creation batch
+// may, in the same order: processManyTx). batchTimeout bounds a batch,
 // which runs on even when the job that asked for it has stopped waiting.
 const (
 	maxBatch     = 128

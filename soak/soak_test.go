@@ -55,11 +55,10 @@ func TestCrash(t *testing.T) {
 	finish(t, g, l, r, embeddedURL(dir), restarted)
 }
 
-// Shutdown: SIGTERM under load. Requests in flight are answered (a refund
+// Shutdown: SIGTERM under load. A request in flight is answered (a refund
 // whose batch waits on a payment row this test locks until the gateway
-// drains, with the load's requests in that batch and behind it), the
-// process exits within SHUTDOWN_TIMEOUT, and no job spent an attempt on
-// being stopped.
+// drains), the process exits within SHUTDOWN_TIMEOUT, and no job spent an
+// attempt on being stopped.
 func TestShutdown(t *testing.T) {
 	soakOnly(t)
 	ctx := context.Background()
