@@ -17,6 +17,7 @@ import (
 	"paygate/db"
 	"paygate/idempotency"
 	"paygate/merchants"
+	"paygate/refunds"
 	"paygate/web"
 )
 
@@ -230,4 +231,40 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM widgets WHERE name = 'simple'`))
 	require.Equal(t, int64(1), pool.Stat().NewConnsCount(), "every request left its connection idle")
+}
+
+// A keyed refund its batch does not make (here: more than the payment has
+// left, an error remembered under its key) runs alone, and sends its
+// payment's lock with the key's claim, as any keyed request sends its
+// first statement: BEGIN + claim + the lock; the sum of the payment's
+// refunds; the rollback of the work to the claim's savepoint; the answer +
+// COMMIT.
+func TestAKeyedRefundRunAloneTakesNoExtraRoundTrip(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	trips := &roundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	alone := &refunds.HTTP{Service: b.a.Refunds, Keys: idempotency.New(pool)}
+	b.a.Echo.POST("/test/payments/:id/refunds", alone.Create, b.a.Auth.Secret)
+
+	h := apptest.TestMerchant()
+	path := "/test/payments/" + apptest.PaySuccessfully(t, b.a, h)["id"].(string) + "/refunds"
+	post := func(key string) *httptest.ResponseRecorder {
+		trips.n.Store(0)
+		return apptest.Do(t, b.a.Echo, http.MethodPost, path, `{"amount":50001}`, apptest.With(h, idempotency.Header, key))
+	}
+	require.Equal(t, http.StatusBadRequest, post("warm").Code, "the first prepares its statements")
+	rec := post("counted")
+	require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+	require.Equal(t, int32(4), trips.n.Load(), "BEGIN + claim + lock; sum; rollback to the savepoint; answer + COMMIT")
+	again := post("counted")
+	require.Equal(t, rec.Body.String(), again.Body.String())
+	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
 }
