@@ -150,12 +150,13 @@ func (a *App) wire() error {
 	a.simulator = payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay, TestSuccess: c.TestPaymentSuccess,
 		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,
 		UPISuccessRate: c.UPISuccessRate, CardSuccessRate: c.CardSuccessRate}
-	a.Payments = &payments.Service{Pool: a.Pool, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx}
+	a.Payments = &payments.Service{Pool: a.Pool, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx,
+		CreateBatches: c.CreateBatches}
 	// Refunds wait like payments, within their own range; none is declined.
 	refundDelay := payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay,
 		DelayMin: c.RefundDelayMin, DelayMax: c.RefundDelayMax}
 	a.Refunds = &refunds.Service{Pool: a.Pool, Payments: a.Payments, Emit: a.Webhooks.EmitTx,
-		Delay: func() time.Duration { return refundDelay.Delay("") }}
+		Delay: func() time.Duration { return refundDelay.Delay("") }, CreateBatches: c.CreateBatches}
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
 	client, err := river.NewClient(riverpgxv5.New(a.Pool), a.riverConfig(workers, periodic))

@@ -294,6 +294,7 @@ func TestConfig(t *testing.T) {
 		{[]string{"RIVER_FETCH_COOLDOWN", "0"}},
 		{[]string{"RIVER_FETCH_POLL_INTERVAL", "2", "RIVER_FETCH_COOLDOWN", "5"}},
 		{[]string{"DB_MAX_CONNS", "-3"}},
+		{[]string{"CREATE_BATCHES", "0"}},
 	} {
 		_, err := app.LoadConfig(env(tc.env...))
 		require.Error(t, err, tc.env)

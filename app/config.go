@@ -85,6 +85,9 @@ type Config struct {
 	PaymentsWorkers, RefundWorkers, WebhookWorkers int
 	FetchCooldown                                  time.Duration
 	DBMaxConns                                     int
+	// CreateBatches is how many batches of each kind of creation (orders,
+	// payments, refunds) a process writes at once (payments/create.go).
+	CreateBatches int
 }
 
 // JobTimeout cancels a job that runs longer: every job here is short (a
@@ -127,6 +130,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		WebhookWorkers:  p.int("WEBHOOK_WORKERS", defaultWebhookWorkers, 1, 10_000),
 		FetchCooldown:   p.millis("RIVER_FETCH_COOLDOWN", defaultFetchCooldownMs),
 		DBMaxConns:      p.int("DB_MAX_CONNS", defaultDBMaxConns, 0, 10_000),
+		CreateBatches:   p.int("CREATE_BATCHES", 1, 1, 16),
 
 		HTTPReadHeaderTimeout: p.millisFrom("HTTP_READ_HEADER_TIMEOUT", 5000, 1),
 		HTTPReadTimeout:       p.millisFrom("HTTP_READ_TIMEOUT", 15000, 1),

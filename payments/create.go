@@ -72,6 +72,9 @@ const (
 	// payment was a tenth higher and p99 a quarter longer at 64 clients
 	// (BENCHMARKS.md, session 13). Each batch's deadline still bounds how
 	// long one waits for a slow row, and the requests behind it with it.
+	// CREATE_BATCHES (Service.CreateBatches) sets it: with one, a
+	// process's creations are written by one database session at a time,
+	// so a gateway whose database has cores to spare may want more.
 	createFlights = 1
 	// createTimeout bounds a batch whose requests have no deadline (a
 	// request's own ends it earlier: db.Due): REQUEST_TIMEOUT's default.
@@ -117,7 +120,7 @@ func (s *Service) CreatePayment(ctx context.Context, merchantID uuid.UUID, in Pa
 }
 
 func (s *Service) creations() *db.Batcher[creation, created] {
-	s.once.Do(func() { s.batches = db.NewBatcher(maxBatch, createFlights, createTimeout, s.createBatch) })
+	s.once.Do(func() { s.batches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createBatch) })
 	return s.batches
 }
 
@@ -135,6 +138,9 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 		return made, err
 	})
 }
+
+// flights is how many creation batches of each kind run at once.
+func (s *Service) flights() int { return cmp.Or(s.CreateBatches, createFlights) }
 
 func (c creation) Due() time.Time               { return c.deadline }
 func (c creation) KeyClaim() *idempotency.Claim { return c.claim }
@@ -281,7 +287,7 @@ func (s *Service) CreateOrder(ctx context.Context, merchantID uuid.UUID, in Orde
 
 func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 	s.ordersOnce.Do(func() {
-		s.orderBatches = db.NewBatcher(maxBatch, createFlights, createTimeout, s.createOrders)
+		s.orderBatches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createOrders)
 	})
 	return s.orderBatches
 }

@@ -129,6 +129,38 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, status, "%v", refused)
 }
 
+// CREATE_BATCHES batches run at once: with two, a second request starts a
+// batch of its own while the first's waits, and a third waits for one of
+// them to end.
+func TestCreateBatchesRunAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute; c.CreateBatches = 2 })
+	h := apptest.TestMerchant()
+	orders := []string{createOrder(t, a, h, 50000), createOrder(t, a, h, 50000), createOrder(t, a, h, 50000)}
+	lock, waiting := apptest.HoldInserts(t, a, "payments")
+
+	ids := make([]string, len(orders))
+	var wg sync.WaitGroup
+	post := func(i int) {
+		wg.Go(func() {
+			status, body := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(orders[i]), h)
+			if status == http.StatusCreated {
+				ids[i] = body["id"].(string)
+			}
+		})
+	}
+	post(0)
+	require.Eventually(t, waiting(1), 10*time.Second, 5*time.Millisecond)
+	post(1)
+	require.Eventually(t, waiting(2), 10*time.Second, 5*time.Millisecond, "a second batch at once")
+	post(2)
+	require.Eventually(t, func() bool { return a.Payments.QueuedCreations() == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, lock.Rollback(ctx))
+	wg.Wait()
+	require.Equal(t, []int{1, 1, 1}, apptest.Batches(t, a, "payments", ids))
+}
+
 // The payments of a batch this process decides itself are each held and
 // decided, without a job; the room taken for a creation the batch did not
 // insert is freed. Should the batch's COMMIT go unanswered, its payments are

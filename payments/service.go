@@ -27,6 +27,9 @@ type Service struct {
 	// Emit records the payment events (a decision batch's in one call);
 	// nil records none.
 	Emit webhooks.Emit
+	// CreateBatches is how many batches of payments, and as many of
+	// orders, run at once (CREATE_BATCHES); 0: createFlights.
+	CreateBatches int
 
 	// first decides the payments this process creates, while it works the
 	// payments queue (Worker.StartFirstDecisions); nil otherwise.

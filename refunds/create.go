@@ -1,6 +1,7 @@
 package refunds
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -119,7 +120,9 @@ func (s *Service) Create(ctx context.Context, merchantID uuid.UUID, paymentID st
 }
 
 func (s *Service) creations() *db.Batcher[creation, created] {
-	s.once.Do(func() { s.batches = db.NewBatcher(maxBatch, createFlights, createTimeout, s.createBatch) })
+	s.once.Do(func() {
+		s.batches = db.NewBatcher(maxBatch, cmp.Or(s.CreateBatches, createFlights), createTimeout, s.createBatch)
+	})
 	return s.batches
 }
 

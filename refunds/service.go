@@ -30,6 +30,9 @@ type Service struct {
 	// Emit records the refund events (a batch's in one call); nil records
 	// none.
 	Emit webhooks.Emit
+	// CreateBatches is how many batches of refunds run at once
+	// (CREATE_BATCHES); 0: createFlights.
+	CreateBatches int
 
 	once    sync.Once
 	batches *db.Batcher[creation, created]
