@@ -152,6 +152,21 @@ func (r *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.T
 }
 func (r *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
 
+// tracedPool is a pool of one connection to b's database whose round trips
+// are counted.
+func tracedPool(t *testing.T, b *bundle) (*pgxpool.Pool, *roundTrips) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	trips := &roundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool, trips
+}
+
 // A keyed request takes no more round trips than the same request without
 // a key: its claim travels with BEGIN and the work's first statement, its
 // answer with the work's last statements and COMMIT. A repeat runs the
@@ -161,14 +176,7 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
-	require.NoError(t, err)
-	cfg.MaxConns = 1
-	trips := &roundTrips{}
-	cfg.ConnConfig.Tracer = trips
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	pool, trips := tracedPool(t, b)
 	b.a.Idempotency = idempotency.New(pool)
 
 	post := func(body, key string) *httptest.ResponseRecorder {
@@ -193,7 +201,7 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 
 	// A repeat whose first statement fails (a unique index the first
 	// request's widget now holds) is still answered from memory.
-	_, err = b.a.Pool.Exec(ctx, `CREATE UNIQUE INDEX widgets_unique ON widgets (name) WHERE name = 'unique'`)
+	_, err := b.a.Pool.Exec(ctx, `CREATE UNIQUE INDEX widgets_unique ON widgets (name) WHERE name = 'unique'`)
 	require.NoError(t, err)
 	created := post(`{"name":"unique"}`, "u")
 	require.Equal(t, http.StatusCreated, created.Code)
@@ -242,15 +250,7 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 func TestAKeyedRefundRunAloneTakesNoExtraRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
-	require.NoError(t, err)
-	cfg.MaxConns = 1
-	trips := &roundTrips{}
-	cfg.ConnConfig.Tracer = trips
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	pool, trips := tracedPool(t, b)
 	alone := &refunds.HTTP{Service: b.a.Refunds, Keys: idempotency.New(pool)}
 	b.a.Echo.POST("/test/payments/:id/refunds", alone.Create, b.a.Auth.Secret)
 

@@ -70,8 +70,9 @@ const (
 	// request's share of a batch's statements smaller, and the database has
 	// one transaction of each at a time; with two, the database's CPU per
 	// payment was a tenth higher and p99 a quarter longer at 64 clients
-	// (BENCHMARKS.md, session 13). Each batch's deadline still bounds how
-	// long one waits for a slow row, and the requests behind it with it.
+	// (BENCHMARKS.md, "One creation batch at a time"). Each batch's
+	// deadline still bounds how long one waits for a slow row, and the
+	// requests behind it with it.
 	// CREATE_BATCHES (Service.CreateBatches) sets it: with one, a
 	// process's creations are written by one database session at a time,
 	// so a gateway whose database has cores to spare may want more.
@@ -125,9 +126,10 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 }
 
 // createBatch creates a batch's payments in one transaction (createManyTx),
-// under idempotency.InBatch's rules for deadlines and keys in progress: as for a request
-// alone, whose statements its deadline cancels, no request is answered an
-// error while its payment commits after, unless its COMMIT was on its way.
+// under idempotency.InBatch's rules for deadlines and keys in progress: as
+// for a request alone, whose statements its deadline cancels, no request is
+// answered an error while its payment commits after, unless its COMMIT was
+// on its way.
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
 	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
 		start := time.Now() // before the transaction's first statement
@@ -292,10 +294,10 @@ func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 	return s.orderBatches
 }
 
-// createOrders inserts a batch's orders under idempotency.InBatch's rules, and answers
-// each at its index: nil for those left out. Without keys, the batch is one
-// statement (its own transaction); with keys, a transaction that claims
-// them first and writes their answers (createOrdersTx).
+// createOrders inserts a batch's orders under idempotency.InBatch's rules,
+// and answers each at its index: nil for those left out. Without keys, the
+// batch is one statement (its own transaction); with keys, a transaction
+// that claims them first and writes their answers (createOrdersTx).
 func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Order, error) {
 	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []orderCreation) (made []*Order, err error) {
 		if !slices.ContainsFunc(live, func(c orderCreation) bool { return c.claim != nil }) {

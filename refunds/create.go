@@ -24,7 +24,7 @@ import (
 // its payments' rows (payments.LockManyTx, in id order, so that batches
 // that share payments wait in one order), sums their refunds in a statement
 // of its own, inserts its refunds with their processing jobs in one
-// statement, writes the keys' answers (idempotency.SettleTx), and commits
+// statement, writes the keys' answers (idempotency.SettleCreatedTx), and commits
 // with the refund.created events. Each refund still commits with its job
 // and its event, or none does.
 //
@@ -47,10 +47,10 @@ import (
 // One batch waits for its slowest payment: a refund of a payment another
 // transaction holds (a capture, a refund run alone, a processing batch, a
 // decision of a pending payment, another process's creation batch: short
-// transactions) waits for it, and its batch with it, and the
-// requests queued for the next batch behind it; should that
-// outlast the earliest deadline, every request of the batch is answered
-// 503, as when the database does not answer in time. A client that goes
+// transactions) waits for it, and its batch with it, and the requests
+// queued for the next batch behind it; should that outlast the earliest
+// deadline, every request of the batch is answered 503, as when the
+// database does not answer in time. A client that goes
 // away while its batch is written may find its refund created; a retry
 // with the same Idempotency-Key is what makes it once.
 const (
