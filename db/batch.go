@@ -28,7 +28,7 @@ import (
 // every job of every batch it joins as it is retried; unless the database
 // is unavailable, when each would fail alike, or the batch's COMMIT may
 // have committed (ErrCommitUnknown), when its requests would be carried
-// out twice (a use case's second refund of one request). A caller handles its error as
+// out twice (a second refund of one request). A caller handles its error as
 // it would its own statement's (a job is run again, a request answers it). A batch and its
 // retries share one context of their own, bounded by timeout: a queued
 // request is carried out even when its caller has stopped waiting (or

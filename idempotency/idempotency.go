@@ -25,13 +25,13 @@
 //
 // DoBatched leaves a request to a use case that runs it in a batch with
 // others, in a transaction of its own making (order, payment and refund
-// creation), and runs it as Do does when the batch did not do its work. A batch claims
-// its keyed requests' keys and writes their answers in that transaction
-// (ClaimTx, SettleTx), under the same rules as Do: a key already claimed is
-// never claimed again until it expires, and its request runs alone. A key
-// held by a running transaction is waited for at most claimWait (50 ms),
-// and then the batch runs again without its keyed requests, which run alone
-// and wait there (ErrClaimWait).
+// creation), and runs it as Do does when the batch did not do its work. A
+// batch claims its keyed requests' keys and writes their answers in that
+// transaction (ClaimTx, SettleTx), under the same rules as Do: a key
+// already claimed is never claimed again until it expires, and its request
+// runs alone. A key held by a running transaction is waited for at most
+// claimWait (50 ms), and then the batch runs again without its keyed
+// requests, which run alone and wait there (ErrClaimWait).
 //
 // A use case's last writes (its events with their delivery jobs, whose ids
 // it reads as they come back: db.QueryAtCommit; River's insert

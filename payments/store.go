@@ -102,10 +102,11 @@ func GetForUpdateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id str
 // (at the same index) that exist, in one statement, and locks their rows
 // until tx ends, in id order, bytewise (COLLATE "C", whatever the
 // database's collation, as decision batches sort them in Go and refund
-// processing batches in SQL): two transactions that lock payments they share wait in one order,
-// never in a cycle. It is how refunds serialise on their payments. One
-// payment is locked with a plain statement (not planned each time), which
-// a keyed request's pipelined transaction sends with its key's claim.
+// processing batches in SQL): two transactions that lock payments they
+// share wait in one order, never in a cycle. It is how refunds serialise
+// on their payments. One payment is locked with a plain statement (not
+// planned each time), which a keyed request's pipelined transaction sends
+// with its key's claim.
 func LockManyTx(ctx context.Context, tx pgx.Tx, merchantIDs []uuid.UUID, ids []string) ([]Payment, error) {
 	if len(ids) == 1 {
 		p, err := GetForUpdateTx(ctx, tx, merchantIDs[0], ids[0])

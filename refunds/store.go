@@ -115,8 +115,8 @@ type refundKey struct {
 // statement, so it touches the payments table from refunds: only
 // amount_refunded and updated_at, scoped by merchant_id. It weakens no
 // limit: the refund limit is enforced when a refund is created, under its
-// payment's row lock (createManyTx, refundedManyTx, which counts pending refunds as
-// processed ones), so moving refunds from pending to processed never takes
+// payment's row lock (createManyTx; refundedManyTx counts pending refunds
+// as processed ones), so moving refunds from pending to processed never takes
 // a payment's refunds over its amount; the CHECK (amount_refunded BETWEEN 0
 // AND amount) on payments backs it, and a violation fails the batch. The
 // payments are locked in payment id order (the aggregate's, bytewise:
