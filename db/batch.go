@@ -34,22 +34,35 @@ import (
 // request is carried out even when its caller has stopped waiting (or
 // had, when it called Do), so run's work must be harmless to repeat, as
 // every worker's conditional write is.
+//
+// A batch that stalls (it waits for a row another transaction holds, or
+// for a database that has stopped answering) would hold up every request
+// queued behind it until it ends. WithSpares bounds that: once the oldest
+// queued request has waited stall, a spare flight takes it and the
+// requests queued with it, runs that one batch and ends; at most spares of
+// them at once. A healthy batcher's requests never wait that long, so its
+// batches stay as large as its flights make them.
 type Batcher[Req, Res any] struct {
 	run     func(context.Context, []Req) ([]Res, error)
 	max     int
 	flights int
 	timeout time.Duration
+	spares  int
+	stall   time.Duration
 
 	mu      sync.Mutex
 	queue   []*batchCall[Req, Res]
-	running int
+	running int         // flights running
+	spare   int         // spare flights running
+	watch   *time.Timer // armed while requests queue behind busy flights
 }
 
 type batchCall[Req, Res any] struct {
-	req  Req
-	res  Res
-	err  error
-	done chan struct{}
+	req    Req
+	queued time.Time
+	res    Res
+	err    error
+	done   chan struct{}
 }
 
 // NewBatcher returns a batcher of at most max requests a batch and flights
@@ -58,15 +71,25 @@ func NewBatcher[Req, Res any](max, flights int, timeout time.Duration, run func(
 	return &Batcher[Req, Res]{run: run, max: max, flights: flights, timeout: timeout}
 }
 
+// WithSpares lets up to spares further batches run at once, each started
+// when the oldest queued request has waited stall (the type's doc). Call
+// it before the first Do.
+func (b *Batcher[Req, Res]) WithSpares(spares int, stall time.Duration) *Batcher[Req, Res] {
+	b.spares, b.stall = spares, stall
+	return b
+}
+
 // Do runs req in a batch and returns its answer, or ctx's error when ctx
 // ends first (req may then still be carried out).
 func (b *Batcher[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
-	c := &batchCall[Req, Res]{req: req, done: make(chan struct{})}
+	c := &batchCall[Req, Res]{req: req, queued: time.Now(), done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
 	start := b.running < b.flights
 	if start {
 		b.running++
+	} else {
+		b.watchLocked()
 	}
 	b.mu.Unlock()
 	if start {
@@ -98,17 +121,63 @@ func (b *Batcher[Req, Res]) Queued() int {
 func (b *Batcher[Req, Res]) flight() {
 	for {
 		b.mu.Lock()
-		n := min(len(b.queue), b.max)
-		if n == 0 {
+		calls := b.takeLocked()
+		if calls == nil {
 			b.running--
 			b.mu.Unlock()
 			return
 		}
-		calls := b.queue[:n:n]
-		b.queue = b.queue[n:]
 		b.mu.Unlock()
 		b.runBatch(calls)
 	}
+}
+
+// takeLocked takes the next batch off the queue: nil when it is empty.
+func (b *Batcher[Req, Res]) takeLocked() []*batchCall[Req, Res] {
+	n := min(len(b.queue), b.max)
+	if n == 0 {
+		return nil
+	}
+	calls := b.queue[:n:n]
+	b.queue = b.queue[n:]
+	return calls
+}
+
+// watchLocked arms the stall timer for the oldest queued request, unless
+// there are no spares, it is armed already, or nothing queues.
+func (b *Batcher[Req, Res]) watchLocked() {
+	if b.spares == 0 || b.watch != nil || len(b.queue) == 0 {
+		return
+	}
+	b.watch = time.AfterFunc(b.stall-time.Since(b.queue[0].queued), b.stalled)
+}
+
+// stalled starts a spare flight when the oldest queued request has waited
+// stall and a spare is free, and watches the queue again while it is not
+// empty. A spare that ends watches it too, so a stall that outlasts every
+// spare is seen when one is free.
+func (b *Batcher[Req, Res]) stalled() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.watch = nil
+	if len(b.queue) == 0 {
+		return
+	}
+	if time.Since(b.queue[0].queued) >= b.stall {
+		if b.spare >= b.spares {
+			return
+		}
+		calls := b.takeLocked()
+		b.spare++
+		go func() {
+			b.runBatch(calls)
+			b.mu.Lock()
+			b.spare--
+			b.watchLocked()
+			b.mu.Unlock()
+		}()
+	}
+	b.watchLocked()
 }
 
 func (b *Batcher[Req, Res]) runBatch(calls []*batchCall[Req, Res]) {

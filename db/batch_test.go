@@ -141,6 +141,81 @@ func TestBatcherRunsUpToFlightsBatchesAtOnce(t *testing.T) {
 	}
 }
 
+// A batch that stalls holds up the requests queued behind it only until
+// the oldest has waited the stall: then a spare batch takes them, runs
+// that one batch and ends. No more spares run at once than allowed: a
+// request that queues while they are all held waits for one to end, and
+// is then taken by a spare while the flight is still held.
+func TestBatcherStartsASpareWhenABatchStalls(t *testing.T) {
+	ctx := context.Background()
+	held := map[int]chan struct{}{0: make(chan struct{}), 1: make(chan struct{})}
+	var mu sync.Mutex
+	var running, most int
+	b := NewBatcher(10, 1, time.Minute, func(_ context.Context, reqs []int) ([]string, error) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		defer func() { mu.Lock(); running--; mu.Unlock() }()
+		out := make([]string, len(reqs))
+		for i, r := range reqs {
+			if gate, ok := held[r]; ok {
+				<-gate
+			}
+			out[i] = fmt.Sprint("answer ", r)
+		}
+		return out, nil
+	}).WithSpares(1, time.Millisecond)
+	do := func(r int) <-chan string {
+		answer := make(chan string, 1)
+		go func() {
+			s, err := b.Do(ctx, r)
+			if err != nil {
+				s = err.Error()
+			}
+			answer <- s
+		}()
+		return answer
+	}
+	awaitRunning := func(n int) {
+		require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return running == n },
+			10*time.Second, time.Millisecond, "%d batches running", n)
+	}
+	answer := func(c <-chan string) string {
+		select {
+		case s := <-c:
+			return s
+		case <-time.After(10 * time.Second):
+			t.Fatal("no answer: the request waits behind a held batch")
+			return ""
+		}
+	}
+
+	zero := do(0) // the flight takes it, and is held
+	awaitRunning(1)
+	one := do(1) // queued; a spare takes it, and is held too
+	awaitRunning(2)
+	two := do(2)
+	time.Sleep(20 * time.Millisecond) // twenty stalls: no second spare
+	require.Equal(t, 1, b.Queued(), "the one spare is taken: the request waits")
+	close(held[1])
+	require.Equal(t, "answer 1", answer(one))
+	require.Equal(t, "answer 2", answer(two), "a spare took it while the flight is held")
+	select {
+	case s := <-zero:
+		t.Fatalf("the held batch answered %q", s)
+	default:
+	}
+	close(held[0])
+	require.Equal(t, "answer 0", answer(zero))
+	require.Equal(t, 2, most, "the flight and one spare at most")
+	require.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.running == 0 && b.spare == 0
+	}, 10*time.Second, time.Millisecond, "the flight and the spares ended")
+}
+
 // A failed batch is run again request by request: only the request that
 // fails it gets the error.
 func TestBatcherRunsAFailedBatchOneByOne(t *testing.T) {

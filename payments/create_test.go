@@ -129,6 +129,51 @@ func TestUnkeyedPaymentsAreCreatedInBatches(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, status, "%v", refused)
 }
 
+// A payment queued behind a batch that waits for a row held elsewhere (its
+// order's payment, inserted by a transaction still open) is not held up
+// until that batch's deadline: a spare batch takes it once it has waited
+// StallAfter, while the row is still held.
+func TestAPaymentIsNotHeldUpByAStalledBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute })
+	h := apptest.TestMerchant()
+	stuck, free := createOrder(t, a, h, 50000), createOrder(t, a, h, 50000)
+	held, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer held.Rollback(ctx) //nolint:errcheck // rolled back below
+	_, err = a.Payments.CreatePaymentTx(ctx, held, merchants.TestMerchantID, payments.PaymentInput{OrderID: stuck, Method: "upi", VPA: "held@upi"})
+	require.NoError(t, err)
+
+	stalled := make(chan int, 1)
+	go func() {
+		status, _ := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(stuck), h)
+		stalled <- status
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
+		return waiting == 1
+	}, 10*time.Second, 5*time.Millisecond, "the batch waits for the order's payment")
+
+	bounded, cancel := context.WithTimeout(ctx, 5*time.Second) // the stalled batch's deadline is a minute away
+	defer cancel()
+	p, ok, err := a.Payments.CreatePayment(bounded, merchants.TestMerchantID,
+		payments.PaymentInput{OrderID: free, Method: "upi", VPA: "free@upi"}, nil, nil)
+	require.NoError(t, err, "the payment waited behind the stalled batch")
+	require.True(t, ok)
+	require.Equal(t, free, p.OrderID)
+	select {
+	case status := <-stalled:
+		t.Fatalf("the stalled batch answered %d while the row was held", status)
+	default:
+	}
+
+	require.NoError(t, held.Rollback(ctx))
+	require.Equal(t, http.StatusCreated, <-stalled, "made once the row was free")
+}
+
 // CREATE_BATCHES batches run at once: with two, a second request starts a
 // batch of its own while the first's waits, and a third waits for one of
 // them to end.
@@ -136,6 +181,7 @@ func TestCreateBatchesRunAtOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute; c.CreateBatches = 2 })
+	apptest.NoSpareBatches(a)
 	h := apptest.TestMerchant()
 	orders := []string{createOrder(t, a, h, 50000), createOrder(t, a, h, 50000), createOrder(t, a, h, 50000)}
 	lock, waiting := apptest.HoldInserts(t, a, "payments")
@@ -291,6 +337,7 @@ func TestOrdersAreCreatedInBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a := apptest.New(t, func(c *app.Config) { c.RequestTimeout = time.Minute })
+	apptest.NoSpareBatches(a)
 	h := apptest.TestMerchant()
 	lock, waiting := apptest.HoldInserts(t, a, "orders")
 
@@ -535,6 +582,7 @@ func TestABatchRemembersTheRoutesViewAndTakesOverExpiredKeys(t *testing.T) {
 func batchingApp(t *testing.T, n int) (a *app.App, h http.Header, orders []string) {
 	t.Helper()
 	a = apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute })
+	apptest.NoSpareBatches(a)
 	h = apptest.TestMerchant()
 	orders = make([]string, n)
 	for i := range orders {

@@ -47,10 +47,11 @@ import (
 // One batch waits for its slowest payment: a refund of a payment another
 // transaction holds (a capture, a refund run alone, a processing batch, a
 // decision of a pending payment, another process's creation batch: short
-// transactions) waits for it, and its batch with it, and the requests
-// queued for the next batch behind it; should that outlast the earliest
-// deadline, every request of the batch is answered 503, as when the
-// database does not answer in time. A client that goes
+// transactions) waits for it, and its batch with it, and, for up to
+// payments.StallAfter, the requests queued for the next batch behind it,
+// which a spare batch then takes (payments.SpareBatches); should that
+// outlast the earliest deadline, every request of the batch is answered
+// 503, as when the database does not answer in time. A client that goes
 // away while its batch is written may find its refund created; a retry
 // with the same Idempotency-Key is what makes it once.
 const (
@@ -121,7 +122,8 @@ func (s *Service) Create(ctx context.Context, merchantID uuid.UUID, paymentID st
 
 func (s *Service) creations() *db.Batcher[creation, created] {
 	s.once.Do(func() {
-		s.batches = db.NewBatcher(maxBatch, cmp.Or(s.CreateBatches, createFlights), createTimeout, s.createBatch)
+		s.batches = db.NewBatcher(maxBatch, cmp.Or(s.CreateBatches, createFlights), createTimeout, s.createBatch).
+			WithSpares(payments.SpareBatches, cmp.Or(s.Stall, payments.StallAfter))
 	})
 	return s.batches
 }

@@ -18,6 +18,7 @@ import (
 	"paygate/app/apptest"
 	"paygate/idempotency"
 	"paygate/merchants"
+	"paygate/payments"
 	"paygate/refunds"
 	"paygate/web"
 )
@@ -140,6 +141,7 @@ func TestRefundsAreCreatedInBatches(t *testing.T) {
 		return apptest.With(f.h, idempotency.Header, keys[i])
 	}
 
+	apptest.NoSpareBatches(f.a) // before its first refund
 	lock, waiting := apptest.HoldInserts(t, f.a, "refunds")
 	recs := make([]*httptest.ResponseRecorder, n)
 	var wg sync.WaitGroup
@@ -193,6 +195,51 @@ func refundedOf(t *testing.T, f fixture, paymentID string) int64 {
 // A batch waits for a payment another transaction holds, and then counts
 // the refund that transaction made: the limit holds across transactions,
 // whether the batch locks that payment alone or with others.
+// A refund queued behind a batch that waits for a payment held elsewhere
+// is not held up until that batch's deadline: a spare batch takes it once
+// it has waited payments.StallAfter, while the payment is still held.
+func TestARefundIsNotHeldUpByAStalledBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	other := apptest.PaySuccessfully(t, f.a, f.h)["id"].(string)
+	held, err := f.a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer held.Rollback(ctx) //nolint:errcheck // committed below
+	_, err = payments.GetForUpdateTx(ctx, held, merchants.TestMerchantID, f.paymentID)
+	require.NoError(t, err)
+
+	stalled := make(chan error, 1)
+	go func() {
+		_, _, err := f.a.Refunds.Create(ctx, merchants.TestMerchantID, f.paymentID, refunds.Input{}, nil)
+		stalled <- err
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
+		return waiting == 1
+	}, 10*time.Second, 5*time.Millisecond, "the batch waits for the payment")
+
+	// Without a deadline the stalled batch would hold it for createTimeout
+	// (10 s); this request gives up well before.
+	bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, ok, err := f.a.Refunds.Create(bounded, merchants.TestMerchantID, other, refunds.Input{}, nil)
+	require.NoError(t, err, "the refund waited behind the stalled batch")
+	require.True(t, ok)
+	require.Equal(t, other, r.PaymentID)
+	select {
+	case err := <-stalled:
+		t.Fatalf("the stalled batch ended (%v) while the payment was held", err)
+	default:
+	}
+
+	require.NoError(t, held.Commit(ctx))
+	require.NoError(t, <-stalled)
+	require.EqualValues(t, 50000, refundedOf(t, f, f.paymentID))
+}
+
 func TestABatchWaitsForAPaymentHeldElsewhere(t *testing.T) {
 	t.Parallel()
 	for _, others := range []int{0, 1} {

@@ -289,6 +289,12 @@ func HoldInserts(t testing.TB, a *app.App, table string) (lock pgx.Tx, waiting f
 	}
 }
 
+// NoSpareBatches keeps a's creation batchers from starting spare batches
+// (payments.StallAfter), so that requests queued behind a held batch wait
+// for it however long the test takes: for tests that hold a batch and fill
+// the next. Call it before a's first creation of each kind.
+func NoSpareBatches(a *app.App) { a.Payments.Stall, a.Refunds.Stall = time.Hour, time.Hour }
+
 // QueueBehindABatch posts n requests so that the first starts a batch (a
 // process runs one at a time), which waits on the lock behind waiting, and
 // the others queue (queued) to make the next batch together.
