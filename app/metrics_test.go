@@ -1,11 +1,9 @@
 package app_test
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,19 +24,7 @@ func scrape(t *testing.T, a *app.App, h http.Header) string {
 	return rec.Body.String()
 }
 
-// sample is the value of the series name{labels} (labels as exposed, in
-// alphabetical order), 0 when absent.
-func sample(text, series string) float64 {
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
-}
+var sample = apptest.Sample
 
 // A decided payment, a refund and a failed webhook delivery move their
 // counters (counted once committed); the queue and pool are exported.

@@ -49,6 +49,7 @@ type Batcher[Req, Res any] struct {
 	timeout time.Duration
 	spares  int
 	stall   time.Duration
+	onSpare func() // counts a spare's start; nil: nothing
 
 	mu      sync.Mutex
 	queue   []*batchCall[Req, Res]
@@ -72,10 +73,10 @@ func NewBatcher[Req, Res any](max, flights int, timeout time.Duration, run func(
 }
 
 // WithSpares lets up to spares further batches run at once, each started
-// when the oldest queued request has waited stall (the type's doc). Call
-// it before the first Do.
-func (b *Batcher[Req, Res]) WithSpares(spares int, stall time.Duration) *Batcher[Req, Res] {
-	b.spares, b.stall = spares, stall
+// when the oldest queued request has waited stall (the type's doc), and
+// then calls started (nil: none). Call it before the first Do.
+func (b *Batcher[Req, Res]) WithSpares(spares int, stall time.Duration, started func()) *Batcher[Req, Res] {
+	b.spares, b.stall, b.onSpare = spares, stall, started
 	return b
 }
 
@@ -169,6 +170,9 @@ func (b *Batcher[Req, Res]) stalled() {
 		}
 		calls := b.takeLocked()
 		b.spare++
+		if b.onSpare != nil {
+			b.onSpare()
+		}
 		go func() {
 			b.runBatch(calls)
 			b.mu.Lock()

@@ -165,7 +165,7 @@ func TestBatcherStartsASpareWhenABatchStalls(t *testing.T) {
 			out[i] = fmt.Sprint("answer ", r)
 		}
 		return out, nil
-	}).WithSpares(1, time.Millisecond)
+	}).WithSpares(1, time.Millisecond, nil)
 	do := func(r int) <-chan string {
 		answer := make(chan string, 1)
 		go func() {

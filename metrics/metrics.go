@@ -29,6 +29,10 @@ var (
 		Name: "paygate_webhook_deliveries_total",
 		Help: "Webhook delivery attempts by outcome: success, retry (failed, another attempt is scheduled) or failed (the last attempt failed).",
 	}, []string{"outcome"})
+	spareBatches = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "paygate_spare_batches_total",
+		Help: "Spare creation batches started, by kind (orders, payments, refunds): each took the requests queued behind a batch that had stalled for payments.StallAfter.",
+	}, []string{"kind"})
 	jobLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "paygate_job_latency_seconds",
 		Help:    "Time from a job being due (available) to a worker starting it, by queue.",
@@ -55,6 +59,9 @@ func WebhookDelivery(logStatus string) {
 	}
 	webhookDeliveries.WithLabelValues(outcome).Inc()
 }
+
+// SpareBatch counts a spare creation batch of kind (db.Batcher.WithSpares).
+func SpareBatch(kind string) { spareBatches.WithLabelValues(kind).Inc() }
 
 // JobStarted records how long a job waited between being due and being
 // started.

@@ -13,6 +13,7 @@ import (
 
 	"paygate/db"
 	"paygate/idempotency"
+	"paygate/metrics"
 	"paygate/webhooks"
 )
 
@@ -137,7 +138,7 @@ func (s *Service) CreatePayment(ctx context.Context, merchantID uuid.UUID, in Pa
 func (s *Service) creations() *db.Batcher[creation, created] {
 	s.once.Do(func() {
 		s.batches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createBatch).
-			WithSpares(SpareBatches, s.stall())
+			WithSpares(SpareBatches, s.stall(), func() { metrics.SpareBatch("payments") })
 	})
 	return s.batches
 }
@@ -309,7 +310,7 @@ func (s *Service) CreateOrder(ctx context.Context, merchantID uuid.UUID, in Orde
 func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 	s.ordersOnce.Do(func() {
 		s.orderBatches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createOrders).
-			WithSpares(SpareBatches, s.stall())
+			WithSpares(SpareBatches, s.stall(), func() { metrics.SpareBatch("orders") })
 	})
 	return s.orderBatches
 }

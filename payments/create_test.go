@@ -157,6 +157,8 @@ func TestAPaymentIsNotHeldUpByAStalledBatch(t *testing.T) {
 		return waiting == 1
 	}, 10*time.Second, 5*time.Millisecond, "the batch waits for the order's payment")
 
+	const spares = `paygate_spare_batches_total{kind="payments"}`
+	before := apptest.Metric(t, a, spares)
 	bounded, cancel := context.WithTimeout(ctx, 5*time.Second) // the stalled batch's deadline is a minute away
 	defer cancel()
 	p, ok, err := a.Payments.CreatePayment(bounded, merchants.TestMerchantID,
@@ -169,6 +171,7 @@ func TestAPaymentIsNotHeldUpByAStalledBatch(t *testing.T) {
 		t.Fatalf("the stalled batch answered %d while the row was held", status)
 	default:
 	}
+	require.GreaterOrEqual(t, apptest.Metric(t, a, spares), before+1, "the spare counted")
 
 	require.NoError(t, held.Rollback(ctx))
 	require.Equal(t, http.StatusCreated, <-stalled, "made once the row was free")

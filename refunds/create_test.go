@@ -223,6 +223,8 @@ func TestARefundIsNotHeldUpByAStalledBatch(t *testing.T) {
 
 	// Without a deadline the stalled batch would hold it for createTimeout
 	// (10 s); this request gives up well before.
+	const spares = `paygate_spare_batches_total{kind="refunds"}`
+	before := apptest.Metric(t, f.a, spares)
 	bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	r, ok, err := f.a.Refunds.Create(bounded, merchants.TestMerchantID, other, refunds.Input{}, nil)
@@ -234,6 +236,7 @@ func TestARefundIsNotHeldUpByAStalledBatch(t *testing.T) {
 		t.Fatalf("the stalled batch ended (%v) while the payment was held", err)
 	default:
 	}
+	require.GreaterOrEqual(t, apptest.Metric(t, f.a, spares), before+1, "the spare counted")
 
 	require.NoError(t, held.Commit(ctx))
 	require.NoError(t, <-stalled)

@@ -3,6 +3,7 @@
 package apptest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -287,6 +289,28 @@ func HoldInserts(t testing.TB, a *app.App, table string) (lock pgx.Tx, waiting f
 			return waiting == n
 		}
 	}
+}
+
+// Sample is the value of the series name{labels} (labels as exposed, in
+// alphabetical order) in the /metrics text, 0 when absent.
+func Sample(text, series string) float64 {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// Metric is the value of series (as for Sample) that a's /metrics shows now.
+func Metric(t testing.TB, a *app.App, series string) float64 {
+	t.Helper()
+	rec := Do(t, a.Echo, http.MethodGet, "/metrics", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	return Sample(rec.Body.String(), series)
 }
 
 // NoSpareBatches keeps a's creation batchers from starting spare batches
