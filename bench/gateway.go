@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -105,6 +106,29 @@ func (g *gateway) start(ctx context.Context, databaseURL string, delay, wait tim
 			return fmt.Errorf("paygate not healthy after %v:\n%s", wait, tail(filepath.Join(g.dir, "paygate.log"), 20))
 		}
 	}
+}
+
+// counter sums the series of the counter name on paygate's /metrics: -1
+// when it cannot be read.
+func (g *gateway) counter(name string) float64 {
+	resp, err := http.Get(g.url + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return -1
+	}
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
+			if v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
 }
 
 // stop sends SIGTERM and waits: paygate stops HTTP and then its workers.

@@ -29,6 +29,11 @@ type Report struct {
 	Machine    Machine           `json:"machine"`
 	Settings   []string          `json:"postgres_settings"`
 	Flags      map[string]string `json:"flags"`
+
+	// SpareBatches is paygate_spare_batches_total at the run's end, every
+	// kind: creation batches started because requests waited behind a
+	// stalled one (-1: /metrics could not be read).
+	SpareBatches float64 `json:"spare_batches"`
 }
 
 // Phase is one closed-loop kind of request.
@@ -243,6 +248,7 @@ func (r *Report) text(w io.Writer, cost bool) {
 	if r.Startup > 0 {
 		fmt.Fprintf(w, "paygate start-up (process start to /health 200, migrations done): %.2f s\n", r.Startup)
 	}
+	fmt.Fprintf(w, "spare creation batches (requests that waited 250 ms behind a stalled batch): %.0f\n", r.SpareBatches)
 	fmt.Fprintf(w, "paygate log at LOG_LEVEL=warn: %d lines\n", r.GatewayLog.Lines)
 	for _, l := range r.GatewayLog.First {
 		fmt.Fprintf(w, "  %s\n", truncate(l, 200))

@@ -100,6 +100,7 @@ func run(ctx context.Context, f Flags) (err error) {
 	stopGateway := func() {
 		if !stopped {
 			b.rep.Resources.PaygatePeakRSS = peakRSS(b.gw.pid())
+			b.rep.SpareBatches = b.gw.counter("paygate_spare_batches_total")
 			b.gw.stop()
 			stopped = true
 		}

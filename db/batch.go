@@ -18,9 +18,9 @@ import (
 // by one call of run (one statement, or one transaction, for all of them):
 // group commit. A request that finds no batch running starts one at once,
 // so an idle batcher adds no wait; the requests that arrive while a batch
-// runs make the next one. At most flights batches run at once, so the
-// busier the workers, the larger the batches and the fewer the statements
-// and commits per item.
+// runs make the next one. At most flights batches run at once (and the
+// spares of WithSpares), so the busier the workers, the larger the batches
+// and the fewer the statements and commits per item.
 //
 // run answers each request at the same index, or fails the whole batch.
 // A failed batch is run again one request at a time, so that one bad
@@ -74,7 +74,8 @@ func NewBatcher[Req, Res any](max, flights int, timeout time.Duration, run func(
 
 // WithSpares lets up to spares further batches run at once, each started
 // when the oldest queued request has waited stall (the type's doc), and
-// then calls started (nil: none). Call it before the first Do.
+// then calls started (nil: none), under the batcher's lock: it must not
+// call the batcher. Call it before the first Do.
 func (b *Batcher[Req, Res]) WithSpares(spares int, stall time.Duration, started func()) *Batcher[Req, Res] {
 	b.spares, b.stall, b.onSpare = spares, stall, started
 	return b

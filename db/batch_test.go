@@ -196,7 +196,9 @@ func TestBatcherStartsASpareWhenABatchStalls(t *testing.T) {
 	one := do(1) // queued; a spare takes it, and is held too
 	awaitRunning(2)
 	two := do(2)
-	time.Sleep(20 * time.Millisecond) // twenty stalls: no second spare
+	require.Eventually(t, func() bool { return b.Queued() == 1 }, 10*time.Second, time.Millisecond,
+		"the one spare is taken: the request waits")
+	time.Sleep(20 * time.Millisecond) // twenty stalls, for a second spare to show in most
 	require.Equal(t, 1, b.Queued(), "the one spare is taken: the request waits")
 	close(held[1])
 	require.Equal(t, "answer 1", answer(one))

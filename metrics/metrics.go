@@ -31,7 +31,7 @@ var (
 	}, []string{"outcome"})
 	spareBatches = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "paygate_spare_batches_total",
-		Help: "Spare creation batches started, by kind (orders, payments, refunds): each took the requests queued behind a batch that had stalled for payments.StallAfter.",
+		Help: "Spare creation batches started, by kind (orders, payments, refunds): each took the queued requests once the oldest had waited payments.StallAfter behind a running batch.",
 	}, []string{"kind"})
 	jobLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "paygate_job_latency_seconds",

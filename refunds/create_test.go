@@ -192,9 +192,6 @@ func refundedOf(t *testing.T, f fixture, paymentID string) int64 {
 	return sum
 }
 
-// A batch waits for a payment another transaction holds, and then counts
-// the refund that transaction made: the limit holds across transactions,
-// whether the batch locks that payment alone or with others.
 // A refund queued behind a batch that waits for a payment held elsewhere
 // is not held up until that batch's deadline: a spare batch takes it once
 // it has waited payments.StallAfter, while the payment is still held.
@@ -243,6 +240,9 @@ func TestARefundIsNotHeldUpByAStalledBatch(t *testing.T) {
 	require.EqualValues(t, 50000, refundedOf(t, f, f.paymentID))
 }
 
+// A batch waits for a payment another transaction holds, and then counts
+// the refund that transaction made: the limit holds across transactions,
+// whether the batch locks that payment alone or with others.
 func TestABatchWaitsForAPaymentHeldElsewhere(t *testing.T) {
 	t.Parallel()
 	for _, others := range []int{0, 1} {
