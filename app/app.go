@@ -151,12 +151,13 @@ func (a *App) wire() error {
 		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,
 		UPISuccessRate: c.UPISuccessRate, CardSuccessRate: c.CardSuccessRate}
 	a.Payments = &payments.Service{Pool: a.Pool, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx,
-		CreateBatches: c.CreateBatches}
+		CreateBatches: c.CreateBatches, Spares: c.CreateSpares, Stall: c.CreateStall}
 	// Refunds wait like payments, within their own range; none is declined.
 	refundDelay := payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay,
 		DelayMin: c.RefundDelayMin, DelayMax: c.RefundDelayMax}
 	a.Refunds = &refunds.Service{Pool: a.Pool, Payments: a.Payments, Emit: a.Webhooks.EmitTx,
-		Delay: func() time.Duration { return refundDelay.Delay("") }, CreateBatches: c.CreateBatches}
+		Delay: func() time.Duration { return refundDelay.Delay("") }, CreateBatches: c.CreateBatches,
+		Spares: c.CreateSpares, Stall: c.CreateStall}
 	workers := river.NewWorkers()
 	periodic := a.addWorkers(workers)
 	client, err := river.NewClient(riverpgxv5.New(a.Pool), a.riverConfig(workers, periodic))

@@ -295,6 +295,8 @@ func TestConfig(t *testing.T) {
 		{[]string{"RIVER_FETCH_POLL_INTERVAL", "2", "RIVER_FETCH_COOLDOWN", "5"}},
 		{[]string{"DB_MAX_CONNS", "-3"}},
 		{[]string{"CREATE_BATCHES", "0"}},
+		{[]string{"CREATE_SPARES", "-1"}},
+		{[]string{"CREATE_STALL", "0"}},
 	} {
 		_, err := app.LoadConfig(env(tc.env...))
 		require.Error(t, err, tc.env)

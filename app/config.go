@@ -86,8 +86,12 @@ type Config struct {
 	FetchCooldown                                  time.Duration
 	DBMaxConns                                     int
 	// CreateBatches is how many batches of each kind of creation (orders,
-	// payments, refunds) a process writes at once (payments/create.go).
+	// payments, refunds) a process writes at once (payments/create.go);
+	// CreateSpares how many more may start, each once the oldest request
+	// queued behind them has waited CreateStall (payments.StallAfter).
 	CreateBatches int
+	CreateSpares  int
+	CreateStall   time.Duration
 }
 
 // JobTimeout cancels a job that runs longer: every job here is short (a
@@ -131,6 +135,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		FetchCooldown:   p.millis("RIVER_FETCH_COOLDOWN", defaultFetchCooldownMs),
 		DBMaxConns:      p.int("DB_MAX_CONNS", defaultDBMaxConns, 0, 10_000),
 		CreateBatches:   p.int("CREATE_BATCHES", 1, 1, 16),
+		CreateSpares:    p.int("CREATE_SPARES", payments.SpareBatches, 0, 16),
+		CreateStall:     p.millisFrom("CREATE_STALL", int(payments.StallAfter/time.Millisecond), 1),
 
 		HTTPReadHeaderTimeout: p.millisFrom("HTTP_READ_HEADER_TIMEOUT", 5000, 1),
 		HTTPReadTimeout:       p.millisFrom("HTTP_READ_TIMEOUT", 15000, 1),

@@ -89,10 +89,11 @@ const (
 // stopped answering or answers slowly) holds up the requests queued behind
 // it, of every merchant, until the oldest has waited StallAfter: then a
 // spare batch takes them (db.Batcher.WithSpares), and up to SpareBatches
-// run besides the flights. A spare takes whatever is queued, so one whose
-// requests need the stalled batch's rows (a retry of the same order's
-// payment) stalls too; once every spare has, the queue waits as before, up
-// to its requests' deadlines. Over one bench run (orders, payments at 16
+// run besides the flights (the defaults of CREATE_STALL and CREATE_SPARES).
+// A spare takes whatever is queued, so one whose requests need the stalled
+// batch's rows (a retry of the same order's payment) stalls too; once
+// every spare has, the queue waits as before, up to its requests'
+// deadlines. Over one bench run (orders, payments at 16
 // and 64 clients, the burst, the steady phase, refunds) no request waited
 // more than 70 ms for its batch to start (99.8 % of batches under 30 ms;
 // BENCHMARKS.md, "Spare batches"), so a healthy gateway does not start
@@ -145,7 +146,7 @@ func (s *Service) CreatePayment(ctx context.Context, merchantID uuid.UUID, in Pa
 func (s *Service) creations() *db.Batcher[creation, created] {
 	s.once.Do(func() {
 		s.batches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createBatch).
-			WithSpares(SpareBatches, s.stall(), func() { metrics.SpareBatch("payments") })
+			WithSpares(s.Spares, cmp.Or(s.Stall, StallAfter), func() { metrics.SpareBatch("payments") })
 	})
 	return s.batches
 }
@@ -168,8 +169,6 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 
 // flights is how many creation batches of each kind run at once.
 func (s *Service) flights() int { return cmp.Or(s.CreateBatches, createFlights) }
-
-func (s *Service) stall() time.Duration { return cmp.Or(s.Stall, StallAfter) }
 
 func (c creation) Due() time.Time               { return c.deadline }
 func (c creation) KeyClaim() *idempotency.Claim { return c.claim }
@@ -317,7 +316,7 @@ func (s *Service) CreateOrder(ctx context.Context, merchantID uuid.UUID, in Orde
 func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 	s.ordersOnce.Do(func() {
 		s.orderBatches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createOrders).
-			WithSpares(SpareBatches, s.stall(), func() { metrics.SpareBatch("orders") })
+			WithSpares(s.Spares, cmp.Or(s.Stall, StallAfter), func() { metrics.SpareBatch("orders") })
 	})
 	return s.orderBatches
 }

@@ -183,8 +183,7 @@ func TestAPaymentIsNotHeldUpByAStalledBatch(t *testing.T) {
 func TestCreateBatchesRunAtOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute; c.CreateBatches = 2 })
-	apptest.NoSpareBatches(a)
+	a := apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute; c.CreateBatches = 2 }, apptest.NoSpareBatches)
 	h := apptest.TestMerchant()
 	orders := []string{createOrder(t, a, h, 50000), createOrder(t, a, h, 50000), createOrder(t, a, h, 50000)}
 	lock, waiting := apptest.HoldInserts(t, a, "payments")
@@ -339,8 +338,7 @@ func mustJSON(t *testing.T, v any) string {
 func TestOrdersAreCreatedInBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	a := apptest.New(t, func(c *app.Config) { c.RequestTimeout = time.Minute })
-	apptest.NoSpareBatches(a)
+	a := apptest.New(t, func(c *app.Config) { c.RequestTimeout = time.Minute }, apptest.NoSpareBatches)
 	h := apptest.TestMerchant()
 	lock, waiting := apptest.HoldInserts(t, a, "orders")
 
@@ -584,8 +582,7 @@ func TestABatchRemembersTheRoutesViewAndTakesOverExpiredKeys(t *testing.T) {
 // loaded machine.
 func batchingApp(t *testing.T, n int) (a *app.App, h http.Header, orders []string) {
 	t.Helper()
-	a = apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute })
-	apptest.NoSpareBatches(a)
+	a = apptest.New(t, pendingForever, func(c *app.Config) { c.RequestTimeout = time.Minute }, apptest.NoSpareBatches)
 	h = apptest.TestMerchant()
 	orders = make([]string, n)
 	for i := range orders {

@@ -30,9 +30,12 @@ type Service struct {
 	// CreateBatches is how many batches of payments, and as many of
 	// orders, run at once (CREATE_BATCHES); 0: createFlights.
 	CreateBatches int
-	// Stall is how long the oldest request queued behind a running
-	// creation batch waits before a spare batch takes it; 0: StallAfter.
-	Stall time.Duration
+	// Spares is how many spare batches of payments, and as many of orders,
+	// may run besides CreateBatches, each started once the oldest queued
+	// request has waited Stall (0: StallAfter) behind a running batch
+	// (CREATE_SPARES, CREATE_STALL); 0: none.
+	Spares int
+	Stall  time.Duration
 
 	// first decides the payments this process creates, while it works the
 	// payments queue (Worker.StartFirstDecisions); nil otherwise.

@@ -124,7 +124,7 @@ func (s *Service) Create(ctx context.Context, merchantID uuid.UUID, paymentID st
 func (s *Service) creations() *db.Batcher[creation, created] {
 	s.once.Do(func() {
 		s.batches = db.NewBatcher(maxBatch, cmp.Or(s.CreateBatches, createFlights), createTimeout, s.createBatch).
-			WithSpares(payments.SpareBatches, cmp.Or(s.Stall, payments.StallAfter),
+			WithSpares(s.Spares, cmp.Or(s.Stall, payments.StallAfter),
 				func() { metrics.SpareBatch("refunds") })
 	})
 	return s.batches

@@ -120,7 +120,7 @@ func TestABatchOfRefunds(t *testing.T) {
 func TestRefundsAreCreatedInBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	f := setup(t, func(c *app.Config) { c.RequestTimeout = time.Minute })
+	f := setup(t, func(c *app.Config) { c.RequestTimeout = time.Minute }, apptest.NoSpareBatches)
 	const n = 8
 	// 0 refunds a payment of its own, in a batch that holds its payment's
 	// lock and waits to insert; 1–7 refund the fixture's. 2–5 have keys,
@@ -141,7 +141,6 @@ func TestRefundsAreCreatedInBatches(t *testing.T) {
 		return apptest.With(f.h, idempotency.Header, keys[i])
 	}
 
-	apptest.NoSpareBatches(f.a) // before its first refund
 	lock, waiting := apptest.HoldInserts(t, f.a, "refunds")
 	recs := make([]*httptest.ResponseRecorder, n)
 	var wg sync.WaitGroup

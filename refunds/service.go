@@ -33,10 +33,9 @@ type Service struct {
 	// CreateBatches is how many batches of refunds run at once
 	// (CREATE_BATCHES); 0: createFlights.
 	CreateBatches int
-	// Stall is how long the oldest request queued behind a running
-	// creation batch waits before a spare batch takes it; 0:
-	// payments.StallAfter.
-	Stall time.Duration
+	// Spares and Stall are payments.Service's, for refunds.
+	Spares int
+	Stall  time.Duration
 
 	once    sync.Once
 	batches *db.Batcher[creation, created]

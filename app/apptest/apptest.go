@@ -313,11 +313,11 @@ func Metric(t testing.TB, a *app.App, series string) float64 {
 	return Sample(rec.Body.String(), series)
 }
 
-// NoSpareBatches keeps a's creation batchers from starting spare batches
-// (payments.StallAfter), so that requests queued behind a held batch wait
-// for it however long the test takes: for tests that hold a batch and fill
-// the next. Call it before a's first creation of each kind.
-func NoSpareBatches(a *app.App) { a.Payments.Stall, a.Refunds.Stall = time.Hour, time.Hour }
+// NoSpareBatches keeps the app's creation batchers from starting spare
+// batches (CREATE_SPARES=0), so that requests queued behind a held batch
+// wait for it however long the test takes: for tests that hold a batch and
+// fill the next.
+func NoSpareBatches(c *app.Config) { c.CreateSpares = 0 }
 
 // QueueBehindABatch posts n requests so that the first starts a batch (a
 // process runs one at a time), which waits on the lock behind waiting, and
