@@ -150,12 +150,7 @@ func TestAPaymentIsNotHeldUpByAStalledBatch(t *testing.T) {
 		status, _ := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(stuck), h)
 		stalled <- status
 	}()
-	require.Eventually(t, func() bool {
-		var waiting int
-		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
-		return waiting == 1
-	}, 10*time.Second, 5*time.Millisecond, "the batch waits for the order's payment")
+	require.Eventually(t, apptest.LockWaits(t, a, 1), 10*time.Second, 5*time.Millisecond, "the batch waits for the order's payment")
 
 	const spares = `paygate_spare_batches_total{kind="payments"}`
 	before := apptest.Metric(t, a, spares)

@@ -210,12 +210,7 @@ func TestARefundIsNotHeldUpByAStalledBatch(t *testing.T) {
 		_, _, err := f.a.Refunds.Create(ctx, merchants.TestMerchantID, f.paymentID, refunds.Input{}, nil)
 		stalled <- err
 	}()
-	require.Eventually(t, func() bool {
-		var waiting int
-		require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
-		return waiting == 1
-	}, 10*time.Second, 5*time.Millisecond, "the batch waits for the payment")
+	require.Eventually(t, apptest.LockWaits(t, f.a, 1), 10*time.Second, 5*time.Millisecond, "the batch waits for the payment")
 
 	// Without a deadline the stalled batch would hold it for createTimeout
 	// (10 s); this request gives up well before.
@@ -270,12 +265,7 @@ func TestABatchWaitsForAPaymentHeldElsewhere(t *testing.T) {
 				assert.NoError(t, err)
 				done <- got
 			}()
-			require.Eventually(t, func() bool {
-				var waiting int
-				require.NoError(t, f.a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-					WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
-				return waiting == 1
-			}, 10*time.Second, 5*time.Millisecond, "the batch waits for the payment")
+			require.Eventually(t, apptest.LockWaits(t, f.a, 1), 10*time.Second, 5*time.Millisecond, "the batch waits for the payment")
 			require.NoError(t, held.Commit(ctx))
 			got := <-done
 			var apiErr *web.Error

@@ -319,6 +319,17 @@ func Metric(t testing.TB, a *app.App, series string) float64 {
 // fill the next.
 func NoSpareBatches(c *app.Config) { c.CreateSpares = 0 }
 
+// LockWaits tells, for require.Eventually, whether n of a's database
+// sessions wait on a lock (a batch behind a row another transaction holds).
+func LockWaits(t testing.TB, a *app.App, n int) func() bool {
+	return func() bool {
+		var waiting int
+		require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting))
+		return waiting == n
+	}
+}
+
 // QueueBehindABatch posts n requests so that the first starts a batch (a
 // process runs one at a time), which waits on the lock behind waiting, and
 // the others queue (queued) to make the next batch together.
