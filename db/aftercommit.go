@@ -31,18 +31,20 @@ const (
 
 // CommitOutcome is the outcome of a transaction whose COMMIT returned err.
 // It is RolledBack only when that is certain: the COMMIT was never sent
-// (pgconn.SafeToRetry), the transaction had failed or ended before it, or
-// the server refused it with a plain ERROR. A FATAL or PANIC (a backend
-// terminated by a shutdown or a switchover may finish the COMMIT and then
-// report it, in one pipelined batch), a connection error (class 08, which
-// a proxy may send for a lost server), an operator intervention (57P0x)
-// or no answer at all leave it Unknown.
+// (pgconn.SafeToRetry; a pipelined COMMIT whose batch pgx could not build
+// or describe, pgx.ErrPreprocessingBatch), the transaction had failed or
+// ended before it, or the server refused it with a plain ERROR. A FATAL or
+// PANIC (a backend terminated by a shutdown or a switchover may finish the
+// COMMIT and then report it, in one pipelined batch), a connection error
+// (class 08, which a proxy may send for a lost server), an operator
+// intervention (57P0x) or no answer at all leave it Unknown.
 func CommitOutcome(err error) Outcome {
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return Committed
-	case pgconn.SafeToRetry(err), errors.Is(err, pgx.ErrTxCommitRollback), errors.Is(err, pgx.ErrTxClosed):
+	case pgconn.SafeToRetry(err), errors.Is(err, pgx.ErrTxCommitRollback), errors.Is(err, pgx.ErrTxClosed),
+		errors.As(err, new(pgx.ErrPreprocessingBatch)):
 		return RolledBack
 	case errors.As(err, &pgErr):
 		if pgErr.Severity == "ERROR" && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57P0") {

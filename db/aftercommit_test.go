@@ -140,6 +140,7 @@ func TestCommitOutcomeIsRolledBackOnlyWhenCertain(t *testing.T) {
 		pgx.ErrTxClosed,
 		&pgconn.PgError{Severity: "ERROR", Code: "23505"},
 		fmt.Errorf("commit: %w", &pgconn.PgError{Severity: "ERROR", Code: "40001"}),
+		fmt.Errorf("commit: %w", pgx.ErrPreprocessingBatch{}), // the batch with the COMMIT was never sent
 	} {
 		require.Equal(t, db.RolledBack, db.CommitOutcome(err), "%v", err)
 	}
