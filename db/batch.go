@@ -292,3 +292,15 @@ func Distinct[T any, K comparable](items []T, key func(T) K, cmp func(a, b T) in
 	}
 	return unique, first
 }
+
+// PlannedEachTime, given as a batched statement's first argument, has
+// PostgreSQL plan it for each execution with the batch's own arrays and the
+// tables' current size, instead of reusing the plan the connection cached
+// (pgx prepares every statement; PostgreSQL keeps a generic plan after five
+// executions). The batches look their rows up through unnest(…): a plan
+// cached while the tables were small and had no statistics (a new install,
+// the bench's first minute) joined by scanning every log of the merchant,
+// 19,000–26,000 buffers for a batch of about 20 deliveries, where planning
+// afresh finds them by primary key in about 100. Planning costs a fraction
+// of a millisecond, once per batch.
+const PlannedEachTime = pgx.QueryExecModeCacheDescribe

@@ -33,15 +33,6 @@ import (
 // query does. Connection attempts are bounded so that an unreachable database
 // is reported as such within a request timeout instead of hanging.
 func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
-	cfg, err := Config(url, maxConns)
-	if err != nil {
-		return nil, err
-	}
-	return pgxpool.NewWithConfig(ctx, cfg)
-}
-
-// Config is Open's pool configuration for url (for tests that add to it).
-func Config(url string, maxConns int32) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -58,20 +49,6 @@ func Config(url string, maxConns int32) (*pgxpool.Config, error) {
 		cfg.MaxConns = 25
 	}
 	cfg.HealthCheckPeriod = 10 * time.Second
-	// Every statement is planned for its own arguments and the tables'
-	// current size, each time it runs (pgx caches only its description),
-	// instead of prepared once and run with the plan PostgreSQL caches for
-	// it after five runs. The batches look their rows up through
-	// unnest(…): a generic plan cached while the tables were small and
-	// had no statistics (a new install, the bench's first minute) joined
-	// by scanning every log of the merchant, 19,000–26,000 buffers for a
-	// batch of about 20 deliveries, where planning afresh finds them by
-	// primary key in about 100. Forcing generic plans cost the database a
-	// third more CPU a payment (BENCHMARKS.md, session 16); planning is a
-	// fraction of a millisecond a statement. And unprepared statements can
-	// be pipelined: a batch of them is one round trip (idempotency's
-	// pipelined transaction).
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		// uuid.UUID as PostgreSQL's uuid, in binary: without this pgx
 		// encodes every id through its driver.Valuer (a string, after a
@@ -82,7 +59,7 @@ func Config(url string, maxConns int32) (*pgxpool.Config, error) {
 		pgxuuid.Register(c.TypeMap())
 		return nil
 	}
-	return cfg, nil
+	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
 // Querier is what a pool and a transaction have in common, for reads that

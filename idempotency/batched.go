@@ -63,9 +63,10 @@ type claimID struct {
 // second; each takes its keys in one order, so that batches that wait for
 // one another's keys never wait in a cycle. An answered key is neither
 // locked nor waited for (ON CONFLICT DO NOTHING). Both are bounded by
-// claimWait, set before and reset after in the statement's own round trip
-// (a pgx batch: in a pipelined transaction, the one that carries BEGIN).
-// After an error, tx is to be rolled back.
+// claimWait. The statements are planned each time (db.PlannedEachTime),
+// and the lock timeout set and reset in round trips of their own, as pgx
+// sends a batch's statements prepared. After an error, tx is to be rolled
+// back.
 func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 	claimed := make([]bool, len(claims))
 	var first map[claimID]int // made for the first key: a batch without keys costs nothing
@@ -87,30 +88,36 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 	if len(first) == 0 {
 		return claimed, nil
 	}
-	mark := func(rows pgx.Rows) error {
+	mark := func(rows pgx.Rows) (n int, err error) {
 		var id claimID
-		_, err := pgx.ForEachRow(rows, []any{&id.merchantID, &id.route, &id.key}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&id.merchantID, &id.route, &id.key}, func() error {
 			i, ok := first[id]
 			if !ok || claimed[i] {
 				return fmt.Errorf("idempotency: claimed a key not asked for, or twice")
 			}
 			claimed[i] = true
+			n++
 			return nil
 		})
-		return err
+		return n, err
 	}
-	err := withClaimWait(ctx, tx, mark, `
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+claimWait+`'`); err != nil {
+		return nil, err
+	}
+	rows, _ := tx.Query(ctx, `
 		INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response_body, created_at, expires_at)
 		SELECT c.merchant_id, c.route, c.key, c.hash, 0, '', c.at, c.expires_at
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
 		     AS c(merchant_id, route, key, hash, at, expires_at)
 		ORDER BY c.merchant_id, c.route, c.key
 		ON CONFLICT (merchant_id, route, key) DO NOTHING
-		RETURNING merchant_id, route, key`, &k)
-	if n := countTrue(claimed); err == nil && n < len(first) {
+		RETURNING merchant_id, route, key`,
+		db.PlannedEachTime, k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
+	n, err := mark(rows)
+	if err == nil && n < len(first) {
 		// Keys taken: those of them whose answers have expired are the
 		// batch's too (as Do takes them over), the others not.
-		err = withClaimWait(ctx, tx, mark, `
+		rows, _ = tx.Query(ctx, `
 			WITH expired AS (
 				SELECT k.merchant_id, k.route, k.key, c.hash, c.at, c.expires_at
 				FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
@@ -124,7 +131,9 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 			SET request_hash = e.hash, status_code = 0, response_body = '', created_at = e.at, expires_at = e.expires_at
 			FROM expired e
 			WHERE k.merchant_id = e.merchant_id AND k.route = e.route AND k.key = e.key
-			RETURNING k.merchant_id, k.route, k.key`, &k)
+			RETURNING k.merchant_id, k.route, k.key`,
+			db.PlannedEachTime, k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
+		_, err = mark(rows)
 	}
 	if isLockTimeout(err) {
 		return nil, fmt.Errorf("%w: %w", ErrClaimWait, err)
@@ -132,28 +141,10 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return claimed, nil
-}
-
-// withClaimWait runs sql, one of ClaimTx's statements over k, under a lock
-// timeout of claimWait, in one round trip: the timeout set, the statement,
-// whose rows mark reads, and the timeout reset. A statement that fails
-// skips the rest, and the transaction is to be rolled back.
-func withClaimWait(ctx context.Context, tx pgx.Tx, mark func(pgx.Rows) error, sql string, k *keyArrays) error {
-	b := &pgx.Batch{}
-	b.Queue(`SET LOCAL lock_timeout = '` + claimWait + `'`)
-	b.Queue(sql, k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire).Query(mark)
-	b.Queue(`SET LOCAL lock_timeout TO DEFAULT`)
-	return tx.SendBatch(ctx, b).Close()
-}
-
-func countTrue(bs []bool) (n int) {
-	for _, b := range bs {
-		if b {
-			n++
-		}
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout TO DEFAULT`); err != nil {
+		return nil, err
 	}
-	return n
+	return claimed, nil
 }
 
 // keyArrays are claims as the columns of unnest(…).
@@ -171,11 +162,6 @@ func (k *keyArrays) add(c *Claim) {
 
 // SettleTx writes, in one statement, the answers of the keys a batch
 // claimed (ClaimTx) and did the work of, and drops the claims of the others.
-// The statement goes with tx's COMMIT where tx sends statements that way
-// (db.ExecAtCommit): it is a batch's last write but its events. It checks
-// that it settled every key itself, so that a failed check fails it, and
-// the COMMIT sent after it, rather than a scan of its answer that would
-// come back with the COMMIT's.
 func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 	if len(settled) == 0 {
 		return nil
@@ -187,7 +173,8 @@ func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 		merchantIDs[i], routes[i], keys[i] = s.Claim.MerchantID, s.Claim.Route, s.Claim.Key
 		statuses[i], bodies[i] = int32(s.Status), s.Body
 	}
-	return db.ExecAtCommit(ctx, tx, `
+	var done int
+	err := tx.QueryRow(ctx, `
 		WITH s AS (
 			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[])
 			       AS s(merchant_id, route, key, status, body)
@@ -200,14 +187,13 @@ func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 			DELETE FROM idempotency_keys k USING s
 			WHERE s.status = 0 AND k.merchant_id = s.merchant_id AND k.route = s.route AND k.key = s.key
 			RETURNING 1
-		), done AS (
-			SELECT (SELECT count(*) FROM answered) + (SELECT count(*) FROM dropped) AS n
 		)
-		-- Plain SQL cannot raise an error; a cast that fails does.
-		SELECT CASE WHEN n = $6::bigint THEN true
-		       ELSE ('idempotency: settled ' || n || ' of the batch''s ' || $6::bigint || ' keys')::bool END
-		FROM done`,
-		merchantIDs, routes, keys, statuses, bodies, n)
+		SELECT (SELECT count(*) FROM answered) + (SELECT count(*) FROM dropped)`,
+		db.PlannedEachTime, merchantIDs, routes, keys, statuses, bodies).Scan(&done)
+	if err == nil && done != n {
+		err = fmt.Errorf("idempotency: settled %d of the batch's %d keys", done, n)
+	}
+	return err
 }
 
 // SettleCreatedTx writes the answers of the keys of reqs that a batch of

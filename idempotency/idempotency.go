@@ -14,11 +14,9 @@
 // Round trips: a request's transaction sends BEGIN with its first statement,
 // and a keyed one its claim too, and its answer with COMMIT (pipelinedTx),
 // so a key costs no round trip (a refused request's, one: the rollback of
-// its work). A batch of requests runs in such a transaction too
-// (WithPipelinedTx): its keys' claim (ClaimTx: lock timeout, claim and
-// reset, one round trip) travels with BEGIN, their answers (SettleTx) with
-// COMMIT, so its keys cost it one round trip, shared by its requests, and a
-// second when one of them is taken already (the take-over of expired keys).
+// its work). A batch's keys cost it four, shared by its requests (ClaimTx's
+// lock timeout, claim and reset; SettleTx), and a fifth when one of them is
+// taken already (the take-over of expired keys).
 // The work's first statement runs before the claim's answer is read: when
 // the key is taken, it is rolled back to the savepoint after the claim, and
 // the remembered answer replayed. AfterCommit callbacks registered by the
@@ -238,10 +236,10 @@ func (k *Keys) keyed(c echo.Context, key string, hash []byte, fn Func) error {
 	var apiErr *web.Error
 	if errors.As(err, &apiErr) && apiErr.Code != web.CodeUnavailable {
 		tx.dropAtCommit() // the work is undone: so are its statements not sent yet
-		// In a round trip of its own: pgx describes the statements of a
+		// In a round trip of its own: pgx prepares the statements of a
 		// batch before it sends them, which a transaction aborted by the
 		// work's failed statement refuses (the answer's UPDATE, on a
-		// connection that has not described it yet).
+		// connection that has not prepared it yet).
 		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT idempotent_work`); err != nil {
 			return err
 		}

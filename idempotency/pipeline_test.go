@@ -2,14 +2,11 @@ package idempotency_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,7 +27,10 @@ import (
 func TestKeyedRequestsReuseTheirConnection(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	pool, err := db.Open(context.Background(), b.a.Config.DatabaseURL, 1)
+	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	b.a.Idempotency = idempotency.New(pool)
@@ -156,8 +156,9 @@ func (r *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepar
 // are counted.
 func tracedPool(t *testing.T, b *bundle) (*pgxpool.Pool, *roundTrips) {
 	t.Helper()
-	cfg, err := db.Config(b.a.Config.DatabaseURL, 1)
+	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
 	require.NoError(t, err)
+	cfg.MaxConns = 1
 	trips := &roundTrips{}
 	cfg.ConnConfig.Tracer = trips
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
@@ -266,67 +267,4 @@ func TestAKeyedRefundRunAloneTakesNoExtraRoundTrip(t *testing.T) {
 	again := post("counted")
 	require.Equal(t, rec.Body.String(), again.Body.String())
 	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
-}
-
-// A batch of API requests runs in a pipelined transaction
-// (WithPipelinedTx): its keys' claim travels with BEGIN, their answers with
-// the work's last statements and COMMIT, so a batch with keys takes three
-// round trips (the claim; the work's statement; the answers, the last
-// statement and COMMIT) and one without two. Answers that do not settle
-// every key fail the batch before its COMMIT: nothing of it is kept.
-func TestABatchTakesThreeRoundTrips(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	pool, trips := tracedPool(t, b)
-	claim := func(key string) *idempotency.Claim {
-		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /test", Key: key, Hash: []byte(key), At: time.Now()}
-	}
-	answer := func(c *idempotency.Claim) idempotency.Settled {
-		return idempotency.Settled{Claim: c, Status: http.StatusCreated, Body: []byte(`{}`)}
-	}
-	batch := func(settled func(claims []*idempotency.Claim) []idempotency.Settled, claims ...*idempotency.Claim) error {
-		trips.n.Store(0)
-		return idempotency.WithPipelinedTx(ctx, pool, func(tx pgx.Tx) error {
-			claimed, err := idempotency.ClaimTx(ctx, tx, claims)
-			if err != nil {
-				return err
-			}
-			if !slices.Equal(claimed, slices.Repeat([]bool{true}, len(claims))) {
-				return fmt.Errorf("claimed %v", claimed)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO widgets (merchant_id, name) SELECT $1, unnest($2::text[])`,
-				merchants.TestMerchantID, []string{"a", "b"}); err != nil {
-				return err
-			}
-			if err := db.ExecAtCommit(ctx, tx, `INSERT INTO widgets (merchant_id, name) VALUES ($1, 'last')`,
-				merchants.TestMerchantID); err != nil {
-				return err
-			}
-			return idempotency.SettleTx(ctx, tx, settled(claims))
-		})
-	}
-	answerAll := func(claims []*idempotency.Claim) (s []idempotency.Settled) {
-		for _, c := range claims {
-			s = append(s, answer(c))
-		}
-		return s
-	}
-
-	require.NoError(t, batch(answerAll, claim("warm-1"), claim("warm-2"))) // describes the statements
-	require.NoError(t, batch(answerAll, claim("k-1"), claim("k-2")))
-	require.Equal(t, int32(3), trips.n.Load(), "BEGIN + claim; INSERT; answers + INSERT + COMMIT")
-	require.NoError(t, batch(answerAll))
-	require.Equal(t, int32(2), trips.n.Load(), "BEGIN + INSERT; INSERT + COMMIT")
-	require.Equal(t, 9, b.widgets(t))
-	require.Equal(t, 4, b.keys(t))
-
-	err := batch(func(claims []*idempotency.Claim) []idempotency.Settled {
-		return append(answerAll(claims), answer(claim("never-claimed")))
-	}, claim("k-3"))
-	require.ErrorContains(t, err, "settled 1 of the batch's 2 keys")
-	require.Equal(t, db.RolledBack, db.CommitOutcome(err), "the COMMIT was never run")
-	require.Equal(t, 9, b.widgets(t), "nothing of the failed batch was kept")
-	require.Equal(t, 4, b.keys(t))
-	require.Equal(t, int64(1), pool.Stat().NewConnsCount(), "every batch left its connection idle")
 }

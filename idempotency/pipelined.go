@@ -3,14 +3,11 @@ package idempotency
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"paygate/db"
 )
 
 // errNested refuses a nested transaction: no use case run here opens one.
@@ -109,34 +106,6 @@ func (t *pipelinedTx) sendLater(ctx context.Context) error {
 	b := t.later
 	t.later = nil
 	return t.SendBatch(ctx, b).Close()
-}
-
-// WithPipelinedTx runs fn in a pipelined transaction of pool, as db.WithTx
-// runs one (committed when fn returns nil, AfterCommit callbacks after it,
-// ErrCommitUnknown when the COMMIT's outcome is unknown): the transaction
-// of a batch of API requests (InBatch's run). Its BEGIN travels with fn's
-// first statement (with ClaimTx's, when the batch has keys), and what fn
-// sends at commit (SettleTx's answers, the events, the jobs) with its
-// COMMIT: a batch of keyed creations takes three round trips, without keys
-// two, where each statement and BEGIN took one of their own.
-func WithPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
-	tx, err := beginPipelined(ctx, pool)
-	if err != nil {
-		return err
-	}
-	defer tx.release(ctx)
-	end := db.Track(tx)
-	defer end(db.RolledBack)
-	if err := fn(tx); err != nil {
-		return err
-	}
-	err = tx.Commit(ctx)
-	outcome := db.CommitOutcome(err)
-	end(outcome)
-	if outcome == db.Unknown {
-		return fmt.Errorf("%w: %w", db.ErrCommitUnknown, err)
-	}
-	return err
 }
 
 func beginPipelined(ctx context.Context, pool *pgxpool.Pool) (*pipelinedTx, error) {

@@ -17,7 +17,7 @@ import (
 // PRIMARY KEY).
 func thingsPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := db.Open(context.Background(), dbtest.New(t), 0)
+	pool, err := pgxpool.New(context.Background(), dbtest.New(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	_, err = pool.Exec(context.Background(), `CREATE TABLE things (n int PRIMARY KEY)`)

@@ -212,7 +212,7 @@ func TestConcurrentDecisionsAreRecordedOnce(t *testing.T) {
 }
 
 // The batched statements are planned for each batch, never prepared and
-// cached on the connection (db.Open).
+// cached on the connection (db.PlannedEachTime).
 func TestBatchedStatementsAreNotCached(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
@@ -224,9 +224,10 @@ func TestBatchedStatementsAreNotCached(t *testing.T) {
 	})
 }
 
-// Every statement of a batch of creations is planned for each batch too:
-// those that look rows up in large tables (the orders, the keys), and those
-// of its events and jobs.
+// The statements of a batch of creations that look rows up in large tables
+// (the orders, the keys) are planned for each batch too; those of its
+// events and jobs join only the merchant, and travel with a keyed request's
+// COMMIT, which pgx sends prepared.
 func TestBatchedCreationsAreNotCached(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
@@ -257,5 +258,5 @@ func TestBatchedCreationsAreNotCached(t *testing.T) {
 			return fmt.Errorf("%d keys answered, not the new and the expired one", answered)
 		}
 		return nil
-	})
+	}, "idempotency_keys", "INSERT INTO payments")
 }

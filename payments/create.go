@@ -31,21 +31,14 @@ import (
 // orders phase it fell by more than three quarters (BENCHMARKS.md, session
 // 10). A payment's Idempotency-Key is claimed first, and its answer written,
 // in the batch's transaction (idempotency.ClaimTx and SettleTx: a statement
-// each for all the batch's keys, one more when a key is taken already), so
-// the key commits with its payment or not at all, as for a request alone; a
-// key the batch does not claim (answered, in progress, repeated in the
-// batch) leaves its request to run alone. An order's key is claimed and
-// answered the same way (createOrdersTx). A repeat of a keyed request
-// therefore replays after a batch's claim finds its key taken: a few round
-// trips more than a request alone would take.
-//
-// The batch's transaction is pipelined (idempotency.WithPipelinedTx): BEGIN
-// travels with its first statements (the keys' claim, or the INSERT), the
-// keys' answers, the events and the jobs with its COMMIT. A batch with keys
-// takes three round trips, one without two, where each statement took one
-// of its own: on a loaded machine every round trip waits for paygate's and
-// a backend's turn on a core, and one batch at a time made the batch's
-// round trips the requests' wait (BENCHMARKS.md, session 16).
+// each for all the batch's keys, one more when a key is taken already, and
+// two to set and reset the claim's lock timeout), so the key commits with
+// its payment or not at all, as for a request alone; a key the batch does
+// not claim (answered, in progress, repeated in the batch) leaves its
+// request to run alone. An order's key is claimed and answered the same way
+// (createOrdersTx). A repeat of a keyed request therefore replays after a
+// batch's claim finds its key taken: a few round trips more than a request
+// alone would take.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
@@ -166,7 +159,7 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
 	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
 		start := time.Now() // before the transaction's first statement
-		err = idempotency.WithPipelinedTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+		err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
 			made, err = s.createManyTx(ctx, tx, live, start)
 			return err
 		})
@@ -273,7 +266,7 @@ func insertPaymentsTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]Payment,
 		ORDER BY c.n
 		ON CONFLICT DO NOTHING
 		RETURNING `+paymentColumns,
-		ids, orderIDs, merchantIDs, methods, vpas, networks, last4s, keys)
+		db.PlannedEachTime, ids, orderIDs, merchantIDs, methods, vpas, networks, last4s, keys)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
@@ -337,7 +330,7 @@ func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Orde
 		if !slices.ContainsFunc(live, func(c orderCreation) bool { return c.claim != nil }) {
 			return insertOrders(ctx, s.Pool, live)
 		}
-		err = idempotency.WithPipelinedTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+		err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
 			made, err = createOrdersTx(ctx, tx, live)
 			return err
 		})
@@ -392,7 +385,7 @@ func insertOrders(ctx context.Context, q db.Querier, cs []orderCreation) ([]*Ord
 		FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])
 		     AS c(id, merchant_id, amount, currency, receipt, notes)
 		RETURNING id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at`,
-		ids, merchantIDs, amounts, currencies, receipts, notes)
+		db.PlannedEachTime, ids, merchantIDs, amounts, currencies, receipts, notes)
 	made, err := pgx.CollectRows(rows, pgx.RowToStructByName[Order])
 	if err == nil && len(made) != n {
 		err = fmt.Errorf("orders: %d inserted of %d", len(made), n)

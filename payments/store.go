@@ -104,8 +104,9 @@ func GetForUpdateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, id str
 // database's collation, as decision batches sort them in Go and refund
 // processing batches in SQL): two transactions that lock payments they
 // share wait in one order, never in a cycle. It is how refunds serialise
-// on their payments. One payment is locked with a plain statement, which a
-// keyed request's pipelined transaction sends with its key's claim.
+// on their payments. One payment is locked with a plain statement (not
+// planned each time), which a keyed request's pipelined transaction sends
+// with its key's claim.
 func LockManyTx(ctx context.Context, tx pgx.Tx, merchantIDs []uuid.UUID, ids []string) ([]Payment, error) {
 	if len(ids) == 1 {
 		p, err := GetForUpdateTx(ctx, tx, merchantIDs[0], ids[0])
@@ -120,7 +121,7 @@ func LockManyTx(ctx context.Context, tx pgx.Tx, merchantIDs []uuid.UUID, ids []s
 	}
 	rows, _ := tx.Query(ctx, `SELECT `+paymentColumns+` FROM payments
 		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))
-		ORDER BY id COLLATE "C" FOR UPDATE`, ids, merchantIDs)
+		ORDER BY id COLLATE "C" FOR UPDATE`, db.PlannedEachTime, ids, merchantIDs)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
@@ -177,7 +178,7 @@ func decideManyTx(ctx context.Context, tx pgx.Tx, ds []answer) ([]Payment, error
 		FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[])
 		     AS d(d_id, d_merchant_id, d_status, d_code, d_desc)
 		WHERE id = d.d_id AND merchant_id = d.d_merchant_id AND status = 'pending'
-		RETURNING `+paymentColumns, ids, merchantIDs, statuses, codes, descs)
+		RETURNING `+paymentColumns, db.PlannedEachTime, ids, merchantIDs, statuses, codes, descs)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
@@ -206,7 +207,7 @@ func pendingDecisions(ctx context.Context, q db.Querier, keys []paymentKey) ([]d
 		ids[i], merchantIDs[i] = k.ID, k.MerchantID
 	}
 	rows, _ := q.Query(ctx, `SELECT `+paymentColumns+`, decision_key FROM payments
-		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))`, ids, merchantIDs)
+		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))`, db.PlannedEachTime, ids, merchantIDs)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[decisionRow])
 }
 

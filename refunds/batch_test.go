@@ -245,7 +245,7 @@ func TestConcurrentRefundsAreProcessedOnce(t *testing.T) {
 }
 
 // The batched statement is planned for each batch, never prepared and
-// cached on the connection (db.Open).
+// cached on the connection (db.PlannedEachTime).
 func TestBatchedStatementIsNotCached(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)

@@ -42,7 +42,7 @@ func insertRefundsTx(ctx context.Context, tx pgx.Tx, rs []Refund, jobs []river.I
 			`+db.InsertJobsFrom(job.Unnest(6))+`
 		)
 		SELECT `+refundColumns+` FROM r`,
-		append([]any{ids, paymentIDs, merchantIDs, amounts, reasons}, job.Params()...)...)
+		append([]any{db.PlannedEachTime, ids, paymentIDs, merchantIDs, amounts, reasons}, job.Params()...)...)
 	made, err := pgx.CollectRows(rows, pgx.RowToStructByName[Refund])
 	if err == nil && len(made) != n {
 		err = fmt.Errorf("refunds: %d inserted of %d", len(made), n)
@@ -62,7 +62,7 @@ func refundedManyTx(ctx context.Context, tx pgx.Tx, merchantIDs []uuid.UUID, ids
 		SELECT r.merchant_id, r.payment_id, sum(r.amount)::bigint
 		FROM unnest($1::text[], $2::uuid[]) AS k(id, merchant_id)
 		JOIN refunds r ON r.payment_id = k.id AND r.merchant_id = k.merchant_id AND r.status IN ('pending', 'processed')
-		GROUP BY r.merchant_id, r.payment_id`, ids, merchantIDs)
+		GROUP BY r.merchant_id, r.payment_id`, db.PlannedEachTime, ids, merchantIDs)
 	sums := make(map[paymentKey]int64, len(ids))
 	var k paymentKey
 	var sum int64
@@ -145,7 +145,7 @@ func processManyTx(ctx context.Context, tx pgx.Tx, keys []refundKey) ([]Refund, 
 		          GROUP BY payment_id, merchant_id ORDER BY payment_id COLLATE "C", merchant_id) s
 		    WHERE p.id = s.payment_id AND p.merchant_id = s.merchant_id
 		    RETURNING p.id)
-		SELECT `+refundColumns+`, (SELECT count(*) FROM p) AS payments FROM r ORDER BY id`, ids, merchantIDs)
+		SELECT `+refundColumns+`, (SELECT count(*) FROM p) AS payments FROM r ORDER BY id`, db.PlannedEachTime, ids, merchantIDs)
 	processed, err := pgx.CollectRows(rows, pgx.RowToStructByName[processedRow])
 	if err != nil {
 		return nil, err

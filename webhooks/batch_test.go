@@ -10,14 +10,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"paygate/db"
 	"paygate/db/dbtest"
 )
 
 // batchFixture is a fresh database with two merchants and logs of each.
 func batchFixture(t *testing.T) (*pgxpool.Pool, [2]uuid.UUID) {
 	t.Helper()
-	pool, err := db.Open(context.Background(), dbtest.New(t), 0)
+	pool, err := pgxpool.New(context.Background(), dbtest.New(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	var merchants [2]uuid.UUID
@@ -148,7 +147,7 @@ func TestRecordAttemptsRecordsManyAtOnce(t *testing.T) {
 }
 
 // The batched statements are planned for each batch, never prepared and
-// cached on the connection (db.Open): a plan cached while the
+// cached on the connection (db.PlannedEachTime): a plan cached while the
 // tables were small would keep scanning them whole as they grow.
 func TestBatchedStatementsAreNotCached(t *testing.T) {
 	t.Parallel()

@@ -167,7 +167,7 @@ func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, er
 		SELECT k.i, l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
 		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(id, merchant_id, i)
 		JOIN webhook_logs l ON l.id = k.id AND l.merchant_id = k.merchant_id
-		JOIN merchants m ON m.id = l.merchant_id`, ids, merchants)
+		JOIN merchants m ON m.id = l.merchant_id`, db.PlannedEachTime, ids, merchants)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +250,7 @@ func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool,
 		history AS (
 		    INSERT INTO webhook_attempts (log_id, run, attempt, attempted_at, response_code, response_body, error, duration_ms)
 		    SELECT log_id, run, attempt, at, code, body, error, ms FROM log)
-		SELECT i FROM log`,
+		SELECT i FROM log`, db.PlannedEachTime,
 		ids, merchants, runs, statuses, attempts, ats, codes, bodies, errs, ms, nexts)
 	if err != nil {
 		return nil, err
