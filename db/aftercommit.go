@@ -32,7 +32,7 @@ const (
 // CommitOutcome is the outcome of a transaction whose COMMIT returned err.
 // It is RolledBack only when that is certain: the COMMIT was never sent
 // (pgconn.SafeToRetry; a pipelined COMMIT whose batch pgx could not build
-// or describe, pgx.ErrPreprocessingBatch), the transaction had failed or
+// or prepare, pgx.ErrPreprocessingBatch), the transaction had failed or
 // ended before it, or the server refused it with a plain ERROR. A FATAL or
 // PANIC (a backend terminated by a shutdown or a switchover may finish the
 // COMMIT and then report it, in one pipelined batch), a connection error
