@@ -38,6 +38,16 @@ const (
 	defaultDBMaxConns = 20
 )
 
+// keptConns is the size of the pool of kept plans (db.Batches), besides
+// DB_MAX_CONNS: a connection for each batch on it that may run at once,
+// however busy the process is (CREATE_BATCHES and CREATE_SPARES of
+// payments and as many of orders; one of decisions; two of the webhook
+// worker's reads and one of first attempts'), so that a spare batch finds
+// one while another stalls.
+func (c Config) keptConns() int32 {
+	return int32(2*(max(c.CreateBatches, 1)+c.CreateSpares) + 4)
+}
+
 // fetchCooldown is the cooldown River is given: never longer than the poll
 // interval (River refuses that; tests poll every 20 ms).
 func (c Config) fetchCooldown() time.Duration {

@@ -130,6 +130,9 @@ func (a *App) closePool(ctx context.Context) {
 	a.step("shutdown: closing the database pool")
 	closed := make(chan struct{})
 	go func() {
+		if a.Batches != nil {
+			a.Batches.Close()
+		}
 		a.Pool.Close()
 		close(closed)
 	}()

@@ -302,5 +302,7 @@ func Distinct[T any, K comparable](items []T, key func(T) K, cmp func(a, b T) in
 // the bench's first minute) joined by scanning every log of the merchant,
 // 19,000–26,000 buffers for a batch of about 20 deliveries, where planning
 // afresh finds them by primary key in about 100. Planning costs a fraction
-// of a millisecond, once per batch.
+// of a millisecond, once per batch: once the tables have grown, the hot
+// paths' batches run on connections that keep a plan safe to keep
+// (Batches, PlanMode).
 const PlannedEachTime = pgx.QueryExecModeCacheDescribe

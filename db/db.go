@@ -33,6 +33,10 @@ import (
 // query does. Connection attempts are bounded so that an unreachable database
 // is reported as such within a request timeout instead of hanging.
 func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	return open(ctx, url, maxConns, nil)
+}
+
+func open(ctx context.Context, url string, maxConns int32, settings map[string]string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -49,6 +53,9 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 		cfg.MaxConns = 25
 	}
 	cfg.HealthCheckPeriod = 10 * time.Second
+	for k, v := range settings {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		// uuid.UUID as PostgreSQL's uuid, in binary: without this pgx
 		// encodes every id through its driver.Valuer (a string, after a

@@ -63,10 +63,10 @@ type claimID struct {
 // second; each takes its keys in one order, so that batches that wait for
 // one another's keys never wait in a cycle. An answered key is neither
 // locked nor waited for (ON CONFLICT DO NOTHING). Both are bounded by
-// claimWait. The statements are planned each time (db.PlannedEachTime),
-// and the lock timeout set and reset in round trips of their own, as pgx
-// sends a batch's statements prepared. After an error, tx is to be rolled
-// back.
+// claimWait. The statements are planned each time, or kept on grown tables
+// (db.PlanMode), and the lock timeout set and reset in round trips of
+// their own, as pgx sends a batch's statements prepared. After an error, tx
+// is to be rolled back.
 func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 	claimed := make([]bool, len(claims))
 	var first map[claimID]int // made for the first key: a batch without keys costs nothing
@@ -112,7 +112,7 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 		ORDER BY c.merchant_id, c.route, c.key
 		ON CONFLICT (merchant_id, route, key) DO NOTHING
 		RETURNING merchant_id, route, key`,
-		db.PlannedEachTime, k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
+		db.PlanMode(tx), k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
 	n, err := mark(rows)
 	if err == nil && n < len(first) {
 		// Keys taken: those of them whose answers have expired are the
@@ -132,7 +132,7 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 			FROM expired e
 			WHERE k.merchant_id = e.merchant_id AND k.route = e.route AND k.key = e.key
 			RETURNING k.merchant_id, k.route, k.key`,
-			db.PlannedEachTime, k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
+			db.PlanMode(tx), k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
 		_, err = mark(rows)
 	}
 	if isLockTimeout(err) {
@@ -189,7 +189,7 @@ func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 			RETURNING 1
 		)
 		SELECT (SELECT count(*) FROM answered) + (SELECT count(*) FROM dropped)`,
-		db.PlannedEachTime, merchantIDs, routes, keys, statuses, bodies).Scan(&done)
+		db.PlanMode(tx), merchantIDs, routes, keys, statuses, bodies).Scan(&done)
 	if err == nil && done != n {
 		err = fmt.Errorf("idempotency: settled %d of the batch's %d keys", done, n)
 	}

@@ -212,16 +212,23 @@ func TestConcurrentDecisionsAreRecordedOnce(t *testing.T) {
 }
 
 // The batched statements are planned for each batch, never prepared and
-// cached on the connection (db.PlannedEachTime).
+// cached on the connection (db.PlannedEachTime), until the tables have
+// grown: then on connections of kept plans that look every row up by a
+// unique key (db.Batches).
 func TestBatchedStatementsAreNotCached(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
-	dbtest.RunsUnprepared(t, a.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	work := func(ctx context.Context, tx pgx.Tx) error {
 		if _, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA", true); err != nil {
 			return err
 		}
 		return payments.PendingDecisions(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA")
-	})
+	}
+	dbtest.RunsUnprepared(t, a.Pool, work)
+	require.Same(t, a.Pool, a.Batches.Measured("payments"), "kept plans before the tables grew")
+	a.Batches.SetMinBytes(64 << 10)
+	dbtest.Grow(t, a.Pool, merchants.TestMerchantID, 1000)
+	dbtest.PlansByUniqueKeys(t, a.Batches, work, "payments")
 }
 
 // The statements of a batch of creations that look rows up in large tables
@@ -237,7 +244,7 @@ func TestBatchedCreationsAreNotCached(t *testing.T) {
 		return apptest.Claim("POST /api/v1/payments", key, at)
 	}
 	apptest.Remember(t, a, claim("expired", time.Now()))
-	dbtest.RunsUnprepared(t, a.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	work := func(ctx context.Context, tx pgx.Tx) error {
 		upi := func(order string) payments.PaymentInput {
 			return payments.PaymentInput{OrderID: order, Method: "upi", VPA: "a@b"}
 		}
@@ -251,12 +258,23 @@ func TestBatchedCreationsAreNotCached(t *testing.T) {
 			return fmt.Errorf("made %v", got)
 		}
 		var answered int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE response_body <> '{}'`).Scan(&answered); err != nil {
+		if err := tx.QueryRow(ctx, `/* test */ SELECT count(*) FROM idempotency_keys WHERE response_body <> '{}'`).Scan(&answered); err != nil {
 			return err
 		}
 		if answered != 2 {
 			return fmt.Errorf("%d keys answered, not the new and the expired one", answered)
 		}
-		return nil
-	}, "idempotency_keys", "INSERT INTO payments")
+		amount := int64(50000)
+		in := []payments.OrderInput{{Amount: &amount, Currency: "INR"}}
+		if _, err := payments.CreateOrdersTx(ctx, tx, merchants.TestMerchantID, in); err != nil {
+			return err
+		}
+		_, err = payments.CreateOrdersTx(ctx, tx, merchants.TestMerchantID, in,
+			apptest.Claim("POST /api/v1/orders", "order", time.Now()))
+		return err
+	}
+	dbtest.RunsUnprepared(t, a.Pool, work, "idempotency_keys", "INSERT INTO payments")
+	a.Batches.SetMinBytes(64 << 10)
+	dbtest.Grow(t, a.Pool, merchants.TestMerchantID, 1000)
+	dbtest.PlansByUniqueKeys(t, a.Batches, work, "payments", "orders", "idempotency_keys")
 }

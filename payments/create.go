@@ -159,7 +159,11 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
 	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
 		start := time.Now() // before the transaction's first statement
-		err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+		pool := s.batchPool("payments", "orders")
+		if slices.ContainsFunc(live, func(c creation) bool { return c.claim != nil }) {
+			pool = s.batchPool("payments", "orders", "idempotency_keys")
+		}
+		err = db.WithTx(ctx, pool, func(tx pgx.Tx) (err error) {
 			made, err = s.createManyTx(ctx, tx, live, start)
 			return err
 		})
@@ -266,7 +270,7 @@ func insertPaymentsTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]Payment,
 		ORDER BY c.n
 		ON CONFLICT DO NOTHING
 		RETURNING `+paymentColumns,
-		db.PlannedEachTime, ids, orderIDs, merchantIDs, methods, vpas, networks, last4s, keys)
+		db.PlanMode(tx), ids, orderIDs, merchantIDs, methods, vpas, networks, last4s, keys)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
@@ -328,9 +332,9 @@ func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Order, error) {
 	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []orderCreation) (made []*Order, err error) {
 		if !slices.ContainsFunc(live, func(c orderCreation) bool { return c.claim != nil }) {
-			return insertOrders(ctx, s.Pool, live)
+			return insertOrders(ctx, s.batchPool(), live) // it reads no table
 		}
-		err = db.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
+		err = db.WithTx(ctx, s.batchPool("idempotency_keys"), func(tx pgx.Tx) (err error) {
 			made, err = createOrdersTx(ctx, tx, live)
 			return err
 		})
@@ -385,7 +389,7 @@ func insertOrders(ctx context.Context, q db.Querier, cs []orderCreation) ([]*Ord
 		FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[])
 		     AS c(id, merchant_id, amount, currency, receipt, notes)
 		RETURNING id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at`,
-		db.PlannedEachTime, ids, merchantIDs, amounts, currencies, receipts, notes)
+		db.PlanMode(q), ids, merchantIDs, amounts, currencies, receipts, notes)
 	made, err := pgx.CollectRows(rows, pgx.RowToStructByName[Order])
 	if err == nil && len(made) != n {
 		err = fmt.Errorf("orders: %d inserted of %d", len(made), n)

@@ -157,6 +157,27 @@ func (s *Service) CreateKeyedOrderBatch(ctx context.Context, merchantID uuid.UUI
 }
 
 func (s *Service) orderBatch(ctx context.Context, merchantID uuid.UUID, ins []OrderInput, by []time.Time, claims []*idempotency.Claim) ([]*Order, error) {
+	cs, err := orderCreations(merchantID, ins, by, claims)
+	if err != nil {
+		return nil, err
+	}
+	return s.createOrders(ctx, cs)
+}
+
+// CreateOrdersTx creates ins in tx as a batch of orders does: with claims
+// (nil: none) in one transaction, and without in one statement.
+func CreateOrdersTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID, ins []OrderInput, claims ...*idempotency.Claim) ([]*Order, error) {
+	cs, err := orderCreations(merchantID, ins, nil, claims)
+	if err != nil {
+		return nil, err
+	}
+	if claims == nil {
+		return insertOrders(ctx, tx, cs)
+	}
+	return createOrdersTx(ctx, tx, cs)
+}
+
+func orderCreations(merchantID uuid.UUID, ins []OrderInput, by []time.Time, claims []*idempotency.Claim) ([]orderCreation, error) {
 	cs := make([]orderCreation, len(ins))
 	for i, in := range ins {
 		o, err := in.order()
@@ -172,5 +193,5 @@ func (s *Service) orderBatch(ctx context.Context, merchantID uuid.UUID, ins []Or
 			cs[i].claim = claims[i]
 		}
 	}
-	return s.createOrders(ctx, cs)
+	return cs, nil
 }

@@ -121,7 +121,7 @@ func LockManyTx(ctx context.Context, tx pgx.Tx, merchantIDs []uuid.UUID, ids []s
 	}
 	rows, _ := tx.Query(ctx, `SELECT `+paymentColumns+` FROM payments
 		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))
-		ORDER BY id COLLATE "C" FOR UPDATE`, db.PlannedEachTime, ids, merchantIDs)
+		ORDER BY id COLLATE "C" FOR UPDATE`, db.PlanMode(tx), ids, merchantIDs)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
@@ -171,14 +171,17 @@ func decideManyTx(ctx context.Context, tx pgx.Tx, ds []answer) ([]Payment, error
 		statuses[i], codes[i], descs[i] = decision(d.OK)
 	}
 	// The unnested columns are named apart from the payments', so that the
-	// RETURNING list is the table's columns.
+	// RETURNING list is the table's columns. The status a payment must still
+	// have is a parameter: a plan kept (db.Batches) that saw it written out
+	// could read every pending payment, through their partial index, for
+	// each batch.
 	rows, _ := tx.Query(ctx, `
 		UPDATE payments SET status = d.d_status, error_code = d.d_code, error_description = d.d_desc,
 		                    updated_at = now(), decided_at = now()
 		FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[])
 		     AS d(d_id, d_merchant_id, d_status, d_code, d_desc)
-		WHERE id = d.d_id AND merchant_id = d.d_merchant_id AND status = 'pending'
-		RETURNING `+paymentColumns, db.PlannedEachTime, ids, merchantIDs, statuses, codes, descs)
+		WHERE id = d.d_id AND merchant_id = d.d_merchant_id AND status = $6
+		RETURNING `+paymentColumns, db.PlanMode(tx), ids, merchantIDs, statuses, codes, descs, StatusPending)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 }
 
@@ -207,7 +210,7 @@ func pendingDecisions(ctx context.Context, q db.Querier, keys []paymentKey) ([]d
 		ids[i], merchantIDs[i] = k.ID, k.MerchantID
 	}
 	rows, _ := q.Query(ctx, `SELECT `+paymentColumns+`, decision_key FROM payments
-		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))`, db.PlannedEachTime, ids, merchantIDs)
+		WHERE (id, merchant_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))`, db.PlanMode(q), ids, merchantIDs)
 	return pgx.CollectRows(rows, pgx.RowToStructByName[decisionRow])
 }
 

@@ -189,7 +189,9 @@ func (w *Worker) batchers() *workerBatchers {
 
 // recordBatch records a batch of answers in one transaction (decideTx).
 func (w *Worker) recordBatch() func(context.Context, []answer) ([]bool, error) {
-	return db.InTx(w.Service.Pool, w.Service.decideTx)
+	return func(ctx context.Context, as []answer) ([]bool, error) {
+		return db.InTx(w.Service.batchPool("payments"), w.Service.decideTx)(ctx, as)
+	}
 }
 
 // readBatch reads a batch of payments with their decision keys.

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"paygate/db"
 	"paygate/db/dbtest"
 )
 
@@ -153,12 +155,22 @@ func TestBatchedStatementsAreNotCached(t *testing.T) {
 	t.Parallel()
 	pool, m := batchFixture(t)
 	a := insertTestLog(t, pool, m[0], `{}`)
-	dbtest.RunsUnprepared(t, pool, func(ctx context.Context, tx pgx.Tx) error {
+	work := func(ctx context.Context, tx pgx.Tx) error {
 		if _, err := deliveriesOf(ctx, tx, []logKey{{m[0], a}}); err != nil {
 			return err
 		}
 		_, err := recordAttempts(ctx, tx, []attempt{{args: DeliverArgs{LogID: a, MerchantID: m[0]}, status: StatusPending,
 			n: 99, o: outcome{at: time.Now(), body: "x"}}})
 		return err
-	})
+	}
+	dbtest.RunsUnprepared(t, pool, work)
+	batches, err := db.OpenBatches(context.Background(), pool.Config().ConnString(), 1, pool, slog.Default())
+	require.NoError(t, err)
+	t.Cleanup(batches.Close)
+	batches.SetMinBytes(64 << 10)
+	dbtest.Grow(t, pool, m[0], 1000)
+	dbtest.PlansByUniqueKeys(t, batches, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := deliveriesOf(ctx, tx, []logKey{{m[0], a}, {m[1], a}})
+		return err
+	}, "webhook_logs")
 }

@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ const rotationOverlap = 24 * time.Hour
 // Service records events and runs the webhook use cases.
 type Service struct {
 	pool         *pgxpool.Pool
+	kept         *db.Batches // the deliveries' reads (New)
 	client       *http.Client
 	allowPrivate bool
 	// Schedule is the waits before attempts 2 to 5 (index attempt-1).
@@ -67,10 +69,10 @@ const (
 	batchTimeout = 10 * time.Second
 )
 
-func newBatchers(pool *pgxpool.Pool) batchers {
+func newBatchers(pool *pgxpool.Pool, readPool func() *pgxpool.Pool) batchers {
 	return batchers{
 		reads: db.NewBatcher(maxBatch, readFlights, batchTimeout, func(ctx context.Context, keys []logKey) ([]found, error) {
-			return deliveriesOf(ctx, pool, keys)
+			return deliveriesOf(ctx, readPool(), keys)
 		}),
 		records: db.NewBatcher(maxBatch, recordFlights, batchTimeout, func(ctx context.Context, batch []attempt) ([]bool, error) {
 			return recordAttempts(ctx, pool, batch)
@@ -78,17 +80,23 @@ func newBatchers(pool *pgxpool.Pool) batchers {
 	}
 }
 
-// New returns the service. allowPrivate lets URLs and deliveries reach
-// private, loopback and link-local addresses (test mode, local setups).
-func New(pool *pgxpool.Pool, allowPrivate bool, schedule []time.Duration) *Service {
-	return &Service{
+// New returns the service. The deliveries are read on the pool batches
+// gives (nil: pool). allowPrivate lets URLs and deliveries reach private,
+// loopback and link-local addresses (test mode, local setups).
+func New(pool *pgxpool.Pool, batches *db.Batches, allowPrivate bool, schedule []time.Duration) *Service {
+	s := &Service{
 		pool:         pool,
+		kept:         batches,
 		client:       NewHTTPClient(&Dialer{AllowPrivate: allowPrivate}),
 		allowPrivate: allowPrivate,
 		Schedule:     schedule,
-		batches:      newBatchers(pool),
 	}
+	s.batches = newBatchers(pool, s.readPool)
+	return s
 }
+
+// readPool is the pool the deliveries are read on.
+func (s *Service) readPool() *pgxpool.Pool { return cmp.Or(s.kept.For("webhook_logs"), s.pool) }
 
 // recordTx stores the body, whatever the subscription (the test event),
 // with the job of its first attempt.

@@ -167,7 +167,7 @@ func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, er
 		SELECT k.i, l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
 		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(id, merchant_id, i)
 		JOIN webhook_logs l ON l.id = k.id AND l.merchant_id = k.merchant_id
-		JOIN merchants m ON m.id = l.merchant_id`, db.PlannedEachTime, ids, merchants)
+		JOIN merchants m ON m.id = l.merchant_id`, db.PlanMode(q), ids, merchants)
 	if err != nil {
 		return nil, err
 	}

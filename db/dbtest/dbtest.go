@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver pgtestdb uses
@@ -165,4 +166,141 @@ func RunsUnprepared(t testing.TB, pool *pgxpool.Pool, work func(ctx context.Cont
 	if kept() != 1 {
 		t.Fatal("a statement run the usual way was not seen kept")
 	}
+}
+
+// Grown are the tables Grow fills.
+var Grown = []string{"orders", "payments", "webhook_logs", "idempotency_keys"}
+
+// Grow adds n rows of merchantID's to each table of Grown (paid orders,
+// their successful payments, delivered logs, answered keys), and n/10
+// logs still pending: with n = 1,000 each is at least 64 kB on disk, so
+// that PostgreSQL plans for tables of that size (PlansByUniqueKeys).
+func Grow(t testing.TB, pool *pgxpool.Pool, merchantID uuid.UUID, n int) {
+	t.Helper()
+	_, err := pool.Exec(context.Background(), `
+		WITH o AS (
+			INSERT INTO orders (id, merchant_id, amount, currency, status)
+			SELECT 'order_' || lpad(g::text, 16, 'G'), $1, 10000, 'INR', 'paid' FROM generate_series(1, $2) g
+			RETURNING id
+		), p AS (
+			INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, decided_at)
+			SELECT 'pay_' || substr(id, 7), id, $1, 10000, 'INR', 'upi', 'a@b', 'success', now() FROM o
+		), l AS (
+			INSERT INTO webhook_logs (id, merchant_id, event, payload, status, attempts, run)
+			SELECT gen_random_uuid(), $1, 'payment.success', '\x7b7d', CASE WHEN g % 10 = 0 THEN 'pending' ELSE 'success' END,
+			       CASE WHEN g % 10 = 0 THEN 0 ELSE 1 END, 0
+			FROM generate_series(1, $2) g
+		)
+		INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response_body, created_at, expires_at)
+		SELECT $1, 'POST /api/v1/payments', 'grown-' || g, '\x00', 201, '\x7b7d', now(), now() + interval '1 day'
+		FROM generate_series(1, $2) g`, merchantID, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// PlansByUniqueKeys checks the plans kept by the connections of b
+// (db.Batches), as they are made once the tables of a batch have grown:
+// the test has grown them (Grow) to the size b asks for, which it lowers
+// for speed (SetMinBytes: a primary key wins more clearly the larger the
+// table). It
+// analyzes the database, checks that b gives tables the pool of kept plans
+// now, runs work twice on one of its connections, each time in a
+// transaction then rolled back, and fails t unless every statement the
+// connection has prepared (all but those of the test's own, marked
+// "/* test */") reaches each table through an index scan of a primary or
+// unique key with an equality on each of its columns: no sequential,
+// bitmap or other index scan, no hash or merge join.
+func PlansByUniqueKeys(t testing.TB, b *db.Batches, work func(ctx context.Context, tx pgx.Tx) error, tables ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := b.Kept().Exec(ctx, `ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	if b.Measured(tables...) != b.Kept() {
+		t.Fatalf("tables %v have not grown to the size kept plans wait for", tables)
+	}
+	conn, err := b.Kept().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for range 2 {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := work(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type prepared struct {
+		Name, Statement string
+		Params          int
+	}
+	rows, _ := conn.Query(ctx, `SELECT name, statement, cardinality(parameter_types) AS params FROM pg_prepared_statements
+		WHERE statement NOT LIKE '%pg_prepared_statements%' AND statement NOT LIKE '/* test */%'`)
+	stmts, err := pgx.CollectRows(rows, pgx.RowToStructByName[prepared])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stmts) == 0 {
+		t.Fatal("work prepared no statement on the connection")
+	}
+	for _, s := range stmts {
+		args := ""
+		if s.Params > 0 {
+			args = "(" + strings.TrimSuffix(strings.Repeat("NULL, ", s.Params), ", ") + ")"
+		}
+		var plan []struct{ Plan map[string]any }
+		if err := conn.QueryRow(ctx, `EXPLAIN (FORMAT JSON) EXECUTE `+pgx.Identifier{s.Name}.Sanitize()+args).Scan(&plan); err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range scansNotByUniqueKey(t, conn, plan[0].Plan) {
+			t.Errorf("%s\nin the generic plan of %s", bad, s.Statement)
+		}
+	}
+}
+
+// scansNotByUniqueKey describes each node of plan that reaches a table
+// otherwise than through a primary or unique key's index with an equality
+// on each of its columns, or joins by hashing or merging.
+func scansNotByUniqueKey(t testing.TB, conn *pgxpool.Conn, plan map[string]any) (bad []string) {
+	t.Helper()
+	node, _ := plan["Node Type"].(string)
+	switch node {
+	case "Seq Scan", "Bitmap Heap Scan", "Bitmap Index Scan", "Tid Scan", "Tid Range Scan", "Sample Scan",
+		"Hash Join", "Merge Join", "Hash":
+		bad = append(bad, fmt.Sprintf("%s on %v", node, plan["Relation Name"]))
+	case "Index Scan", "Index Only Scan":
+		if plan["Relation Name"] == "merchants" {
+			break // a few rows (db.Batches)
+		}
+		var columns []string
+		if err := conn.QueryRow(context.Background(), `
+			SELECT coalesce(array_agg(a.attname::text) FILTER (WHERE i.indisunique), '{}')
+			FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+			WHERE c.relname = $1`, plan["Index Name"]).Scan(&columns); err != nil {
+			t.Fatal(err)
+		}
+		cond, _ := plan["Index Cond"].(string)
+		ok := len(columns) > 0
+		for _, c := range columns {
+			ok = ok && strings.Contains(cond, "("+c+" = ")
+		}
+		if !ok {
+			bad = append(bad, fmt.Sprintf("%s on %v using %v, condition %q", node, plan["Relation Name"], plan["Index Name"], cond))
+		}
+	}
+	children, _ := plan["Plans"].([]any)
+	for _, c := range children {
+		if c, ok := c.(map[string]any); ok {
+			bad = append(bad, scansNotByUniqueKey(t, conn, c)...)
+		}
+	}
+	return bad
 }
