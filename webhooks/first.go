@@ -315,7 +315,7 @@ func (f *firstAttempts) start(batch []firstAttempt) {
 		keys[i] = j.key
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, batchTimeout)
-	found, err := deliveriesOf(ctx, f.s.readPool(), keys)
+	found, err := deliveriesOf(ctx, f.s.batchPool(), keys)
 	cancel()
 	if err != nil {
 		f.logger.Warn("webhooks: reading first attempts failed; they are given back", "logs", len(fresh), "error", err)

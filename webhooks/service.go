@@ -27,7 +27,7 @@ const rotationOverlap = 24 * time.Hour
 // Service records events and runs the webhook use cases.
 type Service struct {
 	pool         *pgxpool.Pool
-	kept         *db.Batches // the deliveries' reads (New)
+	kept         *db.Batches // the deliveries' reads and records (New)
 	client       *http.Client
 	allowPrivate bool
 	// Schedule is the waits before attempts 2 to 5 (index attempt-1).
@@ -69,19 +69,19 @@ const (
 	batchTimeout = 10 * time.Second
 )
 
-func newBatchers(pool *pgxpool.Pool, readPool func() *pgxpool.Pool) batchers {
+func newBatchers(batchPool func() *pgxpool.Pool) batchers {
 	return batchers{
 		reads: db.NewBatcher(maxBatch, readFlights, batchTimeout, func(ctx context.Context, keys []logKey) ([]found, error) {
-			return deliveriesOf(ctx, readPool(), keys)
+			return deliveriesOf(ctx, batchPool(), keys)
 		}),
 		records: db.NewBatcher(maxBatch, recordFlights, batchTimeout, func(ctx context.Context, batch []attempt) ([]bool, error) {
-			return recordAttempts(ctx, pool, batch)
+			return recordAttempts(ctx, batchPool(), batch)
 		}),
 	}
 }
 
-// New returns the service. The deliveries are read on the pool batches
-// gives (nil: pool). allowPrivate lets URLs and deliveries reach private,
+// New returns the service. The deliveries are read and recorded on the
+// pool batches gives (nil: pool). allowPrivate lets URLs and deliveries reach private,
 // loopback and link-local addresses (test mode, local setups).
 func New(pool *pgxpool.Pool, batches *db.Batches, allowPrivate bool, schedule []time.Duration) *Service {
 	s := &Service{
@@ -91,12 +91,12 @@ func New(pool *pgxpool.Pool, batches *db.Batches, allowPrivate bool, schedule []
 		allowPrivate: allowPrivate,
 		Schedule:     schedule,
 	}
-	s.batches = newBatchers(pool, s.readPool)
+	s.batches = newBatchers(s.batchPool)
 	return s
 }
 
-// readPool is the pool the deliveries are read on.
-func (s *Service) readPool() *pgxpool.Pool { return cmp.Or(s.kept.For("webhook_logs"), s.pool) }
+// batchPool is the pool the deliveries are read and recorded on.
+func (s *Service) batchPool() *pgxpool.Pool { return cmp.Or(s.kept.For("webhook_logs"), s.pool) }
 
 // recordTx stores the body, whatever the subscription (the test event),
 // with the job of its first attempt.

@@ -218,7 +218,9 @@ func (a attempt) key() attemptKey { return attemptKey{a.args.LogID, a.args.Run, 
 // answered not updated, as they would be one after the other. Attempts of
 // one log in different runs (a manual retry started a new run while the
 // old run's job was sending) are all sent: only the one of the log's
-// current run matches its row.
+// current run matches its row. The status a log must still have is a
+// parameter: a plan kept (db.Batches) that saw it written out read every
+// pending log, through their partial index, for each batch.
 func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool, error) {
 	unique, first := db.Distinct(batch, attempt.key, nil)
 	n := len(unique)
@@ -245,13 +247,13 @@ func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool,
 		           next_retry_at = v.next, response_code = v.code, updated_at = now()
 		    FROM v
 		    WHERE l.id = v.log_id AND l.merchant_id = v.merchant_id AND l.run = v.run
-		      AND l.status = 'pending' AND l.attempts = v.attempt - 1
+		      AND l.status = $12 AND l.attempts = v.attempt - 1
 		    RETURNING v.*),
 		history AS (
 		    INSERT INTO webhook_attempts (log_id, run, attempt, attempted_at, response_code, response_body, error, duration_ms)
 		    SELECT log_id, run, attempt, at, code, body, error, ms FROM log)
-		SELECT i FROM log`, db.PlannedEachTime,
-		ids, merchants, runs, statuses, attempts, ats, codes, bodies, errs, ms, nexts)
+		SELECT i FROM log`, db.PlanMode(q),
+		ids, merchants, runs, statuses, attempts, ats, codes, bodies, errs, ms, nexts, StatusPending)
 	if err != nil {
 		return nil, err
 	}
