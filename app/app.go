@@ -51,11 +51,11 @@ type App struct {
 	Config Config
 	Logger *slog.Logger
 	Pool   *pgxpool.Pool
-	// Batches gives the hot paths' batches their pool (db.Batches).
-	Batches *db.Batches
-	River   *river.Client[pgx.Tx]
-	Echo    *echo.Echo
-	Auth    *merchants.Auth
+	// KeptPlans gives the hot paths' batches their pool (db.KeptPlans).
+	KeptPlans *db.KeptPlans
+	River     *river.Client[pgx.Tx]
+	Echo      *echo.Echo
+	Auth      *merchants.Auth
 	// Idempotency runs the POST routes that create or change something.
 	Idempotency *idempotency.Keys
 	// Webhooks records events (EmitTx, in the caller's transaction) and
@@ -120,7 +120,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 		return err
 	}
 	a.Pool = pool
-	if a.Batches, err = db.OpenBatches(ctx, url, a.Config.keptConns(), pool, a.Logger); err != nil {
+	if a.KeptPlans, err = db.OpenKeptPlans(ctx, url, a.Config.keptConns(), pool, a.Logger); err != nil {
 		return err
 	}
 	if a.embedded == nil {
@@ -149,13 +149,13 @@ func (a *App) openDatabase(ctx context.Context) error {
 // wire builds the River client and the HTTP routes.
 func (a *App) wire() error {
 	a.Idempotency = idempotency.New(a.Pool)
-	a.Webhooks = webhooks.New(a.Pool, a.Batches, a.Config.WebhookAllowPrivateNetworks, a.Config.webhookSchedule())
+	a.Webhooks = webhooks.New(a.Pool, a.KeptPlans, a.Config.WebhookAllowPrivateNetworks, a.Config.webhookSchedule())
 	a.Webhooks.MaxPerEndpoint = a.Config.WebhookMaxPerEndpoint
 	c := a.Config
 	a.simulator = payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay, TestSuccess: c.TestPaymentSuccess,
 		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,
 		UPISuccessRate: c.UPISuccessRate, CardSuccessRate: c.CardSuccessRate}
-	a.Payments = &payments.Service{Pool: a.Pool, Batches: a.Batches, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx,
+	a.Payments = &payments.Service{Pool: a.Pool, KeptPlans: a.KeptPlans, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx,
 		CreateBatches: c.CreateBatches, Spares: c.CreateSpares, Stall: c.CreateStall}
 	// Refunds wait like payments, within their own range; none is declined.
 	refundDelay := payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay,

@@ -366,7 +366,7 @@ func TestMalformedCredentialsNeverReachTheDatabase(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { a.Close(context.Background()) })
 	a.Pool.Close()
-	a.Batches.Close()
+	a.KeptPlans.Close()
 	for i, hdr := range hostileCredentials(apptest.TestMerchant()) {
 		if hdr.Get("X-Api-Key") == "key_does_not_exist" || strings.Contains(hdr.Get("Authorization"), base64.StdEncoding.EncodeToString([]byte("nobody:nothing"))) {
 			continue // well-formed: these do need the database

@@ -38,14 +38,14 @@ const (
 	defaultDBMaxConns = 20
 )
 
-// keptConns is the size of the pool of kept plans (db.Batches), besides
+// keptConns is the size of the pool of kept plans (db.KeptPlans), besides
 // DB_MAX_CONNS: a connection for each batch on it that may run at once,
 // however busy the process is (CREATE_BATCHES and CREATE_SPARES of
 // payments and as many of orders; one of decisions; two of the webhook
-// worker's reads and one of first attempts'), so that a spare batch finds
-// one while another stalls.
+// worker's reads, one of first attempts' reads and one of records), so
+// that a spare batch finds one while another stalls: 11 by default.
 func (c Config) keptConns() int32 {
-	return int32(2*(max(c.CreateBatches, 1)+c.CreateSpares) + 4)
+	return int32(2*(max(c.CreateBatches, 1)+c.CreateSpares) + 5)
 }
 
 // fetchCooldown is the cooldown River is given: never longer than the poll

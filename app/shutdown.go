@@ -130,10 +130,12 @@ func (a *App) closePool(ctx context.Context) {
 	a.step("shutdown: closing the database pool")
 	closed := make(chan struct{})
 	go func() {
-		if a.Batches != nil {
-			a.Batches.Close()
+		var kept sync.WaitGroup
+		if a.KeptPlans != nil {
+			kept.Go(a.KeptPlans.Close) // beside the main pool: neither waits for the other's borrowers
 		}
 		a.Pool.Close()
+		kept.Wait()
 		close(closed)
 	}()
 	select {

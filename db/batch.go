@@ -304,5 +304,5 @@ func Distinct[T any, K comparable](items []T, key func(T) K, cmp func(a, b T) in
 // afresh finds them by primary key in about 100. Planning costs a fraction
 // of a millisecond, once per batch: once the tables have grown, the hot
 // paths' batches run on connections that keep a plan safe to keep
-// (Batches, PlanMode).
+// (KeptPlans, PlanMode).
 const PlannedEachTime = pgx.QueryExecModeCacheDescribe

@@ -33,10 +33,11 @@ import (
 // query does. Connection attempts are bounded so that an unreachable database
 // is reported as such within a request timeout instead of hanging.
 func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
-	return open(ctx, url, maxConns, nil)
+	return open(ctx, url, maxConns, false)
 }
 
-func open(ctx context.Context, url string, maxConns int32, settings map[string]string) (*pgxpool.Pool, error) {
+// open connects a pool; kept: one of kept plans (OpenKeptPlans).
+func open(ctx context.Context, url string, maxConns int32, kept bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -53,9 +54,6 @@ func open(ctx context.Context, url string, maxConns int32, settings map[string]s
 		cfg.MaxConns = 25
 	}
 	cfg.HealthCheckPeriod = 10 * time.Second
-	for k, v := range settings {
-		cfg.ConnConfig.RuntimeParams[k] = v
-	}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		// uuid.UUID as PostgreSQL's uuid, in binary: without this pgx
 		// encodes every id through its driver.Valuer (a string, after a
@@ -64,9 +62,23 @@ func open(ctx context.Context, url string, maxConns int32, settings map[string]s
 		// NULL uuid scans into *uuid.UUID (nil), and is an error for a
 		// plain uuid.UUID, where sql.Scanner made it the zero id.
 		pgxuuid.Register(c.TypeMap())
+		if kept {
+			keptConns.Store(c, struct{}{})
+		}
 		return nil
 	}
-	return pgxpool.NewWithConfig(ctx, cfg)
+	if !kept {
+		return pgxpool.NewWithConfig(ctx, cfg)
+	}
+	for k, v := range keptPlanSettings {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	cfg.BeforeClose = func(c *pgx.Conn) { keptConns.Delete(c) }
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err == nil {
+		keptPools.Store(pool, struct{}{})
+	}
+	return pool, err
 }
 
 // Querier is what a pool and a transaction have in common, for reads that

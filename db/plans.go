@@ -11,9 +11,10 @@ import (
 )
 
 // keptPlanSettings are the settings of the connections whose plans are kept
-// (OpenBatches): each statement's generic plan is made once and kept, and
-// a plan may reach a table only through an index, joined row by row in
-// nested loops.
+// (OpenKeptPlans): each statement's generic plan is made once and kept, and
+// the planner is kept off sequential and bitmap scans and hash and merge
+// joins (it still takes one where nothing else can run the statement:
+// dbtest.PlansByUniqueKeys is what holds every plan to primary keys).
 var keptPlanSettings = map[string]string{
 	"plan_cache_mode": "force_generic_plan",
 	"enable_seqscan":  "off", "enable_bitmapscan": "off",
@@ -28,157 +29,178 @@ const (
 	sizesAge = 10 * time.Second
 )
 
-// Batches gives each batch of db.Batcher's hot paths (payments and orders
-// created, payments decided, deliveries read) the pool to run on: at first
-// the pool of Open, where a batch's statements are planned for each
-// execution with its own arrays (PlannedEachTime), and once its tables
-// have grown, a pool of its own whose connections plan each statement once
-// and keep the plan (PlanMode). Planning a batch cost the database about
-// as much as running it at a moderate load, and kept plans made payment
-// creation at 64 clients about a tenth faster (BENCHMARKS.md, session 17).
+// keptConns are the connections of every pool of kept plans, so that
+// PlanMode knows one from the *pgx.Conn under a transaction.
+var keptConns sync.Map // *pgx.Conn → struct{}
+
+// KeptPlans gives each batch of db.Batcher's hot paths (payments and
+// orders created, payments decided, deliveries read and recorded) the pool
+// to run on: at first the pool of Open, where a batch's statements are
+// planned for each execution with its own arrays (PlannedEachTime), and
+// once its tables have grown, a pool of its own whose connections plan
+// each statement once and keep the plan (PlanMode). Planning a batch cost
+// the database about as much as running it at a moderate load, and kept
+// plans made payment creation at 64 clients about 14 % faster on the means
+// of four pairs of runs (BENCHMARKS.md, session 17).
 //
 // A kept plan cannot see a batch's size, nor how a table has grown since it
-// was made. So on those connections a plan may join only by nested loops
-// over indexes; and since, on a nearly empty table, a scan of a whole
-// index costs the planner no more than one probe of the primary key, kept
-// plans wait until every table of the batch is GrownBytes large on disk
-// (the size PostgreSQL's estimates follow, ANALYZE or not), when a probe
-// of a primary or unique key beats every scan by far: every statement run
-// on them must reach each table that way, and dbtest.PlansByUniqueKeys
-// checks each plan on tables of that size. The merchants are looked up by
-// primary key and never measured: a process may serve one merchant for
-// ever, and a plan that scans them is replaced by PostgreSQL once
-// autovacuum analyzes a table that has grown a tenth.
-type Batches struct {
+// was made. So on those connections the planner joins by nested loops over
+// indexes; and since, on a nearly empty table, a scan of a whole index
+// costs the planner no more than one probe of the primary key, kept plans
+// wait until every table of the batch is GrownBytes large on disk (the
+// size PostgreSQL's estimates follow, ANALYZE or not), when a probe of a
+// primary or unique key beats every scan by far: every statement run on
+// them must reach each table that way, and dbtest.PlansByUniqueKeys checks
+// each plan on tables of that size or smaller. A batch that reads no table
+// (orders created without keys) keeps its plans from the first. The
+// merchants are looked up by primary key and never measured: a process
+// may serve one merchant for ever, and a plan that scans them is replaced
+// by PostgreSQL once autovacuum analyzes a table that has grown a tenth.
+type KeptPlans struct {
 	main, kept *pgxpool.Pool
 	closing    context.Context // cancelled by Close: a measure stops
+	stop       context.CancelFunc
 	logger     *slog.Logger
-	close      context.CancelFunc
 
 	mu       sync.Mutex
 	minBytes int64            // GrownBytes, unless a test lowers it
 	sizes    map[string]int64 // each table's size on disk, as last read; -1: not yet
-	read     time.Time        // when they were read
-	reading  bool
+	read     time.Time        // when the last measure started
+	reading  bool             // a measure For started is running
+	started  int              // measures started
+	applied  int              // the latest measure whose sizes are in sizes
 }
 
-// OpenBatches connects the pool of kept plans beside main, the pool of
+// OpenKeptPlans connects the pool of kept plans beside main, the pool of
 // Open (which it does not close); logger tells when a table has grown.
-func OpenBatches(ctx context.Context, url string, maxConns int32, main *pgxpool.Pool, logger *slog.Logger) (*Batches, error) {
-	kept, err := open(ctx, url, maxConns, keptPlanSettings)
+func OpenKeptPlans(ctx context.Context, url string, maxConns int32, main *pgxpool.Pool, logger *slog.Logger) (*KeptPlans, error) {
+	kept, err := open(ctx, url, maxConns, true)
 	if err != nil {
 		return nil, err
 	}
-	closing, close := context.WithCancel(context.Background())
-	return &Batches{main: main, kept: kept, closing: closing, close: close, logger: logger, minBytes: GrownBytes,
+	closing, stop := context.WithCancel(context.Background())
+	return &KeptPlans{main: main, kept: kept, closing: closing, stop: stop, logger: logger, minBytes: GrownBytes,
 		sizes: map[string]int64{}}, nil
 }
 
-// SetMinBytes sets how large a table must be for kept plans (tests).
-func (b *Batches) SetMinBytes(n int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.minBytes = n
-}
-
 // Kept is the pool of kept plans.
-func (b *Batches) Kept() *pgxpool.Pool { return b.kept }
+func (k *KeptPlans) Kept() *pgxpool.Pool { return k.kept }
 
 // Close closes the pool of kept plans.
-func (b *Batches) Close() {
-	b.close()
-	b.kept.Close()
+func (k *KeptPlans) Close() {
+	k.stop()
+	k.kept.Close()
+	keptPools.Delete(k.kept)
+}
+
+// SetMinBytes sets how large a table must be for kept plans (tests).
+func (k *KeptPlans) SetMinBytes(n int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.minBytes = n
 }
 
 // For returns the pool a batch over tables runs on: that of kept plans
 // once each table is minBytes large, by sizes at most sizesAge old (read
-// again in the background when older), and main before. A nil Batches
-// (tests that build a service on one pool) answers nil.
-func (b *Batches) For(tables ...string) *pgxpool.Pool {
-	if b == nil {
-		return nil
+// again in the background when older), and the main pool before. On a
+// nil KeptPlans (a service built on one pool) it is fallback.
+func (k *KeptPlans) For(fallback *pgxpool.Pool, tables ...string) *pgxpool.Pool {
+	if k == nil {
+		return fallback
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	grown := true
 	for _, t := range tables {
-		n, ok := b.sizes[t]
+		n, ok := k.sizes[t]
 		if !ok {
-			b.sizes[t] = -1
+			k.sizes[t] = -1
 		}
-		grown = grown && ok && n >= b.minBytes
+		grown = grown && ok && n >= k.minBytes
 	}
-	if time.Since(b.read) > sizesAge && !b.reading {
-		b.reading = true
-		go b.measure()
+	if time.Since(k.read) > sizesAge && !k.reading {
+		k.reading = true
+		go k.measure(true)
 	}
 	if grown {
-		return b.kept
+		return k.kept
 	}
-	return b.main
-}
-
-// measure reads the sizes of the tables For was asked about.
-func (b *Batches) measure() {
-	b.mu.Lock()
-	tables := make([]string, 0, len(b.sizes))
-	for t := range b.sizes {
-		tables = append(tables, t)
-	}
-	b.mu.Unlock()
-	ctx, cancel := context.WithTimeout(b.closing, 10*time.Second)
-	defer cancel()
-	rows, _ := b.main.Query(ctx, `SELECT relname::text, pg_relation_size(oid) FROM pg_class
-		WHERE relname = ANY ($1) AND relnamespace = current_schema()::regnamespace AND relkind = 'r'`, tables)
-	sizes := map[string]int64{}
-	var t string
-	var n int64
-	_, err := pgx.ForEachRow(rows, []any{&t, &n}, func() error {
-		sizes[t] = n
-		return nil
-	})
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.reading = false
-	b.read = time.Now()
-	if err != nil {
-		// Kept as they were; read again at the next For after sizesAge.
-		if b.closing.Err() == nil {
-			b.logger.Warn("db: reading the tables' sizes failed", "error", err)
-		}
-		return
-	}
-	for t, n := range sizes {
-		if was := b.sizes[t]; was < b.minBytes && n >= b.minBytes {
-			b.logger.Info("db: a table has grown: batches over it keep their plans", "table", t, "bytes", n)
-		}
-		b.sizes[t] = n
-	}
+	return k.main
 }
 
 // Measured reads the tables' sizes now (tests) and answers For(tables...).
-func (b *Batches) Measured(tables ...string) *pgxpool.Pool {
-	b.For(tables...)
-	b.measure()
-	return b.For(tables...)
+func (k *KeptPlans) Measured(tables ...string) *pgxpool.Pool {
+	k.For(nil, tables...)
+	k.measure(false)
+	return k.For(nil, tables...)
+}
+
+// measure reads the sizes of the tables For was asked about. Of measures
+// that overlap, the one started last is kept, whichever ends last.
+func (k *KeptPlans) measure(background bool) {
+	k.mu.Lock()
+	k.started++
+	n := k.started
+	k.read = time.Now()
+	tables := make([]string, 0, len(k.sizes))
+	for t := range k.sizes {
+		tables = append(tables, t)
+	}
+	k.mu.Unlock()
+	ctx, cancel := context.WithTimeout(k.closing, 10*time.Second)
+	defer cancel()
+	rows, _ := k.main.Query(ctx, `SELECT relname::text, pg_relation_size(oid) FROM pg_class
+		WHERE relname = ANY ($1) AND relnamespace = current_schema()::regnamespace AND relkind = 'r'`, tables)
+	sizes := map[string]int64{}
+	var t string
+	var size int64
+	_, err := pgx.ForEachRow(rows, []any{&t, &size}, func() error {
+		sizes[t] = size
+		return nil
+	})
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if background {
+		k.reading = false
+	}
+	if err != nil {
+		// Kept as they were; read again at the next For after sizesAge.
+		if k.closing.Err() == nil {
+			k.logger.Warn("db: reading the tables' sizes failed", "error", err)
+		}
+		return
+	}
+	if n < k.applied {
+		return // a later measure's sizes are in already
+	}
+	k.applied = n
+	for t, size := range sizes {
+		if was := k.sizes[t]; was < k.minBytes && size >= k.minBytes {
+			k.logger.Info("db: a table has grown: batches over it keep their plans", "table", t, "bytes", size)
+		}
+		k.sizes[t] = size
+	}
 }
 
 // PlanMode is the mode to run a batched statement in on q: prepared, its
-// generic plan kept, on a connection of kept plans (Batches), and planned
-// for each execution with the batch's own arrays anywhere else
+// generic plan kept, on a connection of kept plans (KeptPlans), and
+// planned for each execution with the batch's own arrays anywhere else
 // (PlannedEachTime), where a kept plan could scan whole tables.
 func PlanMode(q Querier) pgx.QueryExecMode {
-	var cfg *pgx.ConnConfig
+	var c *pgx.Conn
 	switch q := q.(type) {
 	case *pgxpool.Pool:
-		cfg = q.Config().ConnConfig
-	case pgx.Tx:
-		if c := q.Conn(); c != nil {
-			cfg = c.Config()
+		if _, kept := keptPools.Load(q); kept {
+			return pgx.QueryExecModeCacheStatement
 		}
+	case pgx.Tx:
+		c = q.Conn()
 	}
-	if cfg != nil && cfg.RuntimeParams["plan_cache_mode"] == keptPlanSettings["plan_cache_mode"] {
+	if _, kept := keptConns.Load(c); c != nil && kept {
 		return pgx.QueryExecModeCacheStatement
 	}
 	return PlannedEachTime
 }
+
+// keptPools are the pools of kept plans.
+var keptPools sync.Map // *pgxpool.Pool → struct{}

@@ -22,7 +22,7 @@ func TestBatchesKeepPlansOnceTablesHaveGrown(t *testing.T) {
 	main, err := db.Open(ctx, url, 4)
 	require.NoError(t, err)
 	defer main.Close()
-	b, err := db.OpenBatches(ctx, url, 2, main, slog.Default())
+	b, err := db.OpenKeptPlans(ctx, url, 2, main, slog.Default())
 	require.NoError(t, err)
 	defer b.Close()
 	b.SetMinBytes(64 << 10)
@@ -31,14 +31,14 @@ func TestBatchesKeepPlansOnceTablesHaveGrown(t *testing.T) {
 	require.NoError(t, err)
 
 	require.Same(t, main, b.Measured("grows"), "100 rows: 8 kB")
-	require.Same(t, b.Kept(), b.For(), "no table")
+	require.Same(t, b.Kept(), b.For(nil), "no table")
 	_, err = main.Exec(ctx, `INSERT INTO grows SELECT generate_series(101, 3000)`)
 	require.NoError(t, err)
 	require.Same(t, b.Kept(), b.Measured("grows"), "3,000 rows: 112 kB")
-	require.Same(t, main, b.For("grows", "stays"), "a table still small")
-	require.Same(t, main, b.For("missing"))
-	var none *db.Batches
-	require.Nil(t, none.For("grows"))
+	require.Same(t, main, b.For(nil, "grows", "stays"), "a table still small")
+	require.Same(t, main, b.For(nil, "missing"))
+	var none *db.KeptPlans
+	require.Same(t, main, none.For(main, "grows"), "no pool of kept plans")
 
 	require.Equal(t, db.PlannedEachTime, db.PlanMode(main))
 	require.Equal(t, pgx.QueryExecModeCacheStatement, db.PlanMode(b.Kept()))

@@ -211,31 +211,41 @@ func TestConcurrentDecisionsAreRecordedOnce(t *testing.T) {
 	check()
 }
 
-// The batched statements are planned for each batch, never prepared and
-// cached on the connection (db.PlannedEachTime), until the tables have
-// grown: then on connections of kept plans that look every row up by a
-// unique key (db.Batches).
-func TestBatchedStatementsAreNotCached(t *testing.T) {
+// The batched statements of decisions and of the worker's reads are
+// planned for each batch on the main pool, never prepared and cached on
+// the connection (db.PlannedEachTime); once the payments have grown, the
+// decisions run on connections of kept plans, whose plans look every row
+// up by a unique key (db.KeptPlans).
+func TestDecisionBatchPlans(t *testing.T) {
 	t.Parallel()
-	a := apptest.New(t)
-	work := func(ctx context.Context, tx pgx.Tx) error {
-		if _, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA", true); err != nil {
+	a, _, _, id := pendingPayment(t)
+	decide := func(ctx context.Context, tx pgx.Tx) error {
+		decided, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, id, true)
+		if err == nil && !decided {
+			err = fmt.Errorf("%s not decided", id)
+		}
+		return err
+	}
+	dbtest.RunsUnprepared(t, a.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		if err := decide(ctx, tx); err != nil {
 			return err
 		}
-		return payments.PendingDecisions(ctx, tx, merchants.TestMerchantID, "pay_AAAAAAAAAAAAAAAA")
-	}
-	dbtest.RunsUnprepared(t, a.Pool, work)
-	require.Same(t, a.Pool, a.Batches.Measured("payments"), "kept plans before the tables grew")
-	a.Batches.SetMinBytes(64 << 10)
+		return payments.PendingDecisions(ctx, tx, merchants.TestMerchantID, id)
+	}, "UPDATE payments", "FROM payments") // the events' statement is prepared (TestCreationBatchPlans)
+	require.Same(t, a.Pool, a.KeptPlans.Measured("payments"), "kept plans before the tables grew")
+	a.KeptPlans.SetMinBytes(64 << 10)
 	dbtest.Grow(t, a.Pool, merchants.TestMerchantID, 1000)
-	dbtest.PlansByUniqueKeys(t, a.Batches, work, "payments")
+	dbtest.PlansByUniqueKeys(t, a.KeptPlans, []string{"payments"},
+		[]string{"UPDATE payments SET status", "INSERT INTO webhook_logs"}, decide)
 }
 
-// The statements of a batch of creations that look rows up in large tables
-// (the orders, the keys) are planned for each batch too; those of its
-// events and jobs join only the merchant, and travel with a keyed request's
-// COMMIT, which pgx sends prepared.
-func TestBatchedCreationsAreNotCached(t *testing.T) {
+// The statements of a batch of creations (payments, orders, with keys and
+// without) that look rows up in large tables (the orders, the keys) are
+// planned for each batch too on the main pool, and keep their plans once
+// the tables have grown; those of its events and jobs join only the
+// merchant, and travel with a keyed request's COMMIT, which pgx sends
+// prepared.
+func TestCreationBatchPlans(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
 	h := apptest.TestMerchant()
@@ -273,8 +283,36 @@ func TestBatchedCreationsAreNotCached(t *testing.T) {
 			apptest.Claim("POST /api/v1/orders", "order", time.Now()))
 		return err
 	}
-	dbtest.RunsUnprepared(t, a.Pool, work, "idempotency_keys", "INSERT INTO payments")
-	a.Batches.SetMinBytes(64 << 10)
+	dbtest.RunsUnprepared(t, a.Pool, work, "idempotency_keys", "INSERT INTO payments", "INSERT INTO orders")
+	a.KeptPlans.SetMinBytes(64 << 10)
 	dbtest.Grow(t, a.Pool, merchants.TestMerchantID, 1000)
-	dbtest.PlansByUniqueKeys(t, a.Batches, work, "payments", "orders", "idempotency_keys")
+	dbtest.PlansByUniqueKeys(t, a.KeptPlans, []string{"payments", "orders", "idempotency_keys"},
+		[]string{"INSERT INTO payments", "INSERT INTO orders", "INSERT INTO idempotency_keys", "FOR UPDATE OF k",
+			"answered AS", "INSERT INTO webhook_logs"}, work)
+}
+
+// Payments and their decisions run on kept plans once their tables have
+// grown, and not before; orders without keys, which read no table, from the
+// first.
+func TestBatchesRunOnKeptPlansOnceTheirTablesHaveGrown(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	h := apptest.TestMerchant()
+	kept := func() int64 { return a.KeptPlans.Kept().Stat().AcquireCount() }
+	paid := func() {
+		t.Helper()
+		id := pay(t, a, h)["id"].(string)
+		require.Eventually(t, func() bool { return decisionOf(t, a, id).Status == "success" }, 10*time.Second, 10*time.Millisecond)
+	}
+	a.KeptPlans.SetMinBytes(64 << 10)
+	a.KeptPlans.Measured(dbtest.Grown...)
+	before := kept()
+	paid()
+	require.Equal(t, before+1, kept(), "only the order's batch")
+
+	dbtest.Grow(t, a.Pool, merchants.TestMerchantID, 1000)
+	require.Same(t, a.KeptPlans.Kept(), a.KeptPlans.Measured(dbtest.Grown...))
+	before = kept()
+	paid()
+	require.GreaterOrEqual(t, kept(), before+3, "the order's, the payment's and the decision's batches")
 }

@@ -159,11 +159,11 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
 	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
 		start := time.Now() // before the transaction's first statement
-		pool := s.batchPool("payments", "orders")
+		tables := []string{"payments", "orders"}
 		if slices.ContainsFunc(live, func(c creation) bool { return c.claim != nil }) {
-			pool = s.batchPool("payments", "orders", "idempotency_keys")
+			tables = append(tables, "idempotency_keys")
 		}
-		err = db.WithTx(ctx, pool, func(tx pgx.Tx) (err error) {
+		err = db.WithTx(ctx, s.KeptPlans.For(s.Pool, tables...), func(tx pgx.Tx) (err error) {
 			made, err = s.createManyTx(ctx, tx, live, start)
 			return err
 		})
@@ -332,9 +332,9 @@ func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Order, error) {
 	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []orderCreation) (made []*Order, err error) {
 		if !slices.ContainsFunc(live, func(c orderCreation) bool { return c.claim != nil }) {
-			return insertOrders(ctx, s.batchPool(), live) // it reads no table
+			return insertOrders(ctx, s.KeptPlans.For(s.Pool), live) // it reads no table
 		}
-		err = db.WithTx(ctx, s.batchPool("idempotency_keys"), func(tx pgx.Tx) (err error) {
+		err = db.WithTx(ctx, s.KeptPlans.For(s.Pool, "idempotency_keys"), func(tx pgx.Tx) (err error) {
 			made, err = createOrdersTx(ctx, tx, live)
 			return err
 		})

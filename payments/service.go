@@ -1,7 +1,6 @@
 package payments
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,9 +22,9 @@ import (
 // Service runs the order and payment use cases, one transaction each.
 type Service struct {
 	Pool *pgxpool.Pool
-	// Batches gives the creation and decision batches their pool
-	// (db.Batches); nil: Pool.
-	Batches *db.Batches
+	// KeptPlans gives the creation and decision batches their pool
+	// (db.KeptPlans); nil: Pool.
+	KeptPlans *db.KeptPlans
 	// Delay is how long after creation a payment is decided.
 	Delay func(method string) time.Duration
 	// Emit records the payment events (a decision batch's in one call);
@@ -230,9 +229,4 @@ func (s *Service) emitTx(ctx context.Context, tx pgx.Tx, events ...webhooks.Even
 // paymentEvent is a payment event: its data is {"payment": <the payment>}.
 func paymentEvent(p Payment, name string) webhooks.Event {
 	return webhooks.Event{MerchantID: p.MerchantID, Name: name, Data: map[string]any{"payment": p}}
-}
-
-// batchPool is the pool a batch over tables runs on.
-func (s *Service) batchPool(tables ...string) *pgxpool.Pool {
-	return cmp.Or(s.Batches.For(tables...), s.Pool)
 }

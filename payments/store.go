@@ -172,7 +172,7 @@ func decideManyTx(ctx context.Context, tx pgx.Tx, ds []answer) ([]Payment, error
 	}
 	// The unnested columns are named apart from the payments', so that the
 	// RETURNING list is the table's columns. The status a payment must still
-	// have is a parameter: a plan kept (db.Batches) that saw it written out
+	// have is a parameter: a plan kept (db.KeptPlans) that saw it written out
 	// could read every pending payment, through their partial index, for
 	// each batch.
 	rows, _ := tx.Query(ctx, `

@@ -190,7 +190,7 @@ func (w *Worker) batchers() *workerBatchers {
 // recordBatch records a batch of answers in one transaction (decideTx).
 func (w *Worker) recordBatch() func(context.Context, []answer) ([]bool, error) {
 	return func(ctx context.Context, as []answer) ([]bool, error) {
-		return db.InTx(w.Service.batchPool("payments"), w.Service.decideTx)(ctx, as)
+		return db.InTx(w.Service.KeptPlans.For(w.Service.Pool, "payments"), w.Service.decideTx)(ctx, as)
 	}
 }
 

@@ -148,10 +148,12 @@ func TestRecordAttemptsRecordsManyAtOnce(t *testing.T) {
 	require.Equal(t, 3, ms)
 }
 
-// The batched statements are planned for each batch, never prepared and
-// cached on the connection (db.PlannedEachTime): a plan cached while the
-// tables were small would keep scanning them whole as they grow.
-func TestBatchedStatementsAreNotCached(t *testing.T) {
+// The batched statements are planned for each batch on the main pool,
+// never prepared and cached on the connection (db.PlannedEachTime): a plan
+// cached while the tables were small would keep scanning them whole as
+// they grow. Once the logs have grown, they run on connections of kept
+// plans, whose plans look every row up by a unique key (db.KeptPlans).
+func TestBatchPlans(t *testing.T) {
 	t.Parallel()
 	pool, m := batchFixture(t)
 	a := insertTestLog(t, pool, m[0], `{}`)
@@ -164,10 +166,11 @@ func TestBatchedStatementsAreNotCached(t *testing.T) {
 		return err
 	}
 	dbtest.RunsUnprepared(t, pool, work)
-	batches, err := db.OpenBatches(context.Background(), pool.Config().ConnString(), 1, pool, slog.Default())
+	kept, err := db.OpenKeptPlans(context.Background(), pool.Config().ConnString(), 1, pool, slog.Default())
 	require.NoError(t, err)
-	t.Cleanup(batches.Close)
-	batches.SetMinBytes(64 << 10)
+	t.Cleanup(kept.Close)
+	kept.SetMinBytes(64 << 10)
 	dbtest.Grow(t, pool, m[0], 1000)
-	dbtest.PlansByUniqueKeys(t, batches, work, "webhook_logs")
+	dbtest.PlansByUniqueKeys(t, kept, []string{"webhook_logs"},
+		[]string{"JOIN webhook_logs l ON l.id = k.id", "UPDATE webhook_logs l SET status"}, work)
 }

@@ -1,7 +1,6 @@
 package webhooks
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +26,7 @@ const rotationOverlap = 24 * time.Hour
 // Service records events and runs the webhook use cases.
 type Service struct {
 	pool         *pgxpool.Pool
-	kept         *db.Batches // the deliveries' reads and records (New)
+	kept         *db.KeptPlans // the deliveries' reads and final records (New)
 	client       *http.Client
 	allowPrivate bool
 	// Schedule is the waits before attempts 2 to 5 (index attempt-1).
@@ -80,13 +79,14 @@ func newBatchers(batchPool func() *pgxpool.Pool) batchers {
 	}
 }
 
-// New returns the service. The deliveries are read and recorded on the
-// pool batches gives (nil: pool). allowPrivate lets URLs and deliveries reach private,
-// loopback and link-local addresses (test mode, local setups).
-func New(pool *pgxpool.Pool, batches *db.Batches, allowPrivate bool, schedule []time.Duration) *Service {
+// New returns the service. The deliveries are read, and their final
+// attempts recorded, on the pool kept gives (nil: pool). allowPrivate lets
+// URLs and deliveries reach private, loopback and link-local addresses
+// (test mode, local setups).
+func New(pool *pgxpool.Pool, kept *db.KeptPlans, allowPrivate bool, schedule []time.Duration) *Service {
 	s := &Service{
 		pool:         pool,
-		kept:         batches,
+		kept:         kept,
 		client:       NewHTTPClient(&Dialer{AllowPrivate: allowPrivate}),
 		allowPrivate: allowPrivate,
 		Schedule:     schedule,
@@ -96,7 +96,7 @@ func New(pool *pgxpool.Pool, batches *db.Batches, allowPrivate bool, schedule []
 }
 
 // batchPool is the pool the deliveries are read and recorded on.
-func (s *Service) batchPool() *pgxpool.Pool { return cmp.Or(s.kept.For("webhook_logs"), s.pool) }
+func (s *Service) batchPool() *pgxpool.Pool { return s.kept.For(s.pool, "webhook_logs") }
 
 // recordTx stores the body, whatever the subscription (the test event),
 // with the job of its first attempt.

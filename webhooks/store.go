@@ -219,7 +219,7 @@ func (a attempt) key() attemptKey { return attemptKey{a.args.LogID, a.args.Run, 
 // one log in different runs (a manual retry started a new run while the
 // old run's job was sending) are all sent: only the one of the log's
 // current run matches its row. The status a log must still have is a
-// parameter: a plan kept (db.Batches) that saw it written out read every
+// parameter: a plan kept (db.KeptPlans) that saw it written out read every
 // pending log, through their partial index, for each batch.
 func recordAttempts(ctx context.Context, q db.Querier, batch []attempt) ([]bool, error) {
 	unique, first := db.Distinct(batch, attempt.key, nil)

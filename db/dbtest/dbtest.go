@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -172,8 +173,8 @@ func RunsUnprepared(t testing.TB, pool *pgxpool.Pool, work func(ctx context.Cont
 var Grown = []string{"orders", "payments", "webhook_logs", "idempotency_keys"}
 
 // Grow adds n rows of merchantID's to each table of Grown (paid orders,
-// their successful payments, delivered logs, answered keys), and n/10
-// logs still pending: with n = 1,000 each is at least 64 kB on disk, so
+// their successful payments, logs of which one in ten is still pending,
+// answered keys): with n = 1,000 each is at least 64 kB on disk, so
 // that PostgreSQL plans for tables of that size (PlansByUniqueKeys).
 func Grow(t testing.TB, pool *pgxpool.Pool, merchantID uuid.UUID, n int) {
 	t.Helper()
@@ -199,28 +200,28 @@ func Grow(t testing.TB, pool *pgxpool.Pool, merchantID uuid.UUID, n int) {
 	}
 }
 
-// PlansByUniqueKeys checks the plans kept by the connections of b
-// (db.Batches), as they are made once the tables of a batch have grown:
-// the test has grown them (Grow) to the size b asks for, which it lowers
+// PlansByUniqueKeys checks the plans kept by the connections of k
+// (db.KeptPlans), as they are made once the tables of a batch have grown:
+// the test has grown them (Grow) to the size k asks for, which it lowers
 // for speed (SetMinBytes: a primary key wins more clearly the larger the
-// table). It
-// analyzes the database, checks that b gives tables the pool of kept plans
-// now, runs work twice on one of its connections, each time in a
-// transaction then rolled back, and fails t unless every statement the
-// connection has prepared (all but those of the test's own, marked
-// "/* test */") reaches each table through an index scan of a primary or
-// unique key with an equality on each of its columns: no sequential,
-// bitmap or other index scan, no hash or merge join.
-func PlansByUniqueKeys(t testing.TB, b *db.Batches, work func(ctx context.Context, tx pgx.Tx) error, tables ...string) {
+// table). It analyzes the database, checks that k gives tables the pool of
+// kept plans now, runs work twice on one of its connections, each time in
+// a transaction then rolled back, checks that a statement holding each of
+// prepared was prepared there, and fails t unless every statement the
+// connection has prepared (but the test's own, marked "/* test */")
+// reaches each table through an index scan of a primary or unique key
+// with an equality on each of its columns: no sequential, bitmap or other
+// index scan, no hash or merge join.
+func PlansByUniqueKeys(t testing.TB, k *db.KeptPlans, tables, prepared []string, work func(ctx context.Context, tx pgx.Tx) error) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := b.Kept().Exec(ctx, `ANALYZE`); err != nil {
+	if _, err := k.Kept().Exec(ctx, `ANALYZE`); err != nil {
 		t.Fatal(err)
 	}
-	if b.Measured(tables...) != b.Kept() {
+	if k.Measured(tables...) != k.Kept() {
 		t.Fatalf("tables %v have not grown to the size kept plans wait for", tables)
 	}
-	conn, err := b.Kept().Acquire(ctx)
+	conn, err := k.Kept().Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,18 +238,20 @@ func PlansByUniqueKeys(t testing.TB, b *db.Batches, work func(ctx context.Contex
 			t.Fatal(err)
 		}
 	}
-	type prepared struct {
+	type statement struct {
 		Name, Statement string
 		Params          int
 	}
 	rows, _ := conn.Query(ctx, `SELECT name, statement, cardinality(parameter_types) AS params FROM pg_prepared_statements
 		WHERE statement NOT LIKE '%pg_prepared_statements%' AND statement NOT LIKE '/* test */%'`)
-	stmts, err := pgx.CollectRows(rows, pgx.RowToStructByName[prepared])
+	stmts, err := pgx.CollectRows(rows, pgx.RowToStructByName[statement])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(stmts) == 0 {
-		t.Fatal("work prepared no statement on the connection")
+	for _, p := range prepared {
+		if !slices.ContainsFunc(stmts, func(s statement) bool { return strings.Contains(s.Statement, p) }) {
+			t.Errorf("no statement holding %q was prepared on the connection of kept plans", p)
+		}
 	}
 	for _, s := range stmts {
 		args := ""
@@ -277,7 +280,7 @@ func scansNotByUniqueKey(t testing.TB, conn *pgxpool.Conn, plan map[string]any) 
 		bad = append(bad, fmt.Sprintf("%s on %v", node, plan["Relation Name"]))
 	case "Index Scan", "Index Only Scan":
 		if plan["Relation Name"] == "merchants" {
-			break // a few rows (db.Batches)
+			break // a few rows (db.KeptPlans)
 		}
 		var columns []string
 		if err := conn.QueryRow(context.Background(), `
