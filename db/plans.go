@@ -33,6 +33,9 @@ const (
 // PlanMode knows one from the *pgx.Conn under a transaction.
 var keptConns sync.Map // *pgx.Conn → struct{}
 
+// keptPools are the pools of kept plans.
+var keptPools sync.Map // *pgxpool.Pool → struct{}
+
 // KeptPlans gives each batch of db.Batcher's hot paths (payments and
 // orders created, payments decided, deliveries read and recorded) the pool
 // to run on: at first the pool of Open, where a batch's statements are
@@ -201,6 +204,3 @@ func PlanMode(q Querier) pgx.QueryExecMode {
 	}
 	return PlannedEachTime
 }
-
-// keptPools are the pools of kept plans.
-var keptPools sync.Map // *pgxpool.Pool → struct{}

@@ -146,18 +146,7 @@ func RunsUnprepared(t testing.TB, pool *pgxpool.Pool, work func(ctx context.Cont
 		}
 		return n
 	}
-	for range 7 {
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := work(ctx, tx); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rollback(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	runRolledBack(t, conn, 7, work)
 	if n := kept(); n != 0 {
 		t.Fatalf("%d statements over unnest(…) were prepared and kept", n)
 	}
@@ -226,18 +215,7 @@ func PlansByUniqueKeys(t testing.TB, k *db.KeptPlans, tables, prepared []string,
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	for range 2 {
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := work(ctx, tx); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rollback(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	runRolledBack(t, conn, 2, work)
 	type statement struct {
 		Name, Statement string
 		Params          int
@@ -306,4 +284,23 @@ func scansNotByUniqueKey(t testing.TB, conn *pgxpool.Conn, plan map[string]any) 
 		}
 	}
 	return bad
+}
+
+// runRolledBack runs work times times on conn, each time in a transaction
+// then rolled back.
+func runRolledBack(t testing.TB, conn *pgxpool.Conn, times int, work func(ctx context.Context, tx pgx.Tx) error) {
+	t.Helper()
+	ctx := context.Background()
+	for range times {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := work(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
