@@ -18,12 +18,12 @@ import (
 
 // metricsHandler serves /metrics: the process-wide families (HTTP, payments,
 // refunds, webhooks, job latency, Go runtime) plus this app's collectors of
-// the job queue and the pool. With METRICS_TOKEN set, the API roles answer
+// the job queue and the two pools. With METRICS_TOKEN set, the API roles answer
 // only a request that carries it as a Bearer token; the worker role, which
 // serves no API, always answers.
 func (a *App) metricsHandler() echo.HandlerFunc {
 	own := prometheus.NewRegistry()
-	own.MustRegister(metrics.NewJobs(a.Pool, a.Logger), metrics.Pool{Pool: a.Pool})
+	own.MustRegister(metrics.NewJobs(a.Pool, a.Logger), metrics.Pools{"main": a.Pool, "kept_plans": a.KeptPlans.Kept()})
 	h := echo.WrapHandler(promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, own},
 		promhttp.HandlerOpts{ErrorLog: nil}))
 	token := a.Config.MetricsToken

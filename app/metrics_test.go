@@ -27,7 +27,7 @@ func scrape(t *testing.T, a *app.App, h http.Header) string {
 var sample = apptest.Sample
 
 // A decided payment, a refund and a failed webhook delivery move their
-// counters (counted once committed); the queue and pool are exported.
+// counters (counted once committed); the queue and both pools are exported.
 // Counters are process-wide and tests run in parallel, so each check is
 // "moved by at least this".
 func TestMetricsMoveWithPaymentsAndWebhooks(t *testing.T) {
@@ -62,7 +62,10 @@ func TestMetricsMoveWithPaymentsAndWebhooks(t *testing.T) {
 	require.GreaterOrEqual(t, sample(after, paid), sample(before, paid)+1)
 	require.GreaterOrEqual(t, sample(after, refunded), sample(before, refunded)+1)
 	require.Greater(t, sample(after, `paygate_job_latency_seconds_count{queue="payments"}`), 0.0)
-	require.Greater(t, sample(after, `paygate_db_pool_max_connections`), 0.0)
+	// One series a pool, each its own pool's (their sizes differ).
+	require.Equal(t, float64(a.Pool.Stat().MaxConns()), sample(after, `paygate_db_pool_max_connections{pool="main"}`))
+	require.Equal(t, float64(a.KeptPlans.Kept().Stat().MaxConns()), sample(after, `paygate_db_pool_max_connections{pool="kept_plans"}`))
+	require.NotEqual(t, a.Pool.Stat().MaxConns(), a.KeptPlans.Kept().Stat().MaxConns())
 	require.True(t, strings.Contains(after, `paygate_http_request_duration_seconds_bucket{method="POST",route="/api/v1/payments",status="201"`))
 
 	// paygate_jobs counts the jobs waiting, running or failed, not the

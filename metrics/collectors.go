@@ -86,36 +86,44 @@ func (j *Jobs) count() ([]jobCount, error) {
 	return counts, nil
 }
 
-// Pool exports pgxpool's statistics as paygate_db_pool_* metrics.
-type Pool struct{ Pool *pgxpool.Pool }
+// Pools exports pgxpool's statistics as paygate_db_pool_* metrics, one
+// series a pool, labelled by its name: a process has two (db.KeptPlans), and
+// a dashboard that summed one gauge without the label would hide which of
+// them is exhausted.
+type Pools map[string]*pgxpool.Pool
 
 var (
-	poolAcquired = prometheus.NewDesc("paygate_db_pool_acquired_connections", "Connections in use.", nil, nil)
-	poolIdle     = prometheus.NewDesc("paygate_db_pool_idle_connections", "Idle connections.", nil, nil)
-	poolTotal    = prometheus.NewDesc("paygate_db_pool_total_connections", "Open connections (in use, idle and being opened).", nil, nil)
-	poolMax      = prometheus.NewDesc("paygate_db_pool_max_connections", "The pool's size limit.", nil, nil)
-	poolAcquires = prometheus.NewDesc("paygate_db_pool_acquires_total", "Connections acquired from the pool.", nil, nil)
-	poolEmpty    = prometheus.NewDesc("paygate_db_pool_empty_acquires_total", "Acquires that had to wait because no idle connection was free.", nil, nil)
-	poolWait     = prometheus.NewDesc("paygate_db_pool_acquire_wait_seconds_total", "Time spent acquiring connections.", nil, nil)
+	poolLabels   = []string{"pool"}
+	poolAcquired = prometheus.NewDesc("paygate_db_pool_acquired_connections", "Connections in use.", poolLabels, nil)
+	poolIdle     = prometheus.NewDesc("paygate_db_pool_idle_connections", "Idle connections.", poolLabels, nil)
+	poolTotal    = prometheus.NewDesc("paygate_db_pool_total_connections", "Open connections (in use, idle and being opened).", poolLabels, nil)
+	poolMax      = prometheus.NewDesc("paygate_db_pool_max_connections", "The pool's size limit.", poolLabels, nil)
+	poolAcquires = prometheus.NewDesc("paygate_db_pool_acquires_total", "Connections acquired from the pool.", poolLabels, nil)
+	poolEmpty    = prometheus.NewDesc("paygate_db_pool_empty_acquires_total", "Acquires that had to wait because no idle connection was free.", poolLabels, nil)
+	poolWait     = prometheus.NewDesc("paygate_db_pool_acquire_wait_seconds_total", "Time spent acquiring connections.", poolLabels, nil)
 )
 
-func (p Pool) Describe(ch chan<- *prometheus.Desc) {
+func (p Pools) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{poolAcquired, poolIdle, poolTotal, poolMax, poolAcquires, poolEmpty, poolWait} {
 		ch <- d
 	}
 }
 
-func (p Pool) Collect(ch chan<- prometheus.Metric) {
-	s := p.Pool.Stat()
-	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+func (p Pools) Collect(ch chan<- prometheus.Metric) {
+	for name, pool := range p {
+		s := pool.Stat()
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name)
+		}
+		counter := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, name)
+		}
+		gauge(poolAcquired, float64(s.AcquiredConns()))
+		gauge(poolIdle, float64(s.IdleConns()))
+		gauge(poolTotal, float64(s.TotalConns()))
+		gauge(poolMax, float64(s.MaxConns()))
+		counter(poolAcquires, float64(s.AcquireCount()))
+		counter(poolEmpty, float64(s.EmptyAcquireCount()))
+		counter(poolWait, s.AcquireDuration().Seconds())
 	}
-	gauge(poolAcquired, float64(s.AcquiredConns()))
-	gauge(poolIdle, float64(s.IdleConns()))
-	gauge(poolTotal, float64(s.TotalConns()))
-	gauge(poolMax, float64(s.MaxConns()))
-	counter(poolAcquires, float64(s.AcquireCount()))
-	counter(poolEmpty, float64(s.EmptyAcquireCount()))
-	counter(poolWait, s.AcquireDuration().Seconds())
 }
