@@ -149,18 +149,18 @@ func (a *App) openDatabase(ctx context.Context) error {
 // wire builds the River client and the HTTP routes.
 func (a *App) wire() error {
 	a.Idempotency = idempotency.New(a.Pool)
-	a.Webhooks = webhooks.New(a.Pool, a.KeptPlans, a.Config.WebhookAllowPrivateNetworks, a.Config.webhookSchedule())
+	a.Webhooks = webhooks.New(a.Pool, a.KeptPlans, a.Config.WebhookAllowPrivateNetworks, a.Config.webhookSchedule(), a.Logger)
 	a.Webhooks.MaxPerEndpoint = a.Config.WebhookMaxPerEndpoint
 	c := a.Config
 	a.simulator = payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay, TestSuccess: c.TestPaymentSuccess,
 		DelayMin: c.ProcessingDelayMin, DelayMax: c.ProcessingDelayMax,
 		UPISuccessRate: c.UPISuccessRate, CardSuccessRate: c.CardSuccessRate}
-	a.Payments = &payments.Service{Pool: a.Pool, KeptPlans: a.KeptPlans, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx,
+	a.Payments = &payments.Service{Pool: a.Pool, KeptPlans: a.KeptPlans, Logger: a.Logger, Delay: a.simulator.Delay, Emit: a.Webhooks.EmitTx,
 		CreateBatches: c.CreateBatches, Spares: c.CreateSpares, Stall: c.CreateStall}
 	// Refunds wait like payments, within their own range; none is declined.
 	refundDelay := payments.Simulator{TestMode: c.TestMode, TestDelay: c.TestProcessingDelay,
 		DelayMin: c.RefundDelayMin, DelayMax: c.RefundDelayMax}
-	a.Refunds = &refunds.Service{Pool: a.Pool, Payments: a.Payments, Emit: a.Webhooks.EmitTx,
+	a.Refunds = &refunds.Service{Pool: a.Pool, Payments: a.Payments, Emit: a.Webhooks.EmitTx, Logger: a.Logger,
 		Delay: func() time.Duration { return refundDelay.Delay("") }, CreateBatches: c.CreateBatches,
 		Spares: c.CreateSpares, Stall: c.CreateStall}
 	workers := river.NewWorkers()

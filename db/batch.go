@@ -1,6 +1,7 @@
 package db
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,7 +50,8 @@ type Batcher[Req, Res any] struct {
 	timeout time.Duration
 	spares  int
 	stall   time.Duration
-	onSpare func() // counts a spare's start; nil: nothing
+	onSpare func()       // counts a spare's start; nil: nothing
+	logger  *slog.Logger // a panic's; nil: slog's default
 
 	mu      sync.Mutex
 	queue   []*batchCall[Req, Res]
@@ -78,6 +80,14 @@ func NewBatcher[Req, Res any](max, flights int, timeout time.Duration, run func(
 // call the batcher. Call it before the first Do.
 func (b *Batcher[Req, Res]) WithSpares(spares int, stall time.Duration, started func()) *Batcher[Req, Res] {
 	b.spares, b.stall, b.onSpare = spares, stall, started
+	return b
+}
+
+// WithLogger has a batch's panic logged through l (the process's logger,
+// JSON in production) rather than slog's default. Call it before the
+// first Do.
+func (b *Batcher[Req, Res]) WithLogger(l *slog.Logger) *Batcher[Req, Res] {
+	b.logger = l
 	return b
 }
 
@@ -223,7 +233,7 @@ func (c *batchCall[Req, Res]) answer(res []Res, err error) {
 func (b *Batcher[Req, Res]) call(ctx context.Context, reqs []Req) (res []Res, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			slog.Error("batch panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			cmp.Or(b.logger, slog.Default()).Error("batch panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			res, err = nil, fmt.Errorf("batch panicked: %v", p)
 		}
 	}()

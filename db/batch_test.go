@@ -1,12 +1,16 @@
 package db
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -284,15 +288,23 @@ func TestBatcherDoesNotRetryAlone(t *testing.T) {
 	}
 }
 
+// A panic fails the batch and is logged, with its stack, through the
+// batcher's logger (the process's, JSON in production).
 func TestBatcherPanicAndShortAnswerAreErrors(t *testing.T) {
+	var logged bytes.Buffer
 	b := NewBatcher(10, 1, time.Minute, func(_ context.Context, reqs []int) ([]int, error) {
 		if reqs[0] == 1 {
 			panic("bad")
 		}
 		return nil, nil
-	})
+	}).WithLogger(slog.New(slog.NewJSONHandler(&logged, nil)))
 	if _, err := b.Do(context.Background(), 1); err == nil {
 		t.Fatal("a panicking batch answered without error")
+	}
+	var line struct{ Msg, Panic, Stack string }
+	if err := json.Unmarshal(logged.Bytes(), &line); err != nil || line.Msg != "batch panicked" || line.Panic != "bad" ||
+		!strings.Contains(line.Stack, "TestBatcherPanicAndShortAnswerAreErrors") {
+		t.Fatalf("the panic was not logged through the batcher's logger: %v %q", err, logged.String())
 	}
 	if _, err := b.Do(context.Background(), 2); err == nil {
 		t.Fatal("a batch with no answers answered without error")

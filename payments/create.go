@@ -145,7 +145,7 @@ func (s *Service) CreatePayment(ctx context.Context, merchantID uuid.UUID, in Pa
 
 func (s *Service) creations() *db.Batcher[creation, created] {
 	s.once.Do(func() {
-		s.batches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createBatch).
+		s.batches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createBatch).WithLogger(s.Logger).
 			WithSpares(s.Spares, cmp.Or(s.Stall, StallAfter), func() { metrics.SpareBatch("payments") })
 	})
 	return s.batches
@@ -319,7 +319,7 @@ func (s *Service) CreateOrder(ctx context.Context, merchantID uuid.UUID, in Orde
 
 func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 	s.ordersOnce.Do(func() {
-		s.orderBatches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createOrders).
+		s.orderBatches = db.NewBatcher(maxBatch, s.flights(), createTimeout, s.createOrders).WithLogger(s.Logger).
 			WithSpares(s.Spares, cmp.Or(s.Stall, StallAfter), func() { metrics.SpareBatch("orders") })
 	})
 	return s.orderBatches

@@ -115,7 +115,7 @@ func (w *Worker) StartFirstDecisions(workers int, lostAfter time.Duration, logge
 	f := &firstDecisions{w: w, logger: logger, lostAfter: lostAfter, ready: make(chan *heldPayment, maxFirstDecisions),
 		waiting: map[paymentKey]*heldPayment{}, stop: make(chan struct{}),
 		ctx: ctx, cancel: cancel}
-	f.givebacks = db.NewBatcher(maxBatch, 1, recordTimeout, f.insertGiven)
+	f.givebacks = db.NewBatcher(maxBatch, 1, recordTimeout, f.insertGiven).WithLogger(logger)
 	for range max(1, workers) {
 		go f.decider()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,9 @@ type Service struct {
 	// KeptPlans gives the creation and decision batches their pool
 	// (db.KeptPlans); nil: Pool.
 	KeptPlans *db.KeptPlans
+	// Logger logs what the batches cannot answer with (a panic); nil:
+	// slog's default.
+	Logger *slog.Logger
 	// Delay is how long after creation a payment is decided.
 	Delay func(method string) time.Duration
 	// Emit records the payment events (a decision batch's in one call);

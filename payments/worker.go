@@ -180,8 +180,8 @@ type decisionRead struct {
 func (w *Worker) batchers() *workerBatchers {
 	w.once.Do(func() {
 		w.batches = &workerBatchers{
-			reads:     db.NewBatcher(maxBatch, readFlights, recordTimeout, w.readBatch),
-			decisions: db.NewBatcher(maxBatch, decisionFlights, recordTimeout, w.recordBatch()),
+			reads:     db.NewBatcher(maxBatch, readFlights, recordTimeout, w.readBatch).WithLogger(w.Service.Logger),
+			decisions: db.NewBatcher(maxBatch, decisionFlights, recordTimeout, w.recordBatch()).WithLogger(w.Service.Logger),
 		}
 	})
 	return w.batches

@@ -123,7 +123,7 @@ func (s *Service) Create(ctx context.Context, merchantID uuid.UUID, paymentID st
 
 func (s *Service) creations() *db.Batcher[creation, created] {
 	s.once.Do(func() {
-		s.batches = db.NewBatcher(maxBatch, cmp.Or(s.CreateBatches, createFlights), createTimeout, s.createBatch).
+		s.batches = db.NewBatcher(maxBatch, cmp.Or(s.CreateBatches, createFlights), createTimeout, s.createBatch).WithLogger(s.Logger).
 			WithSpares(s.Spares, cmp.Or(s.Stall, payments.StallAfter),
 				func() { metrics.SpareBatch("refunds") })
 	})

@@ -3,6 +3,7 @@ package refunds
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ type Service struct {
 	// Emit records the refund events (a batch's in one call); nil records
 	// none.
 	Emit webhooks.Emit
+	// Logger logs what the batches cannot answer with (a panic); nil:
+	// slog's default.
+	Logger *slog.Logger
 	// CreateBatches is how many batches of refunds run at once
 	// (CREATE_BATCHES); 0: createFlights.
 	CreateBatches int

@@ -30,7 +30,7 @@ func firstFixture(t *testing.T, respond http.HandlerFunc) (*Service, *pgxpool.Po
 	t.Cleanup(srv.Close)
 	_, err := pool.Exec(context.Background(), `UPDATE merchants SET webhook_url = $1`, srv.URL)
 	require.NoError(t, err)
-	s := New(pool, nil, true, []time.Duration{time.Hour, time.Hour, time.Hour, time.Hour})
+	s := New(pool, nil, true, []time.Duration{time.Hour, time.Hour, time.Hour, time.Hour}, nil)
 	s.River, err = river.NewClient(riverpgxv5.New(pool), &river.Config{})
 	require.NoError(t, err)
 	return s, pool, m

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -68,22 +69,23 @@ const (
 	batchTimeout = 10 * time.Second
 )
 
-func newBatchers(batchPool func() *pgxpool.Pool) batchers {
+func newBatchers(batchPool func() *pgxpool.Pool, logger *slog.Logger) batchers {
 	return batchers{
 		reads: db.NewBatcher(maxBatch, readFlights, batchTimeout, func(ctx context.Context, keys []logKey) ([]found, error) {
 			return deliveriesOf(ctx, batchPool(), keys)
-		}),
+		}).WithLogger(logger),
 		records: db.NewBatcher(maxBatch, recordFlights, batchTimeout, func(ctx context.Context, batch []attempt) ([]bool, error) {
 			return recordAttempts(ctx, batchPool(), batch)
-		}),
+		}).WithLogger(logger),
 	}
 }
 
 // New returns the service. The deliveries are read, and their final
 // attempts recorded, on the pool kept gives (nil: pool). allowPrivate lets
 // URLs and deliveries reach private, loopback and link-local addresses
-// (test mode, local setups).
-func New(pool *pgxpool.Pool, kept *db.KeptPlans, allowPrivate bool, schedule []time.Duration) *Service {
+// (test mode, local setups). logger logs what the batches cannot answer
+// with (a panic); nil: slog's default.
+func New(pool *pgxpool.Pool, kept *db.KeptPlans, allowPrivate bool, schedule []time.Duration, logger *slog.Logger) *Service {
 	s := &Service{
 		pool:         pool,
 		kept:         kept,
@@ -91,7 +93,7 @@ func New(pool *pgxpool.Pool, kept *db.KeptPlans, allowPrivate bool, schedule []t
 		allowPrivate: allowPrivate,
 		Schedule:     schedule,
 	}
-	s.batches = newBatchers(s.batchPool)
+	s.batches = newBatchers(s.batchPool, logger)
 	return s
 }
 
