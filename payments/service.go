@@ -26,8 +26,7 @@ type Service struct {
 	// KeptPlans gives the creation and decision batches their pool
 	// (db.KeptPlans); nil: Pool.
 	KeptPlans *db.KeptPlans
-	// Logger logs what the batches cannot answer with (a panic); nil:
-	// slog's default.
+	// Logger logs a batch's panic, with its stack; nil: slog's default.
 	Logger *slog.Logger
 	// Delay is how long after creation a payment is decided.
 	Delay func(method string) time.Duration

@@ -31,8 +31,7 @@ type Service struct {
 	// Emit records the refund events (a batch's in one call); nil records
 	// none.
 	Emit webhooks.Emit
-	// Logger logs what the batches cannot answer with (a panic); nil:
-	// slog's default.
+	// Logger logs a batch's panic, with its stack; nil: slog's default.
 	Logger *slog.Logger
 	// CreateBatches is how many batches of refunds run at once
 	// (CREATE_BATCHES); 0: createFlights.

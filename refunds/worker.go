@@ -63,7 +63,9 @@ const (
 )
 
 func (w *Worker) batcher() *db.Batcher[refundKey, bool] {
-	w.once.Do(func() { w.batches = db.NewBatcher(maxBatch, flights, batchTimeout, w.processBatch()).WithLogger(w.Service.Logger) })
+	w.once.Do(func() {
+		w.batches = db.NewBatcher(maxBatch, flights, batchTimeout, w.processBatch()).WithLogger(w.Service.Logger)
+	})
 	return w.batches
 }
 

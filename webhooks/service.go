@@ -83,8 +83,8 @@ func newBatchers(batchPool func() *pgxpool.Pool, logger *slog.Logger) batchers {
 // New returns the service. The deliveries are read, and their final
 // attempts recorded, on the pool kept gives (nil: pool). allowPrivate lets
 // URLs and deliveries reach private, loopback and link-local addresses
-// (test mode, local setups). logger logs what the batches cannot answer
-// with (a panic); nil: slog's default.
+// (test mode, local setups). logger logs a batch's panic, with its stack;
+// nil: slog's default.
 func New(pool *pgxpool.Pool, kept *db.KeptPlans, allowPrivate bool, schedule []time.Duration, logger *slog.Logger) *Service {
 	s := &Service{
 		pool:         pool,
