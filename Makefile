@@ -23,8 +23,8 @@ run: deps ## start the gateway on :8000 in test mode on the embedded PostgreSQL 
 	DATA_DIR="$$data" TEST_MODE=$${TEST_MODE:-true} WEBHOOK_ALLOW_PRIVATE_NETWORKS=$${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true} \
 	LOG_FORMAT=$${LOG_FORMAT:-text} exec bin/paygate serve
 
-test: deps ## install what is missing, vet, run every test with the race detector
-	$(GO) vet ./...
+test: deps ## install what is missing, check the format, vet, run every test with the race detector
+	@$(MAKE) --no-print-directory lint
 	$(GO) test -race -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz
 
@@ -67,8 +67,12 @@ bench: deps ## measure against the database ceiling (BENCH_FLAGS=-quick: under a
 screenshots: deps ## save the checkout and dashboard pages, laptop and phone size, into ./screenshots
 	PAYGATE_SCREENSHOTS=$${PAYGATE_SCREENSHOTS:-$(CURDIR)/screenshots} $(GO) test -count=1 -run TestScreenshots ./web/ui
 
+# GOFMT is the gofmt of the Go that builds, which PATH may not hold.
+GOFMT = $(shell $(GO) env GOROOT)/bin/gofmt
+
 lint: ## gofmt and go vet
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w"; exit 1; }
+	@unformatted="$$($(GOFMT) -l $$(git ls-files '*.go'))" || exit 1; \
+	test -z "$$unformatted" || { echo "$$unformatted"; echo "run gofmt -w"; exit 1; }
 	$(GO) vet ./...
 
 # deps installs the PostgreSQL server when it is missing (paygate runs its
