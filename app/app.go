@@ -11,6 +11,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -108,7 +109,8 @@ func (a *App) openDatabase(ctx context.Context) error {
 				return err
 			}
 		}
-		pg, err := db.StartEmbedded(ctx, db.EmbeddedOptions{Dir: a.Config.DataDir, Logger: a.Logger})
+		pg, err := db.StartEmbedded(ctx, db.EmbeddedOptions{Dir: a.Config.DataDir, Logger: a.Logger,
+			SharedBuffersMiB: cmp.Or(a.Config.EmbeddedSharedBuffers, db.DefaultSharedBuffersMiB())})
 		if err != nil {
 			return err
 		}

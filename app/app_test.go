@@ -21,6 +21,7 @@ import (
 
 	"paygate/app"
 	"paygate/app/apptest"
+	"paygate/db"
 	"paygate/db/dbtest"
 	"paygate/merchants"
 	"paygate/web"
@@ -265,6 +266,7 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, 0.95, cfg.CardSuccessRate)
 	require.Equal(t, 30*24*time.Hour, cfg.WebhookLogRetention)
 	require.Equal(t, 50*time.Millisecond, cfg.FetchCooldown, "River's 100 ms default caps a queue at workers×10 jobs/s")
+	require.Zero(t, cfg.EmbeddedSharedBuffers, "a quarter of the memory (db.DefaultSharedBuffersMiB)")
 
 	cfg, err = app.LoadConfig(env("TEST_MODE", "true", "TEST_PROCESSING_DELAY", "500", "PORT", "9000", "LOG_LEVEL", "debug"))
 	require.NoError(t, err)
@@ -272,6 +274,9 @@ func TestConfig(t *testing.T) {
 	require.True(t, cfg.WebhookAllowPrivateNetworks, "private networks default to allowed in test mode")
 	require.Equal(t, 500*time.Millisecond, cfg.TestProcessingDelay)
 	require.Equal(t, 9000, cfg.Port)
+	cfg, err = app.LoadConfig(env("EMBEDDED_SHARED_BUFFERS", "512"))
+	require.NoError(t, err)
+	require.Equal(t, 512, cfg.EmbeddedSharedBuffers)
 
 	for _, tc := range []struct{ env []string }{
 		{[]string{"PORT", "eighty"}},
@@ -297,6 +302,8 @@ func TestConfig(t *testing.T) {
 		{[]string{"CREATE_BATCHES", "0"}},
 		{[]string{"CREATE_SPARES", "-1"}},
 		{[]string{"CREATE_STALL", "0"}},
+		{[]string{"EMBEDDED_SHARED_BUFFERS", "8"}},
+		{[]string{"EMBEDDED_SHARED_BUFFERS", "a lot"}},
 	} {
 		_, err := app.LoadConfig(env(tc.env...))
 		require.Error(t, err, tc.env)
@@ -347,6 +354,13 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	rec = apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/test/merchant", "", nil)
 	require.Equal(t, http.StatusNotFound, rec.Code, rec.Body.String())
+
+	// paygate sizes its server's buffer cache to the memory (a quarter of
+	// it, 128 MiB to 1 GiB), not to PostgreSQL's 128 MiB default.
+	var mib int
+	require.NoError(t, a.Pool.QueryRow(context.Background(),
+		`SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'`).Scan(&mib))
+	require.Equal(t, db.DefaultSharedBuffersMiB(), mib)
 
 	// While it runs, another command uses the same server.
 	out.Reset()

@@ -92,6 +92,9 @@ type Config struct {
 	CreateBatches int
 	CreateSpares  int
 	CreateStall   time.Duration
+	// EmbeddedSharedBuffers is the embedded server's buffer cache in MiB
+	// (0: db.DefaultSharedBuffersMiB).
+	EmbeddedSharedBuffers int
 }
 
 // JobTimeout cancels a job that runs longer: every job here is short (a
@@ -138,6 +141,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		CreateSpares:    p.int("CREATE_SPARES", payments.SpareBatches, 0, 16),
 		CreateStall:     p.millisFrom("CREATE_STALL", int(payments.StallAfter/time.Millisecond), 1),
 
+		EmbeddedSharedBuffers: p.int("EMBEDDED_SHARED_BUFFERS", 0, 0, 262_144),
+
 		HTTPReadHeaderTimeout: p.millisFrom("HTTP_READ_HEADER_TIMEOUT", 5000, 1),
 		HTTPReadTimeout:       p.millisFrom("HTTP_READ_TIMEOUT", 15000, 1),
 		HTTPIdleTimeout:       p.millisFrom("HTTP_IDLE_TIMEOUT", 60000, 1),
@@ -179,6 +184,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if c.RefundDelayMin > c.RefundDelayMax {
 		p.fail("REFUND_DELAY_MIN", getenv("REFUND_DELAY_MIN"), "not more than REFUND_DELAY_MAX")
+	}
+	if c.EmbeddedSharedBuffers > 0 && c.EmbeddedSharedBuffers < 32 {
+		p.fail("EMBEDDED_SHARED_BUFFERS", getenv("EMBEDDED_SHARED_BUFFERS"), "0 (a quarter of the memory, 128 to 1,024) or at least 32 (MiB)")
 	}
 	if c.DatabaseURL == "" && c.DataDir == "" {
 		p.fail("DATA_DIR", "", "a folder for the embedded database (or set DATABASE_URL)")

@@ -25,10 +25,12 @@ type cluster struct {
 }
 
 // serverSettings are added to the embedded server's own (max_connections
-// 200): durability stated explicitly, and the statistics the cost account
-// reads. Printed in the report.
+// 200): durability stated explicitly, the buffer cache paygate gives its
+// own embedded server on this machine (db.DefaultSharedBuffersMiB), and the
+// statistics the cost account reads. Printed in the report.
 var serverSettings = []string{
 	"fsync=on", "synchronous_commit=on", "full_page_writes=on",
+	fmt.Sprintf("shared_buffers=%dMB", db.DefaultSharedBuffersMiB()),
 	"shared_preload_libraries=pg_stat_statements",
 	"pg_stat_statements.track=all", "pg_stat_statements.max=1000",
 	"track_io_timing=on",

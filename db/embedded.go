@@ -36,6 +36,10 @@ type EmbeddedOptions struct {
 	// Settings are further server settings (name=value), such as the
 	// statistics the benchmark reads.
 	Settings []string
+	// SharedBuffersMiB is the server's buffer cache (shared_buffers);
+	// 0: PostgreSQL's default (128 MiB). paygate gives its own server
+	// DefaultSharedBuffersMiB unless told otherwise.
+	SharedBuffersMiB int
 	// DieWithParent makes the server shut down when this process dies,
 	// however it dies (a test binary killed by its timeout, a bench
 	// interrupted): for throwaway servers that nothing would ever stop or
@@ -561,6 +565,9 @@ func (e *Embedded) start(ctx context.Context) error {
 	if e.opts.Fast {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
+	if e.opts.SharedBuffersMiB > 0 {
+		args = append(args, "-c", "shared_buffers="+strconv.Itoa(e.opts.SharedBuffersMiB)+"MB")
+	}
 	for _, s := range e.opts.Settings {
 		args = append(args, "-c", s)
 	}
@@ -578,7 +585,8 @@ func (e *Embedded) start(ctx context.Context) error {
 			e.mu.Lock()
 			e.cmd, e.exited = cmd, exited
 			e.mu.Unlock()
-			e.opts.Logger.Info("embedded postgres started", "pid", cmd.Process.Pid, "socket_dir", e.sockDir)
+			e.opts.Logger.Info("embedded postgres started", "pid", cmd.Process.Pid, "socket_dir", e.sockDir,
+				"shared_buffers_mib", e.opts.SharedBuffersMiB)
 			return nil
 		}
 		select {

@@ -59,6 +59,24 @@ func startEmbedded(t *testing.T, dir string, logs *logBuffer) *db.Embedded {
 	return pg
 }
 
+// The server runs with the buffer cache it is given, and says so.
+func TestEmbeddedSharedBuffers(t *testing.T) {
+	t.Parallel()
+	var logs logBuffer
+	pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: embeddedDir(t), Fast: true,
+		SharedBuffersMiB: 160, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err, logs.String())
+	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.URL())
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var setting string
+	require.NoError(t, conn.QueryRow(ctx, `SHOW shared_buffers`).Scan(&setting))
+	require.Equal(t, "160MB", setting)
+	require.Contains(t, logs.String(), "shared_buffers_mib=160")
+}
+
 func queryOK(pg *db.Embedded) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
