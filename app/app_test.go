@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -274,9 +275,11 @@ func TestConfig(t *testing.T) {
 	require.True(t, cfg.WebhookAllowPrivateNetworks, "private networks default to allowed in test mode")
 	require.Equal(t, 500*time.Millisecond, cfg.TestProcessingDelay)
 	require.Equal(t, 9000, cfg.Port)
-	cfg, err = app.LoadConfig(env("EMBEDDED_SHARED_BUFFERS", "512"))
-	require.NoError(t, err)
-	require.Equal(t, 512, cfg.EmbeddedSharedBuffers)
+	for _, mib := range []int{0, 32, 262_144} {
+		cfg, err = app.LoadConfig(env("EMBEDDED_SHARED_BUFFERS", strconv.Itoa(mib)))
+		require.NoError(t, err)
+		require.Equal(t, mib, cfg.EmbeddedSharedBuffers)
+	}
 
 	for _, tc := range []struct{ env []string }{
 		{[]string{"PORT", "eighty"}},
@@ -302,7 +305,8 @@ func TestConfig(t *testing.T) {
 		{[]string{"CREATE_BATCHES", "0"}},
 		{[]string{"CREATE_SPARES", "-1"}},
 		{[]string{"CREATE_STALL", "0"}},
-		{[]string{"EMBEDDED_SHARED_BUFFERS", "8"}},
+		{[]string{"EMBEDDED_SHARED_BUFFERS", "31"}},
+		{[]string{"EMBEDDED_SHARED_BUFFERS", "262145"}},
 		{[]string{"EMBEDDED_SHARED_BUFFERS", "a lot"}},
 	} {
 		_, err := app.LoadConfig(env(tc.env...))
@@ -316,6 +320,15 @@ func TestConfig(t *testing.T) {
 	code := app.Main([]string{"serve"}, env("PORT", "abc"), &bytes.Buffer{}, &stderr)
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr.String(), `PORT="abc": must be an integer from 1 to 65535`)
+}
+
+// sharedBuffersMiB is the buffer cache of a's database server, in MiB.
+func sharedBuffersMiB(t *testing.T, a *app.App) int {
+	t.Helper()
+	var mib int
+	require.NoError(t, a.Pool.QueryRow(context.Background(),
+		`SELECT setting::bigint * current_setting('block_size')::bigint / 1048576 FROM pg_settings WHERE name = 'shared_buffers'`).Scan(&mib))
+	return mib
 }
 
 // The embedded database keeps its data across restarts of the binary, and a
@@ -333,6 +346,9 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	require.NoError(t, err)
 	first, err := app.New(context.Background(), cfg, app.RoleAll, apptest.Logger())
 	require.NoError(t, err)
+	// paygate sizes its server's buffer cache to the memory (a quarter of
+	// it, 128 MiB to 1 GiB), not to PostgreSQL's 128 MiB default...
+	require.Equal(t, db.DefaultSharedBuffersMiB(), sharedBuffersMiB(t, first))
 	first.Close(context.Background())
 
 	var out, errOut bytes.Buffer
@@ -346,21 +362,17 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	// Start the gateway on the same folder: the merchant is there and its
 	// credentials work; outside test mode the test merchant is not seeded,
 	// even on the embedded database.
+	// ... unless EMBEDDED_SHARED_BUFFERS says otherwise.
+	cfg.EmbeddedSharedBuffers = 160
 	a, err := app.New(context.Background(), cfg, app.RoleAll, apptest.Logger())
 	require.NoError(t, err)
 	defer a.Close(context.Background())
+	require.Equal(t, 160, sharedBuffersMiB(t, a))
 	hdr := http.Header{"X-Api-Key": {key[1]}, "X-Api-Secret": {secret[1]}}
 	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", hdr)
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	rec = apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/test/merchant", "", nil)
 	require.Equal(t, http.StatusNotFound, rec.Code, rec.Body.String())
-
-	// paygate sizes its server's buffer cache to the memory (a quarter of
-	// it, 128 MiB to 1 GiB), not to PostgreSQL's 128 MiB default.
-	var mib int
-	require.NoError(t, a.Pool.QueryRow(context.Background(),
-		`SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'`).Scan(&mib))
-	require.Equal(t, db.DefaultSharedBuffersMiB(), mib)
 
 	// While it runs, another command uses the same server.
 	out.Reset()

@@ -185,8 +185,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if c.RefundDelayMin > c.RefundDelayMax {
 		p.fail("REFUND_DELAY_MIN", getenv("REFUND_DELAY_MIN"), "not more than REFUND_DELAY_MAX")
 	}
+	// PostgreSQL would start on less than 32 MiB, and crawl: such a value is
+	// likelier a unit mistaken (GiB) than a wish.
 	if c.EmbeddedSharedBuffers > 0 && c.EmbeddedSharedBuffers < 32 {
-		p.fail("EMBEDDED_SHARED_BUFFERS", getenv("EMBEDDED_SHARED_BUFFERS"), "0 (a quarter of the memory, 128 to 1,024) or at least 32 (MiB)")
+		p.fail("EMBEDDED_SHARED_BUFFERS", getenv("EMBEDDED_SHARED_BUFFERS"),
+			"0 (a quarter of the memory, 128 to 1024 MiB) or from 32 to 262144 (MiB)")
 	}
 	if c.DatabaseURL == "" && c.DataDir == "" {
 		p.fail("DATA_DIR", "", "a folder for the embedded database (or set DATABASE_URL)")

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"os"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -12,18 +14,20 @@ import (
 // operator sets none (EMBEDDED_SHARED_BUFFERS): a quarter of the memory this
 // process may use (its cgroup's limit, else the machine's), PostgreSQL's own
 // advice for a first value, from PostgreSQL's default of 128 MiB up to
-// 1 GiB. That default is made to start on any machine; a gateway's tables
-// and indexes outgrow it within minutes, and then a backend that needs a
-// buffer may first have to write another's dirty page. The cap leaves the
-// rest of a container that paygate shares with its database to both.
+// 1 GiB. That default is made to start on any machine, not for a database
+// that grows for months. The cap leaves the rest of a container that
+// paygate shares with its database to both.
 func DefaultSharedBuffersMiB() int { return sharedBuffersFor(memoryLimit(os.ReadFile)) }
 
 func sharedBuffersFor(limit int64) int {
 	return int(min(max(limit/4>>20, 128), 1024))
 }
 
-// memoryLimit is the least of the cgroup v2 or v1 memory limit and the
-// machine's memory, in bytes; 0 when none can be read.
+// memoryLimit is the least of the machine's memory and the memory limits of
+// this process's cgroup and of every cgroup above it (a limit on any of
+// them bounds it: a systemd unit's MemoryMax, a container's), in bytes; 0
+// when none can be read. Inside a container with its own cgroup namespace
+// the process's cgroup is the root of the mount.
 func memoryLimit(read func(string) ([]byte, error)) int64 {
 	var least int64
 	consider := func(n int64) {
@@ -31,8 +35,36 @@ func memoryLimit(read func(string) ([]byte, error)) int64 {
 			least = n
 		}
 	}
-	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
-		if b, err := read(path); err == nil {
+	files := []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+	if b, err := read("/proc/self/cgroup"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			// hierarchy:controllers:path, with no controllers for v2's.
+			f := strings.SplitN(line, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			var bases []string
+			var name string
+			switch {
+			case f[0] == "0" && f[1] == "":
+				bases, name = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}, "memory.max"
+			case slices.Contains(strings.Split(f[1], ","), "memory"):
+				bases, name = []string{"/sys/fs/cgroup/memory"}, "memory.limit_in_bytes"
+			default:
+				continue
+			}
+			for dir := path.Clean("/" + f[2]); ; dir = path.Dir(dir) {
+				for _, base := range bases {
+					files = append(files, path.Join(base, dir, name))
+				}
+				if dir == "/" {
+					break
+				}
+			}
+		}
+	}
+	for _, file := range files {
+		if b, err := read(file); err == nil {
 			// "max" (v2) or a huge number (v1) when there is no limit.
 			n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 			consider(n)
