@@ -60,9 +60,9 @@ func (l *load) stop() {
 	l.wg.Wait()
 }
 
-// merchant creates orders and pays them; five payments later it refunds
-// 60% of the payment twice at once, which the gateway must accept at most
-// once.
+// merchant creates orders and pays them; five payments later, once the
+// payment is decided, it refunds 60% of it twice at once, which the gateway
+// must accept at most once.
 func (l *load) merchant(ctx context.Context) {
 	type paid struct {
 		id     string
@@ -88,6 +88,13 @@ func (l *load) merchant(ctx context.Context) {
 			continue
 		}
 		target := mine[refunded]
+		// Only a decided payment is refundable: a gateway quicker than
+		// TEST_PROCESSING_DELAY over five payments comes back before it
+		// is decided, and would have every refund refused.
+		if code, p := l.send(ctx, http.MethodGet, "/api/v1/payments/"+target.id, ""); code != http.StatusOK || p["status"] == "pending" {
+			l.pause(ctx, code)
+			continue
+		}
 		refunded++
 		var both sync.WaitGroup
 		for range 2 {
@@ -116,7 +123,12 @@ func (l *load) pause(ctx context.Context, code int) {
 
 // post sends one authenticated request; code 0 means no answer came back.
 func (l *load) post(ctx context.Context, path, body string) (int, map[string]any) {
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, l.base+path, bytes.NewBufferString(body))
+	return l.send(ctx, http.MethodPost, path, body)
+}
+
+// send sends one authenticated request; code 0 means no answer came back.
+func (l *load) send(ctx context.Context, method, path, body string) (int, map[string]any) {
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), method, l.base+path, bytes.NewBufferString(body))
 	if err != nil {
 		panic(err)
 	}
@@ -130,7 +142,7 @@ func (l *load) post(ctx context.Context, path, body string) (int, map[string]any
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	l.count(resp.StatusCode, fmt.Sprintf("POST %s: %s", path, raw))
+	l.count(resp.StatusCode, fmt.Sprintf("%s %s: %s", method, path, raw))
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
 	return resp.StatusCode, out
