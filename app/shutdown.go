@@ -130,12 +130,13 @@ func (a *App) closePool(ctx context.Context) {
 	a.step("shutdown: closing the database pool")
 	closed := make(chan struct{})
 	go func() {
-		var kept sync.WaitGroup
+		// Side by side: neither pool waits for the other's borrowers.
+		var pools sync.WaitGroup
+		pools.Go(a.Pool.Close)
 		if a.KeptPlans != nil {
-			kept.Go(a.KeptPlans.Close) // beside the main pool: neither waits for the other's borrowers
+			pools.Go(a.KeptPlans.Close)
 		}
-		a.Pool.Close()
-		kept.Wait()
+		pools.Wait()
 		close(closed)
 	}()
 	select {

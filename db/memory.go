@@ -35,8 +35,10 @@ func memoryLimit(read func(string) ([]byte, error)) int64 {
 			least = n
 		}
 	}
-	files := []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
-	if b, err := read("/proc/self/cgroup"); err == nil {
+	var files []string
+	if b, err := read("/proc/self/cgroup"); err != nil {
+		files = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+	} else {
 		for _, line := range strings.Split(string(b), "\n") {
 			// hierarchy:controllers:path, with no controllers for v2's.
 			f := strings.SplitN(line, ":", 3)
@@ -73,8 +75,8 @@ func memoryLimit(read func(string) ([]byte, error)) int64 {
 	if b, err := read("/proc/meminfo"); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseInt(f[1], 10, 64) // "MemTotal: 24684032 kB"
 				consider(kb << 10)
 			}
 		}

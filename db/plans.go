@@ -199,8 +199,10 @@ func PlanMode(q Querier) pgx.QueryExecMode {
 	case pgx.Tx:
 		c = q.Conn()
 	}
-	if _, kept := keptConns.Load(c); c != nil && kept {
-		return pgx.QueryExecModeCacheStatement
+	if c != nil {
+		if _, kept := keptConns.Load(c); kept {
+			return pgx.QueryExecModeCacheStatement
+		}
 	}
 	return PlannedEachTime
 }
