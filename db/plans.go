@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -54,7 +55,17 @@ var keptPools sync.Map // *pgxpool.Pool → struct{}
 // size PostgreSQL's estimates follow, ANALYZE or not), when a probe of a
 // primary or unique key beats every scan by far: every statement run on
 // them must reach each table that way, and dbtest.PlansByUniqueKeys checks
-// each plan on tables of that size or smaller. A batch that reads no table
+// each plan on tables of that size or smaller.
+//
+// Size alone is not enough: they also wait for each table's statistics.
+// Without them the planner takes each equality to select 0.5 % of a
+// table, so that a scan of a merchant's range of a compact secondary index
+// (by merchant and status, say, which ends with the id) costs it no more
+// than the primary key's probe, and a batch of a hundred then reads its
+// merchant's rows a hundred times (BENCHMARKS.md, session 19). So the
+// measure analyzes a table that has rows and no statistics yet, rather
+// than wait a minute or more for autovacuum: plans on the main pool are
+// made with them too. A batch that reads no table
 // (orders created without keys) keeps its plans from the first. The
 // merchants are looked up by primary key and never measured: a process
 // may serve one merchant for ever, and a plan that scans them is replaced
@@ -68,6 +79,8 @@ type KeptPlans struct {
 	mu       sync.Mutex
 	minBytes int64            // GrownBytes, unless a test lowers it
 	sizes    map[string]int64 // each table's size on disk, as last read; -1: not yet
+	stats    map[string]bool  // whether the table has statistics, as last read
+	analyzed map[string]int64 // the size of each table this process analyzed, when it did
 	read     time.Time        // when the last measure started
 	reading  bool             // a measure For started is running
 	started  int              // measures started
@@ -83,7 +96,7 @@ func OpenKeptPlans(ctx context.Context, url string, maxConns int32, main *pgxpoo
 	}
 	closing, stop := context.WithCancel(context.Background())
 	return &KeptPlans{main: main, kept: kept, closing: closing, stop: stop, logger: logger, minBytes: GrownBytes,
-		sizes: map[string]int64{}}, nil
+		sizes: map[string]int64{}, stats: map[string]bool{}, analyzed: map[string]int64{}}, nil
 }
 
 // Kept is the pool of kept plans.
@@ -104,9 +117,10 @@ func (k *KeptPlans) SetMinBytes(n int64) {
 }
 
 // For returns the pool a batch over tables runs on: that of kept plans
-// once each table is minBytes large, by sizes at most sizesAge old (read
-// again in the background when older), and the main pool before. On a
-// nil KeptPlans (a service built on one pool) it is fallback.
+// once each table is minBytes large and has statistics, by measures at
+// most sizesAge old (made again in the background when older), and the
+// main pool before. On a nil KeptPlans (a service built on one pool) it is
+// fallback.
 func (k *KeptPlans) For(fallback *pgxpool.Pool, tables ...string) *pgxpool.Pool {
 	if k == nil {
 		return fallback
@@ -119,7 +133,7 @@ func (k *KeptPlans) For(fallback *pgxpool.Pool, tables ...string) *pgxpool.Pool 
 		if !ok {
 			k.sizes[t] = -1
 		}
-		grown = grown && ok && n >= k.minBytes
+		grown = grown && ok && n >= k.minBytes && k.stats[t]
 	}
 	if time.Since(k.read) > sizesAge && !k.reading {
 		k.reading = true
@@ -138,8 +152,11 @@ func (k *KeptPlans) Measured(tables ...string) *pgxpool.Pool {
 	return k.For(nil, tables...)
 }
 
-// measure reads the sizes of the tables For was asked about. Of measures
-// that overlap, the one started last is kept, whichever ends last.
+// measure reads the sizes of the tables For was asked about, and whether
+// they have statistics, after analyzing those that have none and hold
+// rows: once, and again only at twice the size (a table whose rows were
+// all deleted has none after it either). Of measures that overlap, the one
+// started last is kept, whichever ends last.
 func (k *KeptPlans) measure(background bool) {
 	k.mu.Lock()
 	k.started++
@@ -149,27 +166,37 @@ func (k *KeptPlans) measure(background bool) {
 	for t := range k.sizes {
 		tables = append(tables, t)
 	}
+	analyzed := maps.Clone(k.analyzed)
 	k.mu.Unlock()
 	ctx, cancel := context.WithTimeout(k.closing, 10*time.Second)
 	defer cancel()
-	rows, _ := k.main.Query(ctx, `SELECT relname::text, pg_relation_size(oid) FROM pg_class
-		WHERE relname = ANY ($1) AND relnamespace = current_schema()::regnamespace AND relkind = 'r'`, tables)
-	sizes := map[string]int64{}
-	var t string
-	var size int64
-	_, err := pgx.ForEachRow(rows, []any{&t, &size}, func() error {
-		sizes[t] = size
-		return nil
-	})
+	sizes, stats, err := k.readTables(ctx, tables)
+	var newly []string
+	for t, size := range sizes {
+		if size > 0 && !stats[t] && size >= 2*analyzed[t] && err == nil {
+			// ANALYZE takes no lock that writes wait for. Without the
+			// table's ownership it only warns, and autovacuum's is awaited.
+			if _, err = k.main.Exec(ctx, `ANALYZE `+pgx.Identifier{t}.Sanitize()); err == nil {
+				newly, analyzed[t] = append(newly, t), size
+			}
+		}
+	}
+	if len(newly) > 0 && err == nil {
+		sizes, stats, err = k.readTables(ctx, tables)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if background {
 		k.reading = false
 	}
+	for _, t := range newly {
+		k.analyzed[t] = analyzed[t]
+		k.logger.Info("db: analyzed a table that had no statistics yet", "table", t)
+	}
 	if err != nil {
-		// Kept as they were; read again at the next For after sizesAge.
+		// Kept as they were; measured again at the next For after sizesAge.
 		if k.closing.Err() == nil {
-			k.logger.Warn("db: reading the tables' sizes failed", "error", err)
+			k.logger.Warn("db: measuring the tables failed", "error", err)
 		}
 		return
 	}
@@ -178,11 +205,29 @@ func (k *KeptPlans) measure(background bool) {
 	}
 	k.applied = n
 	for t, size := range sizes {
-		if was := k.sizes[t]; was < k.minBytes && size >= k.minBytes {
+		was := k.sizes[t] >= k.minBytes && k.stats[t]
+		k.sizes[t], k.stats[t] = size, stats[t]
+		if !was && size >= k.minBytes && stats[t] {
 			k.logger.Info("db: a table has grown: batches over it keep their plans", "table", t, "bytes", size)
 		}
-		k.sizes[t] = size
 	}
+}
+
+// readTables reads each of tables' size on disk and whether it has statistics.
+func (k *KeptPlans) readTables(ctx context.Context, tables []string) (sizes map[string]int64, stats map[string]bool, err error) {
+	rows, _ := k.main.Query(ctx, `SELECT c.relname::text, pg_relation_size(c.oid),
+		       EXISTS (SELECT FROM pg_stats s WHERE s.schemaname = current_schema() AND s.tablename = c.relname)
+		FROM pg_class c
+		WHERE c.relname = ANY ($1) AND c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'`, tables)
+	sizes, stats = map[string]int64{}, map[string]bool{}
+	var t string
+	var size int64
+	var has bool
+	_, err = pgx.ForEachRow(rows, []any{&t, &size, &has}, func() error {
+		sizes[t], stats[t] = size, has
+		return nil
+	})
+	return sizes, stats, err
 }
 
 // PlanMode is the mode to run a batched statement in on q: prepared, its

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"paygate/db"
@@ -13,7 +14,8 @@ import (
 )
 
 // A batch runs on kept plans only once each of its tables is as large on
-// disk as asked; one that reads no table at once. The
+// disk as asked and has statistics (which the measure gives a table with
+// rows that has none, once); one that reads no table at once. The
 // statements take the mode of the connection they run on.
 func TestBatchesKeepPlansOnceTablesHaveGrown(t *testing.T) {
 	t.Parallel()
@@ -31,12 +33,29 @@ func TestBatchesKeepPlansOnceTablesHaveGrown(t *testing.T) {
 	require.NoError(t, err)
 
 	require.Same(t, main, b.Measured("grows"), "100 rows: 8 kB")
+	require.True(t, hasStatistics(t, main, "grows"), "a table read with rows and no statistics is analyzed")
 	require.Same(t, b.Kept(), b.For(nil), "no table")
 	_, err = main.Exec(ctx, `INSERT INTO grows SELECT generate_series(101, 3000)`)
 	require.NoError(t, err)
 	require.Same(t, b.Kept(), b.Measured("grows"), "3,000 rows: 112 kB")
 	require.Same(t, main, b.For(nil, "grows", "stays"), "a table still small")
 	require.Same(t, main, b.For(nil, "missing"))
+
+	// Grown, but its rows deleted: ANALYZE finds none and leaves no
+	// statistics, so its batches wait on the main pool, and it is analyzed
+	// again only once it has doubled.
+	_, err = main.Exec(ctx, `CREATE TABLE emptied (id int PRIMARY KEY) WITH (autovacuum_enabled = off);
+		INSERT INTO emptied SELECT generate_series(1, 3000); DELETE FROM emptied`)
+	require.NoError(t, err)
+	require.Same(t, main, b.Measured("emptied"), "112 kB without statistics")
+	require.Same(t, main, b.Measured("emptied"))
+	require.False(t, hasStatistics(t, main, "emptied"))
+	var analyses int
+	require.NoError(t, main.QueryRow(ctx, `SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'emptied'`).Scan(&analyses))
+	require.Equal(t, 1, analyses)
+	_, err = main.Exec(ctx, `INSERT INTO emptied SELECT generate_series(1, 6000)`)
+	require.NoError(t, err)
+	require.Same(t, b.Kept(), b.Measured("emptied"), "doubled, analyzed again")
 	var none *db.KeptPlans
 	require.Same(t, main, none.For(main, "grows"), "no pool of kept plans")
 
@@ -53,4 +72,12 @@ func TestBatchesKeepPlansOnceTablesHaveGrown(t *testing.T) {
 		require.Equal(t, db.PlannedEachTime, db.PlanMode(tx))
 		return nil
 	}))
+}
+
+// hasStatistics is whether ANALYZE has left statistics of table.
+func hasStatistics(t *testing.T, pool *pgxpool.Pool, table string) bool {
+	t.Helper()
+	var has bool
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_stats WHERE tablename = $1)`, table).Scan(&has))
+	return has
 }
