@@ -3,7 +3,15 @@ package db
 import (
 	"context"
 	"database/sql"
+	"time"
 )
+
+// MeasureAge is how old k's measures may grow before For makes another.
+func (k *KeptPlans) MeasureAge() time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.age()
+}
 
 // MigrateUpTo applies the migrations up to version, as an older paygate
 // left the database, for tests of a later migration's upgrade path.

@@ -28,6 +28,10 @@ const (
 	GrownBytes = 1 << 20
 	// sizesAge is how old the sizes For goes by may grow.
 	sizesAge = 10 * time.Second
+	// awaitedAge is how old they may grow while a table awaits its first
+	// statistics: a batch planned without them may read a merchant's every
+	// row for each of its own.
+	awaitedAge = time.Second
 )
 
 // keptConns are the connections of every pool of kept plans, so that
@@ -81,6 +85,7 @@ type KeptPlans struct {
 	sizes    map[string]int64 // each table's size on disk, as last read; -1: not yet
 	stats    map[string]bool  // whether the table has statistics, as last read
 	analyzed map[string]int64 // the size of each table this process analyzed, when it did
+	awaited  bool             // a table has no statistics that an ANALYZE would give
 	read     time.Time        // when the last measure started
 	reading  bool             // a measure For started is running
 	started  int              // measures started
@@ -118,8 +123,8 @@ func (k *KeptPlans) SetMinBytes(n int64) {
 
 // For returns the pool a batch over tables runs on: that of kept plans
 // once each table is minBytes large and has statistics, by measures at
-// most sizesAge old (made again in the background when older), and the
-// main pool before. On a nil KeptPlans (a service built on one pool) it is
+// most sizesAge old (awaitedAge while a table awaits its statistics; made
+// again in the background when older), and the main pool before. On a nil KeptPlans (a service built on one pool) it is
 // fallback.
 func (k *KeptPlans) For(fallback *pgxpool.Pool, tables ...string) *pgxpool.Pool {
 	if k == nil {
@@ -135,7 +140,7 @@ func (k *KeptPlans) For(fallback *pgxpool.Pool, tables ...string) *pgxpool.Pool 
 		}
 		grown = grown && ok && n >= k.minBytes && k.stats[t]
 	}
-	if time.Since(k.read) > sizesAge && !k.reading {
+	if time.Since(k.read) > k.age() && !k.reading {
 		k.reading = true
 		go k.measure(true)
 	}
@@ -143,6 +148,14 @@ func (k *KeptPlans) For(fallback *pgxpool.Pool, tables ...string) *pgxpool.Pool 
 		return k.kept
 	}
 	return k.main
+}
+
+// age is how old the measures For goes by may grow.
+func (k *KeptPlans) age() time.Duration {
+	if k.awaited {
+		return awaitedAge
+	}
+	return sizesAge
 }
 
 // Measured reads the tables' sizes now (tests) and answers For(tables...).
@@ -204,7 +217,9 @@ func (k *KeptPlans) measure(background bool) {
 		return // a later measure's sizes are in already
 	}
 	k.applied = n
+	k.awaited = false
 	for t, size := range sizes {
+		k.awaited = k.awaited || !stats[t] && size >= 2*k.analyzed[t]
 		was := k.sizes[t] >= k.minBytes && k.stats[t]
 		k.sizes[t], k.stats[t] = size, stats[t]
 		if !was && size >= k.minBytes && stats[t] {

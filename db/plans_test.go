@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,6 +35,7 @@ func TestBatchesKeepPlansOnceTablesHaveGrown(t *testing.T) {
 
 	require.Same(t, main, b.Measured("grows"), "100 rows: 8 kB")
 	require.True(t, hasStatistics(t, main, "grows"), "a table read with rows and no statistics is analyzed")
+	require.Equal(t, 10*time.Second, b.MeasureAge(), "no table awaits statistics")
 	require.Same(t, b.Kept(), b.For(nil), "no table")
 	_, err = main.Exec(ctx, `INSERT INTO grows SELECT generate_series(101, 3000)`)
 	require.NoError(t, err)
@@ -56,6 +58,15 @@ func TestBatchesKeepPlansOnceTablesHaveGrown(t *testing.T) {
 	_, err = main.Exec(ctx, `INSERT INTO emptied SELECT generate_series(1, 6000)`)
 	require.NoError(t, err)
 	require.Same(t, b.Kept(), b.Measured("emptied"), "doubled, analyzed again")
+
+	// An empty table awaits its statistics: measured every second until
+	// it has rows, and analyzed then.
+	require.Equal(t, time.Second, b.MeasureAge(), "stays is empty")
+	_, err = main.Exec(ctx, `INSERT INTO stays VALUES (1)`)
+	require.NoError(t, err)
+	b.Measured("stays")
+	require.True(t, hasStatistics(t, main, "stays"))
+	require.Equal(t, 10*time.Second, b.MeasureAge())
 	var none *db.KeptPlans
 	require.Same(t, main, none.For(main, "grows"), "no pool of kept plans")
 
