@@ -3,10 +3,14 @@ package db_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
@@ -208,4 +212,75 @@ func TestMigratingDownMarksPaidOrders(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
 		WHERE table_name = 'payments' AND column_name = 'decided_at')`).Scan(&column))
 	require.False(t, column)
+}
+
+// The lists' indexes are ascending (migration 00022): a list's newest
+// first is their backward scan, with no sort however many rows a merchant
+// has; migrating down gives the descending ones back, and up again the
+// ascending ones.
+func TestListIndexesAscendAndServeNewestFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 2)
+	require.NoError(t, err)
+	defer pool.Close()
+	lists := map[string]string{ // index → a list it serves, newest first
+		"orders_merchant_created":          `FROM orders WHERE merchant_id = $1`,
+		"payments_merchant_created":        `FROM payments WHERE merchant_id = $1`,
+		"payments_merchant_status_created": `FROM payments WHERE merchant_id = $1 AND status = 'success'`,
+		"payments_merchant_order_created":  `FROM payments WHERE merchant_id = $1 AND order_id = 'order_GGGGGGGGGGGGGGG1'`,
+		"webhook_logs_merchant_created":    `FROM webhook_logs WHERE merchant_id = $1`,
+		"webhook_logs_merchant_status":     `FROM webhook_logs WHERE merchant_id = $1 AND status = 'pending'`,
+	}
+	definitions := func() map[string]string {
+		rows, _ := pool.Query(ctx, `SELECT c.relname::text, pg_get_indexdef(c.oid) || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END
+			FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			WHERE c.relname = ANY ($1) AND c.relnamespace = current_schema()::regnamespace`, slices.Collect(maps.Keys(lists)))
+		defs := map[string]string{}
+		var name, def string
+		_, err := pgx.ForEachRow(rows, []any{&name, &def}, func() error {
+			defs[name] = def
+			return nil
+		})
+		require.NoError(t, err)
+		return defs
+	}
+	ascending := func() {
+		t.Helper()
+		defs := definitions()
+		require.Len(t, defs, len(lists), "%v", defs)
+		for index := range lists {
+			require.Contains(t, defs, index)
+			require.NotContains(t, defs[index], "DESC")
+			require.NotContains(t, defs[index], "INVALID")
+			require.Contains(t, defs[index], "created_at, id)")
+		}
+	}
+	ascending()
+
+	merchant := uuid.New()
+	_, err = pool.Exec(ctx, `INSERT INTO merchants (id, name, email, api_key, api_secret_hash, webhook_secret)
+		VALUES ($1, 'lists', 'lists@example.com', 'key_lists', sha256('lists'), 'whsec')`, merchant)
+	require.NoError(t, err)
+	dbtest.Grow(t, pool, merchant, 2000)
+	_, err = pool.Exec(ctx, `ANALYZE`)
+	require.NoError(t, err)
+	for index, list := range lists {
+		rows, _ := pool.Query(ctx, `EXPLAIN (COSTS OFF) SELECT id `+list+` ORDER BY created_at DESC, id DESC LIMIT 10 OFFSET 20`, merchant)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		plan := strings.Join(lines, "\n")
+		require.Contains(t, plan, "Scan Backward using ", "%s: %s", index, plan)
+		require.NotContains(t, plan, "Sort", plan)
+	}
+
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 21))
+	for index, def := range definitions() {
+		require.Contains(t, def, "created_at DESC, id DESC)", index)
+		require.NotContains(t, def, "INVALID", index)
+	}
+	require.NoError(t, db.MigrateUpTo(ctx, sqlDB, 22))
+	ascending()
 }
