@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"sync"
 	"time"
 
@@ -61,16 +60,17 @@ var keptPools sync.Map // *pgxpool.Pool → struct{}
 // them must reach each table that way, and dbtest.PlansByUniqueKeys checks
 // each plan on tables of that size or smaller.
 //
-// Size alone is not enough: they also wait for each table's statistics.
-// Without them the planner takes each equality to select 0.5 % of a
-// table, so that a scan of a merchant's range of a compact secondary index
-// (by merchant and status, say, which ends with the id) costs it no more
-// than the primary key's probe, and a batch of a hundred then reads its
-// merchant's rows a hundred times (BENCHMARKS.md, session 19). So the
-// measure analyzes a table that has rows and no statistics yet, rather
-// than wait a minute or more for autovacuum: plans on the main pool are
-// made with them too. A batch that reads no table
-// (orders created without keys) keeps its plans from the first. The
+// Size alone is not enough: they also wait for each table's statistics,
+// taken at no less than half its size. Without them the planner takes
+// each equality to select 0.5 % of a table (and with a few rows' worth,
+// a merchant's rows to be unique), so that a scan of a merchant's range of
+// a compact secondary index (by merchant and status, say, which ends with
+// the id) costs it no more than the primary key's probe, and a batch of a
+// hundred then reads its merchant's rows a hundred times (BENCHMARKS.md,
+// session 19). So the measure analyzes such a table rather than wait a
+// minute or more for autovacuum: plans on the main pool are made with the
+// statistics too. A batch that reads no table (orders created without
+// keys) keeps its plans from the first. The
 // merchants are looked up by primary key and never measured: a process
 // may serve one merchant for ever, and a plan that scans them is replaced
 // by PostgreSQL once autovacuum analyzes a table that has grown a tenth.
@@ -80,6 +80,10 @@ type KeptPlans struct {
 	stop       context.CancelFunc
 	logger     *slog.Logger
 
+	// measuring lets one measure run at a time, so that each reads what
+	// the one before analyzed, and a table is not analyzed twice over.
+	measuring sync.Mutex
+
 	mu       sync.Mutex
 	minBytes int64            // GrownBytes, unless a test lowers it
 	sizes    map[string]int64 // each table's size on disk, as last read; -1: not yet
@@ -88,8 +92,6 @@ type KeptPlans struct {
 	awaited  bool             // a table has no statistics that an ANALYZE would give
 	read     time.Time        // when the last measure started
 	reading  bool             // a measure For started is running
-	started  int              // measures started
-	applied  int              // the latest measure whose sizes are in sizes
 }
 
 // OpenKeptPlans connects the pool of kept plans beside main, the pool of
@@ -166,57 +168,53 @@ func (k *KeptPlans) Measured(tables ...string) *pgxpool.Pool {
 }
 
 // measure reads the sizes of the tables For was asked about, and whether
-// they have statistics, after analyzing those that have none and hold
-// rows: once, and again only at twice the size (a table whose rows were
-// all deleted has none after it either). Of measures that overlap, the one
-// started last is kept, whichever ends last.
+// their statistics were taken at no less than half their size, after
+// analyzing those that hold rows and have none such: statistics of a few
+// rows make a merchant's rows look unique, which costs a scan of their
+// range like a probe. A table paygate analyzed is analyzed again only at
+// twice that size, so that one whose rows were all deleted (left without
+// statistics) or that paygate's role does not own is not analyzed at every
+// measure. One measure runs at a time (measuring).
 func (k *KeptPlans) measure(background bool) {
+	k.measuring.Lock()
+	defer k.measuring.Unlock()
 	k.mu.Lock()
-	k.started++
-	n := k.started
 	k.read = time.Now()
 	tables := make([]string, 0, len(k.sizes))
 	for t := range k.sizes {
 		tables = append(tables, t)
 	}
-	analyzed := maps.Clone(k.analyzed)
 	k.mu.Unlock()
-	ctx, cancel := context.WithTimeout(k.closing, 10*time.Second)
-	defer cancel()
-	sizes, stats, err := k.readTables(ctx, tables)
-	var newly []string
+	sizes, stats, err := k.readTables(tables)
+	var tried []string
 	for t, size := range sizes {
-		if size > 0 && !stats[t] && size >= 2*analyzed[t] && err == nil {
-			// ANALYZE takes no lock that writes wait for. Without the
-			// table's ownership it only warns, and autovacuum's is awaited.
-			if _, err = k.main.Exec(ctx, `ANALYZE `+pgx.Identifier{t}.Sanitize()); err == nil {
-				newly, analyzed[t] = append(newly, t), size
-			}
+		if err == nil && size > 0 && !stats[t] && k.toAnalyze(t, size) {
+			tried = append(tried, t)
+			k.analyze(t)
 		}
 	}
-	if len(newly) > 0 && err == nil {
-		sizes, stats, err = k.readTables(ctx, tables)
+	if len(tried) > 0 && err == nil {
+		sizes, stats, err = k.readTables(tables)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if background {
 		k.reading = false
 	}
-	for _, t := range newly {
-		k.analyzed[t] = analyzed[t]
-		k.logger.Info("db: analyzed a table that had no statistics yet", "table", t)
-	}
 	if err != nil {
-		// Kept as they were; measured again at the next For after sizesAge.
+		// Kept as they were; measured again at the next For after age().
 		if k.closing.Err() == nil {
 			k.logger.Warn("db: measuring the tables failed", "error", err)
 		}
 		return
 	}
-	if n < k.applied {
-		return // a later measure's sizes are in already
+	for _, t := range tried {
+		if stats[t] {
+			k.logger.Info("db: analyzed a table whose statistics were missing or taken at under half its size", "table", t)
+		} else {
+			k.logger.Warn("db: analyzed a table, which still has no statistics: its rows are deleted, or paygate's role does not own it (autovacuum's are awaited)", "table", t)
+		}
 	}
-	k.applied = n
 	k.awaited = false
 	for t, size := range sizes {
 		k.awaited = k.awaited || !stats[t] && size >= 2*k.analyzed[t]
@@ -228,10 +226,39 @@ func (k *KeptPlans) measure(background bool) {
 	}
 }
 
-// readTables reads each of tables' size on disk and whether it has statistics.
-func (k *KeptPlans) readTables(ctx context.Context, tables []string) (sizes map[string]int64, stats map[string]bool, err error) {
+// toAnalyze is whether a table of size with no statistics is to be
+// analyzed now: not if this process analyzed it at more than half that
+// size.
+func (k *KeptPlans) toAnalyze(table string, size int64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if size < 2*k.analyzed[table] {
+		return false
+	}
+	k.analyzed[table] = size
+	return true
+}
+
+// analyze runs ANALYZE on table, with a timeout of its own: a large table
+// restored without statistics takes longer than a measure. It takes no
+// lock that writes wait for; without the table's ownership it only warns.
+func (k *KeptPlans) analyze(table string) {
+	ctx, cancel := context.WithTimeout(k.closing, 5*time.Minute)
+	defer cancel()
+	if _, err := k.main.Exec(ctx, `ANALYZE `+pgx.Identifier{table}.Sanitize()); err != nil && k.closing.Err() == nil {
+		k.logger.Warn("db: analyzing a table failed", "table", table, "error", err)
+	}
+}
+
+// readTables reads each of tables' size on disk, and whether it has
+// statistics taken (by pg_class.relpages, which ANALYZE and VACUUM set) at
+// no less than half that size.
+func (k *KeptPlans) readTables(tables []string) (sizes map[string]int64, stats map[string]bool, err error) {
+	ctx, cancel := context.WithTimeout(k.closing, 10*time.Second)
+	defer cancel()
 	rows, _ := k.main.Query(ctx, `SELECT c.relname::text, pg_relation_size(c.oid),
 		       EXISTS (SELECT FROM pg_stats s WHERE s.schemaname = current_schema() AND s.tablename = c.relname)
+		       AND 2 * c.relpages::bigint * current_setting('block_size')::bigint >= pg_relation_size(c.oid)
 		FROM pg_class c
 		WHERE c.relname = ANY ($1) AND c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'`, tables)
 	sizes, stats = map[string]int64{}, map[string]bool{}
