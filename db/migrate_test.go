@@ -214,17 +214,17 @@ func TestMigratingDownMarksPaidOrders(t *testing.T) {
 	require.False(t, column)
 }
 
-// The lists' indexes are ascending (migration 00022): a list's newest
-// first is their backward scan, with no sort however many rows a merchant
-// has; migrating down gives the descending ones back, and up again the
-// ascending ones.
+// The lists' indexes are ascending (migration 00022), and the lists,
+// newest first, are read by backward scans with no sort; migrating down
+// gives the descending ones back, and up again the ascending ones, with no
+// index of the rebuilds left over.
 func TestListIndexesAscendAndServeNewestFirst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool, err := db.Open(ctx, dbtest.New(t), 2)
 	require.NoError(t, err)
 	defer pool.Close()
-	lists := map[string]string{ // index → a list it serves, newest first
+	lists := map[string]string{ // index → a list of its shape
 		"orders_merchant_created":          `FROM orders WHERE merchant_id = $1`,
 		"payments_merchant_created":        `FROM payments WHERE merchant_id = $1`,
 		"payments_merchant_status_created": `FROM payments WHERE merchant_id = $1 AND status = 'success'`,
@@ -245,8 +245,16 @@ func TestListIndexesAscendAndServeNewestFirst(t *testing.T) {
 		require.NoError(t, err)
 		return defs
 	}
+	leftOver := func() {
+		t.Helper()
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relkind = 'i'
+			AND (relname LIKE '%\_asc' OR relname LIKE '%\_desc')`).Scan(&n))
+		require.Zero(t, n, "indexes of the rebuilds left over")
+	}
 	ascending := func() {
 		t.Helper()
+		leftOver()
 		defs := definitions()
 		require.Len(t, defs, len(lists), "%v", defs)
 		for index := range lists {
@@ -277,7 +285,10 @@ func TestListIndexesAscendAndServeNewestFirst(t *testing.T) {
 	sqlDB := stdlib.OpenDBFromPool(pool)
 	defer sqlDB.Close()
 	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 21))
-	for index, def := range definitions() {
+	leftOver()
+	descending := definitions()
+	require.Len(t, descending, len(lists))
+	for index, def := range descending {
 		require.Contains(t, def, "created_at DESC, id DESC)", index)
 		require.NotContains(t, def, "INVALID", index)
 	}

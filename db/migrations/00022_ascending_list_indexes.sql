@@ -5,12 +5,14 @@
 -- descending one takes each new row at the far left of the merchant's
 -- range, and PostgreSQL splits such a page in half, so its pages stayed
 -- half empty; an ascending one takes it at the right end, where a split
--- leaves the page full (BENCHMARKS.md, session 19: one merchant's 200,000
--- rows in 1,213 pages against 2,168). Each is built beside the old one,
--- concurrently (writes go on), and takes its name. A run stopped half way
--- leaves at most an invalid "_asc" index, which the next drops first (and
--- builds again those already done). The refunds' index is left as it is:
--- it is keyed by payment, not by time.
+-- leaves the page 90 % full, the index's fill factor (BENCHMARKS.md,
+-- session 19: one merchant's 200,000 rows in 1,213 pages against 2,168).
+-- Each is built beside the old one, concurrently (writes go on), and takes
+-- its name. A run stopped half way may leave an "_asc" index beside the old
+-- one or in its place, or either invalid: the next run drops any "_asc"
+-- index first, and builds again those already done. (Going back to the
+-- previous version instead, drop the indexes named "_asc": README.) The
+-- refunds' index is left as it is: it is keyed by payment, not by time.
 
 DROP INDEX CONCURRENTLY IF EXISTS orders_merchant_created_asc;
 CREATE INDEX CONCURRENTLY orders_merchant_created_asc ON orders (merchant_id, created_at, id);
