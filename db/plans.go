@@ -89,7 +89,6 @@ type KeptPlans struct {
 	sizes    map[string]int64 // each table's size on disk, as last read; -1: not yet
 	stats    map[string]bool  // whether the table has statistics, as last read
 	analyzed map[string]int64 // the size of each table this process analyzed, when it did
-	awaited  bool             // a table has no statistics that an ANALYZE would give
 	read     time.Time        // when the last measure started
 	reading  bool             // a measure For started is running
 }
@@ -125,8 +124,8 @@ func (k *KeptPlans) SetMinBytes(n int64) {
 
 // For returns the pool a batch over tables runs on: that of kept plans
 // once each table is minBytes large and has statistics, by measures at
-// most sizesAge old (awaitedAge while a table awaits its statistics; made
-// again in the background when older), and the main pool before. On a nil KeptPlans (a service built on one pool) it is
+// most age() old (made again in the background when older), and the main
+// pool before. On a nil KeptPlans (a service built on one pool) it is
 // fallback.
 func (k *KeptPlans) For(fallback *pgxpool.Pool, tables ...string) *pgxpool.Pool {
 	if k == nil {
@@ -152,10 +151,15 @@ func (k *KeptPlans) For(fallback *pgxpool.Pool, tables ...string) *pgxpool.Pool 
 	return k.main
 }
 
-// age is how old the measures For goes by may grow.
+// age is how old the measures For goes by may grow: awaitedAge while a
+// table measured awaits statistics that an ANALYZE would give (it is
+// empty, or has grown to twice the size this process analyzed it at),
+// sizesAge after. Called with k.mu held.
 func (k *KeptPlans) age() time.Duration {
-	if k.awaited {
-		return awaitedAge
+	for t, size := range k.sizes {
+		if size >= 0 && !k.stats[t] && size >= 2*k.analyzed[t] {
+			return awaitedAge
+		}
 	}
 	return sizesAge
 }
@@ -215,9 +219,7 @@ func (k *KeptPlans) measure(background bool) {
 			k.logger.Warn("db: analyzed a table, which still has no statistics: its rows are deleted, or paygate's role does not own it (autovacuum's are awaited)", "table", t)
 		}
 	}
-	k.awaited = false
 	for t, size := range sizes {
-		k.awaited = k.awaited || !stats[t] && size >= 2*k.analyzed[t]
 		was := k.sizes[t] >= k.minBytes && k.stats[t]
 		k.sizes[t], k.stats[t] = size, stats[t]
 		if !was && size >= k.minBytes && stats[t] {
