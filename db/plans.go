@@ -213,9 +213,15 @@ func (k *KeptPlans) measure(background bool) {
 		return
 	}
 	for _, t := range tried {
-		if stats[t] {
+		switch {
+		case stats[t]:
 			k.logger.Info("db: analyzed a table whose statistics were missing or taken at under half its size", "table", t)
-		} else {
+		case sizes[t] < k.minBytes:
+			// A new install's first rows are often still uncommitted when
+			// a table is first measured (ANALYZE counts none of them), and
+			// kept plans do not wait on a table this small: no warning.
+			k.logger.Debug("db: analyzed a small table, which has no statistics yet: its rows are uncommitted or deleted (analyzed again at twice its size)", "table", t)
+		default:
 			k.logger.Warn("db: analyzed a table, which still has no statistics: its rows are deleted, or paygate's role does not own it (autovacuum's are awaited)", "table", t)
 		}
 	}
