@@ -132,7 +132,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 	}
 	sqlDB := stdlib.OpenDBFromPool(pool)
 	defer sqlDB.Close()
-	applied, err := db.Migrate(ctx, sqlDB)
+	applied, err := db.Migrate(ctx, sqlDB, a.Logger)
 	if err != nil {
 		return err
 	}

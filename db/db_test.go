@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 
 	"github.com/google/uuid"
@@ -35,7 +36,7 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 	}
 	before := schema()
 	for range 2 {
-		applied, err := db.Migrate(ctx, sqlDB)
+		applied, err := db.Migrate(ctx, sqlDB, slog.Default())
 		require.NoError(t, err)
 		require.Empty(t, applied)
 	}

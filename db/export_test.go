@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"time"
 )
 
@@ -16,7 +17,7 @@ func (k *KeptPlans) MeasureAge() time.Duration {
 // MigrateUpTo applies the migrations up to version, as an older paygate
 // left the database, for tests of a later migration's upgrade path.
 func MigrateUpTo(ctx context.Context, sqlDB *sql.DB, version int64) error {
-	p, err := provider(sqlDB)
+	p, err := provider(sqlDB, slog.Default())
 	if err != nil {
 		return err
 	}
@@ -26,10 +27,18 @@ func MigrateUpTo(ctx context.Context, sqlDB *sql.DB, version int64) error {
 
 // MigrateDownTo undoes the migrations after version.
 func MigrateDownTo(ctx context.Context, sqlDB *sql.DB, version int64) error {
-	p, err := provider(sqlDB)
+	p, err := provider(sqlDB, slog.Default())
 	if err != nil {
 		return err
 	}
 	_, err = p.DownTo(ctx, version)
 	return err
+}
+
+// SetMigrationLockPolls sets how often a migration waiting for the
+// migrations' lock tries it, and tells that it waits.
+func SetMigrationLockPolls(poll, log time.Duration) (restore func()) {
+	was, wasLog := lockPoll, lockWaitLog
+	lockPoll, lockWaitLog = poll, log
+	return func() { lockPoll, lockWaitLog = was, wasLog }
 }

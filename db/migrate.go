@@ -6,8 +6,11 @@ import (
 	"database/sql"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -60,9 +63,10 @@ func riverMigration() *goose.Migration {
 
 // Migrate applies every pending migration. Concurrent callers (several
 // paygate processes starting at once) are serialised by a Postgres session
-// advisory lock; running it again changes nothing.
-func Migrate(ctx context.Context, sqlDB *sql.DB) ([]string, error) {
-	p, err := provider(sqlDB)
+// advisory lock, which a caller waits for as long as ctx lasts, telling
+// logger (migrationLock); running it again changes nothing.
+func Migrate(ctx context.Context, sqlDB *sql.DB, logger *slog.Logger) ([]string, error) {
+	p, err := provider(sqlDB, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -82,24 +86,73 @@ func Migrate(ctx context.Context, sqlDB *sql.DB) ([]string, error) {
 }
 
 // provider is goose over the embedded migrations and River's schema.
-func provider(sqlDB *sql.DB) (*goose.Provider, error) {
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		return nil, err
-	}
+func provider(sqlDB *sql.DB, logger *slog.Logger) (*goose.Provider, error) {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return nil, err
 	}
 	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, sub,
 		goose.WithGoMigrations(riverMigration()),
-		goose.WithSessionLocker(locker),
+		goose.WithSessionLocker(migrationLock{logger}),
 		goose.WithDisableGlobalRegistry(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
 	return p, nil
+}
+
+// migrationLock is the migrations' lock: goose's session advisory lock
+// (its id, so that a previous version's process and this one exclude each
+// other), waited for as long as the caller's context lasts, where goose's
+// own gives up after five minutes: a replica that starts while another
+// process runs a long migration (an index built concurrently on a large
+// table) waits for it and starts then, rather than exit. The lock is tried
+// every lockPoll, not waited for in PostgreSQL, so that a lock_timeout or
+// statement_timeout set for the role does not end the wait. The log says
+// that it waits, and again every lockWaitLog.
+type migrationLock struct{ logger *slog.Logger }
+
+var (
+	lockPoll    = time.Second
+	lockWaitLog = time.Minute
+)
+
+func (l migrationLock) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	start, told := time.Now(), time.Time{}
+	for {
+		var locked bool
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, lock.DefaultLockID).Scan(&locked); err != nil {
+			return fmt.Errorf("taking the migrations' lock: %w", err)
+		}
+		if locked {
+			if !told.IsZero() {
+				l.logger.Info("migrations: took the migrations' lock", "waited", time.Since(start).Round(time.Second).String())
+			}
+			return nil
+		}
+		if now := time.Now(); now.Sub(told) >= lockWaitLog {
+			told = now
+			l.logger.Info("migrations: waiting for the migrations' lock: another process is migrating this database",
+				"waited", now.Sub(start).Round(time.Second).String())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the migrations' lock: %w", context.Cause(ctx))
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+func (l migrationLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	var unlocked bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_advisory_unlock($1)`, lock.DefaultLockID).Scan(&unlocked); err != nil {
+		return fmt.Errorf("releasing the migrations' lock: %w", err)
+	}
+	if !unlocked {
+		return errors.New("releasing the migrations' lock: it was not held")
+	}
+	return nil
 }
 
 // MigrationsHash identifies the schema that Migrate produces: a hash of

@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3/lock"
 	"github.com/stretchr/testify/require"
 
 	"paygate/db"
@@ -69,7 +71,7 @@ func TestUpgradeSettlesDuplicatePendingPayments(t *testing.T) {
 		payment(retried, "pending", 1): "pending",
 	}
 
-	_, err = db.Migrate(ctx, sqlDB)
+	_, err = db.Migrate(ctx, sqlDB, slog.Default())
 	require.NoError(t, err)
 
 	rows, err := pool.Query(ctx, `SELECT id, status, coalesce(error_code, ''), coalesce(error_description, '') FROM payments`)
@@ -294,4 +296,67 @@ func TestListIndexesAscendAndServeNewestFirst(t *testing.T) {
 	}
 	require.NoError(t, db.MigrateUpTo(ctx, sqlDB, 22))
 	ascending()
+}
+
+// A process that starts while another migrates waits for the migrations'
+// lock as long as its context lasts (goose's own lock gave up after five
+// minutes, and the process exited), says in its log that it waits, and
+// migrates once the lock is free. Not parallel: it shortens the polls.
+func TestMigrateWaitsForTheMigrationsLock(t *testing.T) {
+	defer db.SetMigrationLockPolls(10*time.Millisecond, 30*time.Millisecond)()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 4)
+	require.NoError(t, err)
+	defer pool.Close()
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	holder, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer holder.Release()
+	hold := func() {
+		_, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, lock.DefaultLockID)
+		require.NoError(t, err)
+	}
+	free := func() {
+		var unlocked bool
+		require.NoError(t, holder.QueryRow(ctx, `SELECT pg_advisory_unlock($1)`, lock.DefaultLockID).Scan(&unlocked))
+		require.True(t, unlocked)
+	}
+
+	// goose takes the lock only with a migration pending.
+	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 21))
+	hold()
+	var logged logBuffer
+	type result struct {
+		applied []string
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		applied, err := db.Migrate(ctx, sqlDB, slog.New(slog.NewJSONHandler(&logged, nil)))
+		done <- result{applied, err}
+	}()
+	require.Eventually(t, func() bool {
+		return strings.Count(logged.String(), "waiting for the migrations' lock: another process is migrating this database") >= 3
+	}, 30*time.Second, 5*time.Millisecond, "it waits, and says so again while it does")
+	select {
+	case r := <-done:
+		t.Fatalf("Migrate returned while the lock was held: %v", r.err)
+	default:
+	}
+	free()
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, []string{"00022_ascending_list_indexes.sql"}, r.applied)
+	require.Contains(t, logged.String(), "migrations: took the migrations' lock")
+
+	// A context that ends (a signal, at start-up) ends the wait.
+	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 21))
+	hold()
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = db.Migrate(short, sqlDB, slog.New(slog.DiscardHandler))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "waiting for the migrations' lock")
+	free()
 }

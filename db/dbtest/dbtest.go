@@ -115,7 +115,7 @@ type migrator struct{}
 func (migrator) Hash() (string, error) { return db.MigrationsHash() }
 
 func (migrator) Migrate(ctx context.Context, sqlDB *sql.DB, _ pgtestdb.Config) error {
-	_, err := db.Migrate(ctx, sqlDB)
+	_, err := db.Migrate(ctx, sqlDB, slog.New(slog.DiscardHandler))
 	return err
 }
 
