@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"paygate/db"
@@ -180,6 +181,36 @@ func TestFailedFirstAttemptSchedulesTheNext(t *testing.T) {
 	var state string
 	require.NoError(t, pool.QueryRow(context.Background(), `SELECT state FROM river_job WHERE kind = 'deliver_webhook'`).Scan(&state))
 	require.Equal(t, "scheduled", state, "due an hour later")
+}
+
+// A first attempt given back after its record's COMMIT went unanswered,
+// though it committed, leaves the log with its first attempt recorded and
+// the second scheduled, and a job of the first run due now besides: that
+// job makes no attempt before the second is due.
+func TestAGivenBackFirstAttemptKeepsTheSchedule(t *testing.T) {
+	t.Parallel()
+	var got atomic.Int32
+	s, pool, m := firstFixture(t, func(w http.ResponseWriter, _ *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	s.StartFirstAttempts(4, slog.Default())
+	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
+	id := emit(t, s, pool, m[0], 1)[0]
+	require.Eventually(t, func() bool { _, n := logState(t, pool, id); return n == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	ctx := context.Background()
+	require.NoError(t, db.WithTx(ctx, pool, func(tx pgx.Tx) error { return db.InsertJobsAtCommit(ctx, tx, firstDelivery(id, m[0])) }),
+		"given back, as first.go does")
+	var jobID int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT id FROM river_job WHERE kind = 'deliver_webhook' AND state = 'available'`).Scan(&jobID))
+	err := (&Worker{Service: s}).Work(ctx, &river.Job[DeliverArgs]{JobRow: &rivertype.JobRow{ID: jobID},
+		Args: DeliverArgs{LogID: id, MerchantID: m[0]}})
+	var snoozed *rivertype.JobSnoozeError
+	require.ErrorAs(t, err, &snoozed, "it waits for the second attempt's time")
+	require.EqualValues(t, 1, got.Load(), "no second request")
+	_, n := logState(t, pool, id)
+	require.Equal(t, 1, n)
 }
 
 // What the process cannot take is River's: with the one slot busy and the
