@@ -42,6 +42,7 @@ var forbiddenPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("100::/64"),        // discard-only
 	netip.MustParsePrefix("2001:db8::/32"),   // documentation
 	netip.MustParsePrefix("fec0::/10"),       // site-local (deprecated, still private in practice)
+	netip.MustParsePrefix("64:ff9b:1::/48"),  // NAT64 for local use (RFC 8215): its translator is on our network
 }
 
 // Prefixes whose addresses embed an IPv4 address that a local translator or

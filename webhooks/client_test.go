@@ -127,8 +127,9 @@ func TestForbiddenIP(t *testing.T) {
 		{"::ffff:0.0.0.0", true},
 		{"::127.0.0.1", true}, // deprecated IPv4-compatible form
 		{"64:ff9b::7f00:1", true},
-		{"64:ff9b::a9fe:a9fe", true}, // NAT64 of 169.254.169.254
-		{"2002:c0a8:101::1", true},   // 6to4 of 192.168.1.1
+		{"64:ff9b::a9fe:a9fe", true},  // NAT64 of 169.254.169.254
+		{"2002:c0a8:101::1", true},    // 6to4 of 192.168.1.1
+		{"64:ff9b:1:808:808::", true}, // local-use NAT64 (RFC 8215), whatever it embeds
 		{"8.8.8.8", false},
 		{"1.1.1.1", false},
 		{"93.184.216.34", false},
