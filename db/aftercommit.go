@@ -2,6 +2,8 @@ package db
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -97,14 +99,39 @@ func Track(tx pgx.Tx) (end func(Outcome)) {
 	return func(o Outcome) { ended(tx, o) }
 }
 
+// CallbackPanic is what ends a transaction's callbacks when one of them
+// panicked: every callback still ran, and the first panic is raised again
+// with the transaction's outcome, so that what catches it knows whether
+// the work committed (a Batcher does not run a committed batch again).
+type CallbackPanic struct {
+	Outcome Outcome
+	Value   any
+	Stack   []byte
+}
+
+func (p *CallbackPanic) String() string { return fmt.Sprint(p.Value) }
+
 // track makes tx one whose callbacks are kept.
 func track(tx pgx.Tx) { afterCommit.Store(tx, new([]func(Outcome))) }
 
 // ended runs and forgets tx's callbacks.
 func ended(tx pgx.Tx, o Outcome) {
-	if fns, found := afterCommit.LoadAndDelete(tx); found {
-		for _, fn := range *fns.(*[]func(Outcome)) {
+	fns, found := afterCommit.LoadAndDelete(tx)
+	if !found {
+		return
+	}
+	var first *CallbackPanic
+	for _, fn := range *fns.(*[]func(Outcome)) {
+		func() {
+			defer func() {
+				if p := recover(); p != nil && first == nil {
+					first = &CallbackPanic{Outcome: o, Value: p, Stack: debug.Stack()}
+				}
+			}()
 			fn(o)
-		}
+		}()
+	}
+	if first != nil {
+		panic(first)
 	}
 }

@@ -230,11 +230,20 @@ func (c *batchCall[Req, Res]) answer(res []Res, err error) {
 
 // call runs one batch and checks that it answered every request; a panic
 // fails the batch rather than the process, and is logged with its stack.
+// One raised by a callback of a transaction that may have committed
+// (CallbackPanic) fails it as ErrCommitUnknown: its work is not run again.
 func (b *Batcher[Req, Res]) call(ctx context.Context, reqs []Req) (res []Res, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			cmp.Or(b.logger, slog.Default()).Error("batch panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			stack := debug.Stack()
 			res, err = nil, fmt.Errorf("batch panicked: %v", p)
+			if cp, ok := p.(*CallbackPanic); ok {
+				stack = cp.Stack
+				if cp.Outcome != RolledBack {
+					err = fmt.Errorf("%w: a callback after its commit panicked: %v", ErrCommitUnknown, cp.Value)
+				}
+			}
+			cmp.Or(b.logger, slog.Default()).Error("batch panicked", "panic", fmt.Sprint(p), "stack", string(stack))
 		}
 	}()
 	res, err = b.run(ctx, reqs)

@@ -12,9 +12,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
@@ -287,6 +289,42 @@ func TestBatcherDoesNotRetryAlone(t *testing.T) {
 		})
 	}
 }
+
+// A callback of a batch's committed transaction that panics fails the
+// batch as ErrCommitUnknown, after the transaction's other callbacks ran:
+// its requests are not run again one at a time, which would carry them out
+// twice (a second refund).
+func TestBatcherDoesNotRunACommittedBatchAgain(t *testing.T) {
+	var ran atomic.Int32
+	g := newGatedBatcher(10, 1, func(reqs []int) error {
+		if len(reqs) > 1 {
+			tx := &trackedTx{}
+			end := Track(tx)
+			AfterCommit(tx, func() { panic("after the commit") })
+			AfterCommit(tx, func() { ran.Add(1) })
+			end(Committed)
+		}
+		return nil
+	})
+	go g.Do(context.Background(), 0)
+	g.waitBatches(1)
+	done := make(chan map[int]error)
+	go func() {
+		_, errs := g.doAll([]int{1, 2})
+		done <- errs
+	}()
+	g.waitQueued(t, 2)
+	close(g.gate)
+	for n, err := range <-done {
+		require.ErrorIs(t, err, ErrCommitUnknown, "request %d", n)
+		require.ErrorContains(t, err, "after the commit")
+	}
+	require.Len(t, g.batches, 2, "no request was run again alone")
+	require.EqualValues(t, 1, ran.Load(), "the other callback ran")
+}
+
+// trackedTx is a transaction for Track: its callbacks are all it has.
+type trackedTx struct{ pgx.Tx }
 
 // A panic fails the batch and is logged, with its stack, through the
 // batcher's logger (the process's, JSON in production).
