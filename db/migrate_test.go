@@ -353,10 +353,10 @@ func TestMigrateWaitsForTheMigrationsLock(t *testing.T) {
 	// A context that ends (a signal, at start-up) ends the wait.
 	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 21))
 	hold()
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	_, err = db.Migrate(short, sqlDB, slog.New(slog.DiscardHandler))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.ErrorContains(t, err, "waiting for the migrations' lock")
+	require.ErrorContains(t, err, "the migrations' lock") // while it waits, or tries once more
 	free()
 }
