@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 
 	"github.com/labstack/echo/v4"
 	"riverqueue.com/riverui"
@@ -60,20 +61,45 @@ func (a *App) adminRoutes(e *echo.Echo) error {
 
 // adminAuth lets through "Authorization: Bearer <token>" or HTTP Basic with
 // user admin and the token as password; anything else is 401 with the
-// envelope and a Basic challenge, so a browser asks for it.
+// envelope and a Basic challenge, so a browser asks for it. A browser
+// remembers Basic credentials and sends them with any page's request,
+// another site's form included: a request that changes something (River
+// UI's cancel, retry and delete) from another site's page is refused (403),
+// as the dashboard's are (dashboard.SameOrigin). A request without Origin or
+// Sec-Fetch-Site is no browser's (curl), and goes through.
 func adminAuth(token string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
-			if bearer(r, token) {
-				return next(c)
-			}
-			if user, pass, ok := r.BasicAuth(); ok && user == "admin" &&
-				subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1 {
+			user, pass, basic := r.BasicAuth()
+			if bearer(r, token) || basic && user == "admin" && subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1 {
+				if !safeMethod(r.Method) && crossSite(r) {
+					return &web.Error{Code: web.CodeBadRequest, Status: http.StatusForbidden,
+						Description: "Request refused: it came from another site's page"}
+				}
 				return next(c)
 			}
 			c.Response().Header().Set("WWW-Authenticate", `Basic realm="paygate admin", charset="UTF-8"`)
 			return web.Errorf(web.CodeUnauthorized, "Admin routes need ADMIN_TOKEN (Bearer, or Basic with user admin)")
 		}
 	}
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// crossSite reports whether a browser sent r from a page of another origin:
+// its Sec-Fetch-Site says so, or its Origin (which browsers send with every
+// POST) names another host, or is "null".
+func crossSite(r *http.Request) bool {
+	if s := r.Header.Get("Sec-Fetch-Site"); s == "cross-site" || s == "same-site" {
+		return true
+	}
+	origin := r.Header.Get(echo.HeaderOrigin)
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || u.Host != r.Host
 }

@@ -44,6 +44,36 @@ func TestAdminRoutesNeedTheToken(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 }
 
+// A browser sends the Basic credentials it remembers with another site's
+// form too: River UI's changes from another site's page are refused, from
+// its own page (or from no browser) they go through.
+func TestAdminChangesRefusedFromAnotherSite(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, func(c *app.Config) { c.AdminToken = "adm-secret" })
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.SetBasicAuth("admin", "adm-secret")
+	cancel := func(extra ...string) *httptest.ResponseRecorder {
+		h := http.Header{"Authorization": r.Header["Authorization"], "Content-Type": {"text/plain"}}
+		for i := 0; i < len(extra); i += 2 {
+			h.Set(extra[i], extra[i+1])
+		}
+		return apptest.Do(t, a.Echo, http.MethodPost, "/riverui/api/jobs/cancel", `{"job_ids":["1"]}`, h)
+	}
+	for _, hdr := range [][]string{{"Origin", "https://evil.example"}, {"Origin", "null"},
+		{"Sec-Fetch-Site", "cross-site"}, {"Origin", "http://example.com", "Sec-Fetch-Site", "same-site"}} {
+		rec := cancel(hdr...)
+		require.Equal(t, http.StatusForbidden, rec.Code, "%v: %s", hdr, rec.Body.String())
+		require.Equal(t, web.CodeBadRequest, errorBody(t, rec.Body.Bytes()).Code)
+	}
+	for _, hdr := range [][]string{nil, {"Origin", "http://example.com"}, {"Sec-Fetch-Site", "same-origin"}} {
+		rec := cancel(hdr...)
+		require.NotContains(t, []int{http.StatusForbidden, http.StatusUnauthorized}, rec.Code, "%v: %s", hdr, rec.Body.String())
+	}
+	rec := apptest.Do(t, a.Echo, http.MethodGet, "/riverui/api/features", "", http.Header{
+		"Authorization": r.Header["Authorization"], "Origin": {"https://evil.example"}})
+	require.Equal(t, http.StatusOK, rec.Code, "a read changes nothing")
+}
+
 func TestAdminRoutesAbsentWithoutToken(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
