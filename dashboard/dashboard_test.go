@@ -244,6 +244,21 @@ func TestStats(t *testing.T) {
 	for _, d := range days[:len(days)-1] {
 		require.Equal(t, float64(0), d.(map[string]any)["payments"])
 	}
+
+	// Sums past a bigint (amounts from before the API's 2^53 − 1 bound)
+	// stop at its largest value rather than fail the page.
+	big, bigH := apptest.NewMerchant(t, a, "big@example.com")
+	for range 2 {
+		id := apptest.Pay(t, a, bigH)["id"].(string)
+		decide(id, "success")
+		_, err := a.Pool.Exec(context.Background(), `UPDATE payments SET amount = 8000000000000000000 WHERE id = $1`, id)
+		require.NoError(t, err)
+	}
+	status, s = apptest.Call(t, a, http.MethodGet, "/dashboard/api/stats", "", signIn(t, a, big.APIKey, big.APISecret))
+	require.Equal(t, http.StatusOK, status, "%v", s)
+	require.Equal(t, []any{map[string]any{"currency": "INR", "amount": float64(9223372036854775807)}}, s["collected"])
+	days = s["daily"].([]any)
+	require.Equal(t, float64(9223372036854775807), days[len(days)-1].(map[string]any)["amount"])
 }
 
 func decode(t *testing.T, rec *httptest.ResponseRecorder) map[string]any {

@@ -55,6 +55,11 @@ func (d *Dashboard) Stats(c echo.Context) error {
 	return web.JSON(c, http.StatusOK, s)
 }
 
+// maxSum is where the sums of amounts stop: a bigint's largest value.
+// Amounts are at most 2^53 − 1, so only over a thousand of the largest
+// could reach it; the dashboard then shows this rather than fail.
+const maxSum = "9223372036854775807"
+
 func stats(ctx context.Context, q db.Querier, merchantID uuid.UUID) (Stats, error) {
 	var s Stats
 	err := q.QueryRow(ctx, `
@@ -68,7 +73,7 @@ func stats(ctx context.Context, q db.Querier, merchantID uuid.UUID) (Stats, erro
 		s.SuccessRate = &rate
 	}
 	rows, _ := q.Query(ctx, `
-		SELECT currency, sum(amount)::bigint AS amount FROM payments
+		SELECT currency, least(sum(amount), `+maxSum+`)::bigint AS amount FROM payments
 		WHERE merchant_id = $1 AND status = 'success'
 		GROUP BY currency ORDER BY 2 DESC, 1`, merchantID)
 	if s.Collected, err = pgx.CollectRows(rows, pgx.RowToStructByName[Amount]); err != nil {
@@ -84,7 +89,7 @@ func stats(ctx context.Context, q db.Querier, merchantID uuid.UUID) (Stats, erro
 		       count(p.id) AS payments,
 		       count(p.id) FILTER (WHERE p.status = 'success') AS succeeded,
 		       count(p.id) FILTER (WHERE p.status = 'failed') AS failed,
-		       coalesce(sum(p.amount) FILTER (WHERE p.status = 'success' AND p.currency = $2), 0)::bigint AS amount
+		       least(coalesce(sum(p.amount) FILTER (WHERE p.status = 'success' AND p.currency = $2), 0), `+maxSum+`)::bigint AS amount
 		FROM generate_series(date_trunc('day', now() AT TIME ZONE 'UTC') - make_interval(days => $3 - 1),
 		                     date_trunc('day', now() AT TIME ZONE 'UTC'), interval '1 day') AS d
 		LEFT JOIN payments p ON p.merchant_id = $1

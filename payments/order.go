@@ -23,6 +23,12 @@ const (
 	maxNoteKey   = 256
 	maxNoteValue = 256
 	minAmount    = 100
+	// maxAmount is the largest integer that JavaScript, and JSON parsers
+	// that read numbers as doubles, hold exactly (2^53 − 1): the checkout
+	// widget and the dashboard show amounts, and a merchant's client would
+	// read a larger one rounded. It also keeps a merchant's sums far from
+	// PostgreSQL's bigint.
+	maxAmount = 1<<53 - 1
 )
 
 // Order is an amount a merchant expects to be paid, as the API shows it.
@@ -71,6 +77,8 @@ func (in OrderInput) order() (Order, *web.Error) {
 		return Order{}, web.BadField("amount", "amount is required")
 	case *in.Amount < minAmount:
 		return Order{}, web.BadField("amount", "amount must be an integer of at least 100")
+	case *in.Amount > maxAmount:
+		return Order{}, web.BadField("amount", "amount must be an integer of at most 9007199254740991")
 	}
 	o.Amount = *in.Amount
 	if in.Currency != "" {

@@ -68,6 +68,8 @@ func TestCreateOrderValidation(t *testing.T) {
 		{"15 notes of 256", notes(15, 256, 256), 201, ""},
 		{"missing amount", `{}`, 400, "amount"},
 		{"amount 99", `{"amount":99}`, 400, "amount"},
+		{"largest amount", `{"amount":9007199254740991}`, 201, ""},
+		{"amount over 2^53 - 1", `{"amount":9007199254740992}`, 400, "amount"},
 		{"negative amount", `{"amount":-500}`, 400, "amount"},
 		{"fractional amount", `{"amount":100.5}`, 400, "amount"},
 		{"amount as string", `{"amount":"100"}`, 400, "amount"},
