@@ -288,6 +288,7 @@ func TestConfig(t *testing.T) {
 		{[]string{"TEST_PROCESSING_DELAY", "-5"}},
 		{[]string{"UPI_SUCCESS_RATE", "1.5"}},
 		{[]string{"CARD_SUCCESS_RATE", "x"}},
+		{[]string{"UPI_SUCCESS_RATE", "NaN"}},
 		{[]string{"LOG_LEVEL", "loud"}},
 		{[]string{"LOG_FORMAT", "xml"}},
 		{[]string{"PROCESSING_DELAY_MIN", "9000", "PROCESSING_DELAY_MAX", "100"}},

@@ -291,7 +291,7 @@ func (p *parser) rate(name string, def float64) float64 {
 		return def
 	}
 	v, err := strconv.ParseFloat(raw, 64)
-	if err != nil || v < 0 || v > 1 {
+	if err != nil || !(v >= 0 && v <= 1) { // NaN compares false both ways
 		p.fail(name, raw, "a number from 0 to 1")
 		return def
 	}
