@@ -540,15 +540,35 @@ func (e *Embedded) command(ctx context.Context, bin, name string, args ...string
 	return cmd
 }
 
+// initdb makes the cluster. initdb writes PG_VERSION first and the rest
+// over seconds: stopped half way (a Ctrl-C in the first make run, a docker
+// stop), it would leave a folder that every later start takes for a
+// cluster and fails on. So the cluster is made beside pgdata and moved in
+// once complete; a half-made one is removed at the next start.
 func (e *Embedded) initdb(ctx context.Context) error {
 	e.opts.Logger.Info("initialising embedded postgres", "pgdata", e.pgdata)
-	cmd := e.command(ctx, e.bin, "initdb", "-D", e.pgdata, "-U", "postgres", "-E", "UTF8", "--locale=C",
+	tmp := e.pgdata + ".init"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("remove a half-made cluster: %w", err)
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return err
+	}
+	if e.cred != nil {
+		if err := os.Chown(tmp, int(e.cred.Uid), int(e.cred.Gid)); err != nil {
+			return err
+		}
+	}
+	cmd := e.command(ctx, e.bin, "initdb", "-D", tmp, "-U", "postgres", "-E", "UTF8", "--locale=C",
 		// Only the socket in our private folder is reachable.
 		"--auth-local=trust", "--auth-host=reject")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	if err := os.Remove(e.pgdata); err != nil {
+		return fmt.Errorf("%s holds files but no cluster (no PG_VERSION); move them away: %w", e.pgdata, err)
+	}
+	return os.Rename(tmp, e.pgdata)
 }
 
 // start runs the postmaster as our child and waits until it accepts

@@ -59,6 +59,40 @@ func startEmbedded(t *testing.T, dir string, logs *logBuffer) *db.Embedded {
 	return pg
 }
 
+// A start stopped while initdb makes the cluster (a Ctrl-C in the first
+// make run) leaves no half-made cluster behind: the next start makes it.
+func TestEmbeddedInitdbStoppedHalfWay(t *testing.T) {
+	t.Parallel()
+	dir := embeddedDir(t)
+	var logs logBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Once initdb has begun writing the cluster, wherever it writes it.
+		for ctx.Err() == nil {
+			for _, f := range []string{"pg/PG_VERSION", "pg.init/PG_VERSION"} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+					cancel()
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	pg, err := db.StartEmbedded(ctx, db.EmbeddedOptions{Dir: dir, Fast: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err == nil {
+		_ = pg.Stop(context.Background()) // initdb was faster than the watch: nothing to check
+		t.Skip("initdb finished before it could be stopped")
+	}
+	pg = startEmbedded(t, dir, &logs)
+	conn, err := pgx.Connect(context.Background(), pg.URL())
+	require.NoError(t, err, logs.String())
+	defer conn.Close(context.Background())
+	var one int
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT 1`).Scan(&one))
+	_, err = os.Stat(filepath.Join(dir, "pg.init"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
 // The server runs with the buffer cache it is given, and says so.
 func TestEmbeddedSharedBuffers(t *testing.T) {
 	t.Parallel()
