@@ -287,10 +287,24 @@ func (e *Embedded) waitForOwner(ctx context.Context) error {
 // stopLeftover stops a postmaster that still runs on the cluster although
 // its owner is gone (we hold the owner lock): first a fast shutdown, then
 // an immediate one.
+//
+// The lock file may be stale, its pid since taken by another process (after
+// a power loss, say), a postgres of another cluster even: only a process
+// that runs in this cluster's folder is stopped. The stale file is removed,
+// as PostgreSQL would refuse to start beside a live pid.
 func (e *Embedded) stopLeftover(ctx context.Context) error {
 	pid := postmasterPID(e.pgdata)
 	if pid == 0 || !alive(pid) {
 		return nil
+	}
+	switch in, err := e.runsHere(pid); {
+	case err != nil:
+		return fmt.Errorf("embedded postgres: cannot tell whether pid %d of %s runs this cluster: %w",
+			pid, filepath.Join(e.pgdata, "postmaster.pid"), err)
+	case !in:
+		e.opts.Logger.Warn("embedded postgres: its lock file names a process of another folder (a pid reused since); removing the file",
+			"pid", pid, "dir", e.dir)
+		return os.Remove(filepath.Join(e.pgdata, "postmaster.pid"))
 	}
 	e.opts.Logger.Warn("embedded postgres left running by a paygate process that is gone; stopping it to run it under supervision",
 		"pid", pid, "dir", e.dir)
@@ -312,6 +326,26 @@ func (e *Embedded) stopLeftover(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("embedded postgres left running (pid %d) would not stop", pid)
+}
+
+// runsHere tells whether process pid runs in this cluster's folder, as a
+// postmaster does (it changes into it).
+func (e *Embedded) runsHere(pid int) (bool, error) {
+	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+	if err != nil {
+		if !alive(pid) {
+			return false, nil // gone meanwhile
+		}
+		return false, err
+	}
+	abs, err := filepath.Abs(e.pgdata)
+	if err != nil {
+		return false, err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	return cwd == abs, nil
 }
 
 // postmasterPID reads the postmaster's pid from its lock file; 0 if none.

@@ -93,6 +93,29 @@ func TestEmbeddedInitdbStoppedHalfWay(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
 
+// A lock file left by a postmaster long gone may name a pid that another
+// postgres has since (a reboot): that process is left alone, and the
+// stale file removed so that the cluster starts.
+func TestEmbeddedStaleLockFileOfAnotherServer(t *testing.T) {
+	t.Parallel()
+	var logs logBuffer
+	other := startEmbedded(t, embeddedDir(t), &logs)
+	dir := embeddedDir(t)
+	pg := startEmbedded(t, dir, &logs)
+	require.NoError(t, pg.Stop(context.Background()))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pg", "postmaster.pid"),
+		[]byte(strconv.Itoa(other.PID())+"\n"+filepath.Join(dir, "pg")+"\n"), 0o600))
+
+	pg = startEmbedded(t, dir, &logs)
+	for _, p := range []*db.Embedded{other, pg} {
+		conn, err := pgx.Connect(context.Background(), p.URL())
+		require.NoError(t, err, logs.String())
+		require.NoError(t, conn.Ping(context.Background()))
+		conn.Close(context.Background())
+	}
+	require.Contains(t, logs.String(), "names a process of another folder")
+}
+
 // The server runs with the buffer cache it is given, and says so.
 func TestEmbeddedSharedBuffers(t *testing.T) {
 	t.Parallel()
