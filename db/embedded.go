@@ -633,15 +633,27 @@ func (e *Embedded) start(ctx context.Context) error {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(startWait)
+	var told time.Time
 	for {
-		if e.ping(ctx) == nil {
+		err := e.ping(ctx)
+		if err == nil {
 			e.mu.Lock()
 			e.cmd, e.exited = cmd, exited
 			e.mu.Unlock()
 			e.opts.Logger.Info("embedded postgres started", "pid", cmd.Process.Pid, "socket_dir", e.sockDir,
 				"shared_buffers_mib", e.opts.SharedBuffersMiB)
 			return nil
+		}
+		if startingUp(err) {
+			// It answers that it starts: crash recovery replays the WAL
+			// written since the last checkpoint, which may take longer than
+			// any bound, and a server killed for it would start over.
+			deadline = time.Now().Add(startWait)
+			if time.Since(told) >= recoveryLog {
+				told = time.Now()
+				e.opts.Logger.Info("embedded postgres is starting up (recovering after a crash?); waiting for it", "log", logPath)
+			}
 		}
 		select {
 		case err := <-exited:
@@ -653,9 +665,24 @@ func (e *Embedded) start(ctx context.Context) error {
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			return fmt.Errorf("embedded postgres did not accept connections within 60s; see %s", logPath)
+			return fmt.Errorf("embedded postgres did not answer within %v; see %s", startWait, logPath)
 		}
 	}
+}
+
+// startWait bounds a start's wait for a server that does not answer;
+// one that answers that it is starting up is waited for as long as it
+// does, and the log says so every recoveryLog.
+var (
+	startWait   = 60 * time.Second
+	recoveryLog = 30 * time.Second
+)
+
+// startingUp tells whether err is the server's answer that it is starting
+// up or recovering (cannot_connect_now).
+func startingUp(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "57P03"
 }
 
 // launch starts the postmaster and sends its end to exited. With

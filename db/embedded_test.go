@@ -116,6 +116,59 @@ func TestEmbeddedStaleLockFileOfAnotherServer(t *testing.T) {
 	require.Contains(t, logs.String(), "names a process of another folder")
 }
 
+// A server that answers that it is starting up (crash recovery; here a
+// standby without hot standby, which answers so until promoted) is waited
+// for past the start's bound for a server that does not answer, not
+// killed. Not parallel: it shortens that bound.
+func TestEmbeddedWaitsForAServerStartingUp(t *testing.T) {
+	defer db.SetEmbeddedStartWait(time.Second, 50*time.Millisecond)()
+	dir := embeddedDir(t)
+	var logs logBuffer
+	pg := startEmbedded(t, dir, &logs)
+	require.NoError(t, pg.Stop(context.Background()))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pg", "standby.signal"), nil, 0o600))
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		require.NoError(t, err)
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		require.NoError(t, os.Chown(filepath.Join(dir, "pg", "standby.signal"), uid, gid))
+	}
+	type started struct {
+		pg  *db.Embedded
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		pg, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, Fast: true,
+			Settings: []string{"hot_standby=off"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		done <- started{pg, err}
+	}()
+	const waiting = "embedded postgres is starting up (recovering after a crash?); waiting for it"
+	require.Eventually(t, func() bool { return strings.Count(logs.String(), waiting) >= 40 }, 60*time.Second, 10*time.Millisecond,
+		"it waits, past its bound of a second: %s", &logs)
+	select {
+	case s := <-done:
+		t.Fatalf("the start ended while the server started up: %v", s.err)
+	default:
+	}
+	// Promoted (as pg_ctl promote does), the server ends its recovery.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pg", "promote"), nil, 0o600))
+	pid, err := strconv.Atoi(strings.Fields(readFile(t, filepath.Join(dir, "pg", "postmaster.pid")))[0])
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGUSR1))
+	s := <-done
+	require.NoError(t, s.err, logs.String())
+	t.Cleanup(func() { _ = s.pg.Stop(context.Background()) })
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
+
 // The server runs with the buffer cache it is given, and says so.
 func TestEmbeddedSharedBuffers(t *testing.T) {
 	t.Parallel()

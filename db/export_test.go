@@ -42,3 +42,11 @@ func SetMigrationLockPolls(poll, log time.Duration) (restore func()) {
 	lockPoll, lockWaitLog = poll, log
 	return func() { lockPoll, lockWaitLog = was, wasLog }
 }
+
+// SetEmbeddedStartWait sets how long a start waits for a server that does
+// not answer, and how often it tells that it waits for one starting up.
+func SetEmbeddedStartWait(wait, log time.Duration) (restore func()) {
+	was, wasLog := startWait, recoveryLog
+	startWait, recoveryLog = wait, log
+	return func() { startWait, recoveryLog = was, wasLog }
+}
