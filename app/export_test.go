@@ -1,6 +1,17 @@
 package app
 
-import "github.com/riverqueue/river"
+import (
+	"context"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+)
 
 // RiverConfig is the River configuration a builds its client with.
 func RiverConfig(a *App) *river.Config { return a.riverConfig(river.NewWorkers(), nil) }
+
+// StartHeartbeat starts a worker's heartbeat on pool; stop ends it.
+func StartHeartbeat(pool *pgxpool.Pool) (stop func(context.Context)) {
+	return startHeartbeat(pool, slog.Default()).stop
+}

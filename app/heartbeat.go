@@ -20,13 +20,14 @@ const (
 type heartbeat struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	until  chan context.Context // the stop's, which bounds the last write
 }
 
 func startHeartbeat(pool *pgxpool.Pool, logger *slog.Logger) *heartbeat {
 	host, _ := os.Hostname()
 	id := host + "/" + uuid.NewString()
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &heartbeat{cancel: cancel, done: make(chan struct{})}
+	h := &heartbeat{cancel: cancel, done: make(chan struct{}), until: make(chan context.Context, 1)}
 	beat := func() {
 		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -49,8 +50,9 @@ func startHeartbeat(pool *pgxpool.Pool, logger *slog.Logger) *heartbeat {
 		for {
 			select {
 			case <-ctx.Done():
-				// Say at once that this worker is gone.
-				dctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				// Say at once that this worker is gone, within the stop's
+				// deadline (the database may be the reason of the stop).
+				dctx, cancel := context.WithTimeout(<-h.until, 3*time.Second)
 				_, _ = pool.Exec(dctx, `DELETE FROM worker_heartbeats WHERE worker_id = $1`, id)
 				cancel()
 				return
@@ -62,7 +64,9 @@ func startHeartbeat(pool *pgxpool.Pool, logger *slog.Logger) *heartbeat {
 	return h
 }
 
-func (h *heartbeat) stop() {
+// stop ends the beats; the worker's row is deleted within ctx.
+func (h *heartbeat) stop(ctx context.Context) {
+	h.until <- ctx
 	h.cancel()
 	<-h.done
 }

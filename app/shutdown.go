@@ -45,7 +45,7 @@ func (a *App) Close(ctx context.Context) {
 			a.stopAdmin()
 		}
 		if a.beat != nil {
-			a.beat.stop()
+			a.beat.stop(ctx)
 			a.beat = nil
 		}
 		a.closePool(ctx)

@@ -16,6 +16,8 @@ import (
 
 	"paygate/app"
 	"paygate/app/apptest"
+	"paygate/db"
+	"paygate/db/dbtest"
 	"paygate/payments"
 	"paygate/web"
 )
@@ -283,4 +285,30 @@ func TestShutdownConfig(t *testing.T) {
 		require.Error(t, err, kv)
 		require.Contains(t, err.Error(), kv[0]+`="`+kv[1]+`": must be `)
 	}
+}
+
+// A stopping worker deletes its heartbeat at once, within the stop's
+// deadline: one that has passed (the database away at the stop) does not
+// hold up the rest of the stop, and the row then ages out.
+func TestHeartbeatStopsWithinItsDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 2)
+	require.NoError(t, err)
+	defer pool.Close()
+	beats := func() (n int) {
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM worker_heartbeats`).Scan(&n))
+		return n
+	}
+	stop := app.StartHeartbeat(pool)
+	require.Equal(t, 1, beats())
+	passed, cancel := context.WithCancel(ctx)
+	cancel()
+	stop(passed)
+	require.Equal(t, 1, beats(), "the deadline had passed: no write")
+
+	stop = app.StartHeartbeat(pool)
+	require.Equal(t, 2, beats())
+	stop(ctx)
+	require.Equal(t, 1, beats(), "deleted at the stop")
 }
