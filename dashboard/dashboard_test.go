@@ -97,6 +97,7 @@ func TestSessionLifecycle(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, merchants.TestMerchantKey, me["api_key"])
 	require.Equal(t, merchants.TestMerchantName, me["name"])
+	require.Regexp(t, `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`, me["created_at"], "RFC 3339, UTC, whole seconds, as every timestamp")
 
 	for name, h := range map[string]http.Header{
 		"no cookie":    nil,

@@ -9,9 +9,10 @@ package merchants
 
 import (
 	"crypto/sha256"
-	"time"
 
 	"github.com/google/uuid"
+
+	"paygate/web"
 )
 
 // Merchant is the authenticated identity of a request. It is cached, so it
@@ -22,7 +23,7 @@ type Merchant struct {
 	Name      string    `json:"name"`
 	Email     string    `json:"email"`
 	APIKey    string    `json:"api_key"`
-	CreatedAt time.Time `json:"created_at"`
+	CreatedAt web.Time  `json:"created_at"`
 }
 
 // The seeded test merchant of API.md.
