@@ -186,3 +186,34 @@ func FuzzValidRequestID(f *testing.F) {
 		}
 	})
 }
+
+// A key names a field only as the field is spelled (API.md: unknown fields
+// are ignored), though encoding/json matches whatever the case: a key of
+// another case is ignored, at any depth, and cannot override the field. The
+// keys of notes are data, kept as sent.
+func TestDecodeMatchesKeysExactly(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{`{"AMOUNT": 5}`, `{}`},
+		{`{"amount": 100, "Amount": 9999}`, `{"amount":100}`},
+		{`{"Amount": 9999, "amount": 100}`, `{"amount":100}`},
+		{`{"AMOUNT": "not a number"}`, `{}`},
+		{`{"amount": 100, "\u0041mount": 9999}`, `{"amount":100}`},
+		{"{\"receipt\": \"r\", \"Receipt\": \"R\", \"notes\": {\"Amount\": \"1\", \"NOTE\": \"é\"}}",
+			`{"receipt":"r","notes":{"Amount":"1","NOTE":"é"}}`},
+		{`{"card": {"Holder_Name": "X", "holder_name": "Y"}}`, `{"card":{"holder_name":"Y"}}`},
+		{"{\"card\": {\"holder_name\": \"Y\"}, \"CARD\": {\"holder_name\": \"Z\"}}", `{"card":{"holder_name":"Y"}}`},
+		{"{\"amount\": 100, \"amo\u212Ant\": 7}", `{"amount":100}`}, // no K in amount: unknown either way
+		{"{\"receipt\": \"Ab\", \"events\": [\"PAYMENT.SUCCESS\"], \"webhook_url\": \"https://X.example/\"}",
+			`{"receipt":"Ab","events":["PAYMENT.SUCCESS"],"webhook_url":"https://X.example/"}`},
+	} {
+		var got, want body
+		require.NoError(t, web.Decode([]byte(tc.raw), &got), tc.raw)
+		require.NoError(t, web.Decode([]byte(tc.want), &want))
+		require.Equal(t, want, got, tc.raw)
+	}
+	var kelvin struct {
+		Kind string `json:"kind"`
+	}
+	require.NoError(t, web.Decode([]byte("{\"kind\": \"a\", \"\u212Aind\": \"b\"}"), &kelvin))
+	require.Equal(t, "a", kelvin.Kind, "U+212A KELVIN SIGN folds to k in encoding/json")
+}

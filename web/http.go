@@ -89,7 +89,7 @@ func Decode(raw []byte, v any) error {
 		// json.Unmarshal would leave v untouched, as if {} had been sent.
 		return Errorf(CodeBadRequest, "Request body must be a JSON object")
 	}
-	err := json.Unmarshal(raw, v)
+	err := decodeExact(raw, v)
 	if err == nil {
 		if e := checkText(raw, reflect.TypeOf(v)); e != nil {
 			return e
