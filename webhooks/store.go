@@ -142,8 +142,7 @@ func getLog(ctx context.Context, q db.Querier, merchantID, id uuid.UUID) (LogDet
 type delivery struct {
 	status   string
 	run      int
-	attempts int        // made in this run so far
-	due      *time.Time // next_retry_at: when the run's next attempt is due (nil once final)
+	attempts int // made in this run so far
 	payload  []byte
 	Endpoint
 }
@@ -165,7 +164,7 @@ func deliveriesOf(ctx context.Context, q db.Querier, keys []logKey) ([]found, er
 		ids[i], merchants[i] = k.id, k.merchantID
 	}
 	rows, err := q.Query(ctx, `
-		SELECT k.i, l.status, l.run, l.attempts, l.next_retry_at, l.payload, `+endpointColumns+`
+		SELECT k.i, l.status, l.run, l.attempts, l.payload, `+endpointColumns+`
 		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(id, merchant_id, i)
 		JOIN webhook_logs l ON l.id = k.id AND l.merchant_id = k.merchant_id
 		JOIN merchants m ON m.id = l.merchant_id`, db.PlanMode(q), ids, merchants)
@@ -181,7 +180,7 @@ func scanDeliveries(rows pgx.Rows, n int) ([]found, error) {
 	out := make([]found, n)
 	var i int
 	var d delivery
-	_, err := pgx.ForEachRow(rows, append([]any{&i, &d.status, &d.run, &d.attempts, &d.due, &d.payload}, endpointFields(&d.Endpoint)...),
+	_, err := pgx.ForEachRow(rows, append([]any{&i, &d.status, &d.run, &d.attempts, &d.payload}, endpointFields(&d.Endpoint)...),
 		func() error {
 			out[i-1] = found{delivery: d, ok: true}
 			d = delivery{}

@@ -131,17 +131,13 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if d.status != StatusPending || d.run != a.Run {
 		return nil // delivered, failed, or superseded by a manual retry
 	}
-	// After an attempt, the log's next_retry_at is when the next is due,
-	// whichever job comes for it: a first attempt's job given back after
-	// its record's COMMIT went unanswered (first.go) may find that record
-	// committed, and the next attempt scheduled, and must not make it
-	// early. A run's first attempt is due at once (its next_retry_at is the
-	// database's now(), which a clock behind the database's would take for
-	// later).
-	if d.attempts > 0 && d.due != nil {
-		if err := db.SnoozeUntil(ctx, *d.due); err != nil {
-			return err
-		}
+	if job.UniqueKey == nil && d.attempts > 0 {
+		// A first run's job (firstDeliveryArgs, the one job without a
+		// unique key) that finds the first attempt recorded: given back
+		// after its record's COMMIT went unanswered (first.go), it did
+		// commit, and with it the next attempt's job, which makes that
+		// attempt at its time. Made here, it would come early, or twice.
+		return nil
 	}
 	release, wait, ok := s.limiter.acquire(ctx, d.URL, s.MaxPerEndpoint)
 	if !ok {
