@@ -211,6 +211,8 @@ func TestDecodeMatchesKeysExactly(t *testing.T) {
 		require.NoError(t, web.Decode([]byte(tc.want), &want))
 		require.Equal(t, want, got, tc.raw)
 	}
+	var b body
+	require.Error(t, web.Decode([]byte(`{"Amount": 1, "amount": 100} garbage`), &b), "malformed, as before")
 	var kelvin struct {
 		Kind string `json:"kind"`
 	}

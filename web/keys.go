@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"reflect"
 )
 
@@ -22,8 +23,9 @@ func decodeExact(raw []byte, v any) error {
 		var doc any
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
-		// Malformed JSON is left to json.Unmarshal, which says where.
-		if dec.Decode(&doc) == nil && dropInexact(doc, reflect.TypeOf(v)) {
+		// Malformed JSON (trailing bytes included) is left to
+		// json.Unmarshal, which says where.
+		if dec.Decode(&doc) == nil && atEOF(dec) && dropInexact(doc, reflect.TypeOf(v)) {
 			clean, err := json.Marshal(doc)
 			if err != nil {
 				return err
@@ -32,6 +34,11 @@ func decodeExact(raw []byte, v any) error {
 		}
 	}
 	return json.Unmarshal(raw, v)
+}
+
+func atEOF(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // oddKeys reports whether raw (valid JSON) has an object key that holds an
