@@ -332,10 +332,15 @@ func (e *Embedded) stopLeftover(ctx context.Context) error {
 // postmaster does (it changes into it).
 func (e *Embedded) runsHere(pid int) (bool, error) {
 	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
-	if err != nil {
-		if !alive(pid) {
-			return false, nil // gone meanwhile
-		}
+	switch {
+	case err == nil:
+	case !alive(pid):
+		return false, nil // gone meanwhile
+	case os.IsPermission(err) && os.Geteuid() != 0:
+		// Another user's process: this cluster's postmaster runs as this
+		// process's user (as root, every process can be read).
+		return false, nil
+	default:
 		return false, err
 	}
 	abs, err := filepath.Abs(e.pgdata)
@@ -579,8 +584,18 @@ func (e *Embedded) command(ctx context.Context, bin, name string, args ...string
 // stop), it would leave a folder that every later start takes for a
 // cluster and fails on. So the cluster is made beside pgdata and moved in
 // once complete; a half-made one is removed at the next start.
+//
+// A cluster folder that is a symbolic link or a mount point (its own disk)
+// cannot be replaced so: there initdb runs in place, as before.
 func (e *Embedded) initdb(ctx context.Context) error {
 	e.opts.Logger.Info("initialising embedded postgres", "pgdata", e.pgdata)
+	if own, err := ownDisk(e.pgdata); err != nil || own {
+		cmd := e.command(ctx, e.bin, "initdb", append([]string{"-D", e.pgdata}, initdbArgs...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
 	tmp := e.pgdata + ".init"
 	if err := os.RemoveAll(tmp); err != nil {
 		return fmt.Errorf("remove a half-made cluster: %w", err)
@@ -593,9 +608,7 @@ func (e *Embedded) initdb(ctx context.Context) error {
 			return err
 		}
 	}
-	cmd := e.command(ctx, e.bin, "initdb", "-D", tmp, "-U", "postgres", "-E", "UTF8", "--locale=C",
-		// Only the socket in our private folder is reachable.
-		"--auth-local=trust", "--auth-host=reject")
+	cmd := e.command(ctx, e.bin, "initdb", append([]string{"-D", tmp}, initdbArgs...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
 	}
@@ -603,6 +616,27 @@ func (e *Embedded) initdb(ctx context.Context) error {
 		return fmt.Errorf("%s holds files but no cluster (no PG_VERSION); move them away: %w", e.pgdata, err)
 	}
 	return os.Rename(tmp, e.pgdata)
+}
+
+// initdbArgs make the cluster: only the socket in our private folder is
+// reachable.
+var initdbArgs = []string{"-U", "postgres", "-E", "UTF8", "--locale=C", "--auth-local=trust", "--auth-host=reject"}
+
+// ownDisk reports whether dir is a symbolic link, or a mount point (on
+// another device than its parent).
+func ownDisk(dir string) (bool, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return false, err
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return true, nil
+	}
+	parent, err := os.Stat(filepath.Dir(dir))
+	if err != nil {
+		return false, err
+	}
+	return fi.Sys().(*syscall.Stat_t).Dev != parent.Sys().(*syscall.Stat_t).Dev, nil
 }
 
 // start runs the postmaster as our child and waits until it accepts
@@ -634,7 +668,7 @@ func (e *Embedded) start(ctx context.Context) error {
 	}
 
 	deadline := time.Now().Add(startWait)
-	var told time.Time
+	told := time.Now() // every start answers "starting up" for a moment: told only after recoveryLog
 	for {
 		err := e.ping(ctx)
 		if err == nil {

@@ -121,11 +121,11 @@ func TestEmbeddedStaleLockFileOfAnotherServer(t *testing.T) {
 // for past the start's bound for a server that does not answer, not
 // killed. Not parallel: it shortens that bound.
 func TestEmbeddedWaitsForAServerStartingUp(t *testing.T) {
-	defer db.SetEmbeddedStartWait(time.Second, 50*time.Millisecond)()
 	dir := embeddedDir(t)
 	var logs logBuffer
 	pg := startEmbedded(t, dir, &logs)
 	require.NoError(t, pg.Stop(context.Background()))
+	defer db.SetEmbeddedStartWait(time.Second, 50*time.Millisecond)()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "pg", "standby.signal"), nil, 0o600))
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -167,6 +167,21 @@ func readFile(t *testing.T, path string) string {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// A cluster folder that is a symbolic link (to another disk, say) is made
+// where it points, in place.
+func TestEmbeddedClusterFolderThroughALink(t *testing.T) {
+	t.Parallel()
+	dir, target := embeddedDir(t), embeddedDir(t)
+	require.NoError(t, os.Symlink(target, filepath.Join(dir, "pg")))
+	var logs logBuffer
+	startEmbedded(t, dir, &logs)
+	_, err := os.Stat(filepath.Join(target, "PG_VERSION"))
+	require.NoError(t, err, "the cluster is where the link points")
+	fi, err := os.Lstat(filepath.Join(dir, "pg"))
+	require.NoError(t, err)
+	require.NotZero(t, fi.Mode()&os.ModeSymlink, "the link stays")
 }
 
 // The server runs with the buffer cache it is given, and says so.
