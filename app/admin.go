@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
-	"net/url"
 
 	"github.com/labstack/echo/v4"
 	"riverqueue.com/riverui"
@@ -65,15 +64,14 @@ func (a *App) adminRoutes(e *echo.Echo) error {
 // remembers Basic credentials and sends them with any page's request,
 // another site's form included: a request that changes something (River
 // UI's cancel, retry and delete) from another site's page is refused (403),
-// as the dashboard's are (dashboard.SameOrigin). A request without Origin or
-// Sec-Fetch-Site is no browser's (curl), and goes through.
+// as the dashboard's are (dashboard.SameOrigin; crossOrigin).
 func adminAuth(token string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
 			user, pass, basic := r.BasicAuth()
 			if bearer(r, token) || basic && user == "admin" && subtle.ConstantTimeCompare([]byte(pass), []byte(token)) == 1 {
-				if !safeMethod(r.Method) && crossSite(r) {
+				if crossOrigin.Check(r) != nil {
 					return &web.Error{Code: web.CodeBadRequest, Status: http.StatusForbidden,
 						Description: "Request refused: it came from another site's page"}
 				}
@@ -85,21 +83,7 @@ func adminAuth(token string) echo.MiddlewareFunc {
 	}
 }
 
-func safeMethod(m string) bool {
-	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
-}
-
-// crossSite reports whether a browser sent r from a page of another origin:
-// its Sec-Fetch-Site says so, or its Origin (which browsers send with every
-// POST) names another host, or is "null".
-func crossSite(r *http.Request) bool {
-	if s := r.Header.Get("Sec-Fetch-Site"); s == "cross-site" || s == "same-site" {
-		return true
-	}
-	origin := r.Header.Get(echo.HeaderOrigin)
-	if origin == "" {
-		return false
-	}
-	u, err := url.Parse(origin)
-	return err != nil || u.Host != r.Host
-}
+// crossOrigin refuses a browser's changes sent from a page of another
+// origin: by Sec-Fetch-Site, or by Origin where a browser sends no
+// Sec-Fetch-Site. A request with neither is no browser's.
+var crossOrigin = http.NewCrossOriginProtection()
