@@ -15,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
 	"paygate/app/apptest"
+	"paygate/db"
 	"paygate/merchants"
 	"paygate/web"
 )
@@ -355,7 +357,21 @@ func TestPanicInHandlerIsRecovered(t *testing.T) {
 	}
 	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", apptest.TestMerchant())
 	require.Equal(t, http.StatusOK, rec.Code)
+
+	// A callback after a commit that panics is raised again once the
+	// others ran: the log shows the stack where it began.
+	a.Echo.POST("/test/panic-after-commit", func(c echo.Context) error {
+		return db.WithTx(c.Request().Context(), a.Pool, func(tx pgx.Tx) error {
+			db.AfterCommit(tx, func() { callbackThatPanics() })
+			return nil
+		})
+	})
+	rec = apptest.Do(t, a.Echo, http.MethodPost, "/test/panic-after-commit", "", nil)
+	require.Equal(t, http.StatusInternalServerError, rec.Code)
+	require.Regexp(t, `"msg":"panic in handler".*"panic":"after the commit".*callbackThatPanics`, logs.String())
 }
+
+func callbackThatPanics() { panic("after the commit") }
 
 // Credentials that cannot be a key or secret answer 401 before any
 // database work: here the database is gone, so touching it would answer

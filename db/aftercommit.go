@@ -111,6 +111,10 @@ type CallbackPanic struct {
 
 func (p *CallbackPanic) String() string { return fmt.Sprint(p.Value) }
 
+// PanicStack is the stack of the callback's panic, for a recover that logs
+// one (web's).
+func (p *CallbackPanic) PanicStack() []byte { return p.Stack }
+
 // track makes tx one whose callbacks are kept.
 func track(tx pgx.Tx) { afterCommit.Store(tx, new([]func(Outcome))) }
 

@@ -238,7 +238,7 @@ func (b *Batcher[Req, Res]) call(ctx context.Context, reqs []Req) (res []Res, er
 			stack := debug.Stack()
 			res, err = nil, fmt.Errorf("batch panicked: %v", p)
 			if cp, ok := p.(*CallbackPanic); ok {
-				stack = cp.Stack
+				stack = cp.PanicStack()
 				if cp.Outcome != RolledBack {
 					err = fmt.Errorf("%w: a callback after its commit panicked: %v", ErrCommitUnknown, cp.Value)
 				}

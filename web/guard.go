@@ -72,10 +72,14 @@ func recoverPanic(logger *slog.Logger) echo.MiddlewareFunc {
 				if e, ok := r.(error); ok && errors.Is(e, http.ErrAbortHandler) {
 					panic(r)
 				}
+				stack := debug.Stack()
+				if s, ok := r.(interface{ PanicStack() []byte }); ok {
+					stack = s.PanicStack() // raised again elsewhere (db.CallbackPanic): where it began
+				}
 				logger.ErrorContext(c.Request().Context(), "panic in handler",
 					"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 					"method", c.Request().Method, "route", c.Path(),
-					"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					"panic", fmt.Sprint(r), "stack", string(stack))
 				err = Errorf(CodeInternal, "An unexpected error occurred")
 			}()
 			return next(c)
