@@ -357,7 +357,7 @@ func TestMigrateWaitsForTheMigrationsLock(t *testing.T) {
 	defer cancel()
 	var waited logBuffer
 	go func() {
-		for !strings.Contains(waited.String(), "waiting for the migrations' lock") {
+		for stopped.Err() == nil && !strings.Contains(waited.String(), "waiting for the migrations' lock") {
 			time.Sleep(time.Millisecond)
 		}
 		cancel()
