@@ -50,3 +50,11 @@ func SetEmbeddedStartWait(wait, log time.Duration) (restore func()) {
 	startWait, recoveryLog = wait, log
 	return func() { startWait, recoveryLog = was, wasLog }
 }
+
+// SetMigrationLockRetry sets how soon a migration that timed out on a
+// table's lock runs again.
+func SetMigrationLockRetry(d time.Duration) (restore func()) {
+	was := lockRetry
+	lockRetry = d
+	return func() { lockRetry = was }
+}

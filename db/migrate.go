@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
@@ -64,25 +65,45 @@ func riverMigration() *goose.Migration {
 // Migrate applies every pending migration. Concurrent callers (several
 // paygate processes starting at once) are serialised by a Postgres session
 // advisory lock, which a caller waits for as long as ctx lasts, telling
-// logger (migrationLock); running it again changes nothing.
+// logger (migrationLock); running it again changes nothing. A migration
+// that takes a busy table's lock gives up after its lock_timeout (a long
+// transaction holds the table, and the table's requests would queue behind
+// the migration meanwhile): it is run again every lockRetry while ctx
+// lasts, and logged.
 func Migrate(ctx context.Context, sqlDB *sql.DB, logger *slog.Logger) ([]string, error) {
 	p, err := provider(sqlDB, logger)
 	if err != nil {
 		return nil, err
 	}
-	results, err := p.Up(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	applied := make([]string, 0, len(results))
-	for _, r := range results {
-		name := r.Source.Path
-		if name == "" {
-			name = fmt.Sprintf("river schema v%d", riverVersion)
+	var applied []string
+	for {
+		results, err := p.Up(ctx)
+		var partial *goose.PartialError
+		if errors.As(err, &partial) {
+			results = partial.Applied
 		}
-		applied = append(applied, name)
+		for _, r := range results {
+			name := r.Source.Path
+			if name == "" {
+				name = fmt.Sprintf("river schema v%d", riverVersion)
+			}
+			applied = append(applied, name)
+		}
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			return applied, nil
+		case !errors.As(err, &pgErr) || pgErr.Code != "55P03": // lock_not_available
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		logger.Warn("migrations: a migration could not take a table's lock in time (a long transaction holds the table); it runs again shortly",
+			"error", err.Error(), "again_in", lockRetry.String())
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("migrate: %w", context.Cause(ctx))
+		case <-time.After(lockRetry):
+		}
 	}
-	return applied, nil
 }
 
 // provider is goose over the embedded migrations and River's schema.
@@ -116,6 +137,7 @@ type migrationLock struct{ logger *slog.Logger }
 var (
 	lockPoll    = time.Second
 	lockWaitLog = time.Minute
+	lockRetry   = 5 * time.Second // after a migration's lock_timeout
 )
 
 func (l migrationLock) SessionLock(ctx context.Context, conn *sql.Conn) error {

@@ -367,3 +367,43 @@ func TestMigrateWaitsForTheMigrationsLock(t *testing.T) {
 	require.ErrorContains(t, err, "the migrations' lock") // while it waits, or tries once more
 	free()
 }
+
+// A migration that takes a busy table's lock (00020 adds a column to
+// payments) gives up after its lock_timeout while a long transaction holds
+// the table, so that the table's requests do not queue behind it for as
+// long, and runs again until it can. Not parallel: it shortens the retry.
+func TestMigrateRetriesALockTimeout(t *testing.T) {
+	defer db.SetMigrationLockRetry(10 * time.Millisecond)()
+	ctx := context.Background()
+	pool, err := db.Open(ctx, dbtest.New(t), 4)
+	require.NoError(t, err)
+	defer pool.Close()
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	defer sqlDB.Close()
+	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 19))
+
+	long, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer long.Rollback(ctx)
+	_, err = long.Exec(ctx, `SELECT count(*) FROM payments`) // holds the table until it ends
+	require.NoError(t, err)
+
+	var logged logBuffer
+	type result struct {
+		applied []string
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		applied, err := db.Migrate(ctx, sqlDB, slog.New(slog.NewJSONHandler(&logged, nil)))
+		done <- result{applied, err}
+	}()
+	require.Eventually(t, func() bool {
+		return strings.Contains(logged.String(), "could not take a table's lock in time")
+	}, time.Minute, 10*time.Millisecond, "it gives up its place in the lock queue, and tries again")
+	require.NoError(t, long.Commit(ctx))
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, []string{"00020_order_paid_by_its_payment.sql", "00021_write_less_per_delivery.sql",
+		"00022_ascending_list_indexes.sql"}, r.applied)
+}

@@ -1,4 +1,8 @@
 -- +goose Up
+-- Its lock on a busy table is waited for 5 s at most: a migration queued
+-- behind a long transaction would hold every request for that table behind
+-- it; Migrate runs it again a moment later (db/migrate.go).
+SET LOCAL lock_timeout = '5s';
 -- river_job is the busiest table: every payment writes three jobs, and each
 -- job row has three versions (inserted, fetched, completed). No update is
 -- HOT (the state column is indexed), so every version enters every index.

@@ -1,4 +1,8 @@
 -- +goose Up
+-- Its lock on a busy table is waited for 5 s at most: a migration queued
+-- behind a long transaction would hold every request for that table behind
+-- it; Migrate runs it again a moment later (db/migrate.go).
+SET LOCAL lock_timeout = '5s';
 -- River's index on river_job (kind) serves only River UI's list of kinds
 -- and its filter by kind, which still work without it, by scanning. River's
 -- own queries (fetching, completing, rescuing, cleaning, unique inserts)
