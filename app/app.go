@@ -133,11 +133,11 @@ func (a *App) openDatabase(ctx context.Context) error {
 	sqlDB := stdlib.OpenDBFromPool(pool)
 	defer sqlDB.Close()
 	applied, err := db.Migrate(ctx, sqlDB, a.Logger)
+	for _, m := range applied { // those before an error too
+		a.Logger.Info("migration applied", "migration", m)
+	}
 	if err != nil {
 		return err
-	}
-	for _, m := range applied {
-		a.Logger.Info("migration applied", "migration", m)
 	}
 	if a.Config.TestMode {
 		if err := merchants.SeedTestMerchant(ctx, pool); err != nil {

@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -10,6 +11,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -66,17 +69,19 @@ func riverMigration() *goose.Migration {
 // paygate processes starting at once) are serialised by a Postgres session
 // advisory lock, which a caller waits for as long as ctx lasts, telling
 // logger (migrationLock); running it again changes nothing. A migration
-// that takes a busy table's lock gives up after its lock_timeout (a long
-// transaction holds the table, and the table's requests would queue behind
-// the migration meanwhile): it is run again every lockRetry while ctx
-// lasts, and logged.
+// that sets its own lock_timeout (one that locks a busy table) gives up
+// when a long transaction holds the table, since the table's requests would
+// queue behind it meanwhile: it is run again, after lockRetry and then
+// twice as long each time up to a minute (with jitter, as other processes
+// may be trying too), while ctx lasts, and logged. It returns the
+// migrations applied, those before an error too.
 func Migrate(ctx context.Context, sqlDB *sql.DB, logger *slog.Logger) ([]string, error) {
 	p, err := provider(sqlDB, logger)
 	if err != nil {
 		return nil, err
 	}
 	var applied []string
-	for {
+	for wait := lockRetry; ; wait = min(2*wait, time.Minute) {
 		results, err := p.Up(ctx)
 		var partial *goose.PartialError
 		if errors.As(err, &partial) {
@@ -89,21 +94,33 @@ func Migrate(ctx context.Context, sqlDB *sql.DB, logger *slog.Logger) ([]string,
 			}
 			applied = append(applied, name)
 		}
-		var pgErr *pgconn.PgError
-		switch {
-		case err == nil:
+		if err == nil {
 			return applied, nil
-		case !errors.As(err, &pgErr) || pgErr.Code != "55P03": // lock_not_available
-			return nil, fmt.Errorf("migrate: %w", err)
 		}
-		logger.Warn("migrations: a migration could not take a table's lock in time (a long transaction holds the table); it runs again shortly",
-			"error", err.Error(), "again_in", lockRetry.String())
+		if !lockTimedOut(err, partial) {
+			return applied, fmt.Errorf("migrate: %w", err)
+		}
+		pause := wait/2 + rand.N(wait) // 0.5 to 1.5 times
+		logger.Warn("migrations: a migration could not take a table's lock in time (a long transaction holds the table); it runs again later",
+			"migration", partial.Failed.Source.Path, "error", err.Error(), "again_in", pause.Round(time.Millisecond).String())
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("migrate: %w", context.Cause(ctx))
-		case <-time.After(lockRetry):
+			return applied, fmt.Errorf("migrate: %w", context.Cause(ctx))
+		case <-time.After(pause):
 		}
 	}
+}
+
+// lockTimedOut reports whether err is a migration's own lock_timeout: a
+// lock not available (55P03) in a migration that sets one. Another's (a
+// lock_timeout of the role, under an index built concurrently) is an error.
+func lockTimedOut(err error, partial *goose.PartialError) bool {
+	var pgErr *pgconn.PgError
+	if partial == nil || partial.Failed == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+		return false
+	}
+	sql, rerr := fs.ReadFile(migrations, "migrations/"+filepath.Base(partial.Failed.Source.Path))
+	return rerr == nil && bytes.Contains(sql, []byte("SET LOCAL lock_timeout"))
 }
 
 // provider is goose over the embedded migrations and River's schema.
@@ -137,7 +154,7 @@ type migrationLock struct{ logger *slog.Logger }
 var (
 	lockPoll    = time.Second
 	lockWaitLog = time.Minute
-	lockRetry   = 5 * time.Second // after a migration's lock_timeout
+	lockRetry   = 5 * time.Second // the first wait after a migration's lock_timeout
 )
 
 func (l migrationLock) SessionLock(ctx context.Context, conn *sql.Conn) error {

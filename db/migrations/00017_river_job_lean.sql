@@ -1,8 +1,9 @@
 -- +goose Up
--- Its lock on a busy table is waited for 5 s at most: a migration queued
+-- Each lock on a busy table is waited for 1 s at most: a migration queued
 -- behind a long transaction would hold every request for that table behind
--- it; Migrate runs it again a moment later (db/migrate.go).
-SET LOCAL lock_timeout = '5s';
+-- it (and those for the tables whose locks it holds already); Migrate runs
+-- it again later (db/migrate.go).
+SET LOCAL lock_timeout = '1s';
 -- river_job is the busiest table: every payment writes three jobs, and each
 -- job row has three versions (inserted, fetched, completed). No update is
 -- HOT (the state column is indexed), so every version enters every index.

@@ -1,8 +1,9 @@
 -- +goose Up
--- Its lock on a busy table is waited for 5 s at most: a migration queued
+-- Each lock on a busy table is waited for 1 s at most: a migration queued
 -- behind a long transaction would hold every request for that table behind
--- it; Migrate runs it again a moment later (db/migrate.go).
-SET LOCAL lock_timeout = '5s';
+-- it (and those for the tables whose locks it holds already); Migrate runs
+-- it again later (db/migrate.go).
+SET LOCAL lock_timeout = '1s';
 -- River's index on river_job (kind) serves only River UI's list of kinds
 -- and its filter by kind, which still work without it, by scanning. River's
 -- own queries (fetching, completing, rescuing, cleaning, unique inserts)
