@@ -95,6 +95,27 @@ func (g *gatedBatcher) doAll(reqs []int) (map[int]string, map[int]error) {
 	return res, errs
 }
 
+// secondBatch runs request 0 alone, queues reqs behind it, then lets the
+// batches run, and returns reqs' answers: reqs make the second batch.
+func (g *gatedBatcher) secondBatch(t *testing.T, reqs []int) (map[int]string, map[int]error) {
+	t.Helper()
+	go g.Do(context.Background(), 0)
+	g.waitBatches(1)
+	type result struct {
+		res  map[int]string
+		errs map[int]error
+	}
+	done := make(chan result)
+	go func() {
+		res, errs := g.doAll(reqs)
+		done <- result{res, errs}
+	}()
+	g.waitQueued(t, len(reqs))
+	close(g.gate)
+	r := <-done
+	return r.res, r.errs
+}
+
 func TestBatcherGathersWhatArrivesWhileABatchRuns(t *testing.T) {
 	g := newGatedBatcher(4, 1, nil)
 	first := make(chan string)
@@ -234,24 +255,11 @@ func TestBatcherRunsAFailedBatchOneByOne(t *testing.T) {
 		}
 		return nil
 	})
-	go g.Do(context.Background(), 0)
-	g.waitBatches(1)
-	type result struct {
-		res  map[int]string
-		errs map[int]error
-	}
-	done := make(chan result)
-	go func() {
-		res, errs := g.doAll([]int{1, 2, 3})
-		done <- result{res, errs}
-	}()
-	g.waitQueued(t, 3)
-	close(g.gate)
-	r := <-done
-	require.ErrorIs(t, r.errs[3], boom)
+	res, errs := g.secondBatch(t, []int{1, 2, 3})
+	require.ErrorIs(t, errs[3], boom)
 	for _, n := range []int{1, 2} {
-		require.NoError(t, r.errs[n])
-		require.Equal(t, fmt.Sprint("answer ", n), r.res[n])
+		require.NoError(t, errs[n])
+		require.Equal(t, fmt.Sprint("answer ", n), res[n])
 	}
 	require.Len(t, g.batches, 5, "the first, the failed batch, then each of its requests alone")
 }
@@ -273,16 +281,8 @@ func TestBatcherDoesNotRetryAlone(t *testing.T) {
 				}
 				return nil
 			})
-			go g.Do(context.Background(), 0)
-			g.waitBatches(1)
-			done := make(chan map[int]error)
-			go func() {
-				_, errs := g.doAll([]int{1, 2})
-				done <- errs
-			}()
-			g.waitQueued(t, 2)
-			close(g.gate)
-			for n, err := range <-done {
+			_, errs := g.secondBatch(t, []int{1, 2})
+			for n, err := range errs {
 				require.ErrorIs(t, err, failure, "request %d", n)
 			}
 			require.Len(t, g.batches, 2, "no request was run again alone")
@@ -306,16 +306,8 @@ func TestBatcherDoesNotRunACommittedBatchAgain(t *testing.T) {
 		}
 		return nil
 	})
-	go g.Do(context.Background(), 0)
-	g.waitBatches(1)
-	done := make(chan map[int]error)
-	go func() {
-		_, errs := g.doAll([]int{1, 2})
-		done <- errs
-	}()
-	g.waitQueued(t, 2)
-	close(g.gate)
-	for n, err := range <-done {
+	_, errs := g.secondBatch(t, []int{1, 2})
+	for n, err := range errs {
 		require.ErrorIs(t, err, ErrCommitUnknown, "request %d", n)
 		require.ErrorContains(t, err, "after the commit")
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
 	"paygate/db"
@@ -22,11 +21,7 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 func TestMigrateTwiceChangesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 4)
-	require.NoError(t, err)
-	defer pool.Close()
-	sqlDB := stdlib.OpenDBFromPool(pool)
-	defer sqlDB.Close()
+	pool, sqlDB := openSQL(t, dbtest.New(t))
 
 	schema := func() string {
 		var s string

@@ -589,38 +589,35 @@ func (e *Embedded) command(ctx context.Context, bin, name string, args ...string
 // cannot be replaced so: there initdb runs in place, as before.
 func (e *Embedded) initdb(ctx context.Context) error {
 	e.opts.Logger.Info("initialising embedded postgres", "pgdata", e.pgdata)
-	if own, err := ownDisk(e.pgdata); err != nil || own {
-		cmd := e.command(ctx, e.bin, "initdb", append([]string{"-D", e.pgdata}, initdbArgs...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
+	dir := e.pgdata
+	if inPlace, err := ownDisk(e.pgdata); err == nil && !inPlace {
+		dir = e.pgdata + ".init"
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove a half-made cluster: %w", err)
 		}
-		return nil
-	}
-	tmp := e.pgdata + ".init"
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("remove a half-made cluster: %w", err)
-	}
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return err
-	}
-	if e.cred != nil {
-		if err := os.Chown(tmp, int(e.cred.Uid), int(e.cred.Gid)); err != nil {
+		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
 		}
+		if e.cred != nil {
+			if err := os.Chown(dir, int(e.cred.Uid), int(e.cred.Gid)); err != nil {
+				return err
+			}
+		}
 	}
-	cmd := e.command(ctx, e.bin, "initdb", append([]string{"-D", tmp}, initdbArgs...)...)
+	cmd := e.command(ctx, e.bin, "initdb", "-D", dir, "-U", "postgres", "-E", "UTF8", "--locale=C",
+		// Only the socket in our private folder is reachable.
+		"--auth-local=trust", "--auth-host=reject")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	if dir == e.pgdata {
+		return nil
 	}
 	if err := os.Remove(e.pgdata); err != nil {
 		return fmt.Errorf("%s holds files but no cluster (no PG_VERSION); move them away: %w", e.pgdata, err)
 	}
-	return os.Rename(tmp, e.pgdata)
+	return os.Rename(dir, e.pgdata)
 }
-
-// initdbArgs make the cluster: only the socket in our private folder is
-// reachable.
-var initdbArgs = []string{"-U", "postgres", "-E", "UTF8", "--locale=C", "--auth-local=trust", "--auth-host=reject"}
 
 // ownDisk reports whether dir is a symbolic link, or a mount point (on
 // another device than its parent).

@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"maps"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3/lock"
 	"github.com/stretchr/testify/require"
@@ -28,11 +30,7 @@ import (
 func TestUpgradeSettlesDuplicatePendingPayments(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.Empty(t), 4)
-	require.NoError(t, err)
-	defer pool.Close()
-	sqlDB := stdlib.OpenDBFromPool(pool)
-	defer sqlDB.Close()
+	pool, sqlDB := openSQL(t, dbtest.Empty(t))
 	require.NoError(t, db.MigrateUpTo(ctx, sqlDB, 6))
 
 	var merchant string
@@ -71,7 +69,7 @@ func TestUpgradeSettlesDuplicatePendingPayments(t *testing.T) {
 		payment(retried, "pending", 1): "pending",
 	}
 
-	_, err = db.Migrate(ctx, sqlDB, slog.Default())
+	_, err := db.Migrate(ctx, sqlDB, slog.Default())
 	require.NoError(t, err)
 
 	rows, err := pool.Query(ctx, `SELECT id, status, coalesce(error_code, ''), coalesce(error_description, '') FROM payments`)
@@ -305,11 +303,7 @@ func TestListIndexesAscendAndServeNewestFirst(t *testing.T) {
 func TestMigrateWaitsForTheMigrationsLock(t *testing.T) {
 	defer db.SetMigrationLockPolls(10*time.Millisecond, 30*time.Millisecond)()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 4)
-	require.NoError(t, err)
-	defer pool.Close()
-	sqlDB := stdlib.OpenDBFromPool(pool)
-	defer sqlDB.Close()
+	pool, sqlDB := openSQL(t, dbtest.New(t))
 	holder, err := pool.Acquire(ctx)
 	require.NoError(t, err)
 	defer holder.Release()
@@ -327,15 +321,7 @@ func TestMigrateWaitsForTheMigrationsLock(t *testing.T) {
 	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 21))
 	hold()
 	var logged logBuffer
-	type result struct {
-		applied []string
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		applied, err := db.Migrate(ctx, sqlDB, slog.New(slog.NewJSONHandler(&logged, nil)))
-		done <- result{applied, err}
-	}()
+	done := migrating(ctx, sqlDB, &logged)
 	require.Eventually(t, func() bool {
 		return strings.Count(logged.String(), "waiting for the migrations' lock: another process is migrating this database") >= 3
 	}, 30*time.Second, 5*time.Millisecond, "it waits, and says so again while it does")
@@ -375,11 +361,7 @@ func TestMigrateWaitsForTheMigrationsLock(t *testing.T) {
 func TestMigrateRetriesALockTimeout(t *testing.T) {
 	defer db.SetMigrationLockRetry(10 * time.Millisecond)()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 4)
-	require.NoError(t, err)
-	defer pool.Close()
-	sqlDB := stdlib.OpenDBFromPool(pool)
-	defer sqlDB.Close()
+	pool, sqlDB := openSQL(t, dbtest.New(t))
 	require.NoError(t, db.MigrateDownTo(ctx, sqlDB, 19))
 
 	long, err := pool.Begin(ctx)
@@ -389,15 +371,7 @@ func TestMigrateRetriesALockTimeout(t *testing.T) {
 	require.NoError(t, err)
 
 	var logged logBuffer
-	type result struct {
-		applied []string
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		applied, err := db.Migrate(ctx, sqlDB, slog.New(slog.NewJSONHandler(&logged, nil)))
-		done <- result{applied, err}
-	}()
+	done := migrating(ctx, sqlDB, &logged)
 	require.Eventually(t, func() bool {
 		return strings.Contains(logged.String(), "could not take a table's lock in time")
 	}, time.Minute, 10*time.Millisecond, "it gives up its place in the lock queue, and tries again")
@@ -406,4 +380,34 @@ func TestMigrateRetriesALockTimeout(t *testing.T) {
 	require.NoError(t, r.err)
 	require.Equal(t, []string{"00020_order_paid_by_its_payment.sql", "00021_write_less_per_delivery.sql",
 		"00022_ascending_list_indexes.sql"}, r.applied)
+}
+
+// openSQL opens a pool on url and database/sql over it, as paygate
+// migrates, both closed when the test ends.
+func openSQL(t *testing.T, url string) (*pgxpool.Pool, *sql.DB) {
+	t.Helper()
+	pool, err := db.Open(context.Background(), url, 4)
+	require.NoError(t, err)
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	t.Cleanup(func() {
+		sqlDB.Close()
+		pool.Close()
+	})
+	return pool, sqlDB
+}
+
+// migrated is what db.Migrate returned.
+type migrated struct {
+	applied []string
+	err     error
+}
+
+// migrating runs db.Migrate in the background, logging JSON to logged.
+func migrating(ctx context.Context, sqlDB *sql.DB, logged *logBuffer) <-chan migrated {
+	done := make(chan migrated, 1)
+	go func() {
+		applied, err := db.Migrate(ctx, sqlDB, slog.New(slog.NewJSONHandler(logged, nil)))
+		done <- migrated{applied, err}
+	}()
+	return done
 }
