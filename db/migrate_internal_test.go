@@ -2,6 +2,9 @@ package db
 
 import (
 	"fmt"
+	"io/fs"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,4 +30,55 @@ func TestOnlyAMigrationsOwnLockTimeoutIsRetried(t *testing.T) {
 	err, p = failed("00020_order_paid_by_its_payment.sql", "40P01")
 	require.False(t, lockTimedOut(err, p), "a deadlock")
 	require.False(t, lockTimedOut(&pgconn.PgError{Code: "55P03"}, nil), "not a migration's")
+}
+
+// Every migration that locks a table an earlier one created bounds its wait
+// for that lock: a transactional one sets lock_timeout before its first such
+// statement (Migrate runs it again later), and one without a transaction
+// builds and drops its indexes concurrently, so that writes go on. Queued
+// behind a long transaction, a lock request would otherwise hold every
+// request for that table behind it during an upgrade.
+func TestMigrationsBoundTheirWaitForBusyTables(t *testing.T) {
+	touches := regexp.MustCompile(`(?i)\b(?:ALTER TABLE|UPDATE|DELETE FROM|TRUNCATE|REFERENCES|INDEX(?: CONCURRENTLY)?(?: IF NOT EXISTS)?(?: \w+)? ON)\s+(\w+)`)
+	creates := regexp.MustCompile(`(?i)\bCREATE TABLE\s+(?:IF NOT EXISTS\s+)?(\w+)`)
+	indexChange := regexp.MustCompile(`(?i)\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX)\b`)
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, name := range files {
+		b, err := fs.ReadFile(migrations, name)
+		require.NoError(t, err)
+		up, _, _ := strings.Cut(string(b), "-- +goose Down")
+		var code strings.Builder
+		for line := range strings.Lines(up) {
+			line, _, _ = strings.Cut(line, "--")
+			code.WriteString(line + "\n")
+		}
+		noTx := strings.Contains(up, "-- +goose NO TRANSACTION")
+		own := map[string]bool{}
+		for _, m := range creates.FindAllStringSubmatch(code.String(), -1) {
+			own[strings.ToLower(m[1])] = true
+		}
+		bounded := false
+		for stmt := range strings.SplitSeq(code.String(), ";") {
+			stmt = strings.Join(strings.Fields(stmt), " ")
+			if strings.Contains(strings.ToUpper(stmt), "SET LOCAL LOCK_TIMEOUT") {
+				bounded = true
+			}
+			if noTx {
+				if indexChange.MatchString(stmt) {
+					require.Contains(t, strings.ToUpper(stmt), "CONCURRENTLY", "%s: %s", name, stmt)
+				}
+				continue
+			}
+			for _, m := range touches.FindAllStringSubmatch(stmt, -1) {
+				if !own[strings.ToLower(m[1])] {
+					require.True(t, bounded, "%s locks %s, created earlier, without a lock_timeout first: %s", name, m[1], stmt)
+				}
+			}
+			if strings.HasPrefix(strings.ToUpper(stmt), "DROP INDEX") {
+				require.True(t, bounded, "%s drops an index without a lock_timeout first: %s", name, stmt)
+			}
+		}
+	}
 }

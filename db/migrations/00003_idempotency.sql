@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 -- A remembered response. The row is inserted by the request's own
 -- transaction, so it commits together with the object the request created,
 -- or not at all; a concurrent repeat blocks on the uncommitted row.

@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 CREATE TABLE orders (
     id          text PRIMARY KEY CHECK (id ~ '^order_[A-Za-z0-9]{16}$'),
     merchant_id uuid NOT NULL REFERENCES merchants (id),

@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 -- One event for one merchant: the body exactly as signed and sent, and the
 -- summary of its delivery. The row and its DeliverWebhook job are inserted by
 -- the transaction of the state change that caused the event.

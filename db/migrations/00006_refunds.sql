@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 -- The target of refunds' (payment_id, merchant_id) foreign key.
 ALTER TABLE payments ADD CONSTRAINT payments_id_merchant_id_key UNIQUE (id, merchant_id);
 

@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 -- The key the acquirer is asked under. The worker commits it before asking
 -- and asks again under the same key after a failure, so an acquirer that
 -- deduplicates on it decides a payment once however often it is asked.

@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 -- Which attempt of which run each request was. A log's attempts always
 -- equals the number of its current run's rows here: both are written by one
 -- statement (see webhooks.recordAttempt).

@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 -- The reconciler looks for payments that stayed pending; a partial index
 -- keeps that cheap however many decided payments there are.
 CREATE INDEX payments_pending ON payments (created_at) WHERE status = 'pending';

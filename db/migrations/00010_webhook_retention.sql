@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 -- Webhook logs and attempts are pruned by age (WEBHOOK_LOG_RETENTION): these
 -- indexes let each bounded batch find the oldest rows without a scan.
 CREATE INDEX webhook_logs_created ON webhook_logs (created_at);

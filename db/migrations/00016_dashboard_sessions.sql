@@ -1,4 +1,7 @@
 -- +goose Up
+-- A busy table's lock is waited for 1 s at most, as in 00017 (db/migrate.go
+-- runs the migration again later).
+SET LOCAL lock_timeout = '1s';
 -- Dashboard sign-in sessions. The cookie holds a random 256-bit token; only
 -- its SHA-256 is kept here, so reading this table does not let anyone sign
 -- in. A row is the session: deleting it (sign-out) ends it at once.
