@@ -86,7 +86,10 @@ func TestDocsSnippetsWork(t *testing.T) {
 		t.Log("node is not installed: the Node snippet was not run")
 	}
 
-	for name, r := range receivers {
+	// deliver has a real payment.success delivered to the receiver, which
+	// must accept it.
+	deliver := func(name string, r *snippetProcess) {
+		t.Helper()
 		url := fmt.Sprintf("http://127.0.0.1:%s/webhooks/paygate", r.port)
 		status, body := apptest.Call(t, a, http.MethodPut, "/api/v1/webhooks/config",
 			fmt.Sprintf(`{"webhook_url":%q,"events":["payment.success"]}`, url), h)
@@ -100,12 +103,45 @@ func TestDocsSnippetsWork(t *testing.T) {
 		require.Equal(t, webhooks.StatusSuccess, newest["status"], "%s receiver refused a real delivery of %s: %s", name, p["id"], r.output())
 		require.Equal(t, float64(200), newest["response_code"])
 		r.await(t, "verified payment.success "+newest["id"].(string))
+	}
+	// post sends body signed with secret as at the time at.
+	post := func(r *snippetProcess, body string, secret string, at time.Time) int {
+		t.Helper()
+		url := fmt.Sprintf("http://127.0.0.1:%s/webhooks/paygate", r.port)
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		require.NoError(t, err)
+		webhooks.SignHeaders(req.Header, []string{secret}, "msg_docs_test", at, []byte(body))
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
 
-		// A forged delivery is refused.
-		forged, err := http.Post(url, "application/json", strings.NewReader(`{"event":"payment.success","timestamp":1,"data":{}}`))
+	event := `{"event":"payment.success","timestamp":1,"data":{}}`
+	for name, r := range receivers {
+		deliver(name, r)
+
+		// A forged delivery is refused: unsigned, or signed with another secret.
+		require.Equal(t, http.StatusUnauthorized, post(r, event, "whsec_other", time.Now()), name)
+		forged, err := http.Post(fmt.Sprintf("http://127.0.0.1:%s/webhooks/paygate", r.port), "application/json", strings.NewReader(event))
 		require.NoError(t, err)
 		forged.Body.Close()
 		require.Equal(t, http.StatusUnauthorized, forged.StatusCode, name)
+		// A signed delivery replayed ten minutes later is refused.
+		require.Equal(t, http.StatusOK, post(r, event, merchants.TestMerchantWebhookSecret, time.Now()), name)
+		require.Equal(t, http.StatusUnauthorized, post(r, event, merchants.TestMerchantWebhookSecret, time.Now().Add(-10*time.Minute)), name)
+	}
+
+	// After the secret is regenerated, the receivers still holding the old
+	// one go on accepting real deliveries, as the dashboard says they do.
+	status, body := apptest.Call(t, a, http.MethodPost, "/api/v1/webhooks/regenerate-secret", `{}`, h)
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	require.NotEqual(t, merchants.TestMerchantWebhookSecret, body["webhook_secret"])
+	for name, r := range receivers {
+		deliver(name, r)
+		// What they accept is the old secret's signature beside the new one's:
+		// the new secret's alone is refused.
+		require.Equal(t, http.StatusUnauthorized, post(r, event, body["webhook_secret"].(string), time.Now()), name)
 	}
 }
 

@@ -91,7 +91,7 @@ function secretSection(config) {
       const r = await api('/webhooks/regenerate-secret', { method: 'POST', body: {} });
       secret = r.webhook_secret;
       code.textContent = secret;
-      notice(msg, 'ok', 'New secret in use. For 24 hours deliveries are signed with the old one too, so you can switch over without losing events.');
+      notice(msg, 'ok', 'New secret in use. For 24 hours webhook-signature carries the old secret\'s signature too, so receivers that check it keep working while you switch; X-Webhook-Signature is made with the new secret only, so receivers that check it must switch now.');
     } catch (err) {
       notice(msg, 'error', err.message);
     } finally {
