@@ -84,16 +84,18 @@ func (d *Dashboard) SignIn(c echo.Context) error {
 }
 
 // SignOut: DELETE /dashboard/api/session. It ends the session whether or
-// not it was still valid, and always clears the cookie.
+// not it was still valid, and always clears the cookie: first, so that a
+// browser is signed out even when the session's row could not be deleted
+// (the database unreachable), an error the answer still reports.
 func (d *Dashboard) SignOut(c echo.Context) error {
+	gone := sessionCookie(c, "", time.Unix(0, 0))
+	gone.MaxAge = -1
+	c.SetCookie(gone)
 	if ck, err := c.Cookie(CookieName); err == nil {
 		if err := deleteSession(c.Request().Context(), d.Pool, hashToken(ck.Value)); err != nil {
 			return err
 		}
 	}
-	gone := sessionCookie(c, "", time.Unix(0, 0))
-	gone.MaxAge = -1
-	c.SetCookie(gone)
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -120,9 +120,25 @@ func TestSessionLifecycle(t *testing.T) {
 	status, _ = apptest.Call(t, a, http.MethodGet, "/dashboard/api/me", "", session)
 	require.Equal(t, http.StatusUnauthorized, status)
 
+	// A sign-out whose row cannot be deleted still clears the cookie, and
+	// says that it failed.
+	session = signIn(t, a, merchants.TestMerchantKey, merchants.TestMerchantSecret)
+	_, err := a.Pool.Exec(context.Background(), `CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'refused'; END$$;
+		CREATE TRIGGER refuse BEFORE DELETE ON dashboard_sessions FOR EACH ROW EXECUTE FUNCTION refuse()`)
+	require.NoError(t, err)
+	rec = apptest.Do(t, a.Echo, http.MethodDelete, "/dashboard/api/session", "", session)
+	require.GreaterOrEqual(t, rec.Code, 500)
+	require.Len(t, rec.Result().Cookies(), 1)
+	ck = rec.Result().Cookies()[0]
+	require.Equal(t, dashboard.CookieName, ck.Name)
+	require.Empty(t, ck.Value)
+	require.Negative(t, ck.MaxAge)
+	_, err = a.Pool.Exec(context.Background(), `DROP TRIGGER refuse ON dashboard_sessions`)
+	require.NoError(t, err)
+
 	// An expired session is no session.
 	session = signIn(t, a, merchants.TestMerchantKey, merchants.TestMerchantSecret)
-	_, err := a.Pool.Exec(context.Background(), `UPDATE dashboard_sessions SET expires_at = now() - interval '1 second'`)
+	_, err = a.Pool.Exec(context.Background(), `UPDATE dashboard_sessions SET expires_at = now() - interval '1 second'`)
 	require.NoError(t, err)
 	status, _ = apptest.Call(t, a, http.MethodGet, "/dashboard/api/me", "", session)
 	require.Equal(t, http.StatusUnauthorized, status)

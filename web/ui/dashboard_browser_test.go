@@ -185,6 +185,15 @@ func TestDashboard(t *testing.T) {
 	tb.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-test-id="retry-webhook-button"][data-webhook-id=%q]`, logID))))
 	hook.awaitCount(t, logID, 2)
 
+	// A sign-out that gets no answer (offline) leaves the browser signed in,
+	// and says so, instead of showing the form over a live session.
+	eval[bool](tb, `window.onlineFetch = window.fetch; window.fetch = () => Promise.reject(new TypeError('offline')); true`)
+	tb.do(chromedp.Click(chromedp.CSS(byTest("logout-button"))))
+	tb.waitJS(`document.querySelector('.account [role="alert"]:not([hidden])')`)
+	require.Contains(t, tb.text(`.account [role="alert"]`), "Sign-out failed")
+	require.False(t, eval[bool](tb, `!!document.querySelector('[data-test-id="login-form"]')`))
+	eval[bool](tb, `window.fetch = window.onlineFetch; true`)
+
 	// Sign out ends the session on the server too.
 	tb.do(chromedp.Click(chromedp.CSS(byTest("logout-button"))), chromedp.WaitVisible(chromedp.CSS(byTest("login-form"))))
 	require.Equal(t, 401, eval[int](tb, `fetch('/dashboard/api/me').then((r) => r.status)`, chromedp.EvalAwaitPromise))

@@ -42,12 +42,21 @@ function render(me) {
   const { nav, page, param } = route();
   const main = h('main', { id: 'main', class: 'main', tabindex: '-1' });
   const logout = h('button', { type: 'button', class: 'btn btn-ghost btn-sm logout', test: 'logout-button' }, icon('out'), 'Sign out');
+  const logoutMsg = h('p', { role: 'alert', hidden: true });
   logout.addEventListener('click', async () => {
     logout.disabled = true;
     try {
       await api('/session', { method: 'DELETE' });
-    } catch {
-      // Signed out already, or offline: the form shows either way.
+    } catch (err) {
+      // The server clears the cookie even when it fails to end the session;
+      // but no answer (offline) or a refusal leaves it set. Show the form
+      // only once this browser is signed out, or a shared computer would
+      // still be signed in behind it.
+      if (!(await signedOut())) {
+        notice(logoutMsg, 'error', `Sign-out failed: ${err.message}. You are still signed in; try again.`);
+        logout.disabled = false;
+        return;
+      }
     }
     signIn();
   });
@@ -59,10 +68,20 @@ function render(me) {
       h('div', { class: 'account-who' },
         h('span', { class: 'account-avatar', 'aria-hidden': 'true' }, (me.name.trim()[0] || '?').toUpperCase()),
         h('div', { class: 'account-text' }, h('strong', {}, me.name), h('span', { class: 'muted small' }, me.email))),
-      logout));
+      logout, logoutMsg));
   app.replaceChildren(h('a', { class: 'skip-link', href: '#main' }, 'Skip to content'), h('div', { class: 'layout' }, sidebar, main));
   document.title = `${nav.label} · paygate`;
   page.render(main, me, param);
+}
+
+// signedOut reports whether this browser holds no session any more.
+async function signedOut() {
+  try {
+    await api('/me');
+    return false;
+  } catch (err) {
+    return err.status === 401;
+  }
 }
 
 // signIn shows the sign-in form. The secret goes to the server once and is
