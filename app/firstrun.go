@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,9 +74,22 @@ func checkDatabaseURL(url string) error {
 	if url == "" {
 		return nil
 	}
-	if _, err := pgxpool.ParseConfig(url); err != nil {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
 		// pgx redacts the password in its message.
 		return fmt.Errorf("DATABASE_URL: must be a PostgreSQL URL such as postgres://user:pass@host:5432/db: %w", err)
+	}
+	// pgx ends the user and password at the first "@": with another "@" in
+	// the password, the rest of it would become the host, and be logged as
+	// the host at start and in a connection error. Not repeated here.
+	hosts := []string{pc.ConnConfig.Host}
+	for _, f := range pc.ConnConfig.Fallbacks {
+		hosts = append(hosts, f.Host)
+	}
+	for _, h := range hosts {
+		if strings.Contains(h, "@") {
+			return errors.New(`DATABASE_URL: its host holds an "@": percent-encode "@" in the user name or password as %40 (and ":" as %3A, "/" as %2F)`)
+		}
 	}
 	return nil
 }

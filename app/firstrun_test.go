@@ -70,6 +70,14 @@ func TestWrongDatabaseURLNamesTheVariable(t *testing.T) {
 	require.Contains(t, errOut.String(), "DATABASE_URL")
 	require.NotContains(t, errOut.String(), "hunter2")
 
+	// An "@" in the password, not percent-encoded, would make the rest of
+	// the password the host.
+	errOut.Reset()
+	code = app.Main([]string{"migrate"}, envOf("DATABASE_URL", "postgres://u:hun@ter2@127.0.0.1:1/db"), &bytes.Buffer{}, &errOut)
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut.String(), "%40")
+	require.NotContains(t, errOut.String(), "ter2")
+
 	// Nothing listens on the port: the connection is refused.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
