@@ -110,7 +110,8 @@ func (a *App) openDatabase(ctx context.Context) error {
 			}
 		}
 		pg, err := db.StartEmbedded(ctx, db.EmbeddedOptions{Dir: a.Config.DataDir, Logger: a.Logger,
-			SharedBuffersMiB: cmp.Or(a.Config.EmbeddedSharedBuffers, db.DefaultSharedBuffersMiB())})
+			SharedBuffersMiB: cmp.Or(a.Config.EmbeddedSharedBuffers, db.DefaultSharedBuffersMiB()),
+			MaxConnections:   a.Config.embeddedMaxConns()})
 		if err != nil {
 			return err
 		}

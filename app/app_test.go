@@ -332,6 +332,13 @@ func sharedBuffersMiB(t *testing.T, a *app.App) int {
 	return mib
 }
 
+func maxConnections(t *testing.T, a *app.App) int {
+	t.Helper()
+	var n int
+	require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT current_setting('max_connections')::int`).Scan(&n))
+	return n
+}
+
 // The embedded database keeps its data across restarts of the binary, and a
 // second command connects to a server that is already running.
 func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
@@ -350,6 +357,7 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	// paygate sizes its server's buffer cache to the memory (a quarter of
 	// it, 128 MiB to 1 GiB), not to PostgreSQL's 128 MiB default...
 	require.Equal(t, db.DefaultSharedBuffersMiB(), sharedBuffersMiB(t, first))
+	require.Equal(t, 200, maxConnections(t, first))
 	first.Close(context.Background())
 
 	var out, errOut bytes.Buffer
@@ -364,11 +372,15 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	// credentials work; outside test mode the test merchant is not seeded,
 	// even on the embedded database.
 	// ... unless EMBEDDED_SHARED_BUFFERS says otherwise.
+	// And a DB_MAX_CONNS beyond the server's 200 connections raises them
+	// (the kept plans' 11 and 20 for other commands besides).
 	cfg.EmbeddedSharedBuffers = 160
+	cfg.DBMaxConns = 300
 	a, err := app.New(context.Background(), cfg, app.RoleAll, apptest.Logger())
 	require.NoError(t, err)
 	defer a.Close(context.Background())
 	require.Equal(t, 160, sharedBuffersMiB(t, a))
+	require.Equal(t, 331, maxConnections(t, a))
 	hdr := http.Header{"X-Api-Key": {key[1]}, "X-Api-Secret": {secret[1]}}
 	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", hdr)
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())

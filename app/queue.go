@@ -1,6 +1,10 @@
 package app
 
-import "time"
+import (
+	"time"
+
+	"paygate/db"
+)
 
 // Queue defaults, from what was measured (BENCHMARKS.md, "What changed").
 //
@@ -46,6 +50,19 @@ const (
 // that a spare batch finds one while another stalls: 11 by default.
 func (c Config) keptConns() int32 {
 	return int32(2*(max(c.CreateBatches, 1)+c.CreateSpares) + 5)
+}
+
+// embeddedMaxConns is the embedded server's max_connections: 200, or more
+// when this process's two pools would not fit with 20 to spare for the other
+// commands that attach to it (merchant create, migrate, a psql). Otherwise
+// DB_MAX_CONNS=200 would be accepted and then, under load, refused
+// connections would answer 503.
+func (c Config) embeddedMaxConns() int {
+	pool := c.DBMaxConns
+	if pool == 0 {
+		pool = db.DefaultMaxConns
+	}
+	return max(200, pool+int(c.keptConns())+20)
 }
 
 // fetchCooldown is the cooldown River is given: never longer than the poll

@@ -37,6 +37,10 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 }
 
 // open connects a pool; kept: one of kept plans (OpenKeptPlans).
+// DefaultMaxConns is a pool's size when neither its caller nor the URL's
+// pool_max_conns sets one.
+const DefaultMaxConns = 25
+
 func open(ctx context.Context, url string, maxConns int32, kept bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -51,7 +55,7 @@ func open(ctx context.Context, url string, maxConns int32, kept bool) (*pgxpool.
 	case !strings.Contains(url, "pool_max_conns"):
 		// pgx's default (the CPU count, at least 4) is too few for a server
 		// whose requests wait on row locks.
-		cfg.MaxConns = 25
+		cfg.MaxConns = DefaultMaxConns
 	}
 	cfg.HealthCheckPeriod = 10 * time.Second
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {

@@ -40,6 +40,9 @@ type EmbeddedOptions struct {
 	// 0: PostgreSQL's default (128 MiB). paygate gives its own server
 	// DefaultSharedBuffersMiB unless told otherwise.
 	SharedBuffersMiB int
+	// MaxConnections is the server's max_connections; 0: 200. paygate
+	// raises it to hold its pools when DB_MAX_CONNS asks for more.
+	MaxConnections int
 	// DieWithParent makes the server shut down when this process dies,
 	// however it dies (a test binary killed by its timeout, a bench
 	// interrupted): for throwaway servers that nothing would ever stop or
@@ -646,7 +649,7 @@ func (e *Embedded) start(ctx context.Context) error {
 	}
 	defer logFile.Close()
 	args := []string{"-D", e.pgdata, "-k", e.sockDir, "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700",
-		"-c", "max_connections=200"}
+		"-c", "max_connections=" + strconv.Itoa(cmp.Or(e.opts.MaxConnections, 200))}
 	if e.opts.Fast {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
