@@ -316,6 +316,12 @@ func TestConfig(t *testing.T) {
 		require.Contains(t, err.Error(), "must be")
 	}
 
+	// A cooldown set alone above the poll interval's default is named, not
+	// the interval the operator never set.
+	_, err = app.LoadConfig(env("RIVER_FETCH_COOLDOWN", "200"))
+	require.ErrorContains(t, err, `RIVER_FETCH_COOLDOWN="200": must be at most RIVER_FETCH_POLL_INTERVAL (unset: 100 ms)`)
+	require.NotContains(t, err.Error(), `RIVER_FETCH_POLL_INTERVAL=""`)
+
 	// The command line stops before touching anything, naming the variable.
 	var stderr bytes.Buffer
 	code := app.Main([]string{"serve"}, env("PORT", "abc"), &bytes.Buffer{}, &stderr)

@@ -158,7 +158,13 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		p.fail("RIVER_FETCH_COOLDOWN", getenv("RIVER_FETCH_COOLDOWN"), "at least 1 (ms)")
 	}
 	if c.FetchPollInterval < c.FetchCooldown {
-		p.fail("RIVER_FETCH_POLL_INTERVAL", getenv("RIVER_FETCH_POLL_INTERVAL"), "at least RIVER_FETCH_COOLDOWN")
+		// Blame the variable that was set: a cooldown set alone, above the
+		// poll interval's default, is the cooldown's mistake.
+		if poll := getenv("RIVER_FETCH_POLL_INTERVAL"); poll != "" {
+			p.fail("RIVER_FETCH_POLL_INTERVAL", poll, fmt.Sprintf("at least RIVER_FETCH_COOLDOWN (%d ms)", c.FetchCooldown.Milliseconds()))
+		} else {
+			p.fail("RIVER_FETCH_COOLDOWN", getenv("RIVER_FETCH_COOLDOWN"), fmt.Sprintf("at most RIVER_FETCH_POLL_INTERVAL (unset: %d ms)", c.FetchPollInterval.Milliseconds()))
+		}
 	}
 	c.WebhookAllowPrivateNetworks = p.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", c.TestMode)
 	c.WebhookLogRetention = p.duration("WEBHOOK_LOG_RETENTION", 720*time.Hour, time.Hour, 100*365*24*time.Hour)
