@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: help run test build lint deps bench screenshots fuzz soak
+.PHONY: help run test build lint deps deps-db deps-browser deps-cc bench screenshots fuzz soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -13,7 +13,7 @@ help: ## list the targets
 # development database under /var/lib/paygate instead, and says so. The
 # binary is built and exec'd rather than go run: go run exits 1 after a
 # Ctrl-C however cleanly paygate stopped, and make then reports an error.
-run: deps ## start the gateway on :8000 in test mode on the embedded PostgreSQL in ./data (test merchant seeded)
+run: deps-db ## start the gateway on :8000 in test mode on the embedded PostgreSQL in ./data (test merchant seeded)
 	@data="$${DATA_DIR:-$(CURDIR)/data}"; \
 	if [ -z "$$DATA_DIR" ] && [ "$$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$(CURDIR)" 2>/dev/null; then \
 	  data=/var/lib/paygate/dev-$$(printf %s "$(CURDIR)" | md5sum | cut -c1-8); mkdir -p "$$data"; \
@@ -28,7 +28,7 @@ test: deps ## install what is missing, check the format, vet, run every test wit
 	$(GO) test -race -count=1 -timeout 15m ./...
 	@$(MAKE) --no-print-directory fuzz
 
-soak: deps ## break the real binary under load: crash, SIGTERM, replicas, database outages (~7 min)
+soak: deps-db ## break the real binary under load: crash, SIGTERM, replicas, database outages (~7 min)
 	PAYGATE_SOAK=1 $(GO) test -count=1 -timeout 20m -v ./soak
 
 build: ## build bin/paygate
@@ -61,10 +61,10 @@ fuzz: ## fuzz the request decoder and every validator, FUZZTIME (20000x) executi
 	  done; \
 	done
 
-bench: deps ## measure against the database ceiling (BENCH_FLAGS=-quick: under a minute; -cost: per statement)
+bench: deps-db ## measure against the database ceiling (BENCH_FLAGS=-quick: under a minute; -cost: per statement)
 	$(GO) run ./bench $(BENCH_FLAGS)
 
-screenshots: deps ## save the checkout and dashboard pages, laptop and phone size, into ./screenshots
+screenshots: deps-db deps-browser ## save the checkout and dashboard pages, laptop and phone size, into ./screenshots
 	PAYGATE_SCREENSHOTS=$${PAYGATE_SCREENSHOTS:-$(CURDIR)/screenshots} $(GO) test -count=1 -run TestScreenshots ./web/ui
 
 # GOFMT is the gofmt of the Go that builds, which PATH may not hold.
@@ -75,21 +75,25 @@ lint: ## gofmt and go vet
 	test -z "$$unformatted" || { echo "$$unformatted"; echo "run gofmt -w"; exit 1; }
 	$(GO) vet ./...
 
-# deps installs the PostgreSQL server when it is missing (paygate runs its
-# own private PostgreSQL from those binaries), Chromium for the browser
-# tests, and a C compiler with the C library headers (go test -race needs
-# cgo). As root it uses apt-get;
-# otherwise it says what to install.
-deps:
-	@if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+# deps installs what is missing: the PostgreSQL server (paygate runs its own
+# private PostgreSQL from those binaries), Chromium for the browser tests,
+# and a C compiler with the C library headers (go test -race needs cgo). As
+# root it uses apt-get; otherwise it says what to install. run, bench and
+# soak need only the first: run not even that with DATABASE_URL set.
+deps: deps-db deps-browser deps-cc
+
+deps-db:
+	@if [ -n "$$DATABASE_URL" ] && [ "$(MAKECMDGOALS)" = run ]; then exit 0; fi; \
+	if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing the PostgreSQL server"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
 	  else \
-	    echo "PostgreSQL server binaries are missing: sudo apt-get install postgresql (or set DATABASE_URL)"; exit 1; \
+	    echo "PostgreSQL server binaries are missing: sudo apt-get install postgresql (or, for make run, set DATABASE_URL to a PostgreSQL of your own)"; exit 1; \
 	  fi; \
 	fi
 # The browser tests drive Debian's Chromium (DESIGN.md).
+deps-browser:
 	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Chromium for the browser tests"; \
@@ -100,6 +104,7 @@ deps:
 	fi
 # go test -race needs cgo: Go's C compiler (go env CC, gcc by default) and
 # libc's headers; without them Go turns cgo off and -race refuses to run.
+deps-cc:
 	@if ! printf '#include <stdlib.h>\nint main(void) { return 0; }\n' | $$($(GO) env CC) -x c -o /dev/null - >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing gcc and libc6-dev (go test -race needs cgo)"; \

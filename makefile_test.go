@@ -11,8 +11,9 @@ import (
 
 // make deps checks that cgo can work (go test -race needs a C compiler and
 // libc's headers): on a machine without them and without apt-get it fails
-// with the hint; with a working compiler it passes. PATH holds only
-// stand-ins, so nothing is installed whoever runs the test.
+// with the hint; with a working compiler it passes. make run, bench and soak
+// ask for PostgreSQL alone. PATH holds only stand-ins, so nothing is
+// installed whoever runs the test.
 func TestMakeDepsNeedsACompiler(t *testing.T) {
 	t.Parallel()
 	makeBin, err := exec.LookPath("make")
@@ -52,6 +53,20 @@ func TestMakeDepsNeedsACompiler(t *testing.T) {
 	out, err := run()
 	require.Error(t, err, out)
 	require.Contains(t, out, "(go test -race needs cgo): sudo apt-get install gcc libc6-dev")
+
+	// make run, bench and soak need only PostgreSQL: neither Chromium nor a
+	// compiler.
+	require.NoError(t, os.Remove(filepath.Join(bin, "chromium")))
+	cmd := exec.Command(makeBin, "--no-print-directory", "deps-db", "GO="+goBin)
+	cmd.Env = []string{"PATH=" + bin, "HOME=" + home, "GOTOOLCHAIN=local", "GOFLAGS="}
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	for _, target := range []string{"run", "bench", "soak"} {
+		b, err := exec.Command(makeBin, "-n", "-p", target).CombinedOutput()
+		require.NoError(t, err, "%s", b)
+		require.Regexp(t, `(?m)^`+target+`: deps-db$`, string(b))
+	}
+	stub("chromium", "exit 0")
 
 	// A compiler that compiles (reads the program, succeeds) satisfies it.
 	stub("gcc", "cat >/dev/null; exit 0")
