@@ -69,6 +69,8 @@ type App struct {
 	decisions *payments.Worker
 	// simulator decides payments until a real acquirer connector exists.
 	simulator payments.Simulator
+	// jobCounts counts the queue for /api/v1/test/jobs/status.
+	jobCounts *fresh[jobTotals]
 
 	role     Role
 	seeded   bool
@@ -89,6 +91,7 @@ type App struct {
 // migrates, seeds and wires everything. Nothing runs until Start.
 func New(ctx context.Context, cfg Config, role Role, logger *slog.Logger) (*App, error) {
 	a := &App{Config: cfg, Logger: logger, role: role}
+	a.jobCounts = &fresh[jobTotals]{run: a.countJobs}
 	if err := a.openDatabase(ctx); err != nil {
 		a.Close(context.Background())
 		return nil, err
