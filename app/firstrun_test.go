@@ -2,11 +2,13 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"paygate/app"
+	"paygate/app/apptest"
+	"paygate/merchants"
 )
 
 func envOf(kv ...string) func(string) string {
@@ -131,4 +135,54 @@ func TestHealthcheckCommand(t *testing.T) {
 	require.Equal(t, 1, run())
 	srv.Close()
 	require.Equal(t, 1, run(), "nothing listening")
+}
+
+// merchant rotate-secret gives a merchant a new API secret, printed once:
+// the old one is refused (here by a process that has not cached it), the
+// new one works, and the merchant's dashboard sessions are ended. An unknown
+// key and the test merchant's fixed credentials are refused.
+func TestMerchantRotateSecret(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	env := envOf("DATABASE_URL", a.Config.DatabaseURL, "LOG_LEVEL", "error")
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, app.Main([]string{"merchant", "create", "--name", "Acme", "--email", "ops@acme.test"}, env, &out, &errOut), errOut.String())
+	field := func(name string) string {
+		m := regexp.MustCompile(`(?m)^` + name + `=(\S+)$`).FindStringSubmatch(out.String())
+		require.Len(t, m, 2, out.String())
+		return m[1]
+	}
+	key, oldSecret, id := field("api_key"), field("api_secret"), field("merchant_id")
+	_, err := a.Pool.Exec(context.Background(), `INSERT INTO dashboard_sessions (token_hash, merchant_id, expires_at)
+		VALUES (sha256('a'), $1, now() + interval '1 hour'), (sha256('b'), $1, now() + interval '1 hour')`, id)
+	require.NoError(t, err)
+
+	out.Reset()
+	require.Equal(t, 0, app.Main([]string{"merchant", "rotate-secret", "--key", key}, env, &out, &errOut), errOut.String())
+	require.Equal(t, key, field("api_key"))
+	require.Equal(t, id, field("merchant_id"))
+	newSecret := field("api_secret")
+	require.Regexp(t, `^secret_[A-Za-z0-9]{40}$`, newSecret)
+	require.NotEqual(t, oldSecret, newSecret)
+
+	for secret, want := range map[string]int{oldSecret: http.StatusUnauthorized, newSecret: http.StatusOK} {
+		rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", http.Header{"X-Api-Key": {key}, "X-Api-Secret": {secret}})
+		require.Equal(t, want, rec.Code, rec.Body.String())
+	}
+	var sessions int
+	require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dashboard_sessions WHERE merchant_id = $1`, id).Scan(&sessions))
+	require.Zero(t, sessions)
+
+	for _, k := range []string{"key_nobodyhasthiskey00000", merchants.TestMerchantKey} {
+		errOut.Reset()
+		require.Equal(t, 1, app.Main([]string{"merchant", "rotate-secret", "--key", k}, env, &out, &errOut))
+		require.NotContains(t, errOut.String(), "panic")
+	}
+	require.Contains(t, errOut.String(), "fixed")
+	// The test merchant's secret still works.
+	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", apptest.TestMerchant())
+	require.Equal(t, http.StatusOK, rec.Code)
+	errOut.Reset()
+	require.Equal(t, 1, app.Main([]string{"merchant", "rotate-secret"}, env, &out, &errOut))
+	require.Contains(t, errOut.String(), "needs --key")
 }

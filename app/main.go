@@ -22,6 +22,9 @@ const usage = `usage:
   paygate migrate                           apply database migrations and exit
   paygate merchant create --name N --email E
                                             create a merchant; prints its key and secret once
+  paygate merchant rotate-secret --key KEY  give a merchant a new API secret (printed once) and
+                                            end its dashboard sessions; the old one stops
+                                            working within a minute
   paygate healthcheck                       exit 0 when this container's gateway is ready (GET /ready)
   paygate help                              this text
 
@@ -171,6 +174,9 @@ func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
 }
 
 func merchantCmd(ctx context.Context, cfg Config, args []string, logger *slog.Logger, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "rotate-secret" {
+		return rotateSecretCmd(ctx, cfg, args[1:], logger, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "create" {
 		fmt.Fprint(stderr, usage)
 		return errUsage
@@ -197,5 +203,35 @@ func merchantCmd(ctx context.Context, cfg Config, args []string, logger *slog.Lo
 	}
 	fmt.Fprintf(stdout, "merchant_id=%s\napi_key=%s\napi_secret=%s\nwebhook_secret=%s\n"+
 		"The secret is shown only now; it is stored hashed.\n", m.ID, m.APIKey, m.APISecret, m.WebhookSecret)
+	return nil
+}
+
+// rotateSecretCmd is for a leaked API secret: the merchant's integrations
+// need the new one, and whoever held the old one (or a dashboard session
+// opened with it) is shut out.
+func rotateSecretCmd(ctx context.Context, cfg Config, args []string, logger *slog.Logger, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("merchant rotate-secret", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	key := fs.String("key", "", "the merchant's API key (key_…)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *key == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "merchant rotate-secret needs --key and nothing else")
+		return errUsage
+	}
+	a, err := New(ctx, cfg, RoleAPI, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.Background())
+	m, secret, err := merchants.RotateSecret(ctx, a.Pool, *key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "merchant_id=%s\napi_key=%s\napi_secret=%s\n"+
+		"The new secret is shown only now; it is stored hashed. The old one is refused within a minute\n"+
+		"(running processes cache a verified key for up to 60 s), and the merchant's dashboard sessions have ended.\n",
+		m.ID, m.APIKey, secret)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"paygate/db"
@@ -50,6 +51,38 @@ func Create(ctx context.Context, pool *pgxpool.Pool, name, email string, newWebh
 		return Created{}, ErrEmailTaken
 	}
 	return c, err
+}
+
+// ErrNoSuchKey means no merchant has the API key.
+var ErrNoSuchKey = errors.New("no merchant has this API key")
+
+// RotateSecret gives the merchant with apiKey a new API secret, returned
+// here only, and ends its dashboard sessions, in one transaction: the old
+// secret is refused at once by a process that has not cached it, and within
+// Auth's cacheTTL by one that has. The test merchant's credentials are
+// fixed by API.md, so it has none to rotate.
+func RotateSecret(ctx context.Context, pool *pgxpool.Pool, apiKey string) (Merchant, string, error) {
+	if apiKey == TestMerchantKey {
+		return Merchant{}, "", errors.New("the test merchant's credentials are fixed (API.md); create a merchant of your own")
+	}
+	secret := "secret_" + db.RandomAlnum(40)
+	hash := hashSecret(secret)
+	var m Merchant
+	err := db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			UPDATE merchants SET api_secret_hash = $2 WHERE api_key = $1
+			RETURNING id, name, email, api_key, created_at`, apiKey, hash[:]).
+			Scan(&m.ID, &m.Name, &m.Email, &m.APIKey, &m.CreatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNoSuchKey
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM dashboard_sessions WHERE merchant_id = $1`, m.ID)
+		return err
+	})
+	return m, secret, err
 }
 
 // SeedTestMerchant inserts the test merchant of API.md unless it exists.
