@@ -303,6 +303,7 @@ func TestConfig(t *testing.T) {
 		{[]string{"RIVER_FETCH_COOLDOWN", "0"}},
 		{[]string{"RIVER_FETCH_POLL_INTERVAL", "2", "RIVER_FETCH_COOLDOWN", "5"}},
 		{[]string{"DB_MAX_CONNS", "-3"}},
+		{[]string{"CHECKOUT_MAX_FAILED_PAYMENTS", "-1"}},
 		{[]string{"CREATE_BATCHES", "0"}},
 		{[]string{"CREATE_SPARES", "-1"}},
 		{[]string{"CREATE_STALL", "0"}},

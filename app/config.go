@@ -35,6 +35,10 @@ type Config struct {
 	// WebhookMaxPerEndpoint bounds the deliveries a process makes to one
 	// endpoint at once, so one slow endpoint cannot hold every worker.
 	WebhookMaxPerEndpoint int
+	// CheckoutMaxFailures is how many failed payments an order may have
+	// before checkout (the publishable key's route) takes no more on it;
+	// 0: no limit (payments.HTTP).
+	CheckoutMaxFailures int
 	// WebhookSchedule overrides the waits between delivery attempts. It is
 	// not read from the environment: tests set it to run the whole schedule
 	// in a moment.
@@ -128,6 +132,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 		WebhookRetryIntervalsTest: p.bool("WEBHOOK_RETRY_INTERVALS_TEST", false),
 		WebhookMaxPerEndpoint:     p.int("WEBHOOK_MAX_PER_ENDPOINT", webhooks.DefaultMaxPerEndpoint, 1, 1000),
+		CheckoutMaxFailures:       p.int("CHECKOUT_MAX_FAILED_PAYMENTS", 10, 0, 1000),
 
 		RequestTimeout:    10 * time.Second,
 		FetchPollInterval: p.millis("RIVER_FETCH_POLL_INTERVAL", 100),

@@ -26,7 +26,7 @@ func (a *App) routes(e *echo.Echo) {
 	e.GET("/api/v1/openapi.json", openAPIJSON)
 	e.GET("/api/v1/openapi.yaml", openAPIYAML)
 
-	pay := &payments.HTTP{Service: a.Payments, Keys: a.Idempotency}
+	pay := &payments.HTTP{Service: a.Payments, Keys: a.Idempotency, CheckoutMaxFailures: a.Config.CheckoutMaxFailures}
 	e.POST("/api/v1/orders", pay.CreateOrder, secret)
 	e.GET("/api/v1/orders", pay.ListOrders, secret)
 	e.GET("/api/v1/orders/:id", pay.GetOrder, secret)

@@ -585,3 +585,56 @@ func batchingApp(t *testing.T, n int) (a *app.App, h http.Header, orders []strin
 	}
 	return a, h, orders
 }
+
+// Checkout takes at most CHECKOUT_MAX_FAILED_PAYMENTS failed payments on an
+// order (its key and the order's id are public: a card tester's tool
+// otherwise); then 429, remembered under a key like any refusal, while a
+// repeat of an earlier key still replays its payment, and the merchant's own
+// route still pays.
+func TestCheckoutTakesAFewFailedPaymentsAnOrder(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, func(c *app.Config) { c.TestPaymentSuccess = false; c.CheckoutMaxFailures = 2 })
+	h := apptest.TestMerchant()
+	public := http.Header{"X-Api-Key": {merchants.TestMerchantKey}}
+	keyed := func(key string) http.Header {
+		if key == "" {
+			return public
+		}
+		return apptest.With(public, idempotency.Header, key)
+	}
+	orderID := createOrder(t, a, h, 50000)
+	body := upiBody(orderID)
+	var firstKeyed string
+	for i, key := range []string{"", "chk-2"} {
+		rec := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments/public", body, keyed(key))
+		require.Equal(t, http.StatusCreated, rec.Code, "attempt %d: %s", i+1, rec.Body)
+		var p map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
+		require.Equal(t, payments.StatusFailed, waitFinal(t, a, h, p["id"].(string))["status"])
+		if key != "" {
+			firstKeyed = rec.Body.String()
+		}
+	}
+
+	for _, key := range []string{"", "chk-3"} {
+		rec := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments/public", body, keyed(key))
+		require.Equal(t, http.StatusTooManyRequests, rec.Code, "%s", rec.Body)
+		var e map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+		code, _ := errorOf(t, e)
+		require.Equal(t, "RATE_LIMITED", code)
+		require.Contains(t, e["error"].(map[string]any)["description"], "2 failed payments")
+	}
+	again := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments/public", body, keyed("chk-3"))
+	require.Equal(t, http.StatusTooManyRequests, again.Code)
+	require.True(t, idempotency.IsReplay(again.Header()), "remembered under its key")
+	again = apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments/public", body, keyed("chk-2"))
+	require.Equal(t, http.StatusCreated, again.Code, "an earlier key replays its payment")
+	require.Equal(t, firstKeyed, again.Body.String())
+
+	// Another order of the merchant is not held up; its own route pays.
+	rec := apptest.Do(t, a.Echo, http.MethodPost, "/api/v1/payments/public", upiBody(createOrder(t, a, h, 50000)), public)
+	require.Equal(t, http.StatusCreated, rec.Code, "%s", rec.Body)
+	status, p := call(t, a, http.MethodPost, "/api/v1/payments", body, h)
+	require.Equal(t, http.StatusCreated, status, "%v", p)
+}
