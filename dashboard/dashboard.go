@@ -76,7 +76,7 @@ func (d *Dashboard) SignIn(c echo.Context) error {
 	}
 	token, hash := newToken()
 	expires := time.Now().Add(SessionTTL)
-	if err := createSession(ctx, d.Pool, hash, m.ID, expires); err != nil {
+	if err := createSession(ctx, d.Pool, hash, m.ID, merchants.HashSecret(in.Secret), expires); err != nil {
 		return err
 	}
 	c.SetCookie(sessionCookie(c, token, expires))

@@ -18,6 +18,7 @@ import (
 	"paygate/dashboard"
 	"paygate/db/dbtest"
 	"paygate/merchants"
+	"paygate/webhooks"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
@@ -393,4 +394,25 @@ func TestForwardedProtoTrustedFromNearbyPeersOnly(t *testing.T) {
 			require.Contains(t, docsFrom(peer, h), "http://example.com/api/v1/orders", peer)
 		}
 	}
+}
+
+// A rotated API secret opens no dashboard session, even in a process whose
+// cache still holds it (it trusts a verified key for up to a minute), and
+// the rotation ends the sessions opened with it.
+func TestRotatedSecretOpensNoSession(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	ctx := context.Background()
+	m, err := merchants.Create(ctx, a.Pool, "Acme", "ops@acme.test", webhooks.NewSecret)
+	require.NoError(t, err)
+	session := signIn(t, a, m.APIKey, m.APISecret) // the key is now in a.Auth's cache
+
+	_, secret, err := merchants.RotateSecret(ctx, a.Pool, m.APIKey)
+	require.NoError(t, err)
+	status, _ := apptest.Call(t, a, http.MethodGet, "/dashboard/api/me", "", session)
+	require.Equal(t, http.StatusUnauthorized, status, "the rotation ended it")
+	rec := apptest.Do(t, a.Echo, http.MethodPost, "/dashboard/api/session", signInBody(m.APIKey, m.APISecret), http.Header{"Origin": {origin}})
+	require.Equal(t, http.StatusUnauthorized, rec.Code, rec.Body.String())
+	require.Empty(t, rec.Result().Cookies())
+	signIn(t, a, m.APIKey, secret)
 }

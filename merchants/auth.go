@@ -41,6 +41,7 @@ type cached struct {
 	merchant   Merchant
 	secretHash [32]byte
 	expires    time.Time
+	cached     bool // found in the cache, not read just now
 }
 
 // NewAuth authenticates against pool; testMerchant says whether the test
@@ -49,7 +50,8 @@ func NewAuth(pool *pgxpool.Pool, testMerchant bool) *Auth {
 	return &Auth{pool: pool, now: time.Now, cache: map[string]cached{}, testMerchant: testMerchant}
 }
 
-var errUnauthorized = web.Errorf(web.CodeUnauthorized, "Invalid API credentials")
+// ErrUnauthorized is the answer to wrong or missing credentials.
+var ErrUnauthorized = web.Errorf(web.CodeUnauthorized, "Invalid API credentials")
 
 const merchantKey = "paygate.merchant"
 
@@ -65,7 +67,7 @@ func (a *Auth) Secret(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		key, secret, ok := credentials(c)
 		if !ok {
-			return errUnauthorized
+			return ErrUnauthorized
 		}
 		m, err := a.verify(c.Request().Context(), key, secret)
 		if err != nil {
@@ -86,9 +88,9 @@ func (a *Auth) Publishable(next echo.HandlerFunc) echo.HandlerFunc {
 			key, _, _ = c.Request().BasicAuth()
 		}
 		if !ValidCredential(key) {
-			return errUnauthorized
+			return ErrUnauthorized
 		}
-		entry, err := a.lookup(c.Request().Context(), key)
+		entry, err := a.lookup(c.Request().Context(), key, false)
 		if err != nil {
 			return err
 		}
@@ -138,34 +140,42 @@ func ValidCredential(s string) bool {
 	return s != "" && len(s) <= maxCredential && web.IsPrintableASCII(s)
 }
 
+// verify checks a key's secret. A secret that does not match the cached one
+// is checked against the database before it is refused: the secret may have
+// been rotated (RotateSecret) since it was cached, and the new one must work
+// at once. (The old one is trusted until the cache entry expires.)
 func (a *Auth) verify(ctx context.Context, key, secret string) (Merchant, error) {
-	hash := hashSecret(secret)
-	entry, err := a.lookup(ctx, key)
+	hash := HashSecret(secret)
+	entry, err := a.lookup(ctx, key, false)
+	if err == nil && subtle.ConstantTimeCompare(hash[:], entry.secretHash[:]) != 1 && entry.cached {
+		entry, err = a.lookup(ctx, key, true)
+	}
 	if err != nil {
 		return Merchant{}, err
 	}
 	if subtle.ConstantTimeCompare(hash[:], entry.secretHash[:]) != 1 {
-		return Merchant{}, errUnauthorized
+		return Merchant{}, ErrUnauthorized
 	}
 	return entry.merchant, nil
 }
 
-// lookup finds a key in the cache or the database. Unknown keys are not
-// cached, so a flood of made-up keys cannot evict real ones.
-func (a *Auth) lookup(ctx context.Context, key string) (cached, error) {
+// lookup finds a key in the cache (unless fresh) or the database. Unknown
+// keys are not cached, so a flood of made-up keys cannot evict real ones.
+func (a *Auth) lookup(ctx context.Context, key string, fresh bool) (cached, error) {
 	if key == TestMerchantKey && !a.testMerchant {
-		return cached{}, errUnauthorized
+		return cached{}, ErrUnauthorized
 	}
 	now := a.now()
 	a.mu.Lock()
 	entry, ok := a.cache[key]
 	a.mu.Unlock()
-	if ok && now.Before(entry.expires) {
+	if ok && !fresh && now.Before(entry.expires) {
+		entry.cached = true
 		return entry, nil
 	}
 	m, hash, err := byKey(ctx, a.pool, key)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return cached{}, errUnauthorized
+		return cached{}, ErrUnauthorized
 	}
 	if err != nil {
 		return cached{}, err

@@ -36,4 +36,5 @@ var (
 	TestMerchantWebhookSecret = "whsec_test_abc123"
 )
 
-func hashSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
+// HashSecret is what is stored of an API secret (api_secret_hash).
+func HashSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }

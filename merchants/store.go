@@ -42,7 +42,7 @@ func Create(ctx context.Context, pool *pgxpool.Pool, name, email string, newWebh
 		APISecret:     "secret_" + db.RandomAlnum(40),
 		WebhookSecret: whsec,
 	}
-	hash := hashSecret(c.APISecret)
+	hash := HashSecret(c.APISecret)
 	err = pool.QueryRow(ctx, `
 		INSERT INTO merchants (id, name, email, api_key, api_secret_hash, webhook_secret)
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at`,
@@ -66,7 +66,7 @@ func RotateSecret(ctx context.Context, pool *pgxpool.Pool, apiKey string) (Merch
 		return Merchant{}, "", errors.New("the test merchant's credentials are fixed (API.md); create a merchant of your own")
 	}
 	secret := "secret_" + db.RandomAlnum(40)
-	hash := hashSecret(secret)
+	hash := HashSecret(secret)
 	var m Merchant
 	err := db.WithTx(ctx, pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `
@@ -88,7 +88,7 @@ func RotateSecret(ctx context.Context, pool *pgxpool.Pool, apiKey string) (Merch
 // SeedTestMerchant inserts the test merchant of API.md unless it exists.
 // Running it any number of times, from any number of processes, leaves one.
 func SeedTestMerchant(ctx context.Context, pool *pgxpool.Pool) error {
-	hash := hashSecret(TestMerchantSecret)
+	hash := HashSecret(TestMerchantSecret)
 	_, err := pool.Exec(ctx, `
 		INSERT INTO merchants (id, name, email, api_key, api_secret_hash, webhook_secret)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,

@@ -11,7 +11,7 @@ import (
 // for the dashboard's sign-in form, which sends them in a body.
 func (a *Auth) Verify(ctx context.Context, key, secret string) (Merchant, error) {
 	if !ValidCredential(key) || !ValidCredential(secret) {
-		return Merchant{}, errUnauthorized
+		return Merchant{}, ErrUnauthorized
 	}
 	return a.verify(ctx, key, secret)
 }
