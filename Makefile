@@ -15,7 +15,7 @@ help: ## list the targets
 # Ctrl-C however cleanly paygate stopped, and make then reports an error.
 run: deps-db ## start the gateway on :8000 in test mode on the embedded PostgreSQL in ./data (test merchant seeded)
 	@data="$${DATA_DIR:-$(CURDIR)/data}"; \
-	if [ -z "$$DATA_DIR" ] && [ "$$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$(CURDIR)" 2>/dev/null; then \
+	if [ -z "$$DATA_DIR" ] && [ -z "$$DATABASE_URL" ] && [ "$$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$(CURDIR)" 2>/dev/null; then \
 	  data=/var/lib/paygate/dev-$$(printf %s "$(CURDIR)" | md5sum | cut -c1-8); mkdir -p "$$data"; \
 	  echo "make run: the postgres user cannot enter $(CURDIR); the database lives in DATA_DIR=$$data"; \
 	fi; \
@@ -80,7 +80,10 @@ lint: ## gofmt and go vet
 # and a C compiler with the C library headers (go test -race needs cgo). As
 # root it uses apt-get; otherwise it says what to install. run, bench and
 # soak need only the first: run not even that with DATABASE_URL set.
-deps: deps-db deps-browser deps-cc
+# One after the other, even under make -j: two apt-get at once would fail
+# on dpkg's lock.
+deps:
+	@$(MAKE) --no-print-directory -j1 deps-db deps-browser deps-cc
 
 deps-db:
 	@if [ -n "$$DATABASE_URL" ] && [ "$(MAKECMDGOALS)" = run ]; then exit 0; fi; \
