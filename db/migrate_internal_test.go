@@ -39,7 +39,11 @@ func TestOnlyAMigrationsOwnLockTimeoutIsRetried(t *testing.T) {
 // behind a long transaction, a lock request would otherwise hold every
 // request for that table behind it during an upgrade.
 func TestMigrationsBoundTheirWaitForBusyTables(t *testing.T) {
-	touches := regexp.MustCompile(`(?i)\b(?:ALTER TABLE|UPDATE|DELETE FROM|TRUNCATE|REFERENCES|INDEX(?: CONCURRENTLY)?(?: IF NOT EXISTS)?(?: \w+)? ON)\s+(\w+)`)
+	touches := regexp.MustCompile(`(?i)\b(?:ALTER TABLE|ALTER INDEX|DROP TABLE|LOCK TABLE|UPDATE|DELETE FROM|TRUNCATE|REFERENCES|(?:INDEX|TRIGGER)(?: CONCURRENTLY)?(?: IF NOT EXISTS)?(?: \w+)?(?: \w+ \w+)? ON)\s+(?:IF EXISTS\s+)?(\w+)`)
+	// Without a transaction SET LOCAL does nothing: only what takes no lock
+	// that holds up writes may run there (a storage parameter's ALTER TABLE
+	// takes SHARE UPDATE EXCLUSIVE, as an index built concurrently does).
+	noTxAllowed := regexp.MustCompile(`(?i)^(?:(?:CREATE|DROP) (?:UNIQUE )?INDEX CONCURRENTLY|ALTER INDEX \w+ RENAME TO|ALTER TABLE \w+ (?:SET|RESET) \(|ANALYZE|SELECT)\b`)
 	creates := regexp.MustCompile(`(?i)\bCREATE TABLE\s+(?:IF NOT EXISTS\s+)?(\w+)`)
 	indexChange := regexp.MustCompile(`(?i)\b(?:CREATE (?:UNIQUE )?INDEX|DROP INDEX)\b`)
 	files, err := fs.Glob(migrations, "migrations/*.sql")
@@ -69,6 +73,7 @@ func TestMigrationsBoundTheirWaitForBusyTables(t *testing.T) {
 				if indexChange.MatchString(stmt) {
 					require.Contains(t, strings.ToUpper(stmt), "CONCURRENTLY", "%s: %s", name, stmt)
 				}
+				require.True(t, stmt == "" || noTxAllowed.MatchString(stmt), "%s runs without a transaction what may hold up writes: %s", name, stmt)
 				continue
 			}
 			for _, m := range touches.FindAllStringSubmatch(stmt, -1) {

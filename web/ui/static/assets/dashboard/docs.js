@@ -33,7 +33,7 @@ export async function render(main, me) {
       h('h2', { id: 'doc-hooks' }, h('span', { class: 'step' }, '3'), 'Verify webhooks'),
       h('p', {}, 'Before you act on an event, check that paygate sent it. ', h('code', {}, 'webhook-signature'),
         ' is the Standard Webhooks signature (standardwebhooks.com) of ', h('code', {}, 'webhook-id'), ', ',
-        h('code', {}, 'webhook-timestamp'), ' and the raw body under your webhook secret (Webhooks page); any official Standard Webhooks library verifies it. ',
+        h('code', {}, 'webhook-timestamp'), ' and the raw body under your webhook secret (Webhooks page); with a generated secret (not the test merchant\'s fixed one) any official Standard Webhooks library verifies it too. ',
         'For 24 hours after you regenerate the secret it carries the old secret\'s signature too, so a receiver keeps working while you switch. ',
         'Compare in constant time, on the bytes you received, and refuse a timestamp more than 5 minutes off so that a recorded delivery cannot be replayed. ',
         '(', h('code', {}, 'X-Webhook-Signature'), ', the hex HMAC-SHA256 of the body alone, is made with the current secret only.)'),
