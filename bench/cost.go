@@ -119,20 +119,30 @@ func resetStatements(ctx context.Context, pool *pgxpool.Pool) error {
 	return err
 }
 
-// awaitIdle waits until no job of paygate's queues is left to run (or wait
-// has passed): then every delivery a flow caused has been made.
-func awaitIdle(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) bool {
+// awaitIdle waits until nothing a flow caused is left to do, or wait has
+// passed (then it says so in the report): no job of paygate's queues left
+// to run, and no payment, refund or webhook log pending, since a payment's
+// decision and a log's first attempt have no job (payments/first.go,
+// webhooks/first.go). Then every delivery a flow caused has been made, and
+// the CPU and statements counted up to now are the flow's own.
+func (b *bench) awaitIdle(ctx context.Context, after string, wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		var n int
-		err := pool.QueryRow(ctx, `/* bench */ SELECT count(*) FROM river_job
-			WHERE queue <> 'maintenance' AND state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`).Scan(&n)
+		err := b.pool.QueryRow(ctx, `/* bench */ SELECT
+			(SELECT count(*) FROM river_job WHERE queue <> 'maintenance'
+			   AND state IN ('available', 'running', 'retryable', 'scheduled', 'pending'))
+			+ (SELECT count(*) FROM payments WHERE status = 'pending')
+			+ (SELECT count(*) FROM refunds WHERE status = 'pending')
+			+ (SELECT count(*) FROM webhook_logs WHERE status = 'pending')`).Scan(&n)
 		if err == nil && n == 0 {
-			return true
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return false
+	if ctx.Err() == nil {
+		b.rep.Warnings = append(b.rep.Warnings, fmt.Sprintf("after %s, work was still pending when -wait (%s) ran out: the CPU and cost counted next include its end", after, wait))
+	}
 }
 
 func readCost(ctx context.Context, pool *pgxpool.Pool, n int, d dbSnapshot, gatewayCPUms float64) (Cost, error) {

@@ -148,15 +148,11 @@ func runPhase(ctx context.Context, name string, conc int, dur time.Duration, cou
 				}
 				t := time.Now()
 				status, err := do(i)
-				lat, reqs = append(lat, time.Since(t)), append(reqs, i)
-				switch {
-				case err != nil && status == 0:
-					errs["net"]++
-				case err != nil:
-					errs["bad body"]++
-				case status/100 != 2:
-					errs[strconv.Itoa(status)]++
+				if kind := failure(status, err); kind != "" {
+					errs[kind]++
+					continue
 				}
+				lat, reqs = append(lat, time.Since(t)), append(reqs, i)
 			}
 			mu.Lock()
 			all, of = append(all, lat...), append(of, reqs...)
@@ -168,18 +164,39 @@ func runPhase(ctx context.Context, name string, conc int, dur time.Duration, cou
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	p := Phase{Name: name, Requests: len(all), Seconds: elapsed.Seconds(), Latency: percentiles(slices.Clone(all)),
+	p := Phase{Name: name, Seconds: elapsed.Seconds(), Latency: percentiles(slices.Clone(all)),
 		samples: all, of: of}
+	p.setCounts(len(all), byStatus, elapsed)
+	return p
+}
+
+// failure names what went wrong with a request's answer; "" for a success.
+func failure(status int, err error) string {
+	switch {
+	case err != nil && status == 0:
+		return "net"
+	case err != nil:
+		return "bad body"
+	case status/100 != 2:
+		return strconv.Itoa(status)
+	}
+	return ""
+}
+
+// setCounts sets a phase's requests (answered, failed ones too), errors and
+// rate: successes a second, as the ceiling counts its transactions, so that
+// a gateway that fails fast does not look faster.
+func (p *Phase) setCounts(successes int, byStatus map[string]int, elapsed time.Duration) {
 	for _, v := range byStatus {
 		p.Errors += v
 	}
 	if p.Errors > 0 {
 		p.ErrorsByStatus = byStatus
 	}
+	p.Requests = successes + p.Errors
 	if elapsed > 0 {
-		p.RPS = float64(len(all)) / elapsed.Seconds()
+		p.RPS = float64(successes) / elapsed.Seconds()
 	}
-	return p
 }
 
 // Latency is in milliseconds, nearest-rank percentiles.
@@ -235,28 +252,19 @@ func openLoop(ctx context.Context, name string, rate float64, dur time.Duration,
 			lat := time.Since(due)
 			mu.Lock()
 			defer mu.Unlock()
-			all = append(all, lat)
-			switch {
-			case err != nil && status == 0:
-				byStatus["net"]++
-			case err != nil:
-				byStatus["bad body"]++
-			case status/100 != 2:
-				byStatus[strconv.Itoa(status)]++
+			if kind := failure(status, err); kind != "" {
+				byStatus[kind]++
+				return
 			}
+			all = append(all, lat)
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	p := Phase{Name: name, Requests: len(all), Seconds: elapsed.Seconds(), Latency: percentiles(all), RPS: float64(len(all)) / elapsed.Seconds()}
+	p := Phase{Name: name, Seconds: elapsed.Seconds(), Latency: percentiles(all)}
 	if dropped > 0 {
 		byStatus["dropped (too many in flight)"] = dropped
 	}
-	for _, v := range byStatus {
-		p.Errors += v
-	}
-	if p.Errors > 0 {
-		p.ErrorsByStatus = byStatus
-	}
+	p.setCounts(len(all), byStatus, elapsed)
 	return p
 }

@@ -21,9 +21,12 @@ import (
 // id.timestamp.body and the hex one over the body) independently of
 // paygate's code, answers 401 to a delivery that fails either, and 200
 // otherwise. A webhook-id seen before is a duplicate delivery (at-least-once
-// makes them possible; a delivered one should not come again). For each
-// payment it keeps when its first payment.success arrived, and for each
-// refund when its refund.processed did.
+// makes them possible; a delivered one should not come again). The same
+// event of the same payment or refund under another webhook-id is an event
+// delivered twice: a second log for one state change, which exactly-once
+// effects forbid. A signed body that names no payment or refund is
+// unreadable. For each payment it keeps when its first payment.success
+// arrived, and for each refund when its refund.processed did.
 type receiver struct {
 	url string
 	srv *http.Server
@@ -31,11 +34,14 @@ type receiver struct {
 	mu        sync.Mutex
 	key, hex  []byte
 	seen      map[string]struct{}  // webhook-id
+	once      map[string]string    // event + " " + object id → its webhook-id
 	success   map[string]time.Time // payment id → payment.success arrival
 	refunded  map[string]time.Time // refund id → refund.processed arrival
 	events    map[string]int       // event → valid, first deliveries
 	invalid   int
 	duplicate int
+	twice     int
+	bad       int // unreadable bodies
 }
 
 func startReceiver() (*receiver, error) {
@@ -44,7 +50,7 @@ func startReceiver() (*receiver, error) {
 		return nil, err
 	}
 	r := &receiver{url: "http://" + ln.Addr().String() + "/hook",
-		seen: map[string]struct{}{}, success: map[string]time.Time{}, refunded: map[string]time.Time{}, events: map[string]int{}}
+		seen: map[string]struct{}{}, once: map[string]string{}, success: map[string]time.Time{}, refunded: map[string]time.Time{}, events: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hook", r.hook)
 	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -115,16 +121,31 @@ func (r *receiver) hook(w http.ResponseWriter, req *http.Request) {
 			Refund  struct{ ID string } `json:"refund"`
 		} `json:"data"`
 	}
-	_ = json.Unmarshal(body, &ev)
+	err = json.Unmarshal(body, &ev)
+	object := ev.Data.Payment.ID
+	if strings.HasPrefix(ev.Event, "refund.") {
+		object = ev.Data.Refund.ID
+	}
 	id := req.Header.Get("webhook-id")
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err != nil || ev.Event == "" || object == "" {
+		r.bad++
+		http.Error(w, "unreadable body", http.StatusBadRequest)
+		return
+	}
 	if _, dup := r.seen[id]; dup {
 		r.duplicate++
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	r.seen[id] = struct{}{}
+	if first, ok := r.once[ev.Event+" "+object]; ok && first != id {
+		r.twice++
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	r.once[ev.Event+" "+object] = id
 	r.events[ev.Event]++
 	switch {
 	case ev.Event == "payment.success" && ev.Data.Payment.ID != "":
@@ -189,6 +210,8 @@ type ReceiverStats struct {
 	Events     map[string]int `json:"valid_events"`
 	Invalid    int            `json:"invalid_signatures"`
 	Duplicates int            `json:"duplicate_deliveries"`
+	Twice      int            `json:"events_delivered_twice"`
+	Unreadable int            `json:"unreadable_bodies"`
 }
 
 func (r *receiver) stats() ReceiverStats {
@@ -198,5 +221,5 @@ func (r *receiver) stats() ReceiverStats {
 	for k, v := range r.events {
 		ev[k] = v
 	}
-	return ReceiverStats{Events: ev, Invalid: r.invalid, Duplicates: r.duplicate}
+	return ReceiverStats{Events: ev, Invalid: r.invalid, Duplicates: r.duplicate, Twice: r.twice, Unreadable: r.bad}
 }

@@ -34,9 +34,13 @@ type Report struct {
 	// kind: creation batches started because requests waited behind a
 	// stalled one (-1: /metrics could not be read).
 	SpareBatches float64 `json:"spare_batches"`
+	// Warnings are what makes a figure of the run doubtful.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
-// Phase is one closed-loop kind of request.
+// Phase is a closed or open loop of requests. Requests counts those
+// answered, failed ones too (and those an open loop dropped); RPS and the
+// latencies are of the successful ones only, the failures counted in Errors.
 type Phase struct {
 	Name           string         `json:"name"`
 	Requests       int            `json:"requests"`
@@ -239,12 +243,15 @@ func (r *Report) text(w io.Writer, cost bool) {
 			fmt.Fprintf(w, "  %s errors: %s\n", f.Name, counts(f.ErrorsByStatus))
 		}
 	}
-	fmt.Fprintf(w, "webhooks received: %s; invalid signatures %d, duplicate deliveries (same webhook-id) %d\n",
-		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Duplicates)
+	fmt.Fprintf(w, "webhooks received: %s; invalid signatures %d, unreadable bodies %d, duplicate deliveries (same webhook-id) %d, events delivered twice (same event and object, another webhook-id) %d\n",
+		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Unreadable, r.Receiver.Duplicates, r.Receiver.Twice)
 
 	res := r.Resources
 	fmt.Fprintf(w, "\nresources over the paygate run: paygate peak RSS %s, CPU %.1f s; PostgreSQL peak PSS %s, CPU %.1f s; bench (clients, receiver, samplers) CPU %.1f s\n",
 		mib(res.PaygatePeakRSS), res.PaygateCPU, mib(res.PostgresPeakPSS), res.PostgresCPU, res.BenchCPU)
+	for _, warning := range r.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warning)
+	}
 	if r.Startup > 0 {
 		fmt.Fprintf(w, "paygate start-up (process start to /health 200, migrations done): %.2f s\n", r.Startup)
 	}

@@ -183,7 +183,7 @@ func (b *bench) phases(ctx context.Context) error {
 		missing := b.recv.awaitSuccess(ctx, all, f.Wait)
 		p.Drain = &Drain{Payments: len(all), Missing: missing, Seconds: time.Since(start).Seconds()}
 		p.Drain.Rate = float64(len(all)-missing) / (p.Seconds + p.Drain.Seconds)
-		awaitIdle(ctx, b.pool, f.Wait)
+		b.awaitIdle(ctx, p.Name, f.Wait)
 		b.rep.add(p)
 	}
 
@@ -271,7 +271,7 @@ func (b *bench) burst(ctx context.Context, pays Ceiling) ([]string, error) {
 	fl.ratio(pays)
 	// The cost account runs to the end of the last job (the payment.created
 	// deliveries may finish after the last payment.success).
-	awaitIdle(ctx, b.pool, f.Wait)
+	b.awaitIdle(ctx, "the burst", f.Wait)
 	fl.CPU = b.cpuSince(acct.cpu, max(1, len(created)))
 	b.rep.Flows = append(b.rep.Flows, fl)
 	cost, err := acct.done(ctx, "payment of the burst", max(1, len(created)), fl.CPU.Paygate)
@@ -311,7 +311,7 @@ func (b *bench) steady(ctx context.Context) error {
 	fl.Offered = f.Rate
 	fl.CPU = b.cpuSince(m, len(compact(ids)))
 	b.rep.Flows = append(b.rep.Flows, fl)
-	awaitIdle(ctx, b.pool, f.Wait)
+	b.awaitIdle(ctx, "the steady phase", f.Wait)
 	return nil
 }
 
@@ -342,7 +342,7 @@ func (b *bench) refunds(ctx context.Context, payments []string, pays Ceiling) {
 	fl.Missing = missing
 	fl.ratio(pays)
 	// To the end of the last job, as for the burst.
-	awaitIdle(ctx, b.pool, f.Wait)
+	b.awaitIdle(ctx, "the refunds", f.Wait)
 	fl.CPU = b.cpuSince(m, len(created))
 	b.rep.Flows = append(b.rep.Flows, fl)
 	if acct == nil || len(created) == 0 {
