@@ -279,8 +279,8 @@ func (r *Report) text(w io.Writer, cost bool) {
 
 func (r *Report) costText(w io.Writer, c *Cost, full bool) {
 	fmt.Fprintf(w, "\ncost account, per %s (%d, creation → last webhook, all jobs done):\n", c.Of, c.Items)
-	fmt.Fprintf(w, "  statements %.1f, commits %.2f, rollbacks %.2f, statement time %.2f ms, DB CPU %.2f ms, paygate CPU %.2f ms, WAL %.0f B (by position) in %.2f flushes, %.2f full-page images\n",
-		c.Statements, c.Commits, c.Rollbacks, c.ExecMs, c.DBCPUms, c.GatewayCPU, c.WALBytes, c.WALSyncs, c.WALFPIs)
+	fmt.Fprintf(w, "  statements %.2f sent (%.2f more run inside them: foreign-key checks, their time in their callers'), commits %.2f, rollbacks %.2f, statement time %.2f ms, DB CPU %.2f ms, paygate CPU %.2f ms, WAL %.0f B (by position) in %.2f flushes, %.2f full-page images\n",
+		c.Statements, c.Nested, c.Commits, c.Rollbacks, c.ExecMs, c.DBCPUms, c.GatewayCPU, c.WALBytes, c.WALSyncs, c.WALFPIs)
 	if pj := r.best("payment + job"); pj.DBCPUms > 0 && c == r.Cost {
 		fmt.Fprintf(w, "  against the payment + job ceiling: %.1f× its DB CPU and %.1f× its commits per transaction\n",
 			c.DBCPUms/pj.DBCPUms, c.Commits/max(0.01, pj.Commits))
