@@ -213,9 +213,9 @@ type dbSnapshot struct {
 func snapshotDB(ctx context.Context, pool *pgxpool.Pool, pgPID int) dbSnapshot {
 	var s dbSnapshot
 	s.cpu = treeUsage(pgPID, false).CPU
-	_ = pool.QueryRow(ctx, `SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()`).
+	_ = pool.QueryRow(ctx, `/* bench */ SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()`).
 		Scan(&s.commits, &s.rollbacks)
-	_ = pool.QueryRow(ctx, `SELECT wal_bytes::bigint, wal_sync, wal_records, wal_fpi FROM pg_stat_wal`).
+	_ = pool.QueryRow(ctx, `/* bench */ SELECT wal_bytes::bigint, wal_sync, wal_records, wal_fpi FROM pg_stat_wal`).
 		Scan(&s.walBytes, &s.walSyncs, &s.walRecords, &s.walFPIs)
 	return s
 }
