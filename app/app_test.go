@@ -445,3 +445,19 @@ func TestRiverReindexesTheIndexesThatExist(t *testing.T) {
 	configured := slices.Sorted(slices.Values(app.RiverConfig(a).ReindexerIndexNames))
 	require.Equal(t, names, configured)
 }
+
+// A job count that the database cannot finish in 5 s (here: the job table
+// locked) answers 503, stopped in the server by its statement timeout.
+func TestJobCountTooSlowIsUnavailable(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	ctx := context.Background()
+	tx, err := a.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // it only holds the lock
+	_, err = tx.Exec(ctx, `LOCK TABLE river_job IN ACCESS EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	var e *web.Error
+	require.ErrorAs(t, app.CountJobs(ctx, a), &e)
+	require.Equal(t, web.CodeUnavailable, e.Code)
+}

@@ -15,3 +15,9 @@ func RiverConfig(a *App) *river.Config { return a.riverConfig(river.NewWorkers()
 func StartHeartbeat(pool *pgxpool.Pool) (stop func(context.Context)) {
 	return startHeartbeat(pool, slog.Default()).stop
 }
+
+// CountJobs runs the count behind /api/v1/test/jobs/status once.
+func CountJobs(ctx context.Context, a *App) error {
+	_, err := a.countJobs(ctx)
+	return err
+}
