@@ -182,7 +182,7 @@ func (a *Auth) lookup(ctx context.Context, key string, fresh bool) (cached, erro
 	}
 	entry = cached{merchant: m, secretHash: hash, expires: now.Add(cacheTTL)}
 	a.mu.Lock()
-	if len(a.cache) >= cacheMaxKeys {
+	if _, known := a.cache[key]; !known && len(a.cache) >= cacheMaxKeys {
 		clear(a.cache) // crude but bounded; a refill costs one query per key
 	}
 	a.cache[key] = entry
