@@ -80,8 +80,9 @@ lint: ## gofmt and go vet
 # and a C compiler with the C library headers (go test -race needs cgo). As
 # root it uses apt-get; otherwise it says what to install. run, bench and
 # soak need only the first: run not even that with DATABASE_URL set.
-# One after the other, even under make -j: two apt-get at once would fail
-# on dpkg's lock.
+# One after the other, even under make -j, and each apt-get under a lock
+# (flock, util-linux): two at once, from parallel targets, would fail on
+# dpkg's lock.
 deps:
 	@$(MAKE) --no-print-directory -j1 deps-db deps-browser deps-cc
 
@@ -90,7 +91,7 @@ deps-db:
 	if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing the PostgreSQL server"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	    flock /tmp/paygate-apt.lock sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null"; \
 	  else \
 	    echo "PostgreSQL server binaries are missing: sudo apt-get install postgresql (or, for make run, set DATABASE_URL to a PostgreSQL of your own)"; exit 1; \
 	  fi; \
@@ -100,7 +101,7 @@ deps-browser:
 	@if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Chromium for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	    flock /tmp/paygate-apt.lock sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null"; \
 	  else \
 	    echo "Chromium is missing (the browser tests need it): sudo apt-get install chromium"; exit 1; \
 	  fi; \
@@ -111,7 +112,7 @@ deps-cc:
 	@if ! printf '#include <stdlib.h>\nint main(void) { return 0; }\n' | $$($(GO) env CC) -x c -o /dev/null - >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing gcc and libc6-dev (go test -race needs cgo)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; \
+	    flock /tmp/paygate-apt.lock sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null"; \
 	  else \
 	    echo "A C compiler is missing (go test -race needs cgo): sudo apt-get install gcc libc6-dev"; exit 1; \
 	  fi; \
