@@ -162,23 +162,31 @@ func measureCeiling(ctx context.Context, pool *pgxpool.Pool, pgPID int, merchant
 }
 
 func ceiling(ctx context.Context, pool *pgxpool.Pool, pgPID int, name string, conc int, dur time.Duration, count int, tx func(i int) error) Ceiling {
+	// What ran before (the previous ceiling, the orders seeded for this
+	// one) is reported first, so that it does not land in this one.
+	flushStats(ctx, pool) // its own commits reported with the rest
 	before := snapshotDB(ctx, pool, pgPID)
+	before.walPos = walPosition(ctx, pool)
 	p := runPhase(ctx, name, conc, dur, count, func(i int) (int, error) {
 		if err := tx(i); err != nil {
 			return 0, err
 		}
 		return 200, nil
 	})
+	// The CPU and the WAL's position as the phase ends, not after the
+	// flush's pause; the commits once reported.
+	cpu, wal := treeUsage(pgPID, false).CPU, walPosition(ctx, pool)
 	flushed := flushStats(ctx, pool)
 	after := snapshotDB(ctx, pool, pgPID)
 	after.commits -= int64(flushed) // flushStats's own
+	after.cpu, after.walPos = cpu, wal
 	c := Ceiling{Name: name, Conc: conc, Tx: p.Requests - p.Errors, Errors: p.Errors, Seconds: p.Seconds, Latency: p.Latency}
 	if c.Tx > 0 {
 		c.TPS = float64(c.Tx) / p.Seconds
 		d := after.minus(before)
 		c.DBCPUms = d.cpu.Seconds() * 1000 / float64(c.Tx)
 		c.Commits = float64(d.commits) / float64(c.Tx)
-		c.WALBytes = float64(d.walBytes) / float64(c.Tx)
+		c.WALBytes = float64(d.walPos) / float64(c.Tx)
 	}
 	return c
 }
@@ -208,6 +216,14 @@ type dbSnapshot struct {
 	commits, rollbacks  int64
 	walBytes, walSyncs  int64
 	walRecords, walFPIs int64
+	walPos              int64 // the WAL's insert position (exact; the ceilings')
+}
+
+// walPosition is the WAL's insert position in bytes.
+func walPosition(ctx context.Context, pool *pgxpool.Pool) int64 {
+	var pos int64
+	_ = pool.QueryRow(ctx, `/* bench */ SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint`).Scan(&pos)
+	return pos
 }
 
 func snapshotDB(ctx context.Context, pool *pgxpool.Pool, pgPID int) dbSnapshot {
@@ -223,7 +239,7 @@ func snapshotDB(ctx context.Context, pool *pgxpool.Pool, pgPID int) dbSnapshot {
 func (a dbSnapshot) minus(b dbSnapshot) dbSnapshot {
 	return dbSnapshot{cpu: a.cpu - b.cpu, commits: a.commits - b.commits, rollbacks: a.rollbacks - b.rollbacks,
 		walBytes: a.walBytes - b.walBytes, walSyncs: a.walSyncs - b.walSyncs,
-		walRecords: a.walRecords - b.walRecords, walFPIs: a.walFPIs - b.walFPIs}
+		walRecords: a.walRecords - b.walRecords, walFPIs: a.walFPIs - b.walFPIs, walPos: a.walPos - b.walPos}
 }
 
 // seedOrders inserts n orders for the merchant with COPY, outside any

@@ -42,9 +42,13 @@ func TestReceiverCounts(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, post("log-5", success, "whsec_other"))
 	require.Equal(t, http.StatusBadRequest, post("log-6", `{"event":"payment.success","timestamp":1,"data":{}}`, secret))
 	require.Equal(t, http.StatusBadRequest, post("log-7", `not json`, secret))
+	require.Equal(t, http.StatusOK, post("log-7", `not json`, secret), "a retry of it is a duplicate")
+	for _, id := range []string{"log-8", "log-9"} {
+		require.Equal(t, http.StatusOK, post(id, `{"event":"webhook.test","timestamp":1,"data":{"message":"hello"}}`, secret))
+	}
 
-	require.Equal(t, ReceiverStats{Events: map[string]int{"payment.success": 1, "payment.created": 1, "refund.processed": 1},
-		Invalid: 1, Duplicates: 1, Twice: 1, Unreadable: 2}, r.stats())
+	require.Equal(t, ReceiverStats{Events: map[string]int{"payment.success": 1, "payment.created": 1, "refund.processed": 1, "webhook.test": 2},
+		Invalid: 1, Duplicates: 2, Twice: 1, Unreadable: 2}, r.stats())
 	require.Len(t, r.arrivals([]string{"pay_a"}, false), 1)
 	require.False(t, r.arrivals([]string{"pay_a"}, false)[0].IsZero())
 	require.False(t, r.arrivals([]string{"rfnd_a"}, true)[0].IsZero())
