@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"paygate/merchants"
 	"paygate/webhooks"
 )
@@ -165,12 +167,7 @@ func shutdown(a *App, srv *http.Server, timeout time.Duration, logger *slog.Logg
 
 func migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// New migrates; the worker role is not started, so this only migrates.
-	a, err := New(ctx, cfg, RoleAPI, logger)
-	if err != nil {
-		return err
-	}
-	a.Close(context.Background())
-	return nil
+	return onDatabase(ctx, cfg, logger, func(*pgxpool.Pool) error { return nil })
 }
 
 func merchantCmd(ctx context.Context, cfg Config, args []string, logger *slog.Logger, stdout, stderr io.Writer) error {
@@ -192,18 +189,26 @@ func merchantCmd(ctx context.Context, cfg Config, args []string, logger *slog.Lo
 		fmt.Fprintln(stderr, "merchant create needs --name and --email")
 		return errUsage
 	}
+	return onDatabase(ctx, cfg, logger, func(pool *pgxpool.Pool) error {
+		m, err := merchants.Create(ctx, pool, *name, *email, webhooks.NewSecret)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "merchant_id=%s\napi_key=%s\napi_secret=%s\nwebhook_secret=%s\n"+
+			"The secret is shown only now; it is stored hashed.\n", m.ID, m.APIKey, m.APISecret, m.WebhookSecret)
+		return nil
+	})
+}
+
+// onDatabase runs a command's work on the database it configures (migrated,
+// the embedded one attached to), and closes it.
+func onDatabase(ctx context.Context, cfg Config, logger *slog.Logger, work func(*pgxpool.Pool) error) error {
 	a, err := New(ctx, cfg, RoleAPI, logger)
 	if err != nil {
 		return err
 	}
 	defer a.Close(context.Background())
-	m, err := merchants.Create(ctx, a.Pool, *name, *email, webhooks.NewSecret)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "merchant_id=%s\napi_key=%s\napi_secret=%s\nwebhook_secret=%s\n"+
-		"The secret is shown only now; it is stored hashed.\n", m.ID, m.APIKey, m.APISecret, m.WebhookSecret)
-	return nil
+	return work(a.Pool)
 }
 
 // rotateSecretCmd is for a leaked API secret: the merchant's integrations
@@ -220,18 +225,16 @@ func rotateSecretCmd(ctx context.Context, cfg Config, args []string, logger *slo
 		fmt.Fprintln(stderr, "merchant rotate-secret needs --key and nothing else")
 		return errUsage
 	}
-	a, err := New(ctx, cfg, RoleAPI, logger)
-	if err != nil {
-		return err
-	}
-	defer a.Close(context.Background())
-	m, secret, err := merchants.RotateSecret(ctx, a.Pool, *key)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "merchant_id=%s\napi_key=%s\napi_secret=%s\n"+
-		"The new secret is shown only now; it is stored hashed. The old one is refused within a minute\n"+
-		"(running processes cache a verified key for up to 60 s), and the merchant's dashboard sessions have ended.\n",
-		m.ID, m.APIKey, secret)
-	return nil
+	return onDatabase(ctx, cfg, logger, func(pool *pgxpool.Pool) error {
+		m, secret, err := merchants.RotateSecret(ctx, pool, *key)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "merchant_id=%s\napi_key=%s\napi_secret=%s\n"+
+			"The new secret is shown only now; it is stored hashed, and works at once. The old one is refused\n"+
+			"within a minute (running processes cache a verified key for up to 60 s) and opens no dashboard\n"+
+			"session; the merchant's dashboard sessions have ended.\n",
+			m.ID, m.APIKey, secret)
+		return nil
+	})
 }
