@@ -215,6 +215,10 @@ type ReceiverStats struct {
 	Duplicates int            `json:"duplicate_deliveries"`
 	Twice      int            `json:"events_delivered_twice"`
 	Unreadable int            `json:"unreadable_bodies"`
+	// Unpaired counts the payments and refunds with a created event but no
+	// outcome's, or an outcome's but no created: an event lost. (Those with
+	// neither show as missing in their flow.)
+	Unpaired int `json:"objects_with_an_event_missing"`
 }
 
 func (r *receiver) stats() ReceiverStats {
@@ -224,5 +228,34 @@ func (r *receiver) stats() ReceiverStats {
 	for k, v := range r.events {
 		ev[k] = v
 	}
-	return ReceiverStats{Events: ev, Invalid: r.invalid, Duplicates: r.duplicate, Twice: r.twice, Unreadable: r.bad}
+	return ReceiverStats{Events: ev, Invalid: r.invalid, Duplicates: r.duplicate, Twice: r.twice, Unreadable: r.bad,
+		Unpaired: r.unpaired()}
+}
+
+// unpaired counts the objects whose created event and outcome's event did
+// not both arrive. r.mu is held.
+func (r *receiver) unpaired() int {
+	created := map[string]bool{} // object → whether its created event came
+	outcome := map[string]bool{}
+	for k := range r.once {
+		event, object, _ := strings.Cut(k, " ")
+		switch event {
+		case "payment.created", "refund.created":
+			created[object] = true
+		case "payment.success", "payment.failed", "refund.processed":
+			outcome[object] = true
+		}
+	}
+	n := 0
+	for o := range created {
+		if !outcome[o] {
+			n++
+		}
+	}
+	for o := range outcome {
+		if !created[o] {
+			n++
+		}
+	}
+	return n
 }

@@ -47,8 +47,12 @@ func TestReceiverCounts(t *testing.T) {
 		require.Equal(t, http.StatusOK, post(id, `{"event":"webhook.test","timestamp":1,"data":{"message":"hello"}}`, secret))
 	}
 
-	require.Equal(t, ReceiverStats{Events: map[string]int{"payment.success": 1, "payment.created": 1, "refund.processed": 1, "webhook.test": 2},
-		Invalid: 1, Duplicates: 2, Twice: 1, Unreadable: 2}, r.stats())
+	// pay_a has both its events; rfnd_a lacks its refund.created, pay_b its
+	// outcome.
+	require.Equal(t, http.StatusOK, post("log-10", `{"event":"payment.created","timestamp":1,"data":{"payment":{"id":"pay_b"}}}`, secret))
+
+	require.Equal(t, ReceiverStats{Events: map[string]int{"payment.success": 1, "payment.created": 2, "refund.processed": 1, "webhook.test": 2},
+		Invalid: 1, Duplicates: 2, Twice: 1, Unreadable: 2, Unpaired: 2}, r.stats())
 	require.Len(t, r.arrivals([]string{"pay_a"}, false), 1)
 	require.False(t, r.arrivals([]string{"pay_a"}, false)[0].IsZero())
 	require.False(t, r.arrivals([]string{"rfnd_a"}, true)[0].IsZero())

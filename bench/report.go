@@ -243,8 +243,8 @@ func (r *Report) text(w io.Writer, cost bool) {
 			fmt.Fprintf(w, "  %s errors: %s\n", f.Name, counts(f.ErrorsByStatus))
 		}
 	}
-	fmt.Fprintf(w, "webhooks received: %s; invalid signatures %d, unreadable bodies %d, duplicate deliveries (same webhook-id) %d, events delivered twice (same event and object, another webhook-id) %d\n",
-		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Unreadable, r.Receiver.Duplicates, r.Receiver.Twice)
+	fmt.Fprintf(w, "webhooks received: %s; invalid signatures %d, unreadable bodies %d, duplicate deliveries (same webhook-id) %d, events delivered twice (same event and object, another webhook-id) %d, objects with an event missing (created without outcome, or outcome without created) %d\n",
+		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Unreadable, r.Receiver.Duplicates, r.Receiver.Twice, r.Receiver.Unpaired)
 
 	res := r.Resources
 	fmt.Fprintf(w, "\nresources over the paygate run: paygate peak RSS %s, CPU %.1f s; PostgreSQL peak PSS %s, CPU %.1f s; bench (clients, receiver, samplers) CPU %.1f s\n",
