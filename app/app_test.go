@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -388,6 +389,15 @@ func TestEmbeddedDatabaseSurvivesRestart(t *testing.T) {
 	defer a.Close(context.Background())
 	require.Equal(t, 160, sharedBuffersMiB(t, a))
 	require.Equal(t, 331, maxConnections(t, a))
+	// A process that uses this server and would want more is warned.
+	var guestLog bytes.Buffer
+	guest, err := db.StartEmbedded(context.Background(), db.EmbeddedOptions{Dir: dir, MaxConnections: 400,
+		Logger: slog.New(slog.NewTextHandler(&guestLog, nil))})
+	require.NoError(t, err)
+	require.False(t, guest.Owned())
+	require.NoError(t, guest.Stop(context.Background()))
+	require.Contains(t, guestLog.String(), "allows fewer connections")
+	require.Contains(t, guestLog.String(), "max_connections=331 wanted=400")
 	hdr := http.Header{"X-Api-Key": {key[1]}, "X-Api-Secret": {secret[1]}}
 	rec := apptest.Do(t, a.Echo, http.MethodGet, "/api/v1/orders", "", hdr)
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())

@@ -136,6 +136,7 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 		if err := e.ensureDatabase(ctx); err != nil {
 			return nil, err
 		}
+		e.checkMaxConnections(ctx)
 		return e, nil
 	}
 	if _, err := os.Stat(filepath.Join(e.pgdata, "PG_VERSION")); err != nil {
@@ -776,6 +777,24 @@ func (e *Embedded) ensureDatabase(ctx context.Context) error {
 		return fmt.Errorf("create database: %w", err)
 	}
 	return nil
+}
+
+// checkMaxConnections warns a process that uses a server another process
+// runs when that server allows fewer connections than this one's options
+// ask for: its max_connections was set by its owner's (a smaller
+// DB_MAX_CONNS), and this process's connections may be refused under load.
+func (e *Embedded) checkMaxConnections(ctx context.Context) {
+	want := cmp.Or(e.opts.MaxConnections, 200)
+	conn, err := pgx.Connect(ctx, e.DatabaseURL("postgres"))
+	if err != nil {
+		return // the pool's first connection reports it
+	}
+	defer conn.Close(ctx)
+	var has int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('max_connections')::int").Scan(&has); err == nil && has < want {
+		e.opts.Logger.Warn("the embedded server allows fewer connections than this process's pools may open; under load some may be refused (restart the process that runs it with this DB_MAX_CONNS)",
+			"max_connections", has, "wanted", want)
+	}
 }
 
 func isDuplicateDatabase(err error) bool {
