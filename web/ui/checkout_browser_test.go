@@ -210,10 +210,12 @@ func TestHostedCheckoutCard(t *testing.T) {
 }
 
 // With payments set to fail, the checkout shows the error state and calls
-// onFailure; "Try again" creates a new payment on the same order.
+// onFailure; "Try again" creates a new payment on the same order, until the
+// order has had CHECKOUT_MAX_FAILED_PAYMENTS: then the refusal is final, and
+// offers no retry.
 func TestWidgetFailedPaymentAndRetry(t *testing.T) {
 	t.Parallel()
-	g := newGateway(t, func(c *app.Config) { c.TestPaymentSuccess = false })
+	g := newGateway(t, func(c *app.Config) { c.TestPaymentSuccess = false; c.CheckoutMaxFailures = 2 })
 	h := apptest.TestMerchant()
 	orderID := apptest.CreateOrder(t, g.app, h, 50000)
 	tb := newTab(t)
@@ -240,6 +242,18 @@ func TestWidgetFailedPaymentAndRetry(t *testing.T) {
 	status, list := apptest.Call(t, g.app, http.MethodGet, "/api/v1/payments?order_id="+orderID, "", h)
 	require.Equal(t, http.StatusOK, status)
 	require.ElementsMatch(t, []string{firstID, second.Data["paymentId"].(string)}, apptest.IDsOf(list))
+
+	tb.do(chromedp.Click(chromedp.CSS(byTest("retry-button")), in))
+	// The frame's document is another origin's: its text is read through
+	// the frame, until the refusal has replaced the failure's.
+	for !strings.Contains(tb.text(byTest("error-message"), in), "2 failed payments") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.do(chromedp.WaitVisible(chromedp.CSS(byTest("error-state")), in),
+		chromedp.WaitNotVisible(chromedp.CSS(byTest("retry-button")), in))
+	status, list = apptest.Call(t, g.app, http.MethodGet, "/api/v1/payments?order_id="+orderID, "", h)
+	require.Equal(t, http.StatusOK, status)
+	require.Len(t, apptest.IDsOf(list), 2, "the refused attempt made no payment")
 }
 
 // An order that cannot be paid shows why, never a blank page.

@@ -416,11 +416,14 @@ async function refused(err) {
     return;
   }
   if (err.field === 'order_id' && (await loadOrder()) === false) return;
+  // Too many failed payments on this order: final for it, so no retry.
+  const final = err.code === 'RATE_LIMITED';
   showError({
     title: err.status ? 'Payment not accepted' : 'Connection problem',
     message: err.status ? err.message : 'We could not reach the payment service. Check your connection and try again.',
-    retry: () => pay(lastBody),
-    changeMethod: true,
+    hint: final ? 'Ask the shop for a new payment link.' : '',
+    retry: final ? null : () => pay(lastBody),
+    changeMethod: !final,
   });
 }
 
