@@ -74,7 +74,7 @@ function credentials(me) {
       h('dd', {}, h('code', { class: 'secret-box masked', test: 'api-secret', 'aria-label': 'API secret, hidden' }, 'secret_••••••••••••••••')),
       h('dt', {}, 'Merchant ID'),
       h('dd', {}, h('span', { class: 'mono small' }, me.id))),
-    h('p', { class: 'hint' }, 'The key is publishable: the checkout uses it. The secret was shown once, when your account was created; paygate keeps only a hash of it, so it cannot be shown again.'));
+    h('p', { class: 'hint' }, 'The key is publishable: the checkout uses it. The secret was shown once, when your account was created or its secret last rotated; paygate keeps only a hash of it, so it cannot be shown again. If it is lost or leaked, your operator gives you a new one with paygate merchant rotate-secret.'));
 }
 
 const shortDate = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
