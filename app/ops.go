@@ -45,11 +45,12 @@ func (a *App) health(c echo.Context) error {
 // time per process (a.jobCounts), each request answered by a count that
 // started after it came.
 //
-// This process's own work is read before the count starts: work it hands
-// to the database (a first attempt's record and retry job, a decision given
-// back) commits before it leaves these counters, so read after the count it
-// could be in neither; read before, it is at worst in both, which a caller
-// polling until nothing is left does not mind.
+// Work moves between this process's counters and the database both ways
+// (a first attempt's record and retry job commit before it leaves the
+// counters; a River job's decision starts a first attempt before River
+// marks the job completed), so the counters are read before and after the
+// count, and the larger of each is added: work is at worst counted twice,
+// never nowhere, which a caller polling until nothing is left needs.
 func (a *App) jobsStatus(c echo.Context) error {
 	held, deciding := a.Payments.FirstDecisions()
 	inFlight := a.Webhooks.FirstAttemptsInFlight()
@@ -57,7 +58,10 @@ func (a *App) jobsStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	n.pending += int64(held - deciding)
+	heldAfter, decidingAfter := a.Payments.FirstDecisions()
+	held, deciding = max(held, heldAfter), max(deciding, decidingAfter)
+	inFlight = max(inFlight, a.Webhooks.FirstAttemptsInFlight())
+	n.pending += int64(max(0, held-deciding))
 	n.processing += int64(deciding) + inFlight
 	status := "stopped"
 	if n.fresh {
