@@ -217,7 +217,8 @@ type ReceiverStats struct {
 	Unreadable int            `json:"unreadable_bodies"`
 	// Unpaired counts the payments and refunds with a created event but no
 	// outcome's, or an outcome's but no created: an event lost. (Those with
-	// neither show as missing in their flow.)
+	// neither show as missing in their flow.) -1: not counted, as the run
+	// did not end with every flow's work done.
 	Unpaired int `json:"objects_with_an_event_missing"`
 }
 

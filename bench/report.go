@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -243,8 +244,12 @@ func (r *Report) text(w io.Writer, cost bool) {
 			fmt.Fprintf(w, "  %s errors: %s\n", f.Name, counts(f.ErrorsByStatus))
 		}
 	}
-	fmt.Fprintf(w, "webhooks received: %s; invalid signatures %d, unreadable bodies %d, duplicate deliveries (same webhook-id) %d, events delivered twice (same event and object, another webhook-id) %d, objects with an event missing (created without outcome, or outcome without created) %d\n",
-		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Unreadable, r.Receiver.Duplicates, r.Receiver.Twice, r.Receiver.Unpaired)
+	unpaired := strconv.Itoa(r.Receiver.Unpaired)
+	if r.Receiver.Unpaired < 0 {
+		unpaired = "not counted (the run ended with work in flight)"
+	}
+	fmt.Fprintf(w, "webhooks received: %s; invalid signatures %d, unreadable bodies %d, duplicate deliveries (same webhook-id) %d, events delivered twice (same event and object, another webhook-id) %d, objects with an event missing (created without outcome, or outcome without created) %s\n",
+		counts(r.Receiver.Events), r.Receiver.Invalid, r.Receiver.Unreadable, r.Receiver.Duplicates, r.Receiver.Twice, unpaired)
 
 	res := r.Resources
 	fmt.Fprintf(w, "\nresources over the paygate run: paygate peak RSS %s, CPU %.1f s; PostgreSQL peak PSS %s, CPU %.1f s; bench (clients, receiver, samplers) CPU %.1f s\n",

@@ -129,6 +129,11 @@ func run(ctx context.Context, f Flags) (err error) {
 	stopSampling()
 	wg.Wait()
 	b.rep.Receiver = b.recv.stats()
+	if err != nil || ctx.Err() != nil || len(b.rep.Warnings) > 0 {
+		// Some work may still be in flight: an event not yet arrived is
+		// not lost.
+		b.rep.Receiver.Unpaired = -1
+	}
 	stopGateway()
 	if err == nil && ctx.Err() != nil {
 		err = errors.New("interrupted")
