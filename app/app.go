@@ -114,7 +114,7 @@ func (a *App) openDatabase(ctx context.Context) error {
 		}
 		pg, err := db.StartEmbedded(ctx, db.EmbeddedOptions{Dir: a.Config.DataDir, Logger: a.Logger,
 			SharedBuffersMiB: cmp.Or(a.Config.EmbeddedSharedBuffers, db.DefaultSharedBuffersMiB()),
-			MaxConnections:   a.Config.embeddedMaxConns()})
+			MaxConnections:   a.Config.embeddedMaxConns(), Connections: a.Config.poolConns()})
 		if err != nil {
 			return err
 		}

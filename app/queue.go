@@ -58,11 +58,16 @@ func (c Config) keptConns() int32 {
 // DB_MAX_CONNS=200 would be accepted and then, under load, refused
 // connections would answer 503.
 func (c Config) embeddedMaxConns() int {
+	return max(200, c.poolConns()+20)
+}
+
+// poolConns is how many connections this process's two pools may open.
+func (c Config) poolConns() int {
 	pool := c.DBMaxConns
 	if pool == 0 {
 		pool = db.DefaultMaxConns
 	}
-	return max(200, pool+int(c.keptConns())+20)
+	return pool + int(c.keptConns())
 }
 
 // fetchCooldown is the cooldown River is given: never longer than the poll

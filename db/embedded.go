@@ -43,6 +43,9 @@ type EmbeddedOptions struct {
 	// MaxConnections is the server's max_connections; 0: 200. paygate
 	// raises it to hold its pools when DB_MAX_CONNS asks for more.
 	MaxConnections int
+	// Connections is how many this process's pools may open: a process
+	// that uses a server another one runs is warned when they may not fit.
+	Connections int
 	// DieWithParent makes the server shut down when this process dies,
 	// however it dies (a test binary killed by its timeout, a bench
 	// interrupted): for throwaway servers that nothing would ever stop or
@@ -780,20 +783,22 @@ func (e *Embedded) ensureDatabase(ctx context.Context) error {
 }
 
 // checkMaxConnections warns a process that uses a server another process
-// runs when that server allows fewer connections than this one's options
-// ask for: its max_connections was set by its owner's (a smaller
-// DB_MAX_CONNS), and this process's connections may be refused under load.
+// runs when the connections open now and this process's pools may not fit
+// in the server's max_connections, which its owner set (from its own
+// DB_MAX_CONNS): under load some of this process's connections may be
+// refused.
 func (e *Embedded) checkMaxConnections(ctx context.Context) {
-	want := cmp.Or(e.opts.MaxConnections, 200)
 	conn, err := pgx.Connect(ctx, e.DatabaseURL("postgres"))
 	if err != nil {
 		return // the pool's first connection reports it
 	}
 	defer conn.Close(ctx)
-	var has int
-	if err := conn.QueryRow(ctx, "SELECT current_setting('max_connections')::int").Scan(&has); err == nil && has < want {
-		e.opts.Logger.Warn("the embedded server allows fewer connections than this process's pools may open; under load some may be refused (restart the process that runs it with this DB_MAX_CONNS)",
-			"max_connections", has, "wanted", want)
+	var has, used int
+	err = conn.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
+		(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')`).Scan(&has, &used)
+	if err == nil && has < used+e.opts.Connections {
+		e.opts.Logger.Warn("the embedded server may not have room for this process's connections; under load some may be refused (give the process that runs it a DB_MAX_CONNS large enough for every process)",
+			"max_connections", has, "in_use", used, "this_process", e.opts.Connections)
 	}
 }
 
