@@ -16,7 +16,6 @@ import (
 
 	"paygate/app"
 	"paygate/app/apptest"
-	"paygate/db"
 	"paygate/db/dbtest"
 	"paygate/payments"
 	"paygate/web"
@@ -293,9 +292,7 @@ func TestShutdownConfig(t *testing.T) {
 func TestHeartbeatStopsWithinItsDeadline(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 2)
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := dbtest.Pool(t, 2)
 	beats := func() (n int) {
 		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM worker_heartbeats`).Scan(&n))
 		return n

@@ -21,9 +21,7 @@ import (
 func TestAfterCommitOnlyAfterWithTxCommits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 4)
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := dbtest.Pool(t, 4)
 
 	ran := 0
 	var seen pgx.Tx
@@ -59,9 +57,7 @@ func TestAfterCommitOnlyAfterWithTxCommits(t *testing.T) {
 func TestAfterEndTellsHowTheTransactionEnded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 4)
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := dbtest.Pool(t, 4)
 
 	var ends []db.Outcome
 	record := func(o db.Outcome) { ends = append(ends, o) }
@@ -81,7 +77,7 @@ func TestAfterEndTellsHowTheTransactionEnded(t *testing.T) {
 	require.Equal(t, []db.Outcome{db.Committed, db.RolledBack}, ends)
 
 	// A COMMIT the server refuses (a deferred constraint) rolled back.
-	_, err = pool.Exec(ctx, `CREATE TABLE deferred_things (id int PRIMARY KEY,
+	_, err := pool.Exec(ctx, `CREATE TABLE deferred_things (id int PRIMARY KEY,
 		parent int REFERENCES deferred_things DEFERRABLE INITIALLY DEFERRED)`)
 	require.NoError(t, err)
 	err = db.WithTx(ctx, pool, func(tx pgx.Tx) error {

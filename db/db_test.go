@@ -70,9 +70,7 @@ func TestIsID(t *testing.T) {
 func TestPoolEncodesUUIDsInBinary(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 1)
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := dbtest.Pool(t, 1)
 	id := uuid.New()
 	var back uuid.UUID
 	var null *uuid.UUID

@@ -139,7 +139,6 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 		if err := e.ensureDatabase(ctx); err != nil {
 			return nil, err
 		}
-		e.checkMaxConnections(ctx)
 		return e, nil
 	}
 	if _, err := os.Stat(filepath.Join(e.pgdata, "PG_VERSION")); err != nil {
@@ -762,12 +761,18 @@ func (e *Embedded) ping(ctx context.Context) error {
 	return conn.Close(ctx)
 }
 
+// ensureDatabase creates paygate's database unless it exists. A process that
+// uses a server another one runs also checks, on the same connection, that
+// its pools fit (checkMaxConnections).
 func (e *Embedded) ensureDatabase(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, e.DatabaseURL("postgres"))
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
+	if !e.Owned() {
+		e.checkMaxConnections(ctx, conn)
+	}
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", embeddedDB).Scan(&exists); err != nil {
 		return err
@@ -787,14 +792,9 @@ func (e *Embedded) ensureDatabase(ctx context.Context) error {
 // in the server's max_connections, which its owner set (from its own
 // DB_MAX_CONNS): under load some of this process's connections may be
 // refused.
-func (e *Embedded) checkMaxConnections(ctx context.Context) {
-	conn, err := pgx.Connect(ctx, e.DatabaseURL("postgres"))
-	if err != nil {
-		return // the pool's first connection reports it
-	}
-	defer conn.Close(ctx)
+func (e *Embedded) checkMaxConnections(ctx context.Context, conn *pgx.Conn) {
 	var has, used int
-	err = conn.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
+	err := conn.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
 		(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')`).Scan(&has, &used)
 	if err == nil && has < used+e.opts.Connections {
 		e.opts.Logger.Warn("the embedded server may not have room for this process's connections; under load some may be refused (give the process that runs it a DB_MAX_CONNS large enough for every process)",

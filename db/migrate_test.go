@@ -104,9 +104,7 @@ func TestUpgradeSettlesDuplicatePendingPayments(t *testing.T) {
 func TestRiverJobIndexesAreTheTables(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 2)
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := dbtest.Pool(t, 2)
 	indexes := func() []string {
 		var names []string
 		require.NoError(t, pool.QueryRow(ctx, `SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes
@@ -130,9 +128,7 @@ func TestRiverJobIndexesAreTheTables(t *testing.T) {
 func TestMerchantChainOfPaymentsAndRefunds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 2)
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := dbtest.Pool(t, 2)
 	merchant := func(name string) (id string) {
 		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO merchants (name, email, api_key, api_secret_hash, webhook_secret)
 			VALUES ($1, $1 || '@example.com', 'key_' || $1, sha256($1::bytea), 'whsec') RETURNING id`, name).Scan(&id))
@@ -140,7 +136,7 @@ func TestMerchantChainOfPaymentsAndRefunds(t *testing.T) {
 	}
 	a, b := merchant("chain_a"), merchant("chain_b")
 	order := db.NewID("order_")
-	_, err = pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency) VALUES ($1, $2, 50000, 'INR')`, order, a)
+	_, err := pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency) VALUES ($1, $2, 50000, 'INR')`, order, a)
 	require.NoError(t, err)
 	pay := func(id, merchantID string) error {
 		_, err := pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, captured)
@@ -178,19 +174,17 @@ func foreignKeyViolation(err error) bool {
 func TestMigratingDownMarksPaidOrders(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 2)
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := dbtest.Pool(t, 2)
 	var merchant string
 	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO merchants (name, email, api_key, api_secret_hash, webhook_secret)
 		VALUES ('down', 'down@example.com', 'key_down', sha256('down'), 'whsec') RETURNING id`).Scan(&merchant))
 	paid, open := db.NewID("order_"), db.NewID("order_")
 	for _, o := range []string{paid, open} {
-		_, err = pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency, updated_at)
+		_, err := pool.Exec(ctx, `INSERT INTO orders (id, merchant_id, amount, currency, updated_at)
 			VALUES ($1, $2, 50000, 'INR', '2026-11-01T00:00:00Z')`, o, merchant)
 		require.NoError(t, err)
 	}
-	_, err = pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, decided_at)
+	_, err := pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, decided_at)
 		VALUES ($1, $2, $3, 50000, 'INR', 'upi', 'user@bank', 'success', '2026-11-02T00:00:00Z'),
 		       ($4, $5, $3, 50000, 'INR', 'upi', 'user@bank', 'pending', NULL)`,
 		db.NewID("pay_"), paid, merchant, db.NewID("pay_"), open)
@@ -221,9 +215,7 @@ func TestMigratingDownMarksPaidOrders(t *testing.T) {
 func TestListIndexesAscendAndServeNewestFirst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := db.Open(ctx, dbtest.New(t), 2)
-	require.NoError(t, err)
-	defer pool.Close()
+	pool := dbtest.Pool(t, 2)
 	lists := map[string]string{ // index → a list of its shape
 		"orders_merchant_created":          `FROM orders WHERE merchant_id = $1`,
 		"payments_merchant_created":        `FROM payments WHERE merchant_id = $1`,
@@ -267,7 +259,7 @@ func TestListIndexesAscendAndServeNewestFirst(t *testing.T) {
 	ascending()
 
 	merchant := uuid.New()
-	_, err = pool.Exec(ctx, `INSERT INTO merchants (id, name, email, api_key, api_secret_hash, webhook_secret)
+	_, err := pool.Exec(ctx, `INSERT INTO merchants (id, name, email, api_key, api_secret_hash, webhook_secret)
 		VALUES ($1, 'lists', 'lists@example.com', 'key_lists', sha256('lists'), 'whsec')`, merchant)
 	require.NoError(t, err)
 	dbtest.Grow(t, pool, merchant, 2000)

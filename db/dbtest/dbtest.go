@@ -92,6 +92,18 @@ func New(t testing.TB) string {
 	return pgtestdb.Custom(t, server, migrator{}).URL()
 }
 
+// Pool opens a pool of at most conns connections on a fresh, fully migrated
+// database (New), closed when the test ends.
+func Pool(t testing.TB, conns int32) *pgxpool.Pool {
+	t.Helper()
+	pool, err := db.Open(context.Background(), New(t), conns)
+	if err != nil {
+		t.Fatalf("dbtest: open a pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // Empty returns the URL of a fresh database with no migrations applied,
 // dropped when the test ends: for tests of the upgrade path.
 func Empty(t testing.TB) string {
