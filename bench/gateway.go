@@ -25,6 +25,8 @@ type gateway struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	startup time.Duration // process start to /health 200
+	// adminToken opens /debug/pprof (-profile); empty: the admin routes stay off.
+	adminToken string
 }
 
 // buildGateway builds paygate into a temporary folder.
@@ -75,6 +77,9 @@ func (g *gateway) start(ctx context.Context, databaseURL string, delay, wait tim
 		"DATABASE_URL="+databaseURL, "PORT="+strconv.Itoa(port), "DATA_DIR="+g.dir, "LOG_LEVEL=warn", "TEST_MODE=true",
 		"TEST_PROCESSING_DELAY="+strconv.FormatInt(delay.Milliseconds(), 10), "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true")
 	g.cmd.Env = append(g.cmd.Env, env...)
+	if g.adminToken != "" {
+		g.cmd.Env = append(g.cmd.Env, "ADMIN_TOKEN="+g.adminToken)
+	}
 	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
 	// Its own process group: a Ctrl-C reaches bench, which then stops paygate in order.
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

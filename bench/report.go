@@ -23,6 +23,7 @@ type Report struct {
 	Flows      []Flow            `json:"end_to_end"`
 	Cost       *Cost             `json:"cost_account,omitempty"`
 	RefundCost *Cost             `json:"refund_cost_account,omitempty"`
+	Profile    *Profiled         `json:"profile,omitempty"`
 	Receiver   ReceiverStats     `json:"webhook_receiver"`
 	Resources  Resources         `json:"resources"`
 	GatewayLog GatewayLog        `json:"gateway_log"`
@@ -122,6 +123,8 @@ type CPUPer struct {
 	Paygate float64 `json:"paygate"`
 	DB      float64 `json:"db"`
 	Bench   float64 `json:"bench"`
+	// Idle is the share of the machine's CPU that no process used meanwhile.
+	Idle float64 `json:"machine_idle"`
 }
 
 // Resources are over the whole paygate run (all phases).
@@ -206,11 +209,11 @@ func (r *Report) text(w io.Writer, cost bool) {
 
 	fmt.Fprintln(w, "\nrequests (closed loop)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\trequests\terrors\treq/s\tof ceiling\tp50\tp90\tp99\tmax\tpaygate CPU/req\tDB CPU/req\tbench CPU/req\t")
+	fmt.Fprintln(tw, "phase\trequests\terrors\treq/s\tof ceiling\tp50\tp90\tp99\tmax\tpaygate CPU/req\tDB CPU/req\tbench CPU/req\tmachine idle\t")
 	for _, p := range r.Phases {
 		l := p.Latency
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t%.2fms\t\n", p.Name, p.Requests, p.Errors, p.RPS, pct(p.Ratio),
-			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), p.CPU.Paygate, p.CPU.DB, p.CPU.Bench)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t%.2fms\t%s\t\n", p.Name, p.Requests, p.Errors, p.RPS, pct(p.Ratio),
+			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), p.CPU.Paygate, p.CPU.DB, p.CPU.Bench, pct(p.CPU.Idle))
 	}
 	tw.Flush()
 	for _, p := range r.Phases {
@@ -232,11 +235,11 @@ func (r *Report) text(w io.Writer, cost bool) {
 
 	fmt.Fprintln(w, "\nend to end (first request → last webhook received; lag = 201 → webhook, minus TEST_PROCESSING_DELAY)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "flow\titems\tdone\tmissing\terrors\tseconds\tdone/s\tof ceiling\tPOST p99\tlag p50\tlag p90\tlag p99\tlag max\tpaygate CPU/item\tDB CPU/item\tbench CPU/item\t")
+	fmt.Fprintln(tw, "flow\titems\tdone\tmissing\terrors\tseconds\tdone/s\tof ceiling\tPOST p99\tlag p50\tlag p90\tlag p99\tlag max\tpaygate CPU/item\tDB CPU/item\tbench CPU/item\tmachine idle\t")
 	for _, f := range r.Flows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t%.2fms\t\n", f.Name, f.Items, f.Completed, f.Missing,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t%.2fms\t%s\t\n", f.Name, f.Items, f.Completed, f.Missing,
 			f.Errors, f.Seconds, f.Rate, pct(f.Ratio), ms(f.Post.P99), ms(f.Lag.P50), ms(f.Lag.P90), ms(f.Lag.P99), ms(f.Lag.Max),
-			f.CPU.Paygate, f.CPU.DB, f.CPU.Bench)
+			f.CPU.Paygate, f.CPU.DB, f.CPU.Bench, pct(f.CPU.Idle))
 	}
 	tw.Flush()
 	for _, f := range r.Flows {
@@ -265,6 +268,9 @@ func (r *Report) text(w io.Writer, cost bool) {
 	for _, l := range r.GatewayLog.First {
 		fmt.Fprintf(w, "  %s\n", truncate(l, 200))
 	}
+	if pr := r.Profile; pr != nil {
+		profileText(w, pr)
+	}
 	for _, c := range []*Cost{r.Cost, r.RefundCost} {
 		if c != nil {
 			r.costText(w, c, cost)
@@ -290,14 +296,7 @@ func (r *Report) costText(w io.Writer, c *Cost, full bool) {
 		fmt.Fprintf(w, "  against the payment + job ceiling: %.1f× its DB CPU and %.1f× its commits per transaction\n",
 			c.DBCPUms/pj.DBCPUms, c.Commits/max(0.01, pj.Commits))
 	}
-	fmt.Fprint(w, "  paygate's sessions meanwhile (pg_stat_activity every 50 ms):")
-	for i, wt := range c.Waits {
-		if i == 8 {
-			break
-		}
-		fmt.Fprintf(w, " %s %.0f%%;", wt.Event, 100*wt.Share)
-	}
-	fmt.Fprintln(w)
+	waitsText(w, c.Waits)
 	byArea := map[string][2]float64{}
 	for _, s := range c.ByStmt {
 		a := byArea[s.Area]
@@ -396,4 +395,32 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// waitsText prints the largest of paygate's database sessions' waits.
+func waitsText(w io.Writer, waits []Wait) {
+	fmt.Fprint(w, "  paygate's sessions meanwhile (pg_stat_activity every 50 ms):")
+	for i, wt := range waits {
+		if i == 8 {
+			break
+		}
+		fmt.Fprintf(w, " %s %.0f%%;", wt.Event, 100*wt.Share)
+	}
+	fmt.Fprintln(w)
+}
+
+// profileText prints what -profile found.
+func profileText(w io.Writer, pr *Profiled) {
+	fmt.Fprintf(w, "\nprofiles of %s (-profile; go tool pprof %s, %s):\n", pr.Phase, pr.PaygateFile, pr.BenchFile)
+	if pr.Err != "" {
+		fmt.Fprintf(w, "  not all taken: %s\n", pr.Err)
+	}
+	if len(pr.PaygateAreas) > 0 {
+		fmt.Fprintf(w, "  paygate's CPU by area (%.0f s of samples):", pr.Seconds)
+		for _, a := range pr.PaygateAreas {
+			fmt.Fprintf(w, " %s %.0f%%;", a.Name, 100*a.Share)
+		}
+		fmt.Fprintln(w)
+	}
+	waitsText(w, pr.Waits)
 }

@@ -89,6 +89,9 @@ func run(ctx context.Context, f Flags) (err error) {
 	}
 
 	logf("starting paygate (TEST_PROCESSING_DELAY=%v %s)", f.Delay, f.Env.String())
+	if f.Profile != "" {
+		b.gw.adminToken = uuid.NewString()
+	}
 	if err := b.gw.start(ctx, b.pg.url("paygate"), f.Delay, time.Minute, f.Env); err != nil {
 		return err
 	}
@@ -167,15 +170,27 @@ func (b *bench) phases(ctx context.Context) error {
 		logf("payments: %d clients for %v", conc, f.D)
 		var created idList
 		keyed := func(i int) bool { return i%2 == 0 }
-		p := b.measure(ctx, func() Phase {
-			return runPhase(ctx, fmt.Sprintf("create payments c=%d", conc), conc, f.D, len(ids), func(i int) (int, error) {
+		name := fmt.Sprintf("create payments c=%d", conc)
+		phase := func() Phase {
+			return runPhase(ctx, name, conc, f.D, len(ids), func(i int) (int, error) {
 				status, id, err := b.c.createPayment(ctx, ids[i], keyed(i))
 				if status == http.StatusCreated && err == nil {
 					created.add(id)
 				}
 				return status, err
 			})
-		})
+		}
+		var p Phase
+		if f.Profile != "" && conc == f.C {
+			p = b.measure(ctx, func() Phase {
+				var pr *Profiled
+				p, pr = b.profilePhase(ctx, f.Profile, phase)
+				pr.Phase, b.rep.Profile = name, pr
+				return p
+			})
+		} else {
+			p = b.measure(ctx, phase)
+		}
 		p.Keyed, p.Unkeyed = p.latencyOf(keyed), p.latencyOf(func(i int) bool { return !keyed(i) })
 		if p.Requests >= len(ids) {
 			p.Note = fmt.Sprintf("stopped early: used all %d seeded orders", len(ids))
@@ -221,10 +236,17 @@ func (b *bench) measure(ctx context.Context, phase func() Phase) Phase {
 // moment. The bench's own (its clients and webhook receiver, and its
 // samplers, which share the machine's cores with paygate and PostgreSQL)
 // is that of its process.
-type cpuMark struct{ gateway, db, bench time.Duration }
+// The machine's idle and total clock ticks tell how much of its CPU none
+// of them used.
+type cpuMark struct {
+	gateway, db, bench time.Duration
+	idle, total        float64
+}
 
 func (b *bench) cpuMark() cpuMark {
-	return cpuMark{gateway: treeUsage(b.gw.pid(), false).CPU, db: treeUsage(b.pg.pid(), false).CPU, bench: selfCPU()}
+	m := cpuMark{gateway: treeUsage(b.gw.pid(), false).CPU, db: treeUsage(b.pg.pid(), false).CPU, bench: selfCPU()}
+	m.idle, m.total = machineCPU()
+	return m
 }
 
 // cpuSince is the CPU spent since m, per item in ms (none for no item).
@@ -233,7 +255,11 @@ func (b *bench) cpuSince(m cpuMark, items int) CPUPer {
 		return CPUPer{}
 	}
 	now, per := b.cpuMark(), func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(items) }
-	return CPUPer{Paygate: per(now.gateway - m.gateway), DB: per(now.db - m.db), Bench: per(now.bench - m.bench)}
+	c := CPUPer{Paygate: per(now.gateway - m.gateway), DB: per(now.db - m.db), Bench: per(now.bench - m.bench)}
+	if now.total > m.total {
+		c.Idle = (now.idle - m.idle) / (now.total - m.total)
+	}
+	return c
 }
 
 // selfCPU is the user and system CPU time of this process.

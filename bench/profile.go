@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/pprof/profile"
+)
+
+// Profiled is what -profile records over the payments phase at -c clients,
+// where the target is measured: paygate's CPU profile (taken through its
+// /debug/pprof/profile, which the run's ADMIN_TOKEN opens) read by area,
+// the bench's own CPU profile, and the database sessions' waits. The files
+// are for `go tool pprof`; the areas and waits are in the report. The
+// profiler's sampling costs paygate about 1 % of its CPU during that phase.
+type Profiled struct {
+	Phase        string  `json:"phase"`
+	Seconds      float64 `json:"seconds"`       // paygate's profile's length, within the phase
+	PaygateFile  string  `json:"paygate_file"`  // paygate's CPU profile
+	BenchFile    string  `json:"bench_file"`    // the bench's own (clients, receiver, samplers)
+	PaygateAreas []Area  `json:"paygate_areas"` // paygate's CPU by area, as shares of its samples
+	Waits        []Wait  `json:"db_waits"`      // paygate's database sessions meanwhile
+	Err          string  `json:"error,omitempty"`
+}
+
+// Area is a share of a CPU profile's samples.
+type Area struct {
+	Name  string  `json:"name"`
+	Share float64 `json:"share"`
+}
+
+// areas name where paygate's CPU goes, in the order a sample is matched:
+// a sample belongs to the first area one of whose frames (a function name
+// prefix) is on its stack, else to "other". Creation batches come before
+// the webhooks' areas because their events are written in their
+// transaction (webhooks.EmitTx), and a first attempt's record after its
+// HTTP client, which is its own goroutine's.
+var areas = []struct {
+	name   string
+	frames []string
+}{
+	{"garbage collector", []string{"runtime.gcBgMarkWorker", "runtime.gcAssistAlloc", "runtime.bgsweep", "runtime.bgscavenge"}},
+	{"webhook requests (signing, net/http client)", []string{"paygate/webhooks.(*Service).send", "net/http.(*persistConn)."}},
+	{"payment creation batches (with their events)", []string{"paygate/payments.(*Service).createBatch"}},
+	{"order creation batches", []string{"paygate/payments.(*Service).createOrders"}},
+	{"decisions (with their events)", []string{"paygate/payments.(*Worker)", "paygate/payments.(*firstDecisions)"}},
+	{"webhook reads and records", []string{"paygate/webhooks."}},
+	{"API server (net/http, echo, middleware, handlers)", []string{"net/http.(*conn).serve"}},
+	{"Go scheduler", []string{"runtime.schedule", "runtime.findRunnable", "runtime.mcall", "runtime.park_m"}},
+}
+
+// byArea reads a CPU profile by area: each area's share of the samples'
+// CPU time, largest first, "other" last.
+func byArea(p *profile.Profile) []Area {
+	vi := len(p.SampleType) - 1 // cpu nanoseconds, after the sample count
+	sums := make([]int64, len(areas)+1)
+	var total int64
+	for _, s := range p.Sample {
+		v := s.Value[vi]
+		total += v
+		sums[areaOf(s)] += v
+	}
+	var out []Area
+	for i, a := range areas {
+		if sums[i] > 0 {
+			out = append(out, Area{a.name, float64(sums[i]) / float64(total)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Share > out[j].Share })
+	if sums[len(areas)] > 0 {
+		out = append(out, Area{"other", float64(sums[len(areas)]) / float64(total)})
+	}
+	return out
+}
+
+// areaOf is the index in areas of the sample's area, len(areas) for other.
+func areaOf(s *profile.Sample) int {
+	for i, a := range areas {
+		for _, loc := range s.Location {
+			for _, line := range loc.Line {
+				if line.Function == nil {
+					continue
+				}
+				for _, f := range a.frames {
+					if strings.HasPrefix(line.Function.Name, f) {
+						return i
+					}
+				}
+			}
+		}
+	}
+	return len(areas)
+}
+
+// profilePhase runs phase with paygate's and the bench's CPU profiles and
+// the database's wait sampling going, and records them in dir.
+func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase) (Phase, *Profiled) {
+	pr := &Profiled{PaygateFile: filepath.Join(dir, "paygate-cpu.pprof"), BenchFile: filepath.Join(dir, "bench-cpu.pprof")}
+	fail := func(err error) { pr.Err = cmpErr(pr.Err, err) }
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fail(err)
+		return phase(), pr
+	}
+	// paygate's profile covers the phase but its first and last half
+	// second (its clients starting and stopping), a whole second at least.
+	secs := max(1, int((b.f.D - time.Second).Seconds()))
+	pr.Seconds = float64(secs)
+	got := make(chan error, 1)
+	go func() {
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		got <- b.gw.cpuProfile(ctx, secs, pr.PaygateFile)
+	}()
+	own, err := os.Create(pr.BenchFile)
+	if err == nil {
+		err = pprof.StartCPUProfile(own)
+	}
+	fail(err)
+	waitCtx, stopWaits := context.WithCancel(ctx)
+	waits := make(chan []Wait, 1)
+	go func() { waits <- sampleWaits(waitCtx, b.pool) }()
+
+	p := phase()
+
+	stopWaits()
+	pr.Waits = <-waits
+	if own != nil {
+		pprof.StopCPUProfile()
+		fail(own.Close())
+	}
+	if err := <-got; err != nil {
+		fail(err)
+		return p, pr
+	}
+	f, err := os.Open(pr.PaygateFile)
+	if err != nil {
+		fail(err)
+		return p, pr
+	}
+	defer f.Close()
+	prof, err := profile.Parse(f)
+	if err != nil {
+		fail(err)
+		return p, pr
+	}
+	pr.PaygateAreas = byArea(prof)
+	return p, pr
+}
+
+func cmpErr(was string, err error) string {
+	if was != "" || err == nil {
+		return was
+	}
+	return err.Error()
+}
+
+// cpuProfile saves paygate's CPU profile over the next secs seconds.
+func (g *gateway) cpuProfile(ctx context.Context, secs int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.url+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+g.adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return fmt.Errorf("paygate's /debug/pprof/profile answered %d: %s", resp.StatusCode, b)
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// machineCPU is the machine's idle and total CPU time so far, in clock
+// ticks, from the first line of /proc/stat: idle counts idle and iowait
+// (a core waiting for a disk is one no process uses).
+func machineCPU() (idle, total float64) {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	return parseProcStat(f)
+}
+
+func parseProcStat(r io.Reader) (idle, total float64) {
+	sc := bufio.NewScanner(r)
+	if !sc.Scan() {
+		return 0, 0
+	}
+	fields := strings.Fields(sc.Text())
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return 0, 0
+	}
+	// user nice system idle iowait irq softirq steal; guest and guest_nice
+	// are counted in user and nice already.
+	for i, v := range fields[1:min(len(fields), 9)] {
+		n, _ := strconv.ParseFloat(v, 64)
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return idle, total
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/google/pprof/profile"
+)
+
+// A sample belongs to the first area with a frame on its stack, whatever
+// the frame's depth; shares are of the samples' CPU time, largest first,
+// and what no area names is "other", last. The profile goes through its
+// encoding, as paygate's /debug/pprof/profile sends it.
+func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
+	p := &profile.Profile{
+		SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
+		PeriodType: &profile.ValueType{Type: "cpu", Unit: "nanoseconds"},
+		Period:     10_000_000,
+	}
+	fn := func(name string) *profile.Location {
+		id := uint64(len(p.Function) + 1)
+		f := &profile.Function{ID: id, Name: name}
+		l := &profile.Location{ID: id, Line: []profile.Line{{Function: f}}}
+		p.Function, p.Location = append(p.Function, f), append(p.Location, l)
+		return l
+	}
+	serve := fn("net/http.(*conn).serve")
+	emit := fn("paygate/webhooks.(*Service).EmitTx")
+	create := fn("paygate/payments.(*Service).createBatch.func1")
+	send := fn("paygate/webhooks.(*Service).send")
+	record := fn("paygate/webhooks.(*Service).finishAttemptTx")
+	readLoop := fn("net/http.(*persistConn).readLoop")
+	syscall := fn("internal/runtime/syscall/linux.Syscall6")
+	mark := fn("runtime.gcBgMarkWorker")
+	lone := fn("runtime.memmove")
+	add := func(ms int64, stack ...*profile.Location) { // leaf first, as pprof stores it
+		s := &profile.Sample{Value: []int64{ms / 10, ms * 1_000_000}}
+		s.Location = stack
+		p.Sample = append(p.Sample, s)
+	}
+	add(400, syscall, send)         // webhook requests
+	add(100, readLoop)              // webhook requests: the client's own goroutine
+	add(200, syscall, emit, create) // creation batch: its events are written in it
+	add(100, record)                // a first attempt's record: webhooks
+	add(100, syscall, serve)        // the API server
+	add(50, mark)                   // the collector
+	add(50, lone)                   // no area: other
+	var enc bytes.Buffer
+	if err := p.Write(&enc); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := profile.Parse(&enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	got := byArea(parsed)
+	want := []Area{
+		{"webhook requests (signing, net/http client)", 0.5},
+		{"payment creation batches (with their events)", 0.2},
+		{"webhook reads and records", 0.1},
+		{"API server (net/http, echo, middleware, handlers)", 0.1},
+		{"garbage collector", 0.05},
+		{"other", 0.05},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("areas: got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].Name != want[i].Name || got[i].Share < want[i].Share-1e-9 || got[i].Share > want[i].Share+1e-9 {
+			t.Errorf("area %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// The machine's idle time is idle plus iowait; its total, every column up
+// to steal (guest time is counted in user already).
+func TestParseProcStat(t *testing.T) {
+	idle, total := parseProcStat(strings.NewReader(
+		"cpu  100 5 50 800 20 3 2 10 7 1\ncpu0 50 2 25 400 10 1 1 5 3 0\n"))
+	if idle != 820 || total != 990 {
+		t.Errorf("got idle %v of %v, want 820 of 990", idle, total)
+	}
+	if idle, total := parseProcStat(strings.NewReader("intr 1 2 3\n")); idle != 0 || total != 0 {
+		t.Errorf("a file without the cpu line: got %v of %v, want 0 of 0", idle, total)
+	}
+}
