@@ -22,7 +22,8 @@ import (
 // /debug/pprof/profile, which the run's ADMIN_TOKEN opens) read by area,
 // the bench's own CPU profile, and the database sessions' waits. The files
 // are for `go tool pprof`; the areas and waits are in the report. The
-// profiler's sampling costs paygate about 1 % of its CPU during that phase.
+// profiler samples paygate 100 times a second, at a small cost to that
+// phase's figures (not measured apart).
 type Profiled struct {
 	Phase        string  `json:"phase"`
 	Seconds      float64 `json:"seconds"`       // paygate's profile's length, within the phase
