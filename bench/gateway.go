@@ -72,7 +72,7 @@ func (g *gateway) start(ctx context.Context, databaseURL string, delay, wait tim
 
 	g.exited = make(chan struct{})
 	g.cmd = exec.Command(g.bin, "serve")
-	g.cmd.Env = append(environWithout("DATABASE_URL", "PORT", "DATA_DIR", "LOG_LEVEL", "TEST_MODE",
+	g.cmd.Env = append(environWithout("ADMIN_TOKEN", "DATABASE_URL", "PORT", "DATA_DIR", "LOG_LEVEL", "TEST_MODE",
 		"TEST_PROCESSING_DELAY", "TEST_PAYMENT_SUCCESS", "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
 		"DATABASE_URL="+databaseURL, "PORT="+strconv.Itoa(port), "DATA_DIR="+g.dir, "LOG_LEVEL=warn", "TEST_MODE=true",
 		"TEST_PROCESSING_DELAY="+strconv.FormatInt(delay.Milliseconds(), 10), "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true")

@@ -17,8 +17,10 @@
 //     to the last refund.processed received (with a cost account of its
 //     own, per refund);
 //   - paygate's and PostgreSQL's CPU seconds (per phase and per item) and
-//     peak memory, from /proc, and the bench's own CPU (its clients,
-//     receiver and samplers share the cores).
+//     peak memory, from /proc, the bench's own CPU (its clients, receiver
+//     and samplers share the cores), and the machine's idle share;
+//   - with -profile, CPU profiles of paygate and the bench over the
+//     payments phase at -c clients, paygate's read by area (profile.go).
 //
 // Each throughput is printed as it is and as a ratio of the matching
 // ceiling measured minutes before on the same server: the absolute figures
@@ -100,6 +102,10 @@ func main() {
 	}
 	if f.CeilingD == 0 {
 		f.CeilingD = f.D
+	}
+	if f.Profile != "" && f.D < 2*time.Second {
+		fmt.Fprintln(os.Stderr, "bench: -profile needs -d of 2s or more (its profile leaves out the phase's first and last half second)")
+		os.Exit(2)
 	}
 	if f.C < 1 || f.D <= 0 || f.N < 1 || f.Refunds < 0 || f.Rate <= 0 || f.Steady <= 0 {
 		fmt.Fprintln(os.Stderr, "bench: -c, -n, -rate must be ≥ 1; -d and -steady > 0; -refunds ≥ 0")

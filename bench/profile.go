@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,11 +27,11 @@ import (
 // phase's figures (not measured apart).
 type Profiled struct {
 	Phase        string  `json:"phase"`
-	Seconds      float64 `json:"seconds"`       // paygate's profile's length, within the phase
-	PaygateFile  string  `json:"paygate_file"`  // paygate's CPU profile
-	BenchFile    string  `json:"bench_file"`    // the bench's own (clients, receiver, samplers)
-	PaygateAreas []Area  `json:"paygate_areas"` // paygate's CPU by area, as shares of its samples
-	Waits        []Wait  `json:"db_waits"`      // paygate's database sessions meanwhile
+	Seconds      float64 `json:"seconds"`                // paygate's profile's length, as it says (0: none)
+	PaygateFile  string  `json:"paygate_file,omitempty"` // paygate's CPU profile (empty: not taken)
+	BenchFile    string  `json:"bench_file,omitempty"`   // the bench's own (clients, receiver, samplers)
+	PaygateAreas []Area  `json:"paygate_areas"`          // paygate's CPU by area, as shares of its samples
+	Waits        []Wait  `json:"session_waits"`          // paygate's database sessions meanwhile
 	Err          string  `json:"error,omitempty"`
 }
 
@@ -53,9 +54,9 @@ var areas = []struct {
 	{"garbage collector", []string{"runtime.gcBgMarkWorker", "runtime.gcAssistAlloc", "runtime.bgsweep", "runtime.bgscavenge"}},
 	{"webhook requests (signing, net/http client)", []string{"paygate/webhooks.(*Service).send", "net/http.(*persistConn)."}},
 	{"payment creation batches (with their events)", []string{"paygate/payments.(*Service).createBatch"}},
-	{"order creation batches", []string{"paygate/payments.(*Service).createOrders"}},
 	{"decisions (with their events)", []string{"paygate/payments.(*Worker)", "paygate/payments.(*firstDecisions)"}},
 	{"webhook reads and records", []string{"paygate/webhooks."}},
+	{"River (job queue)", []string{"github.com/riverqueue/"}},
 	{"API server (net/http, echo, middleware, handlers)", []string{"net/http.(*conn).serve"}},
 	{"Go scheduler", []string{"runtime.schedule", "runtime.findRunnable", "runtime.mcall", "runtime.park_m"}},
 }
@@ -63,7 +64,12 @@ var areas = []struct {
 // byArea reads a CPU profile by area: each area's share of the samples'
 // CPU time, largest first, "other" last.
 func byArea(p *profile.Profile) []Area {
-	vi := len(p.SampleType) - 1 // cpu nanoseconds, after the sample count
+	vi := len(p.SampleType) - 1
+	for i, t := range p.SampleType {
+		if t.Type == "cpu" {
+			vi = i
+		}
+	}
 	sums := make([]int64, len(areas)+1)
 	var total int64
 	for _, s := range p.Sample {
@@ -103,19 +109,33 @@ func areaOf(s *profile.Sample) int {
 	return len(areas)
 }
 
-// profilePhase runs phase with paygate's and the bench's CPU profiles and
-// the database's wait sampling going, and records them in dir.
-func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase) (Phase, *Profiled) {
+// profilePhase measures phase (b.measure) with paygate's and the bench's
+// CPU profiles and the database's wait sampling going, and records them in
+// dir and in the report. Only the phase is measured: waiting for paygate's
+// profile and reading it are not.
+func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase) Phase {
 	pr := &Profiled{PaygateFile: filepath.Join(dir, "paygate-cpu.pprof"), BenchFile: filepath.Join(dir, "bench-cpu.pprof")}
-	fail := func(err error) { pr.Err = cmpErr(pr.Err, err) }
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		fail(err)
-		return phase(), pr
+	b.rep.Profile = pr
+	var errs []error
+	defer func() {
+		if err := errors.Join(errs...); err != nil {
+			pr.Err = err.Error()
+		}
+	}()
+	// A file left by an earlier run would be read as this one's.
+	for _, f := range []string{pr.PaygateFile, pr.BenchFile} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
-	// paygate's profile covers the phase but its first and last half
-	// second (its clients starting and stopping), a whole second at least.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		errs = append(errs, err)
+		return b.measure(ctx, phase)
+	}
+	// paygate's profile leaves out the phase's first half second and the
+	// rest after its last whole second (its clients starting and
+	// stopping); -profile needs -d ≥ 2s (main.go).
 	secs := max(1, int((b.f.D - time.Second).Seconds()))
-	pr.Seconds = float64(secs)
 	got := make(chan error, 1)
 	go func() {
 		select {
@@ -125,50 +145,66 @@ func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase
 		got <- b.gw.cpuProfile(ctx, secs, pr.PaygateFile)
 	}()
 	own, err := os.Create(pr.BenchFile)
+	started := false
 	if err == nil {
 		err = pprof.StartCPUProfile(own)
+		started = err == nil
 	}
-	fail(err)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("the bench's own profile: %w", err))
+	}
 	waitCtx, stopWaits := context.WithCancel(ctx)
 	waits := make(chan []Wait, 1)
 	go func() { waits <- sampleWaits(waitCtx, b.pool) }()
 
-	p := phase()
+	p := b.measure(ctx, phase)
 
 	stopWaits()
 	pr.Waits = <-waits
-	if own != nil {
+	if started {
 		pprof.StopCPUProfile()
-		fail(own.Close())
 	}
+	if own != nil {
+		if err := own.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !started {
+		pr.BenchFile = ""
+	}
+	p.Note = "profiled (-profile): paygate's and the bench's CPU profilers and a wait sampler ran; compare with -profile runs only"
 	if err := <-got; err != nil {
-		fail(err)
-		return p, pr
+		errs = append(errs, fmt.Errorf("paygate's profile: %w", err))
+		pr.PaygateFile = ""
+		return p
 	}
-	f, err := os.Open(pr.PaygateFile)
+	prof, err := readProfile(pr.PaygateFile)
 	if err != nil {
-		fail(err)
-		return p, pr
+		errs = append(errs, err)
+		return p
 	}
-	defer f.Close()
-	prof, err := profile.Parse(f)
-	if err != nil {
-		fail(err)
-		return p, pr
+	pr.Seconds = float64(prof.DurationNanos) / 1e9
+	if past := 0.5 + pr.Seconds - p.Seconds; past > 0.1 {
+		errs = append(errs, fmt.Errorf("paygate's profile ran %.1f s past the phase's end: its areas include work after it", past))
 	}
 	pr.PaygateAreas = byArea(prof)
-	return p, pr
+	return p
 }
 
-func cmpErr(was string, err error) string {
-	if was != "" || err == nil {
-		return was
+func readProfile(path string) (*profile.Profile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
-	return err.Error()
+	defer f.Close()
+	return profile.Parse(f)
 }
 
 // cpuProfile saves paygate's CPU profile over the next secs seconds.
 func (g *gateway) cpuProfile(ctx context.Context, secs int, path string) error {
+	// Bounded: a paygate that stops answering must not hold up the run.
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.url+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
 	if err != nil {
 		return err

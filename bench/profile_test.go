@@ -9,7 +9,8 @@ import (
 )
 
 // A sample belongs to the first area with a frame on its stack, whatever
-// the frame's depth; shares are of the samples' CPU time, largest first,
+// the frame's depth; shares are of the samples' CPU time (not their
+// count), largest first,
 // and what no area names is "other", last. The profile goes through its
 // encoding, as paygate's /debug/pprof/profile sends it.
 func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
@@ -35,7 +36,8 @@ func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
 	mark := fn("runtime.gcBgMarkWorker")
 	lone := fn("runtime.memmove")
 	add := func(ms int64, stack ...*profile.Location) { // leaf first, as pprof stores it
-		s := &profile.Sample{Value: []int64{ms / 10, ms * 1_000_000}}
+		// One sample each: shares by count would differ from those by CPU time.
+		s := &profile.Sample{Value: []int64{1, ms * 1_000_000}}
 		s.Location = stack
 		p.Sample = append(p.Sample, s)
 	}

@@ -123,8 +123,10 @@ type CPUPer struct {
 	Paygate float64 `json:"paygate"`
 	DB      float64 `json:"db"`
 	Bench   float64 `json:"bench"`
-	// Idle is the share of the machine's CPU that no process used meanwhile.
-	Idle float64 `json:"machine_idle"`
+	// Idle is not in ms: it is the share (0–1) of the machine's CPU time
+	// that no process used meanwhile, whatever the three above did (nil:
+	// not read).
+	Idle *float64 `json:"machine_idle_share,omitempty"`
 }
 
 // Resources are over the whole paygate run (all phases).
@@ -213,7 +215,7 @@ func (r *Report) text(w io.Writer, cost bool) {
 	for _, p := range r.Phases {
 		l := p.Latency
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t%.2fms\t%s\t\n", p.Name, p.Requests, p.Errors, p.RPS, pct(p.Ratio),
-			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), p.CPU.Paygate, p.CPU.DB, p.CPU.Bench, pct(p.CPU.Idle))
+			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), p.CPU.Paygate, p.CPU.DB, p.CPU.Bench, share(p.CPU.Idle))
 	}
 	tw.Flush()
 	for _, p := range r.Phases {
@@ -239,7 +241,7 @@ func (r *Report) text(w io.Writer, cost bool) {
 	for _, f := range r.Flows {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fms\t%.2fms\t%.2fms\t%s\t\n", f.Name, f.Items, f.Completed, f.Missing,
 			f.Errors, f.Seconds, f.Rate, pct(f.Ratio), ms(f.Post.P99), ms(f.Lag.P50), ms(f.Lag.P90), ms(f.Lag.P99), ms(f.Lag.Max),
-			f.CPU.Paygate, f.CPU.DB, f.CPU.Bench, pct(f.CPU.Idle))
+			f.CPU.Paygate, f.CPU.DB, f.CPU.Bench, share(f.CPU.Idle))
 	}
 	tw.Flush()
 	for _, f := range r.Flows {
@@ -358,6 +360,14 @@ func (r *Report) best(name string) Ceiling {
 	return Ceiling{}
 }
 
+// share prints a share that may be zero, "-" when it is unknown.
+func share(r *float64) string {
+	if r == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100**r)
+}
+
 func pct(r float64) string {
 	if r == 0 {
 		return "-"
@@ -411,12 +421,20 @@ func waitsText(w io.Writer, waits []Wait) {
 
 // profileText prints what -profile found.
 func profileText(w io.Writer, pr *Profiled) {
-	fmt.Fprintf(w, "\nprofiles of %s (-profile; go tool pprof %s, %s):\n", pr.Phase, pr.PaygateFile, pr.BenchFile)
-	if pr.Err != "" {
-		fmt.Fprintf(w, "  not all taken: %s\n", pr.Err)
+	fmt.Fprintf(w, "\nprofiles of %s (-profile):\n", pr.Phase)
+	for _, f := range []struct{ of, path string }{{"paygate's", pr.PaygateFile}, {"the bench's", pr.BenchFile}} {
+		if f.path != "" {
+			fmt.Fprintf(w, "  %s CPU: go tool pprof %s\n", f.of, f.path)
+		}
 	}
-	if len(pr.PaygateAreas) > 0 {
-		fmt.Fprintf(w, "  paygate's CPU by area (%.0f s of samples):", pr.Seconds)
+	if pr.Err != "" {
+		fmt.Fprintf(w, "  WARNING: %s\n", pr.Err)
+	}
+	if pr.PaygateFile != "" {
+		fmt.Fprintf(w, "  paygate's CPU by area, over %.1f s:", pr.Seconds)
+		if len(pr.PaygateAreas) == 0 {
+			fmt.Fprint(w, " no samples")
+		}
 		for _, a := range pr.PaygateAreas {
 			fmt.Fprintf(w, " %s %.0f%%;", a.Name, 100*a.Share)
 		}

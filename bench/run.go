@@ -181,13 +181,9 @@ func (b *bench) phases(ctx context.Context) error {
 			})
 		}
 		var p Phase
-		if f.Profile != "" && conc == f.C {
-			p = b.measure(ctx, func() Phase {
-				var pr *Profiled
-				p, pr = b.profilePhase(ctx, f.Profile, phase)
-				pr.Phase, b.rep.Profile = name, pr
-				return p
-			})
+		if f.Profile != "" && conc == f.C && b.rep.Profile == nil {
+			p = b.profilePhase(ctx, f.Profile, phase)
+			b.rep.Profile.Phase = name
 		} else {
 			p = b.measure(ctx, phase)
 		}
@@ -249,16 +245,20 @@ func (b *bench) cpuMark() cpuMark {
 	return m
 }
 
-// cpuSince is the CPU spent since m, per item in ms (none for no item).
+// cpuSince is the CPU spent since m, per item in ms (none for no item),
+// and the machine's idle share meanwhile (nil: /proc/stat unread).
 func (b *bench) cpuSince(m cpuMark, items int) CPUPer {
-	if items <= 0 {
-		return CPUPer{}
-	}
-	now, per := b.cpuMark(), func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(items) }
-	c := CPUPer{Paygate: per(now.gateway - m.gateway), DB: per(now.db - m.db), Bench: per(now.bench - m.bench)}
+	now := b.cpuMark()
+	var c CPUPer
 	if now.total > m.total {
-		c.Idle = (now.idle - m.idle) / (now.total - m.total)
+		idle := (now.idle - m.idle) / (now.total - m.total)
+		c.Idle = &idle
 	}
+	if items <= 0 {
+		return c
+	}
+	per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(items) }
+	c.Paygate, c.DB, c.Bench = per(now.gateway-m.gateway), per(now.db-m.db), per(now.bench-m.bench)
 	return c
 }
 
