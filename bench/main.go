@@ -104,7 +104,7 @@ func main() {
 		f.CeilingD = f.D
 	}
 	if f.Profile != "" && f.D < 2*time.Second {
-		fmt.Fprintln(os.Stderr, "bench: -profile needs -d of 2s or more (its profile leaves out the phase's first and last half second)")
+		fmt.Fprintln(os.Stderr, "bench: -profile needs -d of 2s or more (its profile leaves out the phase's first half second and at least its last half second)")
 		os.Exit(2)
 	}
 	if f.C < 1 || f.D <= 0 || f.N < 1 || f.Refunds < 0 || f.Rate <= 0 || f.Steady <= 0 {

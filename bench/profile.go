@@ -33,6 +33,8 @@ type Profiled struct {
 	PaygateAreas []Area  `json:"paygate_areas"`          // paygate's CPU by area, as shares of its samples
 	Waits        []Wait  `json:"session_waits"`          // paygate's database sessions meanwhile
 	Err          string  `json:"error,omitempty"`
+
+	phaseEnded time.Time // its drain starts here, not after the profile is read
 }
 
 // Area is a share of a CPU profile's samples.
@@ -132,8 +134,8 @@ func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase
 		errs = append(errs, err)
 		return b.measure(ctx, phase)
 	}
-	// paygate's profile leaves out the phase's first half second and the
-	// rest after its last whole second (its clients starting and
+	// paygate's profile leaves out the phase's first half second and what
+	// follows its last whole second after that (its clients starting and
 	// stopping); -profile needs -d ≥ 2s (main.go).
 	secs := max(1, int((b.f.D - time.Second).Seconds()))
 	got := make(chan error, 1)
@@ -158,6 +160,7 @@ func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase
 	go func() { waits <- sampleWaits(waitCtx, b.pool) }()
 
 	p := b.measure(ctx, phase)
+	pr.phaseEnded = time.Now()
 
 	stopWaits()
 	pr.Waits = <-waits
@@ -181,9 +184,13 @@ func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase
 	prof, err := readProfile(pr.PaygateFile)
 	if err != nil {
 		errs = append(errs, err)
+		pr.PaygateFile = ""
 		return p
 	}
 	pr.Seconds = float64(prof.DurationNanos) / 1e9
+	if pr.Seconds < float64(secs)-0.5 {
+		errs = append(errs, fmt.Errorf("paygate's profile lasted %.1f s of the %d asked (HTTP_READ_TIMEOUT ends a longer one)", pr.Seconds, secs))
+	}
 	if past := 0.5 + pr.Seconds - p.Seconds; past > 0.1 {
 		errs = append(errs, fmt.Errorf("paygate's profile ran %.1f s past the phase's end: its areas include work after it", past))
 	}

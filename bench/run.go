@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -181,20 +182,22 @@ func (b *bench) phases(ctx context.Context) error {
 			})
 		}
 		var p Phase
+		ended := time.Now // when the phase ended, for its drain
 		if f.Profile != "" && conc == f.C && b.rep.Profile == nil {
 			p = b.profilePhase(ctx, f.Profile, phase)
 			b.rep.Profile.Phase = name
+			ended = func() time.Time { return b.rep.Profile.phaseEnded }
 		} else {
 			p = b.measure(ctx, phase)
 		}
 		p.Keyed, p.Unkeyed = p.latencyOf(keyed), p.latencyOf(func(i int) bool { return !keyed(i) })
 		if p.Requests >= len(ids) {
-			p.Note = fmt.Sprintf("stopped early: used all %d seeded orders", len(ids))
+			p.Note = strings.TrimPrefix(p.Note+"; "+fmt.Sprintf("stopped early: used all %d seeded orders", len(ids)), "; ")
 		}
 		p.ratio(pays)
 		// The backlog: until each of the phase's payments has its
 		// payment.success, so that the next phase starts on a quiet queue.
-		start := time.Now()
+		start := ended()
 		all := created.all()
 		missing := b.recv.awaitSuccess(ctx, all, f.Wait)
 		p.Drain = &Drain{Payments: len(all), Missing: missing, Seconds: time.Since(start).Seconds()}
@@ -250,7 +253,7 @@ func (b *bench) cpuMark() cpuMark {
 func (b *bench) cpuSince(m cpuMark, items int) CPUPer {
 	now := b.cpuMark()
 	var c CPUPer
-	if now.total > m.total {
+	if m.total > 0 && now.total > m.total {
 		idle := (now.idle - m.idle) / (now.total - m.total)
 		c.Idle = &idle
 	}
