@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,8 +34,6 @@ type Profiled struct {
 	PaygateAreas []Area  `json:"paygate_areas"`          // paygate's CPU by area, as shares of its samples
 	Waits        []Wait  `json:"session_waits"`          // paygate's database sessions meanwhile
 	Err          string  `json:"error,omitempty"`
-
-	phaseEnded time.Time // its drain starts here, not after the profile is read
 }
 
 // Area is a share of a CPU profile's samples.
@@ -94,29 +93,31 @@ func byArea(p *profile.Profile) []Area {
 
 // areaOf is the index in areas of the sample's area, len(areas) for other.
 func areaOf(s *profile.Sample) int {
+	var stack []string
+	for _, loc := range s.Location {
+		for _, line := range loc.Line {
+			if line.Function != nil {
+				stack = append(stack, line.Function.Name)
+			}
+		}
+	}
 	for i, a := range areas {
-		for _, loc := range s.Location {
-			for _, line := range loc.Line {
-				if line.Function == nil {
-					continue
-				}
-				for _, f := range a.frames {
-					if strings.HasPrefix(line.Function.Name, f) {
-						return i
-					}
-				}
+		for _, f := range a.frames {
+			if slices.ContainsFunc(stack, func(name string) bool { return strings.HasPrefix(name, f) }) {
+				return i
 			}
 		}
 	}
 	return len(areas)
 }
 
-// profilePhase measures phase (b.measure) with paygate's and the bench's
-// CPU profiles and the database's wait sampling going, and records them in
-// dir and in the report. Only the phase is measured: waiting for paygate's
-// profile and reading it are not.
-func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase) Phase {
-	pr := &Profiled{PaygateFile: filepath.Join(dir, "paygate-cpu.pprof"), BenchFile: filepath.Join(dir, "bench-cpu.pprof")}
+// profilePhase measures phase (b.measure), the one named name, with
+// paygate's and the bench's CPU profiles and the database's wait sampling
+// going, and records them in dir and in the report. Only the phase is
+// measured: waiting for paygate's profile and reading it are not. It also
+// returns when the phase ended, which its drain counts from.
+func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func() Phase) (p Phase, ended time.Time) {
+	pr := &Profiled{Phase: name, PaygateFile: filepath.Join(dir, "paygate-cpu.pprof"), BenchFile: filepath.Join(dir, "bench-cpu.pprof")}
 	b.rep.Profile = pr
 	var errs []error
 	defer func() {
@@ -132,7 +133,7 @@ func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		errs = append(errs, err)
-		return b.measure(ctx, phase)
+		return b.measure(ctx, phase), time.Now()
 	}
 	// paygate's profile leaves out the phase's first half second and what
 	// follows its last whole second after that (its clients starting and
@@ -159,8 +160,8 @@ func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase
 	waits := make(chan []Wait, 1)
 	go func() { waits <- sampleWaits(waitCtx, b.pool) }()
 
-	p := b.measure(ctx, phase)
-	pr.phaseEnded = time.Now()
+	p = b.measure(ctx, phase)
+	ended = time.Now()
 
 	stopWaits()
 	pr.Waits = <-waits
@@ -179,13 +180,13 @@ func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase
 	if err := <-got; err != nil {
 		errs = append(errs, fmt.Errorf("paygate's profile: %w", err))
 		pr.PaygateFile = ""
-		return p
+		return p, ended
 	}
 	prof, err := readProfile(pr.PaygateFile)
 	if err != nil {
 		errs = append(errs, err)
 		pr.PaygateFile = ""
-		return p
+		return p, ended
 	}
 	pr.Seconds = float64(prof.DurationNanos) / 1e9
 	if pr.Seconds < float64(secs)-0.5 {
@@ -195,7 +196,7 @@ func (b *bench) profilePhase(ctx context.Context, dir string, phase func() Phase
 		errs = append(errs, fmt.Errorf("paygate's profile ran %.1f s past the phase's end: its areas include work after it", past))
 	}
 	pr.PaygateAreas = byArea(prof)
-	return p
+	return p, ended
 }
 
 func readProfile(path string) (*profile.Profile, error) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -182,11 +183,9 @@ func (b *bench) phases(ctx context.Context) error {
 			})
 		}
 		var p Phase
-		ended := time.Now // when the phase ended, for its drain
+		var ended time.Time // the phase's end, when profiling delayed its return
 		if f.Profile != "" && conc == f.C && b.rep.Profile == nil {
-			p = b.profilePhase(ctx, f.Profile, phase)
-			b.rep.Profile.Phase = name
-			ended = func() time.Time { return b.rep.Profile.phaseEnded }
+			p, ended = b.profilePhase(ctx, f.Profile, name, phase)
 		} else {
 			p = b.measure(ctx, phase)
 		}
@@ -197,7 +196,7 @@ func (b *bench) phases(ctx context.Context) error {
 		p.ratio(pays)
 		// The backlog: until each of the phase's payments has its
 		// payment.success, so that the next phase starts on a quiet queue.
-		start := ended()
+		start := cmp.Or(ended, time.Now())
 		all := created.all()
 		missing := b.recv.awaitSuccess(ctx, all, f.Wait)
 		p.Drain = &Drain{Payments: len(all), Missing: missing, Seconds: time.Since(start).Seconds()}

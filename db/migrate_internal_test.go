@@ -64,7 +64,6 @@ func TestMigrationTouches(t *testing.T) {
 // behind a long transaction, a lock request would otherwise hold every
 // request for that table behind it during an upgrade.
 func TestMigrationsBoundTheirWaitForBusyTables(t *testing.T) {
-	touches := migrationTouches
 	// Without a transaction SET LOCAL does nothing: only what takes no lock
 	// that holds up writes may run there (a storage parameter's ALTER TABLE
 	// takes SHARE UPDATE EXCLUSIVE, as an index built concurrently does).
@@ -101,7 +100,7 @@ func TestMigrationsBoundTheirWaitForBusyTables(t *testing.T) {
 				require.True(t, stmt == "" || noTxAllowed.MatchString(stmt), "%s runs without a transaction what may hold up writes: %s", name, stmt)
 				continue
 			}
-			for _, m := range touches.FindAllStringSubmatch(stmt, -1) {
+			for _, m := range migrationTouches.FindAllStringSubmatch(stmt, -1) {
 				if !own[strings.ToLower(m[1])] {
 					require.True(t, bounded, "%s locks %s, created earlier, without a lock_timeout first: %s", name, m[1], stmt)
 				}
