@@ -46,6 +46,18 @@ func open(ctx context.Context, url string, maxConns int32, kept bool) (*pgxpool.
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
+	return openConfig(ctx, cfg, maxConns, kept)
+}
+
+// OpenKeptConfig opens a pool of cfg.MaxConns connections that keep their
+// plans, as those of KeptPlans do (PlanMode), for a test that traces them
+// (cfg.ConnConfig.Tracer).
+func OpenKeptConfig(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
+	return openConfig(ctx, cfg, cfg.MaxConns, true)
+}
+
+func openConfig(ctx context.Context, cfg *pgxpool.Config, maxConns int32, kept bool) (*pgxpool.Pool, error) {
+	url := cfg.ConnString()
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 5*time.Second {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
@@ -115,12 +127,18 @@ func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) e
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	return RunTx(ctx, tx, fn)
+}
+
+// RunTx is WithTx in tx, which the caller has begun and rolls back once
+// RunTx returns (a no-op after its commit).
+func RunTx(ctx context.Context, tx pgx.Tx, fn func(tx pgx.Tx) error) error {
 	track(tx)
 	defer ended(tx, RolledBack) // a no-op once ended
 	if err := fn(tx); err != nil {
 		return err
 	}
-	err = tx.Commit(ctx)
+	err := tx.Commit(ctx)
 	outcome := CommitOutcome(err)
 	ended(tx, outcome)
 	if outcome == Unknown {

@@ -153,18 +153,18 @@ func InsertJobsAtCommit(ctx context.Context, tx pgx.Tx, params ...river.InsertMa
 // atCommit is a transaction that can send statements with its COMMIT
 // (idempotency's pipelined transaction, which every API request runs in).
 type atCommit interface {
-	ExecAtCommit(sql string, args ...any)
-	QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any)
+	ExecAtCommit(sql string, args ...any) (queued bool)
+	QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any) (queued bool)
 }
 
 // ExecAtCommit runs sql in tx: with tx's COMMIT when tx can send it so,
-// otherwise now. Sent with the COMMIT, its error is the commit's, and
+// otherwise now (pgx's transaction; a statement asking for a mode a batch
+// does not run it in, db.PlannedEachTime). Sent with the COMMIT, its error is the commit's, and
 // nothing of the transaction commits; its row count is not known. It is for
 // a use case's last writes: should the use case send anything after it, sql
 // is sent first, and its error would come back as that statement's.
 func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
-	if later, ok := tx.(atCommit); ok {
-		later.ExecAtCommit(sql, args...)
+	if later, ok := tx.(atCommit); ok && later.ExecAtCommit(sql, args...) {
 		return nil
 	}
 	_, err := tx.Exec(ctx, sql, args...)
@@ -176,8 +176,7 @@ func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error
 // answer, so only for a transaction that then commits (or fails); sent now
 // otherwise. scan's error fails the statement like its own.
 func QueryAtCommit(ctx context.Context, tx pgx.Tx, scan func(pgx.Rows) error, sql string, args ...any) error {
-	if later, ok := tx.(atCommit); ok {
-		later.QueryAtCommit(scan, sql, args...)
+	if later, ok := tx.(atCommit); ok && later.QueryAtCommit(scan, sql, args...) {
 		return nil
 	}
 	rows, err := tx.Query(ctx, sql, args...)

@@ -50,6 +50,13 @@ var ErrClaimWait = errors.New("idempotency: a key of the batch is held by a requ
 // running transaction before it gives up (ErrClaimWait).
 const claimWait = "50ms"
 
+// setClaimWait and resetLockTimeout set claimWait for a claim, and the
+// timeout back to its default after it.
+const (
+	setClaimWait     = `SET LOCAL lock_timeout = '` + claimWait + `'`
+	resetLockTimeout = `SET LOCAL lock_timeout TO DEFAULT`
+)
+
 type claimID struct {
 	merchantID uuid.UUID
 	route, key string
@@ -63,10 +70,11 @@ type claimID struct {
 // second; each takes its keys in one order, so that batches that wait for
 // one another's keys never wait in a cycle. An answered key is neither
 // locked nor waited for (ON CONFLICT DO NOTHING). Both are bounded by
-// claimWait. The statements are planned each time, or kept on grown tables
-// (db.PlanMode), and the lock timeout set and reset in round trips of
-// their own, as pgx sends a batch's statements prepared. After an error, tx
-// is to be rolled back.
+// claimWait. The claim is sent in one batch with the lock timeout's set
+// and reset around it, which travels with BEGIN in a pipelined transaction
+// (WithTx); the take-over reads the keys' table, so it is planned each
+// time, or kept on grown tables (db.PlanMode), in round trips of its own.
+// After an error, tx is to be rolled back.
 func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 	claimed := make([]bool, len(claims))
 	var first map[claimID]int // made for the first key: a batch without keys costs nothing
@@ -101,10 +109,13 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 		})
 		return n, err
 	}
-	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+claimWait+`'`); err != nil {
-		return nil, err
-	}
-	rows, _ := tx.Query(ctx, `
+	// The claim travels with its lock timeout and the timeout's reset in
+	// one batch (with BEGIN, in a pipelined transaction: WithTx). Its plan
+	// reads no table (the conflicts are found through the key's unique
+	// index), so it goes prepared, as a batch sends it, on every pool.
+	b := &pgx.Batch{}
+	b.Queue(setClaimWait)
+	b.Queue(`
 		INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response_body, created_at, expires_at)
 		SELECT c.merchant_id, c.route, c.key, c.hash, 0, '', c.at, c.expires_at
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
@@ -112,12 +123,30 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 		ORDER BY c.merchant_id, c.route, c.key
 		ON CONFLICT (merchant_id, route, key) DO NOTHING
 		RETURNING merchant_id, route, key`,
-		db.PlanMode(tx), k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
-	n, err := mark(rows)
+		k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
+	b.Queue(resetLockTimeout)
+	results := tx.SendBatch(ctx, b)
+	_, err := results.Exec()
+	var n int
+	if err == nil {
+		rows, _ := results.Query()
+		n, err = mark(rows)
+	}
+	if err == nil {
+		_, err = results.Exec()
+	}
+	if closeErr := results.Close(); err == nil {
+		err = closeErr
+	}
 	if err == nil && n < len(first) {
 		// Keys taken: those of them whose answers have expired are the
-		// batch's too (as Do takes them over), the others not.
-		rows, _ = tx.Query(ctx, `
+		// batch's too (as Do takes them over), the others not. It reads
+		// the keys' table, so it is planned as PlanMode says, and cannot
+		// go in a batch; keys are taken only by repeats.
+		if _, err := tx.Exec(ctx, setClaimWait); err != nil {
+			return nil, err
+		}
+		rows, _ := tx.Query(ctx, `
 			WITH expired AS (
 				SELECT k.merchant_id, k.route, k.key, c.hash, c.at, c.expires_at
 				FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
@@ -133,15 +162,14 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 			WHERE k.merchant_id = e.merchant_id AND k.route = e.route AND k.key = e.key
 			RETURNING k.merchant_id, k.route, k.key`,
 			db.PlanMode(tx), k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
-		_, err = mark(rows)
+		if _, err = mark(rows); err == nil {
+			_, err = tx.Exec(ctx, resetLockTimeout)
+		}
 	}
 	if isLockTimeout(err) {
 		return nil, fmt.Errorf("%w: %w", ErrClaimWait, err)
 	}
 	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout TO DEFAULT`); err != nil {
 		return nil, err
 	}
 	return claimed, nil
@@ -162,6 +190,10 @@ func (k *keyArrays) add(c *Claim) {
 
 // SettleTx writes, in one statement, the answers of the keys a batch
 // claimed (ClaimTx) and did the work of, and drops the claims of the others.
+// The statement travels with the COMMIT where tx sends statements so
+// (db.ExecAtCommit: on a connection of kept plans); it checks that it
+// settled every key itself, failing the transaction otherwise, since its
+// answer comes back only with the COMMIT's.
 func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 	if len(settled) == 0 {
 		return nil
@@ -173,8 +205,7 @@ func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 		merchantIDs[i], routes[i], keys[i] = s.Claim.MerchantID, s.Claim.Route, s.Claim.Key
 		statuses[i], bodies[i] = int32(s.Status), s.Body
 	}
-	var done int
-	err := tx.QueryRow(ctx, `
+	return db.ExecAtCommit(ctx, tx, `
 		WITH s AS (
 			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bytea[])
 			       AS s(merchant_id, route, key, status, body)
@@ -188,12 +219,11 @@ func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 			WHERE s.status = 0 AND k.merchant_id = s.merchant_id AND k.route = s.route AND k.key = s.key
 			RETURNING 1
 		)
-		SELECT (SELECT count(*) FROM answered) + (SELECT count(*) FROM dropped)`,
-		db.PlanMode(tx), merchantIDs, routes, keys, statuses, bodies).Scan(&done)
-	if err == nil && done != n {
-		err = fmt.Errorf("idempotency: settled %d of the batch's %d keys", done, n)
-	}
-	return err
+		SELECT CASE WHEN n = $6 THEN n
+		       -- an error of the server's own: the transaction fails
+		       ELSE ('idempotency: settled ' || n || ' of the batch''s ' || $6 || ' keys')::int END
+		FROM (SELECT (SELECT count(*) FROM answered) + (SELECT count(*) FROM dropped) AS n) AS done`,
+		db.PlanMode(tx), merchantIDs, routes, keys, statuses, bodies, n)
 }
 
 // SettleCreatedTx writes the answers of the keys of reqs that a batch of

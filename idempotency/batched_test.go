@@ -7,13 +7,31 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"paygate/app"
 	"paygate/app/apptest"
 	"paygate/db"
 	"paygate/idempotency"
 	"paygate/merchants"
 )
+
+// withTx are the transactions a batch's keys are claimed and settled in:
+// pgx's (db.WithTx), and a pipelined one (idempotency.WithTx), where the
+// answers travel with the COMMIT on a connection of kept plans, and are
+// sent at once on the main pool, where their statement is planned each
+// time.
+func withTx(a *app.App) map[string]func(context.Context, func(pgx.Tx) error) error {
+	on := func(with func(context.Context, *pgxpool.Pool, func(pgx.Tx) error) error, pool *pgxpool.Pool) func(context.Context, func(pgx.Tx) error) error {
+		return func(ctx context.Context, fn func(pgx.Tx) error) error { return with(ctx, pool, fn) }
+	}
+	return map[string]func(context.Context, func(pgx.Tx) error) error{
+		"pgx":                     on(db.WithTx, a.Pool),
+		"pipelined":               on(idempotency.WithTx, a.Pool),
+		"pipelined on kept plans": on(idempotency.WithTx, a.KeptPlans.Kept()),
+	}
+}
 
 // A batch claims the keys no one holds and those whose answer has
 // expired, not an answered one nor the second claim of a key in the batch;
@@ -22,51 +40,84 @@ func TestABatchClaimsTheKeysNoOneHolds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a := apptest.New(t)
-	now := time.Now()
-	claim := func(key string, at time.Time) *idempotency.Claim {
-		return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: "POST /test", Key: key, Hash: []byte(key), At: at}
-	}
-	// Answered: both now; the batch's claim of "expired" is made when its
-	// answer has expired.
-	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{claim("answered", now), claim("expired", now)}); err != nil {
-			return err
-		}
-		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
-			{Claim: claim("answered", now), Status: 201, Body: []byte(`{"old":1}`)},
-			{Claim: claim("expired", now), Status: 201, Body: []byte(`{"old":2}`)},
-		})
-	}))
+	for name, withTx := range withTx(a) {
+		t.Run(name, func(t *testing.T) {
+			route := "POST /test/" + name
+			now := time.Now()
+			claim := func(key string, at time.Time) *idempotency.Claim {
+				return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: route, Key: key, Hash: []byte(key), At: at}
+			}
+			// Answered: both now; the batch's claim of "expired" is made when its
+			// answer has expired.
+			require.NoError(t, withTx(ctx, func(tx pgx.Tx) error {
+				if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{claim("answered", now), claim("expired", now)}); err != nil {
+					return err
+				}
+				return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
+					{Claim: claim("answered", now), Status: 201, Body: []byte(`{"old":1}`)},
+					{Claim: claim("expired", now), Status: 201, Body: []byte(`{"old":2}`)},
+				})
+			}))
 
-	claims := []*idempotency.Claim{
-		claim("new", now), nil, claim("answered", now), claim("expired", apptest.PastExpiry()), claim("new", now), claim("dropped", now),
-	}
-	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		claimed, err := idempotency.ClaimTx(ctx, tx, claims)
-		require.NoError(t, err)
-		require.Equal(t, []bool{true, false, false, true, false, true}, claimed)
-		return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
-			{Claim: claims[0], Status: 201, Body: []byte(`{"new":1}`)},
-			{Claim: claims[3], Status: 400, Body: []byte(`{"new":2}`)},
-			{Claim: claims[5]},
-		})
-	}))
+			claims := []*idempotency.Claim{
+				claim("new", now), nil, claim("answered", now), claim("expired", apptest.PastExpiry()), claim("new", now), claim("dropped", now),
+			}
+			require.NoError(t, withTx(ctx, func(tx pgx.Tx) error {
+				claimed, err := idempotency.ClaimTx(ctx, tx, claims)
+				require.NoError(t, err)
+				require.Equal(t, []bool{true, false, false, true, false, true}, claimed)
+				return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
+					{Claim: claims[0], Status: 201, Body: []byte(`{"new":1}`)},
+					{Claim: claims[3], Status: 400, Body: []byte(`{"new":2}`)},
+					{Claim: claims[5]},
+				})
+			}))
 
-	rows, err := a.Pool.Query(ctx, `SELECT key, status_code, convert_from(response_body, 'UTF8') FROM idempotency_keys
-		WHERE merchant_id = $1 AND route = 'POST /test' ORDER BY key`, merchants.TestMerchantID)
-	require.NoError(t, err)
-	type row struct {
-		Key    string
-		Status int
-		Body   string
+			rows, err := a.Pool.Query(ctx, `SELECT key, status_code, convert_from(response_body, 'UTF8') FROM idempotency_keys
+				WHERE merchant_id = $1 AND route = $2 ORDER BY key`, merchants.TestMerchantID, route)
+			require.NoError(t, err)
+			type row struct {
+				Key    string
+				Status int
+				Body   string
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+			require.NoError(t, err)
+			require.Equal(t, []row{
+				{"answered", 201, `{"old":1}`},
+				{"expired", 400, `{"new":2}`}, // taken over
+				{"new", 201, `{"new":1}`},
+			}, got, "the dropped claim is gone")
+		})
 	}
-	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
-	require.NoError(t, err)
-	require.Equal(t, []row{
-		{"answered", 201, `{"old":1}`},
-		{"expired", 400, `{"new":2}`}, // taken over
-		{"new", 201, `{"new":1}`},
-	}, got, "the dropped claim is gone")
+}
+
+// A batch that would settle a key it did not claim fails, and nothing of
+// it commits: the check is the statement's own, whether it travels with
+// the COMMIT or not.
+func TestABatchSettlesOnlyTheKeysItClaimed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := apptest.New(t)
+	for name, withTx := range withTx(a) {
+		t.Run(name, func(t *testing.T) {
+			mine, other := apptest.Claim("POST /test/"+name, "mine", time.Now()), apptest.Claim("POST /test/"+name, "other", time.Now())
+			err := withTx(ctx, func(tx pgx.Tx) error {
+				if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{mine}); err != nil {
+					return err
+				}
+				return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
+					{Claim: mine, Status: 201, Body: []byte(`{}`)},
+					{Claim: other, Status: 201, Body: []byte(`{}`)},
+				})
+			})
+			require.ErrorContains(t, err, "idempotency: settled 1 of the batch's 2 keys")
+			require.NotErrorIs(t, err, db.ErrCommitUnknown)
+			var n int
+			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE route = $1`, mine.Route).Scan(&n))
+			require.Zero(t, n, "the claim was not kept")
+		})
+	}
 }
 
 // A key claimed by a transaction still running fails the batch's claim

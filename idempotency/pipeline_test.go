@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -239,6 +240,64 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM widgets WHERE name = 'simple'`))
 	require.Equal(t, int64(1), pool.Stat().NewConnsCount(), "every request left its connection idle")
+}
+
+// A batch's keys take no round trip of their own on a connection of kept
+// plans: their claim, with its lock timeout's set and reset, travels with
+// BEGIN, and their answers with COMMIT, as the work's first and last
+// statements would. On the main pool, where the work's statement and the
+// answers' are planned each time (db.PlannedEachTime), neither can go in a
+// batch: BEGIN still travels with the claim.
+func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	keptTrips := &roundTrips{}
+	cfg.ConnConfig.Tracer = keptTrips
+	kept, err := db.OpenKeptConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(kept.Close)
+	main, mainTrips := tracedPool(t, b)
+
+	batches := 0
+	batch := func(pool *pgxpool.Pool, keyed bool) {
+		t.Helper()
+		batches++
+		var claims []*idempotency.Claim
+		var settled []idempotency.Settled
+		for i := range 2 {
+			if keyed {
+				c := apptest.Claim("POST /test/batch", strconv.Itoa(batches)+"-"+strconv.Itoa(i), time.Now())
+				claims, settled = append(claims, c), append(settled, idempotency.Settled{Claim: c, Status: 201, Body: []byte(`{}`)})
+			}
+		}
+		require.NoError(t, idempotency.WithTx(ctx, pool, func(tx pgx.Tx) error {
+			claimed, err := idempotency.ClaimTx(ctx, tx, claims)
+			if err != nil {
+				return err
+			}
+			require.NotContains(t, claimed, false)
+			if _, err := tx.Exec(ctx, `INSERT INTO widgets (merchant_id, name) SELECT $1, unnest($2::text[])`,
+				db.PlanMode(tx), merchants.TestMerchantID, []string{"a", "b"}); err != nil {
+				return err
+			}
+			return idempotency.SettleTx(ctx, tx, settled)
+		}))
+	}
+	counted := func(pool *pgxpool.Pool, trips *roundTrips, keyed bool) int32 {
+		batch(pool, keyed) // the first prepares its statements
+		trips.n.Store(0)
+		batch(pool, keyed)
+		return trips.n.Load()
+	}
+	require.Equal(t, int32(3), counted(kept, keptTrips, true), "BEGIN + lock timeout + claim + reset; INSERT; answers + COMMIT")
+	require.Equal(t, int32(2), counted(kept, keptTrips, false), "BEGIN + INSERT; COMMIT")
+	require.Equal(t, int32(4), counted(main, mainTrips, true), "BEGIN + lock timeout + claim + reset; INSERT; answers; COMMIT")
+	require.Equal(t, 12, b.widgets(t))
+	require.Equal(t, 8, b.count(t, `SELECT count(*) FROM idempotency_keys WHERE route = 'POST /test/batch' AND status_code = 201`))
 }
 
 // A keyed refund its batch does not make (here: more than the payment has

@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"paygate/db"
 )
 
 // errNested refuses a nested transaction: no use case run here opens one.
@@ -75,22 +77,33 @@ func (t *pipelinedTx) firstResult(ctx context.Context) error {
 	return t.firstErr
 }
 
-// ExecAtCommit queues sql to be sent with the COMMIT (db.ExecAtCommit). A
-// failure of it fails the commit, and the transaction is rolled back.
-func (t *pipelinedTx) ExecAtCommit(sql string, args ...any) {
-	if t.later == nil {
-		t.later = &pgx.Batch{}
+// ExecAtCommit queues sql to be sent with the COMMIT (db.ExecAtCommit), and
+// reports whether it did: not for a statement that cannot go in a batch
+// (batchArgs). A failure of it fails the commit, and the transaction is
+// rolled back.
+func (t *pipelinedTx) ExecAtCommit(sql string, args ...any) bool {
+	args, ok := batchArgs(args)
+	if ok {
+		t.queueLater(sql, args...)
 	}
-	t.later.Queue(sql, args...)
+	return ok
 }
 
-// QueryAtCommit queues sql to be sent with the COMMIT, and scan to read its
-// rows when they come (db.QueryAtCommit).
-func (t *pipelinedTx) QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any) {
+// QueryAtCommit is ExecAtCommit for a statement whose rows scan reads when
+// they come (db.QueryAtCommit).
+func (t *pipelinedTx) QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any) bool {
+	args, ok := batchArgs(args)
+	if ok {
+		t.queueLater(sql, args...).Query(scan)
+	}
+	return ok
+}
+
+func (t *pipelinedTx) queueLater(sql string, args ...any) *pgx.QueuedQuery {
 	if t.later == nil {
 		t.later = &pgx.Batch{}
 	}
-	t.later.Queue(sql, args...).Query(scan)
+	return t.later.Queue(sql, args...)
 }
 
 // dropAtCommit forgets the statements queued for the COMMIT: the work that
@@ -114,6 +127,19 @@ func beginPipelined(ctx context.Context, pool *pgxpool.Pool) (*pipelinedTx, erro
 		return nil, err
 	}
 	return &pipelinedTx{conn: conn}, nil
+}
+
+// WithTx is db.WithTx in a pipelined transaction: for a batch of requests
+// (DoBatched's use cases), whose keys' claim travels with BEGIN (ClaimTx),
+// and whose answers (SettleTx), events and jobs travel with COMMIT, as a
+// request's alone do (Do).
+func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
+	tx, err := beginPipelined(ctx, pool)
+	if err != nil {
+		return err
+	}
+	defer tx.release(ctx)
+	return db.RunTx(ctx, tx, fn)
 }
 
 // release rolls back what was not committed and gives the connection back.
@@ -211,28 +237,39 @@ func (t *pipelinedTx) ensureBegun(ctx context.Context) error {
 	return nil
 }
 
-// batchable reports whether a statement's arguments may go in a batch: a
-// query execution mode may not.
-func batchable(args []any) bool {
+// batchArgs are a statement's arguments as a batch takes them, and whether
+// it may go in one. pgx runs a batch's statements in the connection's
+// default mode, and takes no mode as an argument: a statement that asks to
+// be planned each time (db.PlannedEachTime, on the main pool) may not go in
+// a batch; one that asks for its plan to be kept (QueryExecModeCacheStatement,
+// on a connection of kept plans: db.PlanMode) goes without asking, since
+// every default mode either keeps a prepared statement's plan so (pgx's
+// default, which paygate's pools keep) or plans each time, which is never
+// less safe.
+func batchArgs(args []any) ([]any, bool) {
 	if len(args) == 0 {
-		return true
+		return args, true
 	}
-	_, mode := args[0].(pgx.QueryExecMode)
-	return !mode
+	mode, ok := args[0].(pgx.QueryExecMode)
+	if !ok {
+		return args, true
+	}
+	return args[1:], mode == pgx.QueryExecModeCacheStatement
 }
 
 func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	if err := t.sendLater(ctx); err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	if t.begun || !batchable(args) {
+	batched, ok := batchArgs(args)
+	if t.begun || !ok {
 		if err := t.ensureBegun(ctx); err != nil {
 			return pgconn.CommandTag{}, err
 		}
 		return t.conn.Exec(ctx, sql, args...)
 	}
 	b := &pgx.Batch{}
-	b.Queue(sql, args...)
+	b.Queue(sql, batched...)
 	results := t.begin(ctx, b)
 	tag, err := results.Exec()
 	if settleErr := t.settle(); err == nil {
@@ -245,14 +282,15 @@ func (t *pipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.R
 	if err := t.sendLater(ctx); err != nil {
 		return errRows{err}, err
 	}
-	if t.begun || !batchable(args) {
+	batched, ok := batchArgs(args)
+	if t.begun || !ok {
 		if err := t.ensureBegun(ctx); err != nil {
 			return errRows{err}, err
 		}
 		return t.conn.Query(ctx, sql, args...)
 	}
 	b := &pgx.Batch{}
-	b.Queue(sql, args...)
+	b.Queue(sql, batched...)
 	rows, err := t.begin(ctx, b).Query()
 	if err != nil {
 		t.settle() //nolint:errcheck // err says it

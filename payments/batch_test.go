@@ -240,11 +240,13 @@ func TestDecisionBatchPlans(t *testing.T) {
 }
 
 // The statements of a batch of creations (payments, orders, with keys and
-// without) that look rows up in large tables (the orders, the keys) are
-// planned for each batch too on the main pool, and keep their plans once
-// the tables have grown; those of its events and jobs join only the
-// merchant, and travel with a keyed request's COMMIT, which pgx sends
-// prepared.
+// without) that look rows up in large tables (the orders; the keys, to
+// take an expired one over or to answer them) are planned for each batch
+// too on the main pool, and keep their plans once the tables have grown;
+// the claim of new keys looks none up (its conflicts are found by the
+// key's unique index), and those of its events and jobs join only the
+// merchant: they travel in batches (the claim with BEGIN, the others with
+// COMMIT), which pgx sends prepared.
 func TestCreationBatchPlans(t *testing.T) {
 	t.Parallel()
 	a := apptest.New(t)
@@ -283,7 +285,7 @@ func TestCreationBatchPlans(t *testing.T) {
 			apptest.Claim("POST /api/v1/orders", "order", time.Now()))
 		return err
 	}
-	dbtest.RunsUnprepared(t, a.Pool, work, "idempotency_keys", "INSERT INTO payments", "INSERT INTO orders")
+	dbtest.RunsUnprepared(t, a.Pool, work, "FOR UPDATE OF k", "answered AS", "INSERT INTO payments", "INSERT INTO orders")
 	a.KeptPlans.SetMinBytes(64 << 10)
 	dbtest.Grow(t, a.Pool, merchants.TestMerchantID, 1000)
 	dbtest.PlansByUniqueKeys(t, a.KeptPlans, []string{"payments", "orders", "idempotency_keys"},
@@ -315,4 +317,18 @@ func TestBatchesRunOnKeptPlansOnceTheirTablesHaveGrown(t *testing.T) {
 	before = kept()
 	paid()
 	require.GreaterOrEqual(t, kept(), before+3, "the order's, the payment's and the decision's batches")
+
+	// A keyed payment's batch claims and answers its key there (the answer
+	// travels with the COMMIT), and its repeat replays the answer.
+	order, keyed := createOrder(t, a, h, 50000), apptest.With(h, idempotency.Header, "on-kept-plans")
+	before = kept()
+	status, first := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(order), keyed)
+	require.Equal(t, http.StatusCreated, status, "%v", first)
+	require.Greater(t, kept(), before, "the keyed payment's batch")
+	status, again := call(t, a, http.MethodPost, "/api/v1/payments", upiBody(order), keyed)
+	require.Equal(t, http.StatusCreated, status, "%v", again)
+	require.Equal(t, first, again)
+	var remembered int
+	require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT status_code FROM idempotency_keys WHERE key = 'on-kept-plans'`).Scan(&remembered))
+	require.Equal(t, http.StatusCreated, remembered)
 }
