@@ -254,10 +254,12 @@ func (b *Batcher[Req, Res]) call(ctx context.Context, reqs []Req) (res []Res, er
 }
 
 // InTx is a batch's run that calls fn in one transaction of pool: the
-// batch's use cases commit together, or none does.
+// batch's use cases commit together, or none does. The transaction is
+// pipelined (WithPipelinedTx): fn's first statement carries BEGIN, and its
+// last writes (events, jobs) may travel with COMMIT.
 func InTx[Req, Res any](pool *pgxpool.Pool, fn func(context.Context, pgx.Tx, []Req) ([]Res, error)) func(context.Context, []Req) ([]Res, error) {
 	return func(ctx context.Context, reqs []Req) (res []Res, err error) {
-		err = WithTx(ctx, pool, func(tx pgx.Tx) error {
+		err = WithPipelinedTx(ctx, pool, func(tx pgx.Tx) error {
 			res, err = fn(ctx, tx, reqs)
 			return err
 		})

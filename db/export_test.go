@@ -58,3 +58,6 @@ func SetMigrationLockRetry(d time.Duration) (restore func()) {
 	lockRetry = d
 	return func() { lockRetry = was }
 }
+
+// Queued reports whether statements wait to be sent with the COMMIT.
+func (t *PipelinedTx) Queued() bool { return t.later != nil }

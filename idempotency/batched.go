@@ -72,7 +72,7 @@ type claimID struct {
 // locked nor waited for (ON CONFLICT DO NOTHING). Both are bounded by
 // claimWait. The claim is sent in one batch with the lock timeout's set
 // and reset around it, which travels with BEGIN in a pipelined transaction
-// (WithTx); the take-over reads the keys' table, so it is planned each
+// (db.WithPipelinedTx); the take-over reads the keys' table, so it is planned each
 // time, or kept on grown tables (db.PlanMode), in round trips of its own.
 // After an error, tx is to be rolled back.
 func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
@@ -110,7 +110,7 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 		return n, err
 	}
 	// The claim travels with its lock timeout and the timeout's reset in
-	// one batch (with BEGIN, in a pipelined transaction: WithTx). Its plan
+	// one batch (with BEGIN, in a pipelined transaction: db.WithPipelinedTx). Its plan
 	// reads no table (the conflicts are found through the key's unique
 	// index), so it goes prepared, as a batch sends it, on every pool.
 	b := &pgx.Batch{}

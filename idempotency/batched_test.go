@@ -28,8 +28,8 @@ func withTx(a *app.App) map[string]func(context.Context, func(pgx.Tx) error) err
 	}
 	return map[string]func(context.Context, func(pgx.Tx) error) error{
 		"pgx":                     on(db.WithTx, a.Pool),
-		"pipelined":               on(idempotency.WithTx, a.Pool),
-		"pipelined on kept plans": on(idempotency.WithTx, a.KeptPlans.Kept()),
+		"pipelined":               on(db.WithPipelinedTx, a.Pool),
+		"pipelined on kept plans": on(db.WithPipelinedTx, a.KeptPlans.Kept()),
 	}
 }
 

@@ -12,9 +12,9 @@
 // deadlock) is answered 503, retryable, never 500; nothing is remembered then.
 //
 // Round trips: a request's transaction sends BEGIN with its first statement,
-// and a keyed one its claim too, and its answer with COMMIT (pipelinedTx),
+// and a keyed one its claim too, and its answer with COMMIT (db.PipelinedTx),
 // so a key costs no round trip (a refused request's, one: the rollback of
-// its work). A batch's transaction (WithTx) is pipelined too: its keys'
+// its work). A batch's transaction (db.WithPipelinedTx) is pipelined too: its keys'
 // claim, with the claim's lock timeout set and reset, travels with BEGIN
 // (ClaimTx), and their answers with COMMIT (SettleTx) on a connection of
 // kept plans (db.PlanMode), so that they cost its requests no round trip
@@ -170,11 +170,11 @@ func (k *Keys) keyed(c echo.Context, key string, hash []byte, fn Func) error {
 	m := merchants.FromContext(c)
 	route := routeOf(c)
 
-	tx, err := beginPipelined(ctx, k.pool)
+	tx, err := db.BeginPipelined(ctx, k.pool)
 	if err != nil {
 		return err
 	}
-	defer tx.release(ctx)
+	defer tx.Release(ctx)
 	end := db.Track(tx)
 	defer end(db.RolledBack)
 
@@ -202,7 +202,7 @@ func (k *Keys) keyed(c echo.Context, key string, hash []byte, fn Func) error {
 		SELECT 1 FROM idempotency_keys WHERE merchant_id = $1 AND route = $2 AND key = $3 AND status_code = 0)`,
 		m.ID, route, key, repeatLockTimeout)
 	claim.Queue(`SAVEPOINT idempotent_work`)
-	tx.sendFirst(claim, func(results pgx.BatchResults) error {
+	tx.SendFirst(claim, func(results pgx.BatchResults) error {
 		for i := range claim.Len() {
 			var err error
 			if i == claimAt {
@@ -221,8 +221,8 @@ func (k *Keys) keyed(c echo.Context, key string, hash []byte, fn Func) error {
 	})
 
 	status, v, err := fn(ctx, tx)
-	if claimErr := tx.firstResult(ctx); claimErr != nil {
-		tx.dropAtCommit()
+	if claimErr := tx.FirstResult(ctx); claimErr != nil {
+		tx.DropAtCommit()
 		switch {
 		case isLockTimeout(claimErr):
 			return web.Errorf(web.CodeIdempotencyConflict, "A request with this Idempotency-Key is still being processed; retry later")
@@ -238,7 +238,7 @@ func (k *Keys) keyed(c echo.Context, key string, hash []byte, fn Func) error {
 	answer := &pgx.Batch{}
 	var apiErr *web.Error
 	if errors.As(err, &apiErr) && apiErr.Code != web.CodeUnavailable {
-		tx.dropAtCommit() // the work is undone: so are its statements not sent yet
+		tx.DropAtCommit() // the work is undone: so are its statements not sent yet
 		// In a round trip of its own: pgx prepares the statements of a
 		// batch before it sends them, which a transaction aborted by the
 		// work's failed statement refuses (the answer's UPDATE, on a
@@ -260,7 +260,7 @@ func (k *Keys) keyed(c echo.Context, key string, hash []byte, fn Func) error {
 	answer.Queue(`
 		UPDATE idempotency_keys SET status_code = $4, response_body = $5
 		WHERE merchant_id = $1 AND route = $2 AND key = $3`, m.ID, route, key, status, resp)
-	err = tx.commitWith(ctx, answer)
+	err = tx.CommitWith(ctx, answer)
 	end(db.CommitOutcome(err))
 	if err != nil {
 		return busy(err) // a statement sent with the COMMIT may meet a lock too
@@ -272,11 +272,11 @@ func (k *Keys) keyed(c echo.Context, key string, hash []byte, fn Func) error {
 // statement.
 func (k *Keys) run(c echo.Context, fn Func) error {
 	ctx := c.Request().Context()
-	tx, err := beginPipelined(ctx, k.pool)
+	tx, err := db.BeginPipelined(ctx, k.pool)
 	if err != nil {
 		return err
 	}
-	defer tx.release(ctx)
+	defer tx.Release(ctx)
 	end := db.Track(tx)
 	defer end(db.RolledBack)
 	status, v, err := fn(ctx, tx)

@@ -16,6 +16,7 @@ import (
 
 	"paygate/app/apptest"
 	"paygate/db"
+	"paygate/db/dbtest"
 	"paygate/idempotency"
 	"paygate/merchants"
 	"paygate/refunds"
@@ -130,44 +131,6 @@ func TestPipelinedTransaction(t *testing.T) {
 	require.Equal(t, 2, b.keys(t), "the keyed success and the keyed rejection are remembered")
 }
 
-// roundTrips counts what a pool's connections send that waits for an
-// answer: a query, a batch (one round trip however many statements it
-// carries) or a statement's preparation outside a batch. The statements a
-// batch prepares are not counted: the test warms them first.
-type roundTrips struct{ n atomic.Int32 }
-
-func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-func (r *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
-	r.n.Add(1)
-	return ctx
-}
-func (r *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
-
-// tracedPool is a pool of one connection to b's database whose round trips
-// are counted.
-func tracedPool(t *testing.T, b *bundle) (*pgxpool.Pool, *roundTrips) {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
-	require.NoError(t, err)
-	cfg.MaxConns = 1
-	trips := &roundTrips{}
-	cfg.ConnConfig.Tracer = trips
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	return pool, trips
-}
-
 // A keyed request takes no more round trips than the same request without
 // a key: its claim travels with BEGIN and the work's first statement, its
 // answer with the work's last statements and COMMIT. A repeat runs the
@@ -177,11 +140,11 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	pool, trips := tracedPool(t, b)
+	pool, trips := dbtest.TracedPool(t, b.a.Config.DatabaseURL, false)
 	b.a.Idempotency = idempotency.New(pool)
 
 	post := func(body, key string) *httptest.ResponseRecorder {
-		trips.n.Store(0)
+		trips.N.Store(0)
 		return b.post(t, body, key, nil)
 	}
 	// The first of each kind prepares its statements.
@@ -189,10 +152,10 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 	require.Equal(t, http.StatusCreated, post(`{"name":"warm","later":"ok"}`, "warm").Code)
 
 	require.Equal(t, http.StatusCreated, post(`{"name":"a","later":"ok"}`, "").Code)
-	require.Equal(t, int32(2), trips.n.Load(), "BEGIN + INSERT; INSERT + COMMIT")
+	require.Equal(t, int32(2), trips.N.Load(), "BEGIN + INSERT; INSERT + COMMIT")
 	first := post(`{"name":"a","later":"ok"}`, "k")
 	require.Equal(t, http.StatusCreated, first.Code)
-	require.Equal(t, int32(2), trips.n.Load(), "BEGIN + claim + INSERT; INSERT + answer + COMMIT")
+	require.Equal(t, int32(2), trips.N.Load(), "BEGIN + claim + INSERT; INSERT + answer + COMMIT")
 
 	widgets := b.widgets(t)
 	again := post(`{"name":"a","later":"ok"}`, "k")
@@ -252,15 +215,8 @@ func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(b.a.Config.DatabaseURL)
-	require.NoError(t, err)
-	cfg.MaxConns = 1
-	keptTrips := &roundTrips{}
-	cfg.ConnConfig.Tracer = keptTrips
-	kept, err := db.OpenKeptConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(kept.Close)
-	main, mainTrips := tracedPool(t, b)
+	kept, keptTrips := dbtest.TracedPool(t, b.a.Config.DatabaseURL, true)
+	main, mainTrips := dbtest.TracedPool(t, b.a.Config.DatabaseURL, false)
 
 	batches := 0
 	batch := func(pool *pgxpool.Pool, keyed bool) {
@@ -274,7 +230,7 @@ func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
 				claims, settled = append(claims, c), append(settled, idempotency.Settled{Claim: c, Status: 201, Body: []byte(`{}`)})
 			}
 		}
-		require.NoError(t, idempotency.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		require.NoError(t, db.WithPipelinedTx(ctx, pool, func(tx pgx.Tx) error {
 			claimed, err := idempotency.ClaimTx(ctx, tx, claims)
 			if err != nil {
 				return err
@@ -287,11 +243,11 @@ func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
 			return idempotency.SettleTx(ctx, tx, settled)
 		}))
 	}
-	counted := func(pool *pgxpool.Pool, trips *roundTrips, keyed bool) int32 {
+	counted := func(pool *pgxpool.Pool, trips *dbtest.RoundTrips, keyed bool) int32 {
 		batch(pool, keyed) // the first prepares its statements
-		trips.n.Store(0)
+		trips.N.Store(0)
 		batch(pool, keyed)
-		return trips.n.Load()
+		return trips.N.Load()
 	}
 	require.Equal(t, int32(3), counted(kept, keptTrips, true), "BEGIN + lock timeout + claim + reset; INSERT; answers + COMMIT")
 	require.Equal(t, int32(2), counted(kept, keptTrips, false), "BEGIN + INSERT; COMMIT")
@@ -309,20 +265,20 @@ func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
 func TestAKeyedRefundRunAloneTakesNoExtraRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	pool, trips := tracedPool(t, b)
+	pool, trips := dbtest.TracedPool(t, b.a.Config.DatabaseURL, false)
 	alone := &refunds.HTTP{Service: b.a.Refunds, Keys: idempotency.New(pool)}
 	b.a.Echo.POST("/test/payments/:id/refunds", alone.Create, b.a.Auth.Secret)
 
 	h := apptest.TestMerchant()
 	path := "/test/payments/" + apptest.PaySuccessfully(t, b.a, h)["id"].(string) + "/refunds"
 	post := func(key string) *httptest.ResponseRecorder {
-		trips.n.Store(0)
+		trips.N.Store(0)
 		return apptest.Do(t, b.a.Echo, http.MethodPost, path, `{"amount":50001}`, apptest.With(h, idempotency.Header, key))
 	}
 	require.Equal(t, http.StatusBadRequest, post("warm").Code, "the first prepares its statements")
 	rec := post("counted")
 	require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
-	require.Equal(t, int32(4), trips.n.Load(), "BEGIN + claim + lock; sum; rollback to the savepoint; answer + COMMIT")
+	require.Equal(t, int32(4), trips.N.Load(), "BEGIN + claim + lock; sum; rollback to the savepoint; answer + COMMIT")
 	again := post("counted")
 	require.Equal(t, rec.Body.String(), again.Body.String())
 	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))

@@ -18,6 +18,7 @@ import (
 
 	"paygate/app"
 	"paygate/app/apptest"
+	"paygate/db"
 	"paygate/db/dbtest"
 	"paygate/idempotency"
 	"paygate/merchants"
@@ -331,4 +332,67 @@ func TestBatchesRunOnKeptPlansOnceTheirTablesHaveGrown(t *testing.T) {
 	var remembered int
 	require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT status_code FROM idempotency_keys WHERE key = 'on-kept-plans'`).Scan(&remembered))
 	require.Equal(t, http.StatusCreated, remembered)
+}
+
+// On kept plans a batch's transaction (db.InTx, db.WithPipelinedTx) sends
+// BEGIN with its first statement and its last writes with COMMIT: a batch of payments takes three round
+// trips with keys (BEGIN + the keys' claim; the payments; the keys'
+// answers, the events, the decision jobs + COMMIT) and two without, and a
+// batch of decisions two (BEGIN + the decisions; the events + COMMIT).
+func TestBatchRoundTripsOnKeptPlans(t *testing.T) {
+	t.Parallel()
+	a := riverDecides(apptest.New(t, pendingForever)) // decision jobs, inserted with the payments
+	h := apptest.TestMerchant()
+	ctx := context.Background()
+	kept, trips := dbtest.TracedPool(t, a.Config.DatabaseURL, true)
+	counted := func(work func(tx pgx.Tx) error) int32 {
+		t.Helper()
+		trips.N.Store(0)
+		_, err := db.InTx(kept, func(_ context.Context, tx pgx.Tx, _ []int) ([]int, error) { return nil, work(tx) })(ctx, nil)
+		require.NoError(t, err)
+		return trips.N.Load()
+	}
+	keys := 0
+	var made []string
+	create := func(keyed bool) func(pgx.Tx) error {
+		return func(tx pgx.Tx) error {
+			ins := []payments.PaymentInput{
+				{OrderID: createOrder(t, a, h, 50000), Method: "upi", VPA: "a@b"},
+				{OrderID: createOrder(t, a, h, 50000), Method: "upi", VPA: "a@b"},
+			}
+			var claims []*idempotency.Claim
+			if keyed {
+				keys++
+				claims = []*idempotency.Claim{apptest.Claim("POST /api/v1/payments", fmt.Sprint("trips-", keys), time.Now()), nil}
+			}
+			got, err := a.Payments.CreateManyTx(ctx, tx, merchants.TestMerchantID, ins, claims...)
+			for _, p := range got {
+				if p == nil {
+					return fmt.Errorf("made %v", got)
+				}
+				made = append(made, p.ID)
+			}
+			return err
+		}
+	}
+	decide := func(tx pgx.Tx) error {
+		id := made[0]
+		made = made[1:]
+		decided, err := a.Payments.DecideTx(ctx, tx, merchants.TestMerchantID, id, true)
+		if err == nil && !decided {
+			err = fmt.Errorf("%s not decided", id)
+		}
+		return err
+	}
+	for _, work := range []func(pgx.Tx) error{create(true), create(false), decide, decide} {
+		counted(work) // prepares the statements
+	}
+	require.Equal(t, int32(3), counted(create(true)), "BEGIN + lock timeout + claim + reset; payments; answers + events + jobs + COMMIT")
+	require.Equal(t, int32(2), counted(create(false)), "BEGIN + payments; events + jobs + COMMIT")
+	require.Equal(t, int32(2), counted(decide), "BEGIN + decisions; events + COMMIT")
+	var jobs, answered int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, payments.ProcessArgs{}.Kind()).Scan(&jobs))
+	require.Equal(t, 8, jobs)
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE key LIKE 'trips-%' AND status_code = 201`).Scan(&answered))
+	require.Equal(t, 2, answered)
 }

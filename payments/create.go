@@ -33,7 +33,7 @@ import (
 // in the batch's transaction (idempotency.ClaimTx and SettleTx: a statement
 // each for all the batch's keys, one more when a key is taken already), so
 // the key commits with its payment or not at all, as for a request alone.
-// The transaction is pipelined (idempotency.WithTx): on kept plans, BEGIN
+// The transaction is pipelined (db.WithPipelinedTx): on kept plans, BEGIN
 // travels with the keys' claim (or, without keys, with the payments'
 // INSERT), and the keys' answers, the events and the jobs with COMMIT, so
 // that a batch takes three round trips with keys and two without, where
@@ -168,7 +168,7 @@ func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, er
 		if slices.ContainsFunc(live, func(c creation) bool { return c.claim != nil }) {
 			tables = append(tables, "idempotency_keys")
 		}
-		err = idempotency.WithTx(ctx, s.KeptPlans.For(s.Pool, tables...), func(tx pgx.Tx) (err error) {
+		err = db.WithPipelinedTx(ctx, s.KeptPlans.For(s.Pool, tables...), func(tx pgx.Tx) (err error) {
 			made, err = s.createManyTx(ctx, tx, live, start)
 			return err
 		})
@@ -339,7 +339,7 @@ func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Orde
 		if !slices.ContainsFunc(live, func(c orderCreation) bool { return c.claim != nil }) {
 			return insertOrders(ctx, s.KeptPlans.For(s.Pool), live) // it reads no table
 		}
-		err = idempotency.WithTx(ctx, s.KeptPlans.For(s.Pool, "idempotency_keys"), func(tx pgx.Tx) (err error) {
+		err = db.WithPipelinedTx(ctx, s.KeptPlans.For(s.Pool, "idempotency_keys"), func(tx pgx.Tx) (err error) {
 			made, err = createOrdersTx(ctx, tx, live)
 			return err
 		})

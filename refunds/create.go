@@ -133,12 +133,8 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 // createBatch creates a batch's refunds in one transaction (createManyTx),
 // under idempotency.InBatch's rules for deadlines and keys in progress.
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
-	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
-		err = idempotency.WithTx(ctx, s.Pool, func(tx pgx.Tx) (err error) {
-			made, err = s.createManyTx(ctx, tx, live)
-			return err
-		})
-		return made, err
+	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) ([]created, error) {
+		return db.InTx(s.Pool, s.createManyTx)(ctx, live)
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
@@ -317,4 +318,51 @@ func runRolledBack(t testing.TB, conn *pgxpool.Conn, times int, work func(ctx co
 			t.Fatal(err)
 		}
 	}
+}
+
+// RoundTrips counts what a pool's connections send that waits for an
+// answer: a query, a batch (one round trip however many statements it
+// carries) or a statement's preparation outside a batch. The statements a
+// batch prepares are not counted: a test runs its work once first.
+type RoundTrips struct{ N atomic.Int32 }
+
+func (r *RoundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.N.Add(1)
+	return ctx
+}
+func (r *RoundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *RoundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.N.Add(1)
+	return ctx
+}
+func (r *RoundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *RoundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (r *RoundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	r.N.Add(1)
+	return ctx
+}
+func (r *RoundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+// TracedPool is a pool of one connection to url whose round trips are
+// counted; kept: one whose connection keeps its plans, as those of
+// db.KeptPlans do (db.PlanMode).
+func TracedPool(t testing.TB, url string, kept bool) (*pgxpool.Pool, *RoundTrips) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	trips := &RoundTrips{}
+	cfg.ConnConfig.Tracer = trips
+	open := pgxpool.NewWithConfig
+	if kept {
+		open = db.OpenKeptConfig
+	}
+	pool, err := open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, trips
 }

@@ -1,4 +1,4 @@
-package idempotency
+package db_test
 
 import (
 	"context"
@@ -33,25 +33,25 @@ func TestPipelinedBeginFailureClosesTheTransaction(t *testing.T) {
 	ctx := context.Background()
 	pool := thingsPool(t)
 
-	tx, err := beginPipelined(ctx, pool)
+	tx, err := db.BeginPipelined(ctx, pool)
 	require.NoError(t, err)
 	_, err = tx.Exec(ctx, `INSERT INTO no_such_table VALUES ($1)`, 1)
 	require.Error(t, err)
 	_, err = tx.Exec(ctx, `INSERT INTO things VALUES (1)`)
 	require.ErrorIs(t, err, pgx.ErrTxClosed)
 	require.True(t, errors.Is(tx.Commit(ctx), pgx.ErrTxClosed))
-	tx.release(ctx)
+	tx.Release(ctx)
 
 	var n int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
 	require.Zero(t, n, "nothing ran outside a transaction")
 	// The connection went back clean: the next transaction works.
-	tx, err = beginPipelined(ctx, pool)
+	tx, err = db.BeginPipelined(ctx, pool)
 	require.NoError(t, err)
 	_, err = tx.Exec(ctx, `INSERT INTO things VALUES (2)`)
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
-	tx.release(ctx)
+	tx.Release(ctx)
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
 	require.Equal(t, 1, n)
 }
@@ -68,10 +68,10 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
 		return n
 	}
-	run := func(work func(tx *pipelinedTx) error) error {
-		tx, err := beginPipelined(ctx, pool)
+	run := func(work func(tx *db.PipelinedTx) error) error {
+		tx, err := db.BeginPipelined(ctx, pool)
 		require.NoError(t, err)
-		defer tx.release(ctx)
+		defer tx.Release(ctx)
 		if err := work(tx); err != nil {
 			return err
 		}
@@ -79,18 +79,18 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 	}
 
 	// Queued, then committed with the COMMIT.
-	require.NoError(t, run(func(tx *pipelinedTx) error {
+	require.NoError(t, run(func(tx *db.PipelinedTx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO things VALUES (1)`); err != nil {
 			return err
 		}
 		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 2)
-		require.NotNil(t, tx.later, "not sent before the commit")
+		require.True(t, tx.Queued(), "not sent before the commit")
 		return nil
 	}))
 	require.Equal(t, 2, count())
 
 	// A later statement sees what was queued before it.
-	require.NoError(t, run(func(tx *pipelinedTx) error {
+	require.NoError(t, run(func(tx *db.PipelinedTx) error {
 		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 3)
 		var n int
 		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
@@ -101,7 +101,7 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 
 	// A queued statement that fails: the commit fails, the transaction's
 	// other write is not kept, and the connection goes back clean.
-	err := run(func(tx *pipelinedTx) error {
+	err := run(func(tx *db.PipelinedTx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO things VALUES (4)`); err != nil {
 			return err
 		}
@@ -112,7 +112,7 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 	require.Equal(t, 3, count(), "nothing of the failed transaction was kept")
 
 	// Sent before an Exec too, in order.
-	require.NoError(t, run(func(tx *pipelinedTx) error {
+	require.NoError(t, run(func(tx *db.PipelinedTx) error {
 		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 5)
 		tag, err := tx.Exec(ctx, `DELETE FROM things WHERE n = 5`)
 		require.Equal(t, int64(1), tag.RowsAffected())
@@ -121,7 +121,7 @@ func TestPipelinedExecAtCommit(t *testing.T) {
 	require.Equal(t, 3, count())
 
 	// Only queued statements: BEGIN travels with them and the COMMIT.
-	require.NoError(t, run(func(tx *pipelinedTx) error {
+	require.NoError(t, run(func(tx *db.PipelinedTx) error {
 		tx.ExecAtCommit(`INSERT INTO things VALUES ($1)`, 7)
 		return nil
 	}))
@@ -142,20 +142,20 @@ func TestQueryAtCommit(t *testing.T) {
 		return err
 	}
 
-	tx, err := beginPipelined(ctx, pool)
+	tx, err := db.BeginPipelined(ctx, pool)
 	require.NoError(t, err)
 	require.NoError(t, db.QueryAtCommit(ctx, tx, scan, `INSERT INTO things SELECT generate_series(1, $1) RETURNING n`, 2))
 	require.Nil(t, got, "not sent before the commit")
 	require.NoError(t, tx.Commit(ctx))
-	tx.release(ctx)
+	tx.Release(ctx)
 	require.Equal(t, []int{1, 2}, got)
 
 	got = nil
-	tx, err = beginPipelined(ctx, pool)
+	tx, err = db.BeginPipelined(ctx, pool)
 	require.NoError(t, err)
 	require.NoError(t, db.QueryAtCommit(ctx, tx, scan, `INSERT INTO things VALUES ($1) RETURNING n`, 1)) // a duplicate key
 	require.Error(t, tx.Commit(ctx))
-	tx.release(ctx)
+	tx.Release(ctx)
 	require.Nil(t, got)
 
 	plain, err := pool.Begin(ctx)

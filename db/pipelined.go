@@ -1,4 +1,4 @@
-package idempotency
+package db
 
 import (
 	"context"
@@ -8,16 +8,14 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"paygate/db"
 )
 
-// errNested refuses a nested transaction: no use case run here opens one.
-var errNested = errors.New("idempotency: nested transactions are not supported")
+// errNested refuses a nested transaction: no use case run in one opens one.
+var errNested = errors.New("db: nested transactions are not supported")
 
-// pipelinedTx is a transaction on one pooled connection whose BEGIN travels
+// PipelinedTx is a transaction on one pooled connection whose BEGIN travels
 // with its first statement (one round trip instead of two), and whose
-// COMMIT may travel with its last ones (commitWith). On a loaded machine
+// COMMIT may travel with its last ones (CommitWith). On a loaded machine
 // every round trip inside a transaction holds its connection and its row
 // locks for one more wake-up of paygate, which is what the database's
 // sessions were found waiting on ("idle in transaction").
@@ -33,38 +31,38 @@ var errNested = errors.New("idempotency: nested transactions are not supported")
 // come; River's insert notification) cost no round trip of their own.
 // Should anything else be sent first, they go just before it.
 //
-// Statements given to sendFirst (a keyed request's claim of its key) travel
+// Statements given to SendFirst (a keyed request's claim of its key) travel
 // with BEGIN and the first statement, whatever starts the transaction:
 // their results are checked before that statement's, and should the check
 // fail, the statement's results are read and dropped and it fails with the
-// check's error (firstResult), the transaction left open for the caller to
+// check's error (FirstResult), the transaction left open for the caller to
 // roll back to a savepoint or end.
-type pipelinedTx struct {
+type PipelinedTx struct {
 	conn    *pgxpool.Conn
 	begun   bool             // BEGIN has been sent
 	closed  bool             // committed or rolled back
 	pending pgx.BatchResults // the results of the batch that carried BEGIN, until read
 	later   *pgx.Batch       // the statements queued for the COMMIT, not yet sent
 
-	first      *pgx.Batch                   // sendFirst's statements, not yet sent
+	first      *pgx.Batch                   // SendFirst's statements, not yet sent
 	checkFirst func(pgx.BatchResults) error // reads each of their results
 	firstErr   error                        // the check's error, or the batch's that carried them
 }
 
-// errFirstNotSent is firstResult's answer should a transaction have begun
-// without sendFirst's statements: every way to begin sends them, and the
+// errFirstNotSent is FirstResult's answer should a transaction have begun
+// without SendFirst's statements: every way to begin sends them, and the
 // work of a transaction whose claim was never checked must not commit.
-var errFirstNotSent = errors.New("idempotency: the transaction began without its first statements")
+var errFirstNotSent = errors.New("db: the transaction began without its first statements")
 
-// sendFirst queues b to be sent with BEGIN, ahead of the first statement,
+// SendFirst queues b to be sent with BEGIN, ahead of the first statement,
 // and check to read every one of b's results when they come.
-func (t *pipelinedTx) sendFirst(b *pgx.Batch, check func(pgx.BatchResults) error) {
+func (t *PipelinedTx) SendFirst(b *pgx.Batch, check func(pgx.BatchResults) error) {
 	t.first, t.checkFirst = b, check
 }
 
-// firstResult sends sendFirst's statements now if nothing was sent yet, and
+// FirstResult sends SendFirst's statements now if nothing was sent yet, and
 // returns what their check said: nil only once they ran and passed it.
-func (t *pipelinedTx) firstResult(ctx context.Context) error {
+func (t *PipelinedTx) FirstResult(ctx context.Context) error {
 	if t.first != nil {
 		if t.begun || t.closed {
 			return errFirstNotSent
@@ -81,7 +79,7 @@ func (t *pipelinedTx) firstResult(ctx context.Context) error {
 // reports whether it did: not for a statement that cannot go in a batch
 // (batchArgs). A failure of it fails the commit, and the transaction is
 // rolled back.
-func (t *pipelinedTx) ExecAtCommit(sql string, args ...any) bool {
+func (t *PipelinedTx) ExecAtCommit(sql string, args ...any) bool {
 	args, ok := batchArgs(args)
 	if ok {
 		t.queueLater(sql, args...)
@@ -91,7 +89,7 @@ func (t *pipelinedTx) ExecAtCommit(sql string, args ...any) bool {
 
 // QueryAtCommit is ExecAtCommit for a statement whose rows scan reads when
 // they come (db.QueryAtCommit).
-func (t *pipelinedTx) QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any) bool {
+func (t *PipelinedTx) QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any) bool {
 	args, ok := batchArgs(args)
 	if ok {
 		t.queueLater(sql, args...).Query(scan)
@@ -99,20 +97,20 @@ func (t *pipelinedTx) QueryAtCommit(scan func(pgx.Rows) error, sql string, args 
 	return ok
 }
 
-func (t *pipelinedTx) queueLater(sql string, args ...any) *pgx.QueuedQuery {
+func (t *PipelinedTx) queueLater(sql string, args ...any) *pgx.QueuedQuery {
 	if t.later == nil {
 		t.later = &pgx.Batch{}
 	}
 	return t.later.Queue(sql, args...)
 }
 
-// dropAtCommit forgets the statements queued for the COMMIT: the work that
+// DropAtCommit forgets the statements queued for the COMMIT: the work that
 // queued them was rolled back.
-func (t *pipelinedTx) dropAtCommit() { t.later = nil }
+func (t *PipelinedTx) DropAtCommit() { t.later = nil }
 
 // sendLater sends the statements queued for the COMMIT now, because
 // something else is about to be sent.
-func (t *pipelinedTx) sendLater(ctx context.Context) error {
+func (t *PipelinedTx) sendLater(ctx context.Context) error {
 	if t.later == nil {
 		return nil
 	}
@@ -121,35 +119,36 @@ func (t *pipelinedTx) sendLater(ctx context.Context) error {
 	return t.SendBatch(ctx, b).Close()
 }
 
-func beginPipelined(ctx context.Context, pool *pgxpool.Pool) (*pipelinedTx, error) {
+func BeginPipelined(ctx context.Context, pool *pgxpool.Pool) (*PipelinedTx, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &pipelinedTx{conn: conn}, nil
+	return &PipelinedTx{conn: conn}, nil
 }
 
-// WithTx is db.WithTx in a pipelined transaction: for a batch of requests
-// (DoBatched's use cases), whose keys' claim travels with BEGIN (ClaimTx),
-// and whose answers (SettleTx), events and jobs travel with COMMIT, as a
-// request's alone do (Do).
-func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
-	tx, err := beginPipelined(ctx, pool)
+// WithPipelinedTx is WithTx in a PipelinedTx: for the hot paths' batches,
+// whose first statement (a batch of creations' claim of its keys:
+// idempotency.ClaimTx; its payments' INSERT; a batch of decisions' UPDATE)
+// travels with BEGIN, and whose last writes (the keys' answers on kept
+// plans, the events, the jobs) with COMMIT.
+func WithPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
+	tx, err := BeginPipelined(ctx, pool)
 	if err != nil {
 		return err
 	}
-	defer tx.release(ctx)
-	return db.RunTx(ctx, tx, fn)
+	defer tx.Release(ctx)
+	return RunTx(ctx, tx, fn)
 }
 
-// release rolls back what was not committed and gives the connection back.
-func (t *pipelinedTx) release(ctx context.Context) {
+// Release rolls back what was not committed and gives the connection back.
+func (t *PipelinedTx) Release(ctx context.Context) {
 	t.Rollback(ctx) //nolint:errcheck // the connection is closed if this fails; ErrTxClosed after a commit
 	t.conn.Release()
 }
 
 // settle reads what is left of the batch that carried BEGIN.
-func (t *pipelinedTx) settle() error {
+func (t *PipelinedTx) settle() error {
 	if t.pending == nil {
 		return nil
 	}
@@ -158,10 +157,10 @@ func (t *pipelinedTx) settle() error {
 	return err
 }
 
-// begin sends b with BEGIN (and sendFirst's statements) in front of it,
+// begin sends b with BEGIN (and SendFirst's statements) in front of it,
 // or as it is once begun. The caller reads b's results from what it
 // returns, then settles.
-func (t *pipelinedTx) begin(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+func (t *PipelinedTx) begin(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.settle(); err != nil {
 		return errBatch{err}
 	}
@@ -211,13 +210,13 @@ func (t *pipelinedTx) begin(ctx context.Context, b *pgx.Batch) pgx.BatchResults 
 // them is settling the transaction, however often.
 type settlingBatch struct {
 	pgx.BatchResults
-	tx *pipelinedTx
+	tx *PipelinedTx
 }
 
 func (b settlingBatch) Close() error { return b.tx.settle() }
 
 // ensureBegun sends BEGIN alone, for what cannot go in a batch.
-func (t *pipelinedTx) ensureBegun(ctx context.Context) error {
+func (t *PipelinedTx) ensureBegun(ctx context.Context) error {
 	if err := t.settle(); err != nil {
 		return err
 	}
@@ -257,7 +256,7 @@ func batchArgs(args []any) ([]any, bool) {
 	return args[1:], mode == pgx.QueryExecModeCacheStatement
 }
 
-func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+func (t *PipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	if err := t.sendLater(ctx); err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -278,7 +277,7 @@ func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn
 	return tag, err
 }
 
-func (t *pipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+func (t *PipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	if err := t.sendLater(ctx); err != nil {
 		return errRows{err}, err
 	}
@@ -299,12 +298,12 @@ func (t *pipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.R
 	return &settlingRows{Rows: rows, tx: t}, nil
 }
 
-func (t *pipelinedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+func (t *PipelinedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	rows, _ := t.Query(ctx, sql, args...) // an error is reported by Scan
 	return firstRow{rows}
 }
 
-func (t *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+func (t *PipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.sendLater(ctx); err != nil {
 		return errBatch{err}
 	}
@@ -317,7 +316,7 @@ func (t *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResu
 	return t.conn.SendBatch(ctx, b)
 }
 
-func (t *pipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+func (t *PipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
 	if err := t.sendLater(ctx); err != nil {
 		return 0, err
 	}
@@ -327,7 +326,7 @@ func (t *pipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, column
 	return t.conn.CopyFrom(ctx, table, columns, src)
 }
 
-func (t *pipelinedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+func (t *PipelinedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
 	if err := t.sendLater(ctx); err != nil {
 		return nil, err
 	}
@@ -340,26 +339,26 @@ func (t *pipelinedTx) Prepare(ctx context.Context, name, sql string) (*pgconn.St
 	return t.conn.Conn().Prepare(ctx, name, sql)
 }
 
-func (t *pipelinedTx) Begin(context.Context) (pgx.Tx, error) { return nil, errNested }
+func (t *PipelinedTx) Begin(context.Context) (pgx.Tx, error) { return nil, errNested }
 
 // LargeObjects need pgx's own transaction; the zero value fails on first use.
-func (t *pipelinedTx) LargeObjects() pgx.LargeObjects { return pgx.LargeObjects{} }
+func (t *PipelinedTx) LargeObjects() pgx.LargeObjects { return pgx.LargeObjects{} }
 
-func (t *pipelinedTx) Conn() *pgx.Conn { return t.conn.Conn() }
+func (t *PipelinedTx) Conn() *pgx.Conn { return t.conn.Conn() }
 
-func (t *pipelinedTx) Commit(ctx context.Context) error {
-	return t.commitWith(ctx, &pgx.Batch{})
+func (t *PipelinedTx) Commit(ctx context.Context) error {
+	return t.CommitWith(ctx, &pgx.Batch{})
 }
 
-// commitWith sends the statements queued for the COMMIT, b and COMMIT in
+// CommitWith sends the statements queued for the COMMIT, b and COMMIT in
 // one round trip (with BEGIN too if nothing was sent yet). A statement that
 // fails ends the batch before COMMIT; the transaction is then rolled back by
 // release.
-func (t *pipelinedTx) commitWith(ctx context.Context, b *pgx.Batch) error {
+func (t *PipelinedTx) CommitWith(ctx context.Context, b *pgx.Batch) error {
 	if t.closed {
 		return pgx.ErrTxClosed
 	}
-	if err := t.firstResult(ctx); err != nil {
+	if err := t.FirstResult(ctx); err != nil {
 		return err // nothing of the work may commit unchecked
 	}
 	if t.later != nil {
@@ -384,12 +383,12 @@ func (t *pipelinedTx) commitWith(ctx context.Context, b *pgx.Batch) error {
 	return err
 }
 
-func (t *pipelinedTx) Rollback(ctx context.Context) error {
+func (t *PipelinedTx) Rollback(ctx context.Context) error {
 	if t.closed {
 		return pgx.ErrTxClosed
 	}
 	t.closed = true
-	t.dropAtCommit()
+	t.DropAtCommit()
 	settleErr := t.settle()
 	if !t.begun || t.conn.Conn().PgConn().TxStatus() == 'I' {
 		return settleErr
@@ -405,7 +404,7 @@ func (t *pipelinedTx) Rollback(ctx context.Context) error {
 // them reads the rest of its batch.
 type settlingRows struct {
 	pgx.Rows
-	tx  *pipelinedTx
+	tx  *PipelinedTx
 	err error
 }
 
