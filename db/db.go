@@ -11,7 +11,8 @@
 // Invariants: every transaction is rolled back unless committed (WithTx
 // and WithPipelinedTx defer the rollback); migrations are idempotent and serialised across
 // processes by goose's Postgres advisory lock; a statement sent with the
-// COMMIT (ExecAtCommit) fails the commit when it fails.
+// COMMIT (ExecAtCommit) fails the commit when it fails, and a scan of its
+// rows that fails leaves the commit's outcome unknown (QueryAtCommit).
 package db
 
 import (
@@ -53,9 +54,16 @@ func open(ctx context.Context, url string, maxConns int32, kept bool) (*pgxpool.
 
 // OpenKeptConfig opens a pool of cfg.MaxConns connections that keep their
 // plans, as those of KeptPlans do (PlanMode), for a test that traces them
-// (cfg.ConnConfig.Tracer).
-func OpenKeptConfig(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
-	return openConfig(ctx, cfg, cfg.MaxConns, true)
+// (cfg.ConnConfig.Tracer); close closes it, and forgets it as such.
+func OpenKeptConfig(ctx context.Context, cfg *pgxpool.Config) (pool *pgxpool.Pool, close func(), err error) {
+	pool, err = openConfig(ctx, cfg, cfg.MaxConns, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool, func() {
+		pool.Close()
+		keptPools.Delete(pool)
+	}, nil
 }
 
 func openConfig(ctx context.Context, cfg *pgxpool.Config, maxConns int32, kept bool) (*pgxpool.Pool, error) {

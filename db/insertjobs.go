@@ -151,7 +151,7 @@ func InsertJobsAtCommit(ctx context.Context, tx pgx.Tx, params ...river.InsertMa
 }
 
 // atCommit is a transaction that can send statements with its COMMIT
-// (idempotency's pipelined transaction, which every API request runs in).
+// (PipelinedTx, which every API request and the hot paths' batches run in).
 type atCommit interface {
 	ExecAtCommit(sql string, args ...any) (queued bool)
 	QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any) (queued bool)
@@ -159,8 +159,9 @@ type atCommit interface {
 
 // ExecAtCommit runs sql in tx: with tx's COMMIT when tx can send it so,
 // otherwise now (pgx's transaction; a statement asking for a mode a batch
-// does not run it in, db.PlannedEachTime). Sent with the COMMIT, its error is the commit's, and
-// nothing of the transaction commits; its row count is not known. It is for
+// does not run it in: PlannedEachTime). Sent with the COMMIT, its error is
+// the commit's, and nothing of the transaction commits; its row count is
+// not known. It is for
 // a use case's last writes: should the use case send anything after it, sql
 // is sent first, and its error would come back as that statement's.
 func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
@@ -174,7 +175,10 @@ func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error
 // QueryAtCommit is ExecAtCommit for a statement whose rows scan reads:
 // sent with tx's COMMIT, scan runs when they come back, before the COMMIT's
 // answer, so only for a transaction that then commits (or fails); sent now
-// otherwise. scan's error fails the statement like its own.
+// otherwise. Sent now, scan's error fails the statement like its own; sent
+// with the COMMIT, which the server runs whatever scan says, it leaves the
+// commit's outcome unknown (CommitOutcome: WithTx's ErrCommitUnknown), so
+// scan is for reading rows, not for checking them.
 func QueryAtCommit(ctx context.Context, tx pgx.Tx, scan func(pgx.Rows) error, sql string, args ...any) error {
 	if later, ok := tx.(atCommit); ok && later.QueryAtCommit(scan, sql, args...) {
 		return nil

@@ -119,6 +119,8 @@ func (t *PipelinedTx) sendLater(ctx context.Context) error {
 	return t.SendBatch(ctx, b).Close()
 }
 
+// BeginPipelined takes a connection of pool for a transaction whose BEGIN
+// is sent with its first statement; Release gives it back.
 func BeginPipelined(ctx context.Context, pool *pgxpool.Pool) (*PipelinedTx, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -353,7 +355,7 @@ func (t *PipelinedTx) Commit(ctx context.Context) error {
 // CommitWith sends the statements queued for the COMMIT, b and COMMIT in
 // one round trip (with BEGIN too if nothing was sent yet). A statement that
 // fails ends the batch before COMMIT; the transaction is then rolled back by
-// release.
+// Release.
 func (t *PipelinedTx) CommitWith(ctx context.Context, b *pgx.Batch) error {
 	if t.closed {
 		return pgx.ErrTxClosed

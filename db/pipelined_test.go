@@ -164,3 +164,31 @@ func TestQueryAtCommit(t *testing.T) {
 	require.Equal(t, []int{3}, got, "run at once")
 	require.NoError(t, plain.Commit(ctx))
 }
+
+// A statement that asks to be planned each time (db.PlannedEachTime, as on
+// the main pool) cannot go in a batch, which pgx runs in the connection's
+// mode: it is sent at once, unprepared. One that asks for its plan to be
+// kept (as on a connection of kept plans) travels with the COMMIT,
+// prepared.
+func TestPipelinedAtCommitByPlanMode(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := thingsPool(t)
+	tx, err := db.BeginPipelined(ctx, pool)
+	require.NoError(t, err)
+	defer tx.Release(ctx)
+	require.NoError(t, db.ExecAtCommit(ctx, tx, `INSERT INTO things VALUES ($1) -- each time`, db.PlannedEachTime, 1))
+	require.False(t, tx.Queued(), "sent at once")
+	require.NoError(t, db.ExecAtCommit(ctx, tx, `INSERT INTO things VALUES ($1) -- kept`, pgx.QueryExecModeCacheStatement, 2))
+	require.True(t, tx.Queued(), "to go with the COMMIT")
+	prepared := func(mark string) (n int) {
+		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%' || $1`, mark).Scan(&n))
+		return n
+	}
+	require.Equal(t, 0, prepared("-- each time"))
+	require.Equal(t, 1, prepared("-- kept"), "sent before the query, as a batch sends it")
+	require.NoError(t, tx.Commit(ctx))
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n))
+	require.Equal(t, 2, n)
+}

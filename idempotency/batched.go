@@ -219,9 +219,9 @@ func SettleTx(ctx context.Context, tx pgx.Tx, settled []Settled) error {
 			WHERE s.status = 0 AND k.merchant_id = s.merchant_id AND k.route = s.route AND k.key = s.key
 			RETURNING 1
 		)
-		SELECT CASE WHEN n = $6 THEN n
+		SELECT CASE WHEN n = $6::bigint THEN n
 		       -- an error of the server's own: the transaction fails
-		       ELSE ('idempotency: settled ' || n || ' of the batch''s ' || $6 || ' keys')::int END
+		       ELSE ('idempotency: settled ' || n || ' of the batch''s ' || $6::bigint || ' keys')::int END
 		FROM (SELECT (SELECT count(*) FROM answered) + (SELECT count(*) FROM dropped) AS n) AS done`,
 		db.PlanMode(tx), merchantIDs, routes, keys, statuses, bodies, n)
 }

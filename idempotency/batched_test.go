@@ -18,7 +18,7 @@ import (
 )
 
 // withTx are the transactions a batch's keys are claimed and settled in:
-// pgx's (db.WithTx), and a pipelined one (idempotency.WithTx), where the
+// pgx's (db.WithTx), and a pipelined one (db.WithPipelinedTx), where the
 // answers travel with the COMMIT on a connection of kept plans, and are
 // sent at once on the main pool, where their statement is planned each
 // time.
@@ -127,20 +127,24 @@ func TestABatchDoesNotWaitForAKeyInProgress(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a := apptest.New(t)
-	held := apptest.Claim("POST /test", "held", time.Now())
-	require.Equal(t, []bool{true}, apptest.Hold(t, a, held))
+	for name, withTx := range withTx(a) {
+		t.Run(name, func(t *testing.T) {
+			held := apptest.Claim("POST /test/"+name, "held", time.Now())
+			require.Equal(t, []bool{true}, apptest.Hold(t, a, held))
 
-	// Bounded well beyond the claim's wait, so that waiting for the
-	// holder fails the test instead of hanging it.
-	bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err := db.WithTx(bounded, a.Pool, func(tx pgx.Tx) error {
-		_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held})
-		return err
-	})
-	require.ErrorIs(t, err, idempotency.ErrClaimWait)
-	require.NoError(t, bounded.Err())
-	require.False(t, errors.Is(err, context.DeadlineExceeded))
+			// Bounded well beyond the claim's wait, so that waiting for the
+			// holder fails the test instead of hanging it.
+			bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			err := withTx(bounded, func(tx pgx.Tx) error {
+				_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held})
+				return err
+			})
+			require.ErrorIs(t, err, idempotency.ErrClaimWait)
+			require.NoError(t, bounded.Err())
+			require.False(t, errors.Is(err, context.DeadlineExceeded))
+		})
+	}
 }
 
 // A batch that finds a key answered neither locks nor waits for it: two

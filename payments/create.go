@@ -31,7 +31,8 @@ import (
 // orders phase it fell by more than three quarters (BENCHMARKS.md, session
 // 10). A payment's Idempotency-Key is claimed first, and its answer written,
 // in the batch's transaction (idempotency.ClaimTx and SettleTx: a statement
-// each for all the batch's keys, one more when a key is taken already), so
+// each for all the batch's keys, and three round trips more when a key is
+// taken already, for the take-over of expired ones), so
 // the key commits with its payment or not at all, as for a request alone.
 // The transaction is pipelined (db.WithPipelinedTx): on kept plans, BEGIN
 // travels with the keys' claim (or, without keys, with the payments'

@@ -77,11 +77,29 @@ type firstAttempts struct {
 	runDone chan struct{}
 	ctx     context.Context // cancelled when Stop gives up waiting
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup // the attempts
+	wg      sync.WaitGroup // the senders
+	// handoff carries the attempts dispatch gives to waiting senders; idle
+	// is how long a sender waits (senderIdle; tests lengthen it).
+	handoff chan sending
+	idle    time.Duration
+	// waiting counts the senders waiting for an attempt that no dispatch
+	// has reserved yet (dispatch); senders, those started (tests).
+	waiting atomic.Int32
+	senders atomic.Int64
 	// making counts the taken events, from their commit until recorded or
 	// given back.
 	making atomic.Int64
 }
+
+// sending is an attempt to make: its event and its delivery.
+type sending struct {
+	j firstAttempt
+	d delivery
+}
+
+// senderIdle is how long a sender waits for its next attempt before it
+// ends (dispatch).
+const senderIdle = time.Second
 
 // firstAttempt is a taken event's log, to attempt.
 type firstAttempt struct {
@@ -143,7 +161,8 @@ func (s *Service) startFirstAttempts(claims int, wait time.Duration, logger *slo
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &firstAttempts{s: s, logger: logger, queue: make(chan firstAttempt, claims),
 		slots: make(chan struct{}, claims), wait: wait, maxWaiting: max(1, claims/claimsFloor),
-		stop: make(chan struct{}), runDone: make(chan struct{}), ctx: ctx, cancel: cancel}
+		stop: make(chan struct{}), runDone: make(chan struct{}), ctx: ctx, cancel: cancel,
+		handoff: make(chan sending, claims), idle: senderIdle}
 	go f.run()
 	s.first.Store(f)
 }
@@ -332,8 +351,76 @@ func (f *firstAttempts) start(batch []firstAttempt) {
 		}
 		started := time.Now()
 		metrics.JobStarted(Queue, j.at, &started)
-		f.wg.Add(1)
-		go f.attempt(j, d.delivery)
+		f.dispatch(sending{j, d.delivery})
+	}
+}
+
+// dispatch hands an attempt to a sender waiting for one, or starts a
+// sender. A sender makes attempts until none comes for senderIdle, or Stop
+// begins: its stack, which net/http's client grows to several times a new
+// goroutine's, is then grown once for many attempts. With a goroutine of
+// its own each, the copies of the growing stacks took about 6 % of
+// paygate's CPU at 64 clients (BENCHMARKS.md, session 23).
+//
+// A waiting sender is reserved before the attempt is handed over (waiting
+// taken down by one), and one that stops waiting takes itself off the
+// count, or, when every waiting sender is reserved already, takes the
+// attempt it was reserved for: no attempt is left in handoff without a
+// sender to make it, and handoff (as large as the slots) never blocks.
+func (f *firstAttempts) dispatch(a sending) {
+	for {
+		n := f.waiting.Load()
+		if n == 0 {
+			f.wg.Add(1)
+			f.senders.Add(1)
+			go f.sender(a)
+			return
+		}
+		if f.waiting.CompareAndSwap(n, n-1) {
+			f.handoff <- a
+			return
+		}
+	}
+}
+
+// sender makes a, then the attempts dispatch hands it. It counts itself
+// waiting before it frees a's slot, so that the attempt the slot lets in
+// finds it.
+func (f *firstAttempts) sender(a sending) {
+	defer f.wg.Done()
+	idle := time.NewTimer(f.idle)
+	defer idle.Stop()
+	for {
+		f.attempt(a.j, a.d)
+		a = sending{} // not kept while waiting: its payload
+		idle.Reset(f.idle)
+		f.waiting.Add(1)
+		f.free(1)
+		select {
+		case a = <-f.handoff:
+			continue
+		case <-idle.C:
+		case <-f.stop: // Stop waits for the senders
+		}
+		if !f.unwait() {
+			a = <-f.handoff // reserved meanwhile: its attempt is on its way
+			continue
+		}
+		return
+	}
+}
+
+// unwait takes a waiting sender off the count, unless every waiting one is
+// reserved already.
+func (f *firstAttempts) unwait() bool {
+	for {
+		n := f.waiting.Load()
+		if n == 0 {
+			return false
+		}
+		if f.waiting.CompareAndSwap(n, n-1) {
+			return true
+		}
 	}
 }
 
@@ -345,9 +432,8 @@ func (f *firstAttempts) free(n int) {
 }
 
 // attempt makes a log's first attempt and records it.
+// Its slot is freed by its sender.
 func (f *firstAttempts) attempt(j firstAttempt, d delivery) {
-	defer f.wg.Done()
-	defer f.free(1)
 	s, a := f.s, DeliverArgs{LogID: j.key.id, MerchantID: j.key.merchantID, Run: d.run}
 	release, ok := s.limiter.acquireWithin(f.ctx, d.URL, s.MaxPerEndpoint, f.wait, slowEndpoint, f.maxWaiting)
 	if !ok {

@@ -166,6 +166,27 @@ func TestFirstAttemptIsMadeByTheRecordingProcess(t *testing.T) {
 	require.Zero(t, allJobs(t, pool), "no job was inserted")
 }
 
+// Attempts made one after the other are made by one sender (dispatch),
+// whose stack, grown once, serves them all; a sender waiting for its next
+// attempt ends when Stop begins, however long it would have waited.
+func TestFirstAttemptsReuseTheirSender(t *testing.T) {
+	t.Parallel()
+	s, pool, m := firstFixture(t, func(http.ResponseWriter, *http.Request) {})
+	s.startFirstAttempts(4, maxFirstWait, slog.Default())
+	f := s.first.Load()
+	f.idle = time.Hour // before any attempt is dispatched
+	for range 3 {
+		id := emit(t, s, pool, m[0], 1)[0]
+		require.Eventually(t, func() bool {
+			st, _ := logState(t, pool, id)
+			return st == StatusSuccess && f.waiting.Load() == 1
+		}, 10*time.Second, 5*time.Millisecond)
+	}
+	require.EqualValues(t, 1, f.senders.Load(), "one sender made the three attempts")
+	s.StopFirstAttempts(context.Background()) // would wait the hour for it otherwise
+	require.Zero(t, f.waiting.Load())
+}
+
 // A failed first attempt is recorded like a job's: the log stays pending
 // with the next attempt's job, of its run, inserted with the record.
 func TestFailedFirstAttemptSchedulesTheNext(t *testing.T) {

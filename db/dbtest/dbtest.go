@@ -355,14 +355,16 @@ func TracedPool(t testing.TB, url string, kept bool) (*pgxpool.Pool, *RoundTrips
 	cfg.MaxConns = 1
 	trips := &RoundTrips{}
 	cfg.ConnConfig.Tracer = trips
-	open := pgxpool.NewWithConfig
+	var pool *pgxpool.Pool
+	closePool := func() { pool.Close() }
 	if kept {
-		open = db.OpenKeptConfig
+		pool, closePool, err = db.OpenKeptConfig(context.Background(), cfg)
+	} else {
+		pool, err = pgxpool.NewWithConfig(context.Background(), cfg)
 	}
-	pool, err := open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
+	t.Cleanup(closePool)
 	return pool, trips
 }
