@@ -1,18 +1,18 @@
 // Package db owns the connection to PostgreSQL: the pgx pool, transactions
 // (pgx's, WithTx, and pipelined ones whose BEGIN and COMMIT travel with
-// statements: PipelinedTx, which the API's requests and the hot paths'
-// batches run in), batches (Batcher: one statement or transaction for the requests of many
-// jobs, or of many API requests), migrations (our SQL and River's schema, applied
-// by goose under a session lock), the hot paths' job inserts (InsertJobsFrom:
-// plain River jobs written by paygate's own statement, exactly as River's
-// client would write them, to be rechecked on every River upgrade) and the
-// embedded PostgreSQL supervisor used when no DATABASE_URL is given.
+// statements: PipelinedTx, which the API's requests and the hot paths' batches
+// run in), batches (Batcher: one statement or transaction for the requests of
+// many jobs, or of many API requests), migrations (our SQL and River's schema,
+// applied by goose under a session lock), the hot paths' job inserts
+// (InsertJobsFrom: plain River jobs written by paygate's own statement, exactly
+// as River's client would write them, to be rechecked on every River upgrade)
+// and the embedded PostgreSQL supervisor used when no DATABASE_URL is given.
 //
-// Invariants: every transaction is rolled back unless committed (WithTx
-// and WithPipelinedTx defer the rollback); migrations are idempotent and serialised across
-// processes by goose's Postgres advisory lock; a statement sent with the
-// COMMIT (ExecAtCommit) fails the commit when it fails, and a scan of its
-// rows that fails leaves the commit's outcome unknown (QueryAtCommit).
+// Invariants: every transaction is rolled back unless committed (WithTx and
+// WithPipelinedTx defer the rollback); migrations are idempotent and serialised
+// across processes by goose's Postgres advisory lock; a statement sent with the
+// COMMIT (ExecAtCommit) fails the commit when it fails, and a scan of its rows
+// that fails leaves the commit's outcome unknown (QueryAtCommit).
 package db
 
 import (

@@ -158,12 +158,11 @@ type atCommit interface {
 }
 
 // ExecAtCommit runs sql in tx: with tx's COMMIT when tx can send it so,
-// otherwise now (pgx's transaction; a statement asking for a mode a batch
-// does not run it in: PlannedEachTime). Sent with the COMMIT, its error is
-// the commit's, and nothing of the transaction commits; its row count is
-// not known. It is for
-// a use case's last writes: should the use case send anything after it, sql
-// is sent first, and its error would come back as that statement's.
+// otherwise now (pgx's transaction; a statement asking for a mode a batch does
+// not run it in: PlannedEachTime). Sent with the COMMIT, its error is the
+// commit's, and nothing of the transaction commits; its row count is not known.
+// It is for a use case's last writes: should the use case send anything after
+// it, sql is sent first, and its error would come back as that statement's.
 func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
 	if later, ok := tx.(atCommit); ok && later.ExecAtCommit(sql, args...) {
 		return nil

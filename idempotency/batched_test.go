@@ -33,118 +33,115 @@ func withTx(a *app.App) map[string]func(context.Context, func(pgx.Tx) error) err
 	}
 }
 
+// inEachTx runs test on one app once for each of withTx's transactions, as
+// a subtest of its name, with a route of its own for the keys.
+func inEachTx(t *testing.T, test func(t *testing.T, a *app.App, route string, withTx func(context.Context, func(pgx.Tx) error) error)) {
+	t.Parallel()
+	a := apptest.New(t)
+	for name, withTx := range withTx(a) {
+		t.Run(name, func(t *testing.T) { test(t, a, "POST /test/"+name, withTx) })
+	}
+}
+
 // A batch claims the keys no one holds and those whose answer has
 // expired, not an answered one nor the second claim of a key in the batch;
 // it writes the answers of the work it did and drops the other claims.
 func TestABatchClaimsTheKeysNoOneHolds(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	a := apptest.New(t)
-	for name, withTx := range withTx(a) {
-		t.Run(name, func(t *testing.T) {
-			route := "POST /test/" + name
-			now := time.Now()
-			claim := func(key string, at time.Time) *idempotency.Claim {
-				return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: route, Key: key, Hash: []byte(key), At: at}
+	inEachTx(t, func(t *testing.T, a *app.App, route string, withTx func(context.Context, func(pgx.Tx) error) error) {
+		ctx := context.Background()
+		now := time.Now()
+		claim := func(key string, at time.Time) *idempotency.Claim {
+			return &idempotency.Claim{MerchantID: merchants.TestMerchantID, Route: route, Key: key, Hash: []byte(key), At: at}
+		}
+		// Answered: both now; the batch's claim of "expired" is made when its
+		// answer has expired.
+		require.NoError(t, withTx(ctx, func(tx pgx.Tx) error {
+			if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{claim("answered", now), claim("expired", now)}); err != nil {
+				return err
 			}
-			// Answered: both now; the batch's claim of "expired" is made when its
-			// answer has expired.
-			require.NoError(t, withTx(ctx, func(tx pgx.Tx) error {
-				if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{claim("answered", now), claim("expired", now)}); err != nil {
-					return err
-				}
-				return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
-					{Claim: claim("answered", now), Status: 201, Body: []byte(`{"old":1}`)},
-					{Claim: claim("expired", now), Status: 201, Body: []byte(`{"old":2}`)},
-				})
-			}))
+			return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
+				{Claim: claim("answered", now), Status: 201, Body: []byte(`{"old":1}`)},
+				{Claim: claim("expired", now), Status: 201, Body: []byte(`{"old":2}`)},
+			})
+		}))
 
-			claims := []*idempotency.Claim{
-				claim("new", now), nil, claim("answered", now), claim("expired", apptest.PastExpiry()), claim("new", now), claim("dropped", now),
-			}
-			require.NoError(t, withTx(ctx, func(tx pgx.Tx) error {
-				claimed, err := idempotency.ClaimTx(ctx, tx, claims)
-				require.NoError(t, err)
-				require.Equal(t, []bool{true, false, false, true, false, true}, claimed)
-				return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
-					{Claim: claims[0], Status: 201, Body: []byte(`{"new":1}`)},
-					{Claim: claims[3], Status: 400, Body: []byte(`{"new":2}`)},
-					{Claim: claims[5]},
-				})
-			}))
+		claims := []*idempotency.Claim{
+			claim("new", now), nil, claim("answered", now), claim("expired", apptest.PastExpiry()), claim("new", now), claim("dropped", now),
+		}
+		require.NoError(t, withTx(ctx, func(tx pgx.Tx) error {
+			claimed, err := idempotency.ClaimTx(ctx, tx, claims)
+			require.NoError(t, err)
+			require.Equal(t, []bool{true, false, false, true, false, true}, claimed)
+			return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
+				{Claim: claims[0], Status: 201, Body: []byte(`{"new":1}`)},
+				{Claim: claims[3], Status: 400, Body: []byte(`{"new":2}`)},
+				{Claim: claims[5]},
+			})
+		}))
 
-			rows, err := a.Pool.Query(ctx, `SELECT key, status_code, convert_from(response_body, 'UTF8') FROM idempotency_keys
+		rows, err := a.Pool.Query(ctx, `SELECT key, status_code, convert_from(response_body, 'UTF8') FROM idempotency_keys
 				WHERE merchant_id = $1 AND route = $2 ORDER BY key`, merchants.TestMerchantID, route)
-			require.NoError(t, err)
-			type row struct {
-				Key    string
-				Status int
-				Body   string
-			}
-			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
-			require.NoError(t, err)
-			require.Equal(t, []row{
-				{"answered", 201, `{"old":1}`},
-				{"expired", 400, `{"new":2}`}, // taken over
-				{"new", 201, `{"new":1}`},
-			}, got, "the dropped claim is gone")
-		})
-	}
+		require.NoError(t, err)
+		type row struct {
+			Key    string
+			Status int
+			Body   string
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+		require.NoError(t, err)
+		require.Equal(t, []row{
+			{"answered", 201, `{"old":1}`},
+			{"expired", 400, `{"new":2}`}, // taken over
+			{"new", 201, `{"new":1}`},
+		}, got, "the dropped claim is gone")
+	})
 }
 
 // A batch that would settle a key it did not claim fails, and nothing of
 // it commits: the check is the statement's own, whether it travels with
 // the COMMIT or not.
 func TestABatchSettlesOnlyTheKeysItClaimed(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	a := apptest.New(t)
-	for name, withTx := range withTx(a) {
-		t.Run(name, func(t *testing.T) {
-			mine, other := apptest.Claim("POST /test/"+name, "mine", time.Now()), apptest.Claim("POST /test/"+name, "other", time.Now())
-			err := withTx(ctx, func(tx pgx.Tx) error {
-				if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{mine}); err != nil {
-					return err
-				}
-				return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
-					{Claim: mine, Status: 201, Body: []byte(`{}`)},
-					{Claim: other, Status: 201, Body: []byte(`{}`)},
-				})
+	inEachTx(t, func(t *testing.T, a *app.App, route string, withTx func(context.Context, func(pgx.Tx) error) error) {
+		ctx := context.Background()
+		mine, other := apptest.Claim(route, "mine", time.Now()), apptest.Claim(route, "other", time.Now())
+		err := withTx(ctx, func(tx pgx.Tx) error {
+			if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{mine}); err != nil {
+				return err
+			}
+			return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
+				{Claim: mine, Status: 201, Body: []byte(`{}`)},
+				{Claim: other, Status: 201, Body: []byte(`{}`)},
 			})
-			require.ErrorContains(t, err, "idempotency: settled 1 of the batch's 2 keys")
-			require.NotErrorIs(t, err, db.ErrCommitUnknown)
-			var n int
-			require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE route = $1`, mine.Route).Scan(&n))
-			require.Zero(t, n, "the claim was not kept")
 		})
-	}
+		require.ErrorContains(t, err, "idempotency: settled 1 of the batch's 2 keys")
+		require.NotErrorIs(t, err, db.ErrCommitUnknown)
+		var n int
+		require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE route = $1`, mine.Route).Scan(&n))
+		require.Zero(t, n, "the claim was not kept")
+	})
 }
 
 // A key claimed by a transaction still running fails the batch's claim
 // soon (ErrClaimWait), rather than holding the batch until that
 // transaction ends.
 func TestABatchDoesNotWaitForAKeyInProgress(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	a := apptest.New(t)
-	for name, withTx := range withTx(a) {
-		t.Run(name, func(t *testing.T) {
-			held := apptest.Claim("POST /test/"+name, "held", time.Now())
-			require.Equal(t, []bool{true}, apptest.Hold(t, a, held))
+	inEachTx(t, func(t *testing.T, a *app.App, route string, withTx func(context.Context, func(pgx.Tx) error) error) {
+		ctx := context.Background()
+		held := apptest.Claim(route, "held", time.Now())
+		require.Equal(t, []bool{true}, apptest.Hold(t, a, held))
 
-			// Bounded well beyond the claim's wait, so that waiting for the
-			// holder fails the test instead of hanging it.
-			bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			err := withTx(bounded, func(tx pgx.Tx) error {
-				_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held})
-				return err
-			})
-			require.ErrorIs(t, err, idempotency.ErrClaimWait)
-			require.NoError(t, bounded.Err())
-			require.False(t, errors.Is(err, context.DeadlineExceeded))
+		// Bounded well beyond the claim's wait, so that waiting for the
+		// holder fails the test instead of hanging it.
+		bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		err := withTx(bounded, func(tx pgx.Tx) error {
+			_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held})
+			return err
 		})
-	}
+		require.ErrorIs(t, err, idempotency.ErrClaimWait)
+		require.NoError(t, bounded.Err())
+		require.False(t, errors.Is(err, context.DeadlineExceeded))
+	})
 }
 
 // A batch that finds a key answered neither locks nor waits for it: two

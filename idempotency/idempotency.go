@@ -13,18 +13,18 @@
 //
 // Round trips: a request's transaction sends BEGIN with its first statement,
 // and a keyed one its claim too, and its answer with COMMIT (db.PipelinedTx),
-// so a key costs no round trip (a refused request's, one: the rollback of
-// its work). A batch's transaction (db.WithPipelinedTx) is pipelined too: its keys'
+// so a key costs no round trip (a refused request's, one: the rollback of its
+// work). A batch's transaction (db.WithPipelinedTx) is pipelined too: its keys'
 // claim, with the claim's lock timeout set and reset, travels with BEGIN
-// (ClaimTx), and their answers with COMMIT (SettleTx) on a connection of
-// kept plans (db.PlanMode), so that they cost its requests no round trip
-// there, and one (the answers) on the main pool; a batch that finds a key
-// taken already spends three more on the take-over of expired keys.
-// The work's first statement runs before the claim's answer is read: when
-// the key is taken, it is rolled back to the savepoint after the claim, and
-// the remembered answer replayed. AfterCommit callbacks registered by the
-// work run only when its work commits: not when it ends in a remembered
-// business error, whose work is rolled back to the savepoint.
+// (ClaimTx), and their answers with COMMIT (SettleTx) on a connection of kept
+// plans (db.PlanMode), so that they cost its requests no round trip there, and
+// one (the answers) on the main pool; a batch that finds a key taken already
+// spends three more on the take-over of expired keys. The work's first
+// statement runs before the claim's answer is read: when the key is taken, it
+// is rolled back to the savepoint after the claim, and the remembered answer
+// replayed. AfterCommit callbacks registered by the work run only when its work
+// commits: not when it ends in a remembered business error, whose work is
+// rolled back to the savepoint.
 //
 // DoBatched leaves a request to a use case that runs it in a batch with
 // others, in a transaction of its own making (order, payment and refund

@@ -21,30 +21,28 @@ import (
 // come while a batch of creations runs make the next one. A batch of orders
 // without keys is one INSERT, which commits alone. A batch of payments is a
 // transaction of one INSERT for all its payments, one for all their
-// payment.created events (and one for the decision jobs of those this
-// process does not decide itself, with River's insert notification), and one
-// commit. Each request's payment and event still commit together or not at
-// all; they commit with the others of their batch. One request's own
-// statements cost the database more than the rows they write (a statement's
-// start, its plan, the CHECK constraints read again, a commit): in the
-// bench's burst, the database's CPU per payment halved, and per order in the
-// orders phase it fell by more than three quarters (BENCHMARKS.md, session
-// 10). A payment's Idempotency-Key is claimed first, and its answer written,
-// in the batch's transaction (idempotency.ClaimTx and SettleTx: a statement
-// each for all the batch's keys, and three round trips more when a key is
-// taken already, for the take-over of expired ones), so
-// the key commits with its payment or not at all, as for a request alone.
-// The transaction is pipelined (db.WithPipelinedTx): on kept plans, BEGIN
-// travels with the keys' claim (or, without keys, with the payments'
-// INSERT), and the keys' answers, the events and the jobs with COMMIT, so
-// that a batch takes three round trips with keys and two without, where
-// pgx's own transaction took eight and four (one more each with decision
-// jobs). A key the batch does
-// not claim (answered, in progress, repeated in the batch) leaves its
-// request to run alone. An order's key is claimed and answered the same way
-// (createOrdersTx). A repeat of a keyed request therefore replays after a
-// batch's claim finds its key taken: a few round trips more than a request
-// alone would take.
+// payment.created events (and one for the decision jobs of those this process
+// does not decide itself, with River's insert notification), and one commit.
+// Each request's payment and event still commit together or not at all; they
+// commit with the others of their batch. One request's own statements cost the
+// database more than the rows they write (a statement's start, its plan, the
+// CHECK constraints read again, a commit): in the bench's burst, the database's
+// CPU per payment halved, and per order in the orders phase it fell by more
+// than three quarters (BENCHMARKS.md, session 10). A payment's Idempotency-Key
+// is claimed first, and its answer written, in the batch's transaction
+// (idempotency.ClaimTx and SettleTx: a statement each for all the batch's keys,
+// and three round trips more when a key is taken already, for the take-over of
+// expired ones), so the key commits with its payment or not at all, as for a
+// request alone. The transaction is pipelined (db.WithPipelinedTx): on kept
+// plans, BEGIN travels with the keys' claim (or, without keys, with the
+// payments' INSERT), and the keys' answers, the events and the jobs with
+// COMMIT, so that a batch takes three round trips with keys and two without,
+// where pgx's own transaction took eight and four (one more each with decision
+// jobs). A key the batch does not claim (answered, in progress, repeated in the
+// batch) leaves its request to run alone. An order's key is claimed and
+// answered the same way (createOrdersTx). A repeat of a keyed request therefore
+// replays after a batch's claim finds its key taken: a few round trips more
+// than a request alone would take.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
