@@ -137,12 +137,12 @@ func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) e
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	return RunTx(ctx, tx, fn)
+	return runTx(ctx, tx, fn)
 }
 
-// RunTx is WithTx in tx, which the caller has begun and rolls back once
-// RunTx returns (a no-op after its commit).
-func RunTx(ctx context.Context, tx pgx.Tx, fn func(tx pgx.Tx) error) error {
+// runTx is WithTx in tx, which the caller has begun and rolls back once
+// runTx returns (a no-op after its commit).
+func runTx(ctx context.Context, tx pgx.Tx, fn func(tx pgx.Tx) error) error {
 	track(tx)
 	defer ended(tx, RolledBack) // a no-op once ended
 	if err := fn(tx); err != nil {

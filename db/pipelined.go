@@ -140,7 +140,7 @@ func WithPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx)
 		return err
 	}
 	defer tx.Release(ctx)
-	return RunTx(ctx, tx, fn)
+	return runTx(ctx, tx, fn)
 }
 
 // Release rolls back what was not committed and gives the connection back.

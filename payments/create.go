@@ -33,7 +33,7 @@ import (
 // (idempotency.ClaimTx and SettleTx: a statement each for all the batch's keys,
 // and three round trips more when a key is taken already, for the take-over of
 // expired ones), so the key commits with its payment or not at all, as for a
-// request alone. The transaction is pipelined (db.WithPipelinedTx): on kept
+// request alone. The transaction is pipelined (db.InTx): on kept
 // plans, BEGIN travels with the keys' claim (or, without keys, with the
 // payments' INSERT), and the keys' answers, the events and the jobs with
 // COMMIT, so that a batch takes three round trips with keys and two without,
@@ -161,17 +161,15 @@ func (s *Service) creations() *db.Batcher[creation, created] {
 // answered an error while its payment commits after, unless its COMMIT was
 // on its way.
 func (s *Service) createBatch(ctx context.Context, cs []creation) ([]created, error) {
-	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) (made []created, err error) {
+	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []creation) ([]created, error) {
 		start := time.Now() // before the transaction's first statement
 		tables := []string{"payments", "orders"}
 		if slices.ContainsFunc(live, func(c creation) bool { return c.claim != nil }) {
 			tables = append(tables, "idempotency_keys")
 		}
-		err = db.WithPipelinedTx(ctx, s.KeptPlans.For(s.Pool, tables...), func(tx pgx.Tx) (err error) {
-			made, err = s.createManyTx(ctx, tx, live, start)
-			return err
-		})
-		return made, err
+		return db.InTx(s.KeptPlans.For(s.Pool, tables...), func(ctx context.Context, tx pgx.Tx, live []creation) ([]created, error) {
+			return s.createManyTx(ctx, tx, live, start)
+		})(ctx, live)
 	})
 }
 
@@ -334,15 +332,11 @@ func (s *Service) orderCreations() *db.Batcher[orderCreation, *Order] {
 // batch is one statement (its own transaction); with keys, a transaction
 // that claims them first and writes their answers (createOrdersTx).
 func (s *Service) createOrders(ctx context.Context, cs []orderCreation) ([]*Order, error) {
-	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []orderCreation) (made []*Order, err error) {
+	return idempotency.InBatch(ctx, cs, func(ctx context.Context, live []orderCreation) ([]*Order, error) {
 		if !slices.ContainsFunc(live, func(c orderCreation) bool { return c.claim != nil }) {
 			return insertOrders(ctx, s.KeptPlans.For(s.Pool), live) // it reads no table
 		}
-		err = db.WithPipelinedTx(ctx, s.KeptPlans.For(s.Pool, "idempotency_keys"), func(tx pgx.Tx) (err error) {
-			made, err = createOrdersTx(ctx, tx, live)
-			return err
-		})
-		return made, err
+		return db.InTx(s.KeptPlans.For(s.Pool, "idempotency_keys"), createOrdersTx)(ctx, live)
 	})
 }
 
