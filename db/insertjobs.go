@@ -182,10 +182,21 @@ func QueryAtCommit(ctx context.Context, tx pgx.Tx, scan func(pgx.Rows) error, sq
 	if later, ok := tx.(atCommit); ok && later.QueryAtCommit(scan, sql, args...) {
 		return nil
 	}
-	rows, err := tx.Query(ctx, sql, args...)
+	return QueryScan(ctx, tx, scan, sql, args...)
+}
+
+// QueryScan runs a query now and reads its rows with scan, whose error
+// fails it like the query's own.
+func QueryScan(ctx context.Context, q Querier, scan func(pgx.Rows) error, sql string, args ...any) error {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return err
 	}
+	return ScanRows(rows, scan)
+}
+
+// ScanRows reads rows with scan and closes them: scan's error, or theirs.
+func ScanRows(rows pgx.Rows, scan func(pgx.Rows) error) error {
 	defer rows.Close()
 	if err := scan(rows); err != nil {
 		return err

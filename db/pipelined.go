@@ -77,10 +77,10 @@ func (t *PipelinedTx) FirstResult(ctx context.Context) error {
 
 // ExecAtCommit queues sql to be sent with the COMMIT (db.ExecAtCommit), and
 // reports whether it did: not for a statement that cannot go in a batch
-// (batchArgs). A failure of it fails the commit, and the transaction is
+// (BatchArgs). A failure of it fails the commit, and the transaction is
 // rolled back.
 func (t *PipelinedTx) ExecAtCommit(sql string, args ...any) bool {
-	args, ok := batchArgs(args)
+	args, ok := BatchArgs(args)
 	if ok {
 		t.queueLater(sql, args...)
 	}
@@ -90,7 +90,7 @@ func (t *PipelinedTx) ExecAtCommit(sql string, args ...any) bool {
 // QueryAtCommit is ExecAtCommit for a statement whose rows scan reads when
 // they come (db.QueryAtCommit).
 func (t *PipelinedTx) QueryAtCommit(scan func(pgx.Rows) error, sql string, args ...any) bool {
-	args, ok := batchArgs(args)
+	args, ok := BatchArgs(args)
 	if ok {
 		t.queueLater(sql, args...).Query(scan)
 	}
@@ -130,7 +130,7 @@ func BeginPipelined(ctx context.Context, pool *pgxpool.Pool) (*PipelinedTx, erro
 }
 
 // WithPipelinedTx is WithTx in a PipelinedTx: for the hot paths' batches,
-// whose first statement (a batch of creations' claim of its keys:
+// whose first statements (a batch of creations' claim of its keys:
 // idempotency.ClaimTx; its payments' INSERT; a batch of decisions' UPDATE)
 // travels with BEGIN, and whose last writes (the keys' answers on kept
 // plans, the events, the jobs) with COMMIT.
@@ -238,7 +238,7 @@ func (t *PipelinedTx) ensureBegun(ctx context.Context) error {
 	return nil
 }
 
-// batchArgs are a statement's arguments as a batch takes them, and whether
+// BatchArgs are a statement's arguments as a batch takes them, and whether
 // it may go in one. pgx runs a batch's statements in the connection's
 // default mode, and takes no mode as an argument: a statement that asks to
 // be planned each time (db.PlannedEachTime, on the main pool) may not go in
@@ -247,7 +247,7 @@ func (t *PipelinedTx) ensureBegun(ctx context.Context) error {
 // every default mode either keeps a prepared statement's plan so (pgx's
 // default, which paygate's pools keep) or plans each time, which is never
 // less safe.
-func batchArgs(args []any) ([]any, bool) {
+func BatchArgs(args []any) ([]any, bool) {
 	if len(args) == 0 {
 		return args, true
 	}
@@ -262,7 +262,7 @@ func (t *PipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn
 	if err := t.sendLater(ctx); err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	batched, ok := batchArgs(args)
+	batched, ok := BatchArgs(args)
 	if t.begun || !ok {
 		if err := t.ensureBegun(ctx); err != nil {
 			return pgconn.CommandTag{}, err
@@ -283,7 +283,7 @@ func (t *PipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.R
 	if err := t.sendLater(ctx); err != nil {
 		return errRows{err}, err
 	}
-	batched, ok := batchArgs(args)
+	batched, ok := BatchArgs(args)
 	if t.begun || !ok {
 		if err := t.ensureBegun(ctx); err != nil {
 			return errRows{err}, err

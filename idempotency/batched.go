@@ -62,25 +62,54 @@ type claimID struct {
 	route, key string
 }
 
+// Work is a batch's first statement of work, which ClaimTx sends in its
+// claim's round trip where it can go in a batch (db.BatchArgs: on a
+// connection of kept plans), and in a round trip of its own after the claim
+// where not. ClaimTx calls it with the requests it may do (do[i]: one
+// without a key, or the first of its key in the batch); it returns its
+// statement (sql and args as tx.Query takes them, sql "" for none) and scan,
+// which reads its rows. The statement runs before the claim's answer is
+// read, so it must itself leave out each keyed request whose key its
+// transaction has not claimed (ClaimedHere). Should expired keys be taken
+// over, ClaimTx calls it again, for those requests alone.
+type Work func(do []bool) (sql string, args []any, scan func(pgx.Rows) error)
+
+// ClaimedHere is a condition for a Work's statement: that the key named by
+// the SQL expressions merchantID, route and key is claimed by the
+// statement's own transaction, or that key is NULL (a request without a
+// key). A claimed key's row has status_code 0 until its answer is written,
+// and every transaction writes its claims' answers, or drops them, before
+// it commits (SettleTx, Do): so the only row a statement sees with status 0
+// is one its own transaction claimed. The key's unique index finds it.
+func ClaimedHere(merchantID, route, key string) string {
+	return `(` + key + ` IS NULL OR EXISTS (SELECT FROM idempotency_keys k WHERE k.merchant_id = ` + merchantID +
+		` AND k.route = ` + route + ` AND k.key = ` + key + ` AND k.status_code = 0))`
+}
+
 // ClaimTx claims the keys of claims (nil: a request without a key) that no
-// one holds, or whose answer has expired, and reports for each whether it
-// is the batch's. Of claims of one key, the first is claimed; the others
-// run alone, after the batch (Do replays them then). New keys are claimed in
-// one statement, and expired ones, should a key be taken, taken over in a
-// second; each takes its keys in one order, so that batches that wait for
-// one another's keys never wait in a cycle. An answered key is neither
-// locked nor waited for (ON CONFLICT DO NOTHING). Both are bounded by
-// claimWait. The claim is sent in one batch with the lock timeout's set
-// and reset around it, which travels with BEGIN in a pipelined transaction
-// (db.WithPipelinedTx); the take-over reads the keys' table, so it is planned each
-// time, or kept on grown tables (db.PlanMode), in round trips of its own.
-// After an error, tx is to be rolled back.
-func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
+// one holds, or whose answer has expired, reports for each whether it is
+// the batch's, and runs work (nil: none) for the requests it may do. Of
+// claims of one key, the first is claimed; the others run alone, after the
+// batch (Do replays them then). New keys are claimed in one statement, and
+// expired ones, should a key be taken, taken over in a second; each takes
+// its keys in one order, so that batches that wait for one another's keys
+// never wait in a cycle. An answered key is neither locked nor waited for
+// (ON CONFLICT DO NOTHING). Both are bounded by claimWait. The claim is
+// sent in one batch with the lock timeout's set and reset around it, and
+// work's statement after them where it can go in a batch: in a pipelined
+// transaction (db.WithPipelinedTx) all of it travels with BEGIN, so that
+// the keys cost the batch no round trip. The take-over reads the keys'
+// table, so it is planned each time, or kept on grown tables (db.PlanMode),
+// in round trips of its own, and the work of the keys it takes over in one
+// more. After an error, tx is to be rolled back.
+func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim, work Work) ([]bool, error) {
 	claimed := make([]bool, len(claims))
+	do := make([]bool, len(claims))
 	var first map[claimID]int // made for the first key: a batch without keys costs nothing
 	var k keyArrays
 	for i, c := range claims {
 		if c == nil {
+			do[i] = true
 			continue
 		}
 		if first == nil {
@@ -91,12 +120,23 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 			continue
 		}
 		first[id] = i
+		do[i] = true
 		k.add(c)
 	}
-	if len(first) == 0 {
-		return claimed, nil
+	// The work now, or where it goes: after the claim, in its batch or not.
+	var sql string
+	var args []any
+	var scan func(pgx.Rows) error
+	if work != nil {
+		sql, args, scan = work(do)
 	}
-	mark := func(rows pgx.Rows) (n int, err error) {
+	if len(first) == 0 {
+		if sql == "" {
+			return claimed, nil
+		}
+		return claimed, db.QueryScan(ctx, tx, scan, sql, args...)
+	}
+	mark := func(rows pgx.Rows, into []bool) (n int, err error) {
 		var id claimID
 		_, err = pgx.ForEachRow(rows, []any{&id.merchantID, &id.route, &id.key}, func() error {
 			i, ok := first[id]
@@ -104,6 +144,9 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 				return fmt.Errorf("idempotency: claimed a key not asked for, or twice")
 			}
 			claimed[i] = true
+			if into != nil {
+				into[i] = true
+			}
 			n++
 			return nil
 		})
@@ -125,54 +168,89 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim) ([]bool, error) {
 		RETURNING merchant_id, route, key`,
 		k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
 	b.Queue(resetLockTimeout)
+	batched, inBatch := db.BatchArgs(args)
+	inBatch = inBatch && sql != ""
+	if inBatch {
+		b.Queue(sql, batched...)
+	}
 	results := tx.SendBatch(ctx, b)
 	_, err := results.Exec()
 	var n int
 	if err == nil {
 		rows, _ := results.Query()
-		n, err = mark(rows)
+		n, err = mark(rows, nil)
+		err = waited(err)
 	}
 	if err == nil {
 		_, err = results.Exec()
 	}
+	if err == nil && inBatch {
+		rows, _ := results.Query()
+		err = db.ScanRows(rows, scan)
+	}
 	if closeErr := results.Close(); err == nil {
 		err = closeErr
 	}
-	if err == nil && n < len(first) {
-		// Keys taken: those of them whose answers have expired are the
-		// batch's too (as Do takes them over), the others not. It reads
-		// the keys' table, so it is planned as PlanMode says, and cannot
-		// go in a batch; keys are taken only by repeats.
-		if _, err := tx.Exec(ctx, setClaimWait); err != nil {
-			return nil, err
-		}
-		rows, _ := tx.Query(ctx, `
-			WITH expired AS (
-				SELECT k.merchant_id, k.route, k.key, c.hash, c.at, c.expires_at
-				FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
-				     AS c(merchant_id, route, key, hash, at, expires_at)
-				JOIN idempotency_keys k ON k.merchant_id = c.merchant_id AND k.route = c.route AND k.key = c.key
-				WHERE k.expires_at <= c.at
-				ORDER BY k.merchant_id, k.route, k.key
-				FOR UPDATE OF k
-			)
-			UPDATE idempotency_keys k
-			SET request_hash = e.hash, status_code = 0, response_body = '', created_at = e.at, expires_at = e.expires_at
-			FROM expired e
-			WHERE k.merchant_id = e.merchant_id AND k.route = e.route AND k.key = e.key
-			RETURNING k.merchant_id, k.route, k.key`,
-			db.PlanMode(tx), k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
-		if _, err = mark(rows); err == nil {
-			_, err = tx.Exec(ctx, resetLockTimeout)
-		}
+	if err == nil && !inBatch && sql != "" {
+		err = db.QueryScan(ctx, tx, scan, sql, args...)
 	}
-	if isLockTimeout(err) {
-		return nil, fmt.Errorf("%w: %w", ErrClaimWait, err)
+	if err == nil && n < len(first) {
+		err = takeOverTx(ctx, tx, &k, mark, make([]bool, len(claims)), work)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return claimed, nil
+}
+
+// waited is a claim's error: ErrClaimWait should it have waited claimWait
+// for a key.
+func waited(err error) error {
+	if isLockTimeout(err) {
+		return fmt.Errorf("%w: %w", ErrClaimWait, err)
+	}
+	return err
+}
+
+// takeOverTx claims, for ClaimTx, those of the keys k whose answers have
+// expired (as Do takes them over), marks them in taken (indexed as
+// ClaimTx's claims), and runs work for their requests. It
+// reads the keys' table, so it is planned as PlanMode says, and cannot go
+// in a batch on the main pool; keys are taken only by repeats.
+func takeOverTx(ctx context.Context, tx pgx.Tx, k *keyArrays, mark func(pgx.Rows, []bool) (int, error), taken []bool, work Work) error {
+	if _, err := tx.Exec(ctx, setClaimWait); err != nil {
+		return err
+	}
+	rows, _ := tx.Query(ctx, `
+		WITH expired AS (
+			SELECT k.merchant_id, k.route, k.key, c.hash, c.at, c.expires_at
+			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::timestamptz[])
+			     AS c(merchant_id, route, key, hash, at, expires_at)
+			JOIN idempotency_keys k ON k.merchant_id = c.merchant_id AND k.route = c.route AND k.key = c.key
+			WHERE k.expires_at <= c.at
+			ORDER BY k.merchant_id, k.route, k.key
+			FOR UPDATE OF k
+		)
+		UPDATE idempotency_keys k
+		SET request_hash = e.hash, status_code = 0, response_body = '', created_at = e.at, expires_at = e.expires_at
+		FROM expired e
+		WHERE k.merchant_id = e.merchant_id AND k.route = e.route AND k.key = e.key
+		RETURNING k.merchant_id, k.route, k.key`,
+		db.PlanMode(tx), k.merchantIDs, k.routes, k.keys, k.hashes, k.ats, k.expire)
+	n, err := mark(rows, taken)
+	if err != nil {
+		return waited(err)
+	}
+	if _, err := tx.Exec(ctx, resetLockTimeout); err != nil {
+		return err
+	}
+	if n == 0 || work == nil {
+		return nil
+	}
+	if sql, args, scan := work(taken); sql != "" {
+		return db.QueryScan(ctx, tx, scan, sql, args...)
+	}
+	return nil
 }
 
 // keyArrays are claims as the columns of unnest(…).
@@ -257,13 +335,13 @@ type Request interface {
 	KeyClaim() *Claim
 }
 
-// ClaimAllTx claims the keys of reqs (ClaimTx).
-func ClaimAllTx[Req Request](ctx context.Context, tx pgx.Tx, reqs []Req) ([]bool, error) {
+// ClaimAllTx claims the keys of reqs, and runs work (ClaimTx).
+func ClaimAllTx[Req Request](ctx context.Context, tx pgx.Tx, reqs []Req, work Work) ([]bool, error) {
 	claims := make([]*Claim, len(reqs))
 	for i, r := range reqs {
 		claims[i] = r.KeyClaim()
 	}
-	return ClaimTx(ctx, tx, claims)
+	return ClaimTx(ctx, tx, claims, work)
 }
 
 // InBatch runs a batch of API requests with run, but for those whose

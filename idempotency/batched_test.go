@@ -45,7 +45,8 @@ func inEachTx(t *testing.T, test func(t *testing.T, a *app.App, route string, wi
 
 // A batch claims the keys no one holds and those whose answer has
 // expired, not an answered one nor the second claim of a key in the batch;
-// it writes the answers of the work it did and drops the other claims.
+// its work (idempotency.Work) sees as claimed only what the claim took; it
+// writes the answers of the work it did and drops the other claims.
 func TestABatchClaimsTheKeysNoOneHolds(t *testing.T) {
 	inEachTx(t, func(t *testing.T, a *app.App, route string, withTx func(context.Context, func(pgx.Tx) error) error) {
 		ctx := context.Background()
@@ -56,7 +57,7 @@ func TestABatchClaimsTheKeysNoOneHolds(t *testing.T) {
 		// Answered: both now; the batch's claim of "expired" is made when its
 		// answer has expired.
 		require.NoError(t, withTx(ctx, func(tx pgx.Tx) error {
-			if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{claim("answered", now), claim("expired", now)}); err != nil {
+			if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{claim("answered", now), claim("expired", now)}, nil); err != nil {
 				return err
 			}
 			return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
@@ -68,10 +69,37 @@ func TestABatchClaimsTheKeysNoOneHolds(t *testing.T) {
 		claims := []*idempotency.Claim{
 			claim("new", now), nil, claim("answered", now), claim("expired", apptest.PastExpiry()), claim("new", now), claim("dropped", now),
 		}
+		// The work is asked for the requests without a key or first of
+		// theirs, and its statement sees claimed (ClaimedHere) the keys the
+		// claim took; then for the expired key alone, once taken over.
+		var asked [][]bool
+		var seen [][]int
+		// Planned each time on the main pool, it goes after the claim
+		// there, and in the claim's batch on kept plans.
+		workIn := func(tx pgx.Tx) idempotency.Work {
+			return func(do []bool) (string, []any, func(pgx.Rows) error) {
+				asked = append(asked, do)
+				routes, keys := make([]*string, len(claims)), make([]*string, len(claims))
+				for i, c := range claims {
+					if c != nil {
+						routes[i], keys[i] = &c.Route, &c.Key
+					}
+				}
+				return `SELECT (c.i - 1)::int FROM unnest($1::text[], $2::text[], $3::bool[]) WITH ORDINALITY AS c(route, key, todo, i)
+				WHERE c.todo AND ` + idempotency.ClaimedHere("$4::uuid", "c.route", "c.key") + ` ORDER BY c.i`,
+					[]any{db.PlanMode(tx), routes, keys, do, merchants.TestMerchantID}, func(rows pgx.Rows) error {
+						is, err := pgx.CollectRows(rows, pgx.RowTo[int])
+						seen = append(seen, is)
+						return err
+					}
+			}
+		}
 		require.NoError(t, withTx(ctx, func(tx pgx.Tx) error {
-			claimed, err := idempotency.ClaimTx(ctx, tx, claims)
+			claimed, err := idempotency.ClaimTx(ctx, tx, claims, workIn(tx))
 			require.NoError(t, err)
 			require.Equal(t, []bool{true, false, false, true, false, true}, claimed)
+			require.Equal(t, [][]bool{{true, true, true, true, false, true}, {false, false, false, true, false, false}}, asked)
+			require.Equal(t, [][]int{{0, 1, 5}, {3}}, seen)
 			return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
 				{Claim: claims[0], Status: 201, Body: []byte(`{"new":1}`)},
 				{Claim: claims[3], Status: 400, Body: []byte(`{"new":2}`)},
@@ -105,7 +133,7 @@ func TestABatchSettlesOnlyTheKeysItClaimed(t *testing.T) {
 		ctx := context.Background()
 		mine, other := apptest.Claim(route, "mine", time.Now()), apptest.Claim(route, "other", time.Now())
 		err := withTx(ctx, func(tx pgx.Tx) error {
-			if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{mine}); err != nil {
+			if _, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{mine}, nil); err != nil {
 				return err
 			}
 			return idempotency.SettleTx(ctx, tx, []idempotency.Settled{
@@ -135,7 +163,7 @@ func TestABatchDoesNotWaitForAKeyInProgress(t *testing.T) {
 		bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		err := withTx(bounded, func(tx pgx.Tx) error {
-			_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held})
+			_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held}, nil)
 			return err
 		})
 		require.ErrorIs(t, err, idempotency.ErrClaimWait)
@@ -156,7 +184,7 @@ func TestABatchDoesNotLockAnAnsweredKey(t *testing.T) {
 	require.Equal(t, []bool{false}, apptest.Hold(t, a, answered))
 
 	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		claimed, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{answered})
+		claimed, err := idempotency.ClaimTx(ctx, tx, []*idempotency.Claim{answered}, nil)
 		require.Equal(t, []bool{false}, claimed)
 		return err
 	}), "not ErrClaimWait: the first batch holds no lock on the key")

@@ -16,10 +16,13 @@
 // so a key costs no round trip (a refused request's, one: the rollback of its
 // work). A batch's transaction (db.WithPipelinedTx) is pipelined too: its keys'
 // claim, with the claim's lock timeout set and reset, travels with BEGIN
-// (ClaimTx), and their answers with COMMIT (SettleTx) on a connection of kept
-// plans (db.PlanMode), so that they cost its requests no round trip there, and
-// one (the answers) on the main pool; a batch that finds a key taken already
-// spends three more on the take-over of expired keys. The work's first
+// (ClaimTx), and on a connection of kept plans (db.PlanMode) with the work's
+// first statement (Work), which leaves out by itself the requests whose keys
+// the claim did not take (ClaimedHere); their answers travel with COMMIT
+// (SettleTx) there. So keys cost a batch's requests no round trip on kept
+// plans, and two (the claim, the answers) on the main pool; a batch that
+// finds a key taken already spends four more on the take-over of expired
+// keys and their work. A request's work's first
 // statement runs before the claim's answer is read: when the key is taken, it
 // is rolled back to the savepoint after the claim, and the remembered answer
 // replayed. AfterCommit callbacks registered by the work run only when its work

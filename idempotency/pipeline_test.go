@@ -231,7 +231,7 @@ func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
 			}
 		}
 		require.NoError(t, db.WithPipelinedTx(ctx, pool, func(tx pgx.Tx) error {
-			claimed, err := idempotency.ClaimTx(ctx, tx, claims)
+			claimed, err := idempotency.ClaimTx(ctx, tx, claims, nil)
 			if err != nil {
 				return err
 			}

@@ -31,13 +31,14 @@ import (
 // than three quarters (BENCHMARKS.md, session 10). A payment's Idempotency-Key
 // is claimed first, and its answer written, in the batch's transaction
 // (idempotency.ClaimTx and SettleTx: a statement each for all the batch's keys,
-// and three round trips more when a key is taken already, for the take-over of
-// expired ones), so the key commits with its payment or not at all, as for a
-// request alone. The transaction is pipelined (db.InTx): on kept
-// plans, BEGIN travels with the keys' claim (or, without keys, with the
-// payments' INSERT), and the keys' answers, the events and the jobs with
-// COMMIT, so that a batch takes three round trips with keys and two without,
-// where pgx's own transaction took eight and four (one more each with decision
+// and four round trips more when a key is taken already, for the take-over of
+// expired ones and their payments), so the key commits with its payment or not
+// at all, as for a request alone. The transaction is pipelined (db.InTx): on
+// kept plans, BEGIN travels with the keys' claim and the payments' INSERT
+// (which leaves out the keyed requests whose keys the claim did not take:
+// idempotency.Work), and the keys' answers, the events and the jobs with
+// COMMIT, so that a batch takes two round trips with keys or without, where
+// pgx's own transaction took eight and four (one more each with decision
 // jobs). A key the batch does not claim (answered, in progress, repeated in the
 // batch) leaves its request to run alone. An order's key is claimed and
 // answered the same way (createOrdersTx). A repeat of a keyed request therefore
@@ -183,46 +184,53 @@ func (c creation) KeyClaim() *idempotency.Claim { return c.claim }
 // their payment.created events and, for those this process does not decide
 // itself (first.go), their decision jobs; claims the keys of those with one
 // first, and writes their answers (idempotency.ClaimTx, SettleTx); and
-// answers each creation at its index. start is a moment before tx's first
-// statement.
+// answers each creation at its index. The payments' INSERT is the claim's
+// work (idempotency.Work): it travels with the claim, and leaves out the
+// keyed creations whose keys the claim does not claim. start is a moment
+// before tx's first statement.
 func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, start time.Time) ([]created, error) {
-	claimed, err := idempotency.ClaimAllTx(ctx, tx, cs)
+	var inserted []Payment
+	claimed, err := idempotency.ClaimAllTx(ctx, tx, cs, func(do []bool) (string, []any, func(pgx.Rows) error) {
+		var todo []creation
+		for i, c := range cs {
+			if do[i] {
+				todo = append(todo, c)
+			}
+		}
+		sql, args := insertPayments(tx, todo)
+		return sql, args, func(rows pgx.Rows) error {
+			ps, err := pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
+			inserted = append(inserted, ps...)
+			return err
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	var todo []creation // without a key, or with a key claimed
-	var delays []time.Duration
 	at := make(map[string]int, len(cs)) // a payment's index in cs
 	for i, c := range cs {
-		if c.claim == nil || claimed[i] {
-			todo, delays = append(todo, c), append(delays, s.Delay(c.p.Method))
-			at[c.p.ID] = i
-		}
+		at[c.p.ID] = i
 	}
-	take, taken := s.first.Load().reserve(tx, start, delays...)
-	inserted, err := insertPaymentsTx(ctx, tx, todo)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now() // the payments' creation, give or take the INSERT
 	res := make([]created, len(cs))
 	events := make([]webhooks.Event, len(inserted))
-	var jobs []river.InsertManyParams
+	delays := make([]time.Duration, len(inserted))
 	for j, p := range inserted {
 		i := at[p.ID]
-		res[i] = created{p: p, ok: true}
-		events[j] = paymentEvent(p, webhooks.EventPaymentCreated)
-	}
-	for j, c := range todo {
-		i := at[c.p.ID]
-		if !res[i].ok {
-			continue
+		if cs[i].claim != nil && !claimed[i] {
+			return nil, fmt.Errorf("payments: inserted %s, whose key the batch did not claim", p.ID)
 		}
+		res[i] = created{p: p, ok: true}
+		events[j], delays[j] = paymentEvent(p, webhooks.EventPaymentCreated), s.Delay(p.Method)
+	}
+	take, taken := s.first.Load().reserve(tx, start, delays...)
+	now := time.Now() // the payments' creation, give or take the INSERT
+	var jobs []river.InsertManyParams
+	for j, p := range inserted {
 		decideAt := now.Add(delays[j])
 		if taken[j] {
-			take(j, res[i].p, c.key, decideAt)
+			take(j, p, cs[at[p.ID]].key, decideAt)
 		} else {
-			jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: c.p.ID, MerchantID: c.p.MerchantID, DecideAt: decideAt}})
+			jobs = append(jobs, river.InsertManyParams{Args: ProcessArgs{PaymentID: p.ID, MerchantID: p.MerchantID, DecideAt: decideAt}})
 		}
 	}
 	if err := idempotency.SettleCreatedTx(ctx, tx, cs, claimed, func(i int) (any, bool) {
@@ -239,17 +247,22 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, st
 	return res, db.InsertJobsAtCommit(ctx, tx, jobs...)
 }
 
-// insertPaymentsTx inserts, in one statement, the payments of cs whose
+// insertPayments is the statement that inserts the payments of cs whose
 // orders exist (for their merchant) and take them, with the orders' amounts
-// and currencies and the creations' decision keys, and returns them. It
+// and currencies and the creations' decision keys, and returns them ("" for
+// none). It leaves out a keyed creation whose key its transaction has not
+// claimed (idempotency.ClaimedHere: a request's key is its merchant's), and
 // skips, rather than fails on, a payment a unique index refuses: on an
 // order that is paid or has a payment in progress
 // (payments_one_live_per_order), or a second of cs on one order. The rows
 // go in order id order, so that two batches that wait for each other's
-// payments on the same orders wait in one order, never in a cycle.
-func insertPaymentsTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]Payment, error) {
+// payments on the same orders wait in one order, never in a cycle. The
+// keys' table is read only when a creation has a key, so that a batch
+// without keys keeps its plans once payments and orders have grown
+// (db.KeptPlans).
+func insertPayments(q db.Querier, cs []creation) (sql string, args []any) {
 	if len(cs) == 0 {
-		return nil, nil // a batch of repeats: no statement
+		return "", nil // a batch of repeats: no statement
 	}
 	cs = slices.SortedFunc(slices.Values(cs), func(a, b creation) int {
 		return cmp.Or(cmp.Compare(a.p.OrderID, b.p.OrderID), cmp.Compare(a.p.ID, b.p.ID))
@@ -257,23 +270,40 @@ func insertPaymentsTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]Payment,
 	n := len(cs)
 	ids, orderIDs, merchantIDs, keys := make([]string, n), make([]string, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 	methods, vpas, networks, last4s := make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	var routes, idemKeys []*string // the creations' keys, NULL for none; nil when none has one
 	for i, c := range cs {
 		ids[i], orderIDs[i], merchantIDs[i], keys[i] = c.p.ID, c.p.OrderID, c.p.MerchantID, c.key
 		methods[i], vpas[i], networks[i], last4s[i] = c.p.Method, c.p.VPA, c.p.CardNetwork, c.p.CardLast4
+		if c.claim != nil {
+			if routes == nil {
+				routes, idemKeys = make([]*string, n), make([]*string, n)
+			}
+			routes[i], idemKeys[i] = &c.claim.Route, &c.claim.Key
+		}
 	}
-	rows, _ := tx.Query(ctx, `
+	args = []any{db.PlanMode(q), ids, orderIDs, merchantIDs, methods, vpas, networks, last4s, keys}
+	from := `unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[])
+		     WITH ORDINALITY AS c(id, order_id, merchant_id, method, vpa, card_network, card_last4, decision_key, n)`
+	where := ""
+	if routes != nil {
+		args = append(args, routes, idemKeys)
+		from = `unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[],
+		            $9::text[], $10::text[])
+		     WITH ORDINALITY AS c(id, order_id, merchant_id, method, vpa, card_network, card_last4, decision_key,
+		                          route, key, n)`
+		where = `
+		WHERE ` + idempotency.ClaimedHere("c.merchant_id", "c.route", "c.key")
+	}
+	return `
 		INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, status,
 		                      decision_key)
 		SELECT c.id, o.id, o.merchant_id, o.amount, o.currency, c.method, c.vpa, c.card_network, c.card_last4, 'pending',
 		       c.decision_key
-		FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::uuid[])
-		     WITH ORDINALITY AS c(id, order_id, merchant_id, method, vpa, card_network, card_last4, decision_key, n)
-		JOIN orders o ON o.id = c.order_id AND o.merchant_id = c.merchant_id
+		FROM ` + from + `
+		JOIN orders o ON o.id = c.order_id AND o.merchant_id = c.merchant_id` + where + `
 		ORDER BY c.n
 		ON CONFLICT DO NOTHING
-		RETURNING `+paymentColumns,
-		db.PlanMode(tx), ids, orderIDs, merchantIDs, methods, vpas, networks, last4s, keys)
-	return pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
+		RETURNING ` + paymentColumns, args
 }
 
 // orderCreation is a validated order to create, with its id, its
@@ -347,7 +377,7 @@ func (c orderCreation) KeyClaim() *idempotency.Claim { return c.claim }
 // a key or with a key claimed, and writes their answers; it answers each at
 // its index, nil for the keyed ones whose key it did not claim.
 func createOrdersTx(ctx context.Context, tx pgx.Tx, cs []orderCreation) ([]*Order, error) {
-	claimed, err := idempotency.ClaimAllTx(ctx, tx, cs)
+	claimed, err := idempotency.ClaimAllTx(ctx, tx, cs, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -159,7 +159,7 @@ func (s *Service) CreateTx(ctx context.Context, tx pgx.Tx, merchantID uuid.UUID,
 // creation at its index (package doc above); it claims the keys of those
 // with one first, and writes their answers.
 func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation) ([]created, error) {
-	claimed, err := idempotency.ClaimAllTx(ctx, tx, cs)
+	claimed, err := idempotency.ClaimAllTx(ctx, tx, cs, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -246,7 +246,7 @@ func Remember(t testing.TB, a *app.App, claims ...*idempotency.Claim) {
 	t.Helper()
 	ctx := context.Background()
 	require.NoError(t, db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
-		if _, err := idempotency.ClaimTx(ctx, tx, claims); err != nil {
+		if _, err := idempotency.ClaimTx(ctx, tx, claims, nil); err != nil {
 			return err
 		}
 		settled := make([]idempotency.Settled, len(claims))
@@ -266,7 +266,7 @@ func Hold(t testing.TB, a *app.App, claims ...*idempotency.Claim) (claimed []boo
 	tx, err := a.Pool.Begin(ctx)
 	require.NoError(t, err)
 	t.Cleanup(func() { tx.Rollback(ctx) }) //nolint:errcheck // only held
-	claimed, err = idempotency.ClaimTx(ctx, tx, claims)
+	claimed, err = idempotency.ClaimTx(ctx, tx, claims, nil)
 	require.NoError(t, err)
 	return claimed
 }
