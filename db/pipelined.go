@@ -132,7 +132,7 @@ func BeginPipelined(ctx context.Context, pool *pgxpool.Pool) (*PipelinedTx, erro
 // WithPipelinedTx is WithTx in a PipelinedTx: for the hot paths' batches,
 // whose first statements (a batch of creations' claim of its keys:
 // idempotency.ClaimTx; its payments' INSERT; a batch of decisions' UPDATE)
-// travels with BEGIN, and whose last writes (the keys' answers on kept
+// travel with BEGIN, and whose last writes (the keys' answers on kept
 // plans, the events, the jobs) with COMMIT.
 func WithPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
 	tx, err := BeginPipelined(ctx, pool)

@@ -81,9 +81,10 @@ type Work func(do []bool) (sql string, args []any, scan func(pgx.Rows) error)
 // and every transaction writes its claims' answers, or drops them, before
 // it commits (SettleTx, Do): so the only row a statement sees with status 0
 // is one its own transaction claimed. The key's unique index finds it.
+// (Its alias, claim_row, is not to be used by the expressions.)
 func ClaimedHere(merchantID, route, key string) string {
-	return `(` + key + ` IS NULL OR EXISTS (SELECT FROM idempotency_keys k WHERE k.merchant_id = ` + merchantID +
-		` AND k.route = ` + route + ` AND k.key = ` + key + ` AND k.status_code = 0))`
+	return `(` + key + ` IS NULL OR EXISTS (SELECT FROM idempotency_keys claim_row WHERE claim_row.merchant_id = ` + merchantID +
+		` AND claim_row.route = ` + route + ` AND claim_row.key = ` + key + ` AND claim_row.status_code = 0))`
 }
 
 // ClaimTx claims the keys of claims (nil: a request without a key) that no
@@ -134,7 +135,10 @@ func ClaimTx(ctx context.Context, tx pgx.Tx, claims []*Claim, work Work) ([]bool
 		if sql == "" {
 			return claimed, nil
 		}
-		return claimed, db.QueryScan(ctx, tx, scan, sql, args...)
+		if err := db.QueryScan(ctx, tx, scan, sql, args...); err != nil {
+			return nil, err
+		}
+		return claimed, nil
 	}
 	mark := func(rows pgx.Rows, into []bool) (n int, err error) {
 		var id claimID

@@ -151,7 +151,7 @@ func TestABatchSettlesOnlyTheKeysItClaimed(t *testing.T) {
 
 // A key claimed by a transaction still running fails the batch's claim
 // soon (ErrClaimWait), rather than holding the batch until that
-// transaction ends.
+// transaction ends, and its work is not done.
 func TestABatchDoesNotWaitForAKeyInProgress(t *testing.T) {
 	inEachTx(t, func(t *testing.T, a *app.App, route string, withTx func(context.Context, func(pgx.Tx) error) error) {
 		ctx := context.Background()
@@ -162,11 +162,19 @@ func TestABatchDoesNotWaitForAKeyInProgress(t *testing.T) {
 		// holder fails the test instead of hanging it.
 		bounded, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
+		worked := false // the work, in the claim's batch or after it, is not done
 		err := withTx(bounded, func(tx pgx.Tx) error {
-			_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held}, nil)
+			_, err := idempotency.ClaimTx(bounded, tx, []*idempotency.Claim{nil, held}, func([]bool) (string, []any, func(pgx.Rows) error) {
+				return `SELECT 1`, []any{db.PlanMode(tx)}, func(rows pgx.Rows) error {
+					worked = true
+					rows.Close()
+					return rows.Err()
+				}
+			})
 			return err
 		})
 		require.ErrorIs(t, err, idempotency.ErrClaimWait)
+		require.False(t, worked)
 		require.NoError(t, bounded.Err())
 		require.False(t, errors.Is(err, context.DeadlineExceeded))
 	})

@@ -3,7 +3,10 @@
 //
 // Invariants: the remembered response is written by the same transaction as
 // the work it describes, so after a crash there is either both or neither and
-// a key is never stuck; a repeat of a running request waits on the
+// a key is never stuck; no key's row commits claimed but unanswered
+// (status_code 0), since every transaction answers or drops its claims
+// before it commits, so a row a statement sees with status 0 is its own
+// transaction's claim (ClaimedHere); a repeat of a running request waits on the
 // uncommitted key row (then replays) or, past LockTimeout, answers 409; a
 // different body under a key answers 422; keys are scoped by merchant, method
 // and path, and kept for TTL. LockTimeout bounds only the claim of the key:

@@ -207,10 +207,11 @@ func TestKeyedRequestTakesNoExtraRoundTrip(t *testing.T) {
 
 // A batch's keys take no round trip of their own on a connection of kept
 // plans: their claim, with its lock timeout's set and reset, travels with
-// BEGIN, and their answers with COMMIT, as the work's first and last
-// statements would. On the main pool, where the work's statement and the
-// answers' are planned each time (db.PlannedEachTime), neither can go in a
-// batch: BEGIN still travels with the claim.
+// BEGIN and the work's first statement (idempotency.Work), and their
+// answers with COMMIT, as the work's last statements would. On the main
+// pool, where the work's statement and the answers' are planned each time
+// (db.PlannedEachTime), neither can go in a batch: BEGIN still travels with
+// the claim.
 func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -231,15 +232,15 @@ func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
 			}
 		}
 		require.NoError(t, db.WithPipelinedTx(ctx, pool, func(tx pgx.Tx) error {
-			claimed, err := idempotency.ClaimTx(ctx, tx, claims, nil)
+			claimed, err := idempotency.ClaimTx(ctx, tx, claims, func([]bool) (string, []any, func(pgx.Rows) error) {
+				return `INSERT INTO widgets (merchant_id, name) SELECT $1, unnest($2::text[])`,
+					[]any{db.PlanMode(tx), merchants.TestMerchantID, []string{"a", "b"}},
+					func(rows pgx.Rows) error { rows.Close(); return rows.Err() }
+			})
 			if err != nil {
 				return err
 			}
 			require.NotContains(t, claimed, false)
-			if _, err := tx.Exec(ctx, `INSERT INTO widgets (merchant_id, name) SELECT $1, unnest($2::text[])`,
-				db.PlanMode(tx), merchants.TestMerchantID, []string{"a", "b"}); err != nil {
-				return err
-			}
 			return idempotency.SettleTx(ctx, tx, settled)
 		}))
 	}
@@ -249,7 +250,7 @@ func TestABatchsKeysTakeNoRoundTripOfTheirOwn(t *testing.T) {
 		batch(pool, keyed)
 		return trips.N.Load()
 	}
-	require.Equal(t, int32(3), counted(kept, keptTrips, true), "BEGIN + lock timeout + claim + reset; INSERT; answers + COMMIT")
+	require.Equal(t, int32(2), counted(kept, keptTrips, true), "BEGIN + lock timeout + claim + reset + INSERT; answers + COMMIT")
 	require.Equal(t, int32(2), counted(kept, keptTrips, false), "BEGIN + INSERT; COMMIT")
 	require.Equal(t, int32(4), counted(main, mainTrips, true), "BEGIN + lock timeout + claim + reset; INSERT; answers; COMMIT")
 	require.Equal(t, 12, b.widgets(t))

@@ -256,7 +256,11 @@ func (s *Service) createManyTx(ctx context.Context, tx pgx.Tx, cs []creation, st
 // order that is paid or has a payment in progress
 // (payments_one_live_per_order), or a second of cs on one order. The rows
 // go in order id order, so that two batches that wait for each other's
-// payments on the same orders wait in one order, never in a cycle. The
+// payments on the same orders wait in one order, never in a cycle; but for
+// the payments of expired keys taken over (idempotency.ClaimTx), inserted
+// in a second statement: should two batches then wait in a cycle, which
+// takes repeats a day apart on the same orders, PostgreSQL breaks it as a
+// deadlock, and the batch it fails runs again one request at a time. The
 // keys' table is read only when a creation has a key, so that a batch
 // without keys keeps its plans once payments and orders have grown
 // (db.KeptPlans).

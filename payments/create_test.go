@@ -22,6 +22,34 @@ import (
 	"paygate/payments"
 )
 
+// A batch's payments' INSERT takes a key's row seen claimed and not yet
+// answered (status 0) for its own transaction's claim (idempotency.ClaimedHere),
+// which holds as long as no such row commits. Should one ever commit (a
+// writer that broke that rule, as this test does by hand), the batch fails
+// rather than create a payment whose key it has not claimed, and so would
+// not answer.
+func TestABatchFailsOnAPaymentWhoseKeyItDidNotClaim(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t)
+	ctx := context.Background()
+	order := createOrder(t, a, apptest.TestMerchant(), 50000)
+	_, err := a.Pool.Exec(ctx, `
+		INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response_body, created_at, expires_at)
+		VALUES ($1, 'POST /api/v1/payments', 'left-claimed', '\x00', 0, '', now(), now() + interval '1 day')`,
+		merchants.TestMerchantID)
+	require.NoError(t, err)
+	err = db.WithTx(ctx, a.Pool, func(tx pgx.Tx) error {
+		_, err := a.Payments.CreateManyTx(ctx, tx, merchants.TestMerchantID,
+			[]payments.PaymentInput{{OrderID: order, Method: "upi", VPA: "a@b"}},
+			apptest.Claim("POST /api/v1/payments", "left-claimed", time.Now()))
+		return err
+	})
+	require.ErrorContains(t, err, "whose key the batch did not claim")
+	var made int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(*) FROM payments WHERE order_id = $1`, order).Scan(&made))
+	require.Zero(t, made)
+}
+
 // A batch of creations inserts, in one transaction, the payments whose
 // orders take them, each with its payment.created event and (decided by
 // River here) its job, and skips the others without failing the batch: an
