@@ -31,19 +31,19 @@ import (
 // than three quarters (BENCHMARKS.md, session 10). A payment's Idempotency-Key
 // is claimed first, and its answer written, in the batch's transaction
 // (idempotency.ClaimTx and SettleTx: a statement each for all the batch's keys,
-// and four round trips more when a key is taken already, for the take-over of
-// expired ones and their payments), so the key commits with its payment or not
-// at all, as for a request alone. The transaction is pipelined (db.InTx): on
-// kept plans, BEGIN travels with the keys' claim and the payments' INSERT
-// (which leaves out the keyed requests whose keys the claim did not take:
-// idempotency.Work), and the keys' answers, the events and the jobs with
-// COMMIT, so that a batch takes two round trips with keys or without, where
-// pgx's own transaction took eight and four (one more each with decision
-// jobs). A key the batch does not claim (answered, in progress, repeated in the
-// batch) leaves its request to run alone. An order's key is claimed and
-// answered the same way (createOrdersTx). A repeat of a keyed request therefore
-// replays after a batch's claim finds its key taken: a few round trips more
-// than a request alone would take.
+// and three round trips more when a key is taken already, for the take-over of
+// expired ones, with a fourth for the payments of keys taken over), so the key
+// commits with its payment or not at all, as for a request alone. The
+// transaction is pipelined (db.InTx): on kept plans, BEGIN travels with the
+// keys' claim and the payments' INSERT (which leaves out the keyed requests
+// whose keys the claim did not take: idempotency.Work), and the keys' answers,
+// the events and the jobs with COMMIT, so that a batch takes two round trips
+// with keys or without, where pgx's own transaction took eight and four (one
+// more each with decision jobs). A key the batch does not claim (answered, in
+// progress, repeated in the batch) leaves its request to run alone. An order's
+// key is claimed and answered the same way (createOrdersTx). A repeat of a
+// keyed request therefore replays after a batch's claim finds its key taken: a
+// few round trips more than a request alone would take.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
