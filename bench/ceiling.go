@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -193,21 +195,37 @@ func ceiling(ctx context.Context, pool *pgxpool.Pool, pgPID int, name string, co
 
 // flushStats has every connection of pool report its statistics (commits,
 // WAL) to pg_stat_database and pg_stat_wal: a backend reports them at most
-// once a second, the rest when it has been idle for 10 s, so a snapshot
-// taken as a phase ends misses up to a second of each connection's work
-// (the ceiling's commits per transaction read 0.90). A backend that has
-// not reported for a second reports before it answers its next statement.
-// It returns how many statements (each a commit) it sent.
+// once a second, so a snapshot taken as a phase ends misses up to a second
+// of each connection's work (the ceiling's commits per transaction read
+// 0.90). A backend reports as it goes idle, before it answers; from
+// PostgreSQL 15, pg_stat_force_next_flush() lifts the once-a-second limit
+// for that report, so each connection's answer to it means its report is
+// in. Before 15, a backend that has not reported for a second reports, so
+// it waits that second out first. It returns how many statements (each a
+// commit) it sent.
 func flushStats(ctx context.Context, pool *pgxpool.Pool) int {
-	time.Sleep(1100 * time.Millisecond)
+	conns := pool.AcquireAllIdle(ctx)
+	flush := `/* bench */ SELECT pg_stat_force_next_flush()`
+	if len(conns) > 0 && !serverAtLeast15(conns[0].Conn()) {
+		time.Sleep(1100 * time.Millisecond)
+		flush = `/* bench */ SELECT 1`
+	}
 	n := 0
-	for _, c := range pool.AcquireAllIdle(ctx) {
-		if _, err := c.Exec(ctx, `/* bench */ SELECT 1`); err == nil {
+	for _, c := range conns {
+		if _, err := c.Exec(ctx, flush); err == nil {
 			n++
 		}
 		c.Release()
 	}
 	return n
+}
+
+// serverAtLeast15 reads the server's major version from what it sent at
+// connection (no statement, so no commit to count).
+func serverAtLeast15(c *pgx.Conn) bool {
+	major, _, _ := strings.Cut(c.PgConn().ParameterStatus("server_version"), ".")
+	v, err := strconv.Atoi(major)
+	return err == nil && v >= 15
 }
 
 // dbSnapshot is the server-wide counters a phase's cost is the difference of.
