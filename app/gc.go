@@ -8,7 +8,7 @@ import "runtime/debug"
 // 8–9 % of paygate's CPU profile; with 300 instead of 100, paygate's CPU
 // over a bench run fell by 13–17 % (16–27 % per payment of the burst), with
 // 3.4 times fewer collections, for a peak RSS of 75–77 MiB instead of 52,
-// far under the 200 MB budget (BENCHMARKS.md, session 7).
+// far under the 200 MB budget (docs/benchmarks-history.md, session 7).
 // GOGC, and GOMEMLIMIT for a cap, still decide when set.
 const defaultGCPercent = 300
 

@@ -6,7 +6,8 @@ import (
 	"paygate/db"
 )
 
-// Queue defaults, from what was measured (BENCHMARKS.md, "What changed").
+// Queue defaults, from what was measured (docs/benchmarks-history.md,
+// "What changed").
 //
 // River fetches at most a queue's free workers every FetchCooldown, so
 // workers / cooldown bounds a queue's jobs per second: River's default (100
@@ -37,8 +38,9 @@ const (
 	// did more through fewer connections: with 20 instead of 50 the
 	// bench's database CPU per payment fell by about 15 %, and the burst,
 	// payment creation and the steady phase's webhook lag were as good or
-	// better in three pairs of runs (BENCHMARKS.md); 120 was worse, 10 no
-	// better. A database on more cores wants more (DB_MAX_CONNS).
+	// better in three pairs of runs (docs/benchmarks-history.md); 120 was
+	// worse, 10 no better. A database on more cores wants more
+	// (DB_MAX_CONNS).
 	defaultDBMaxConns = 20
 )
 

@@ -23,15 +23,16 @@ const QueueMaintenance = "maintenance"
 // completer marks jobs completed after Work returns, many in one statement,
 // where JobCompleteTx costs one heavy statement per job inside the work's
 // transaction — the largest share of the database's time per payment
-// (BENCHMARKS.md, cost account). Exactly once still holds, because their
-// change is conditional (a payment is decided only while pending, a refund
-// processed only while pending): a job that runs again after its work
-// committed — its completion lost to a crash, or the job rescued — changes
-// nothing. At least once holds because a job is only completed after its
-// work committed. The webhook worker does the same for a final attempt (the
-// log leaves pending), and keeps CompleteJobTx for an attempt to be retried:
-// it inserts the next attempt's job, unique by args, in the same
-// transaction, and a log is pending exactly while a job of its run is alive.
+// (docs/benchmarks-history.md, cost account). Exactly once still holds,
+// because their change is conditional (a payment is decided only while
+// pending, a refund processed only while pending): a job that runs again
+// after its work committed — its completion lost to a crash, or the job
+// rescued — changes nothing. At least once holds because a job is only
+// completed after its work committed. The webhook worker does the same for a
+// final attempt (the log leaves pending), and keeps CompleteJobTx for an
+// attempt to be retried: it inserts the next attempt's job, unique by args,
+// in the same transaction, and a log is pending exactly while a job of its
+// run is alive.
 
 // LiveJobStates is the SQL list of the states of a job that is still to run
 // or running: a row whose job is in none of them has lost it (the

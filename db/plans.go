@@ -48,7 +48,7 @@ var keptPools sync.Map // *pgxpool.Pool → struct{}
 // each statement once and keep the plan (PlanMode). Planning a batch cost
 // the database about as much as running it at a moderate load, and kept
 // plans made payment creation at 64 clients about 14 % faster on the means
-// of four pairs of runs (BENCHMARKS.md, session 17).
+// of four pairs of runs (docs/benchmarks-history.md, session 17).
 //
 // A kept plan cannot see a batch's size, nor how a table has grown since it
 // was made. So on those connections the planner joins by nested loops over
@@ -66,11 +66,11 @@ var keptPools sync.Map // *pgxpool.Pool → struct{}
 // a merchant's rows to be unique), so that a scan of a merchant's range of
 // a compact secondary index (by merchant and status, say, which ends with
 // the id) costs it no more than the primary key's probe, and a batch of a
-// hundred then reads its merchant's rows a hundred times (BENCHMARKS.md,
-// session 19). So the measure analyzes such a table rather than wait a
-// minute or more for autovacuum: plans on the main pool are made with the
-// statistics too. A batch that reads no table (orders created without
-// keys) keeps its plans from the first. The
+// hundred then reads its merchant's rows a hundred times
+// (docs/benchmarks-history.md, session 19). So the measure analyzes such
+// a table rather than wait a minute or more for autovacuum: plans on the
+// main pool are made with the statistics too. A batch that reads no table
+// (orders created without keys) keeps its plans from the first. The
 // merchants are looked up by primary key and never measured: a process
 // may serve one merchant for ever, and a plan that scans them is replaced
 // by PostgreSQL once autovacuum analyzes a table that has grown a tenth.

@@ -28,22 +28,22 @@ import (
 // database more than the rows they write (a statement's start, its plan, the
 // CHECK constraints read again, a commit): in the bench's burst, the database's
 // CPU per payment halved, and per order in the orders phase it fell by more
-// than three quarters (BENCHMARKS.md, session 10). A payment's Idempotency-Key
-// is claimed first, and its answer written, in the batch's transaction
-// (idempotency.ClaimTx and SettleTx: a statement each for all the batch's keys,
-// and three round trips more when a key is taken already, for the take-over of
-// expired ones, with a fourth for the payments of keys taken over), so the key
-// commits with its payment or not at all, as for a request alone. The
-// transaction is pipelined (db.InTx): on kept plans, BEGIN travels with the
-// keys' claim and the payments' INSERT (which leaves out the keyed requests
-// whose keys the claim did not take: idempotency.Work), and the keys' answers,
-// the events and the jobs with COMMIT, so that a batch takes two round trips
-// with keys or without, where pgx's own transaction took eight and four (one
-// more each with decision jobs). A key the batch does not claim (answered, in
-// progress, repeated in the batch) leaves its request to run alone. An order's
-// key is claimed and answered the same way (createOrdersTx). A repeat of a
-// keyed request therefore replays after a batch's claim finds its key taken: a
-// few round trips more than a request alone would take.
+// than three quarters (docs/benchmarks-history.md, session 10). A payment's
+// Idempotency-Key is claimed first, and its answer written, in the batch's
+// transaction (idempotency.ClaimTx and SettleTx: a statement each for all the
+// batch's keys, and three round trips more when a key is taken already, for the
+// take-over of expired ones, with a fourth for the payments of keys taken
+// over), so the key commits with its payment or not at all, as for a request
+// alone. The transaction is pipelined (db.InTx): on kept plans, BEGIN travels
+// with the keys' claim and the payments' INSERT (which leaves out the keyed
+// requests whose keys the claim did not take: idempotency.Work), and the keys'
+// answers, the events and the jobs with COMMIT, so that a batch takes two round
+// trips with keys or without, where pgx's own transaction took eight and four
+// (one more each with decision jobs). A key the batch does not claim (answered,
+// in progress, repeated in the batch) leaves its request to run alone. An
+// order's key is claimed and answered the same way (createOrdersTx). A repeat
+// of a keyed request therefore replays after a batch's claim finds its key
+// taken: a few round trips more than a request alone would take.
 //
 // A request whose payment the batch does not insert (no such order, a paid
 // one, one with a payment in progress: the INSERT skips what a unique index
@@ -78,9 +78,9 @@ const (
 	// one transaction of each at a time (unless one stalls: StallAfter);
 	// with two, the database's CPU per
 	// payment was a tenth higher and p99 a quarter longer at 64 clients
-	// (BENCHMARKS.md, "One creation batch at a time"). Each batch's
-	// deadline still bounds how long one waits for a slow row, and
-	// StallAfter how long the requests behind it wait for it.
+	// (docs/benchmarks-history.md, "One creation batch at a time"). Each
+	// batch's deadline still bounds how long one waits for a slow row,
+	// and StallAfter how long the requests behind it wait for it.
 	// CREATE_BATCHES (Service.CreateBatches) sets it: with one, a
 	// process's creations are written by one database session at a time,
 	// so a gateway whose database has cores to spare may want more.
@@ -101,10 +101,10 @@ const (
 // deadlines. Over one bench run (orders, payments at 16
 // and 64 clients, the burst, the steady phase, refunds) no request waited
 // more than 70 ms for its batch to start (99.8 % of batches under 30 ms;
-// BENCHMARKS.md, "Spare batches"), so a healthy gateway does not start
-// them and its batches stay large; a database whose batches take longer
-// than StallAfter does, up to three creation transactions of each kind at
-// once. Refunds use the same.
+// docs/benchmarks-history.md, "Spare batches"), so a healthy gateway does
+// not start them and its batches stay large; a database whose batches
+// take longer than StallAfter does, up to three creation transactions of
+// each kind at once. Refunds use the same.
 const (
 	StallAfter   = 250 * time.Millisecond
 	SpareBatches = 2

@@ -22,7 +22,7 @@ import (
 // for the INSERT) in memory from the commit to the decision. River's job
 // row (its insert, fetch, completion and index entries, its NOTIFY) and the
 // worker's read of the payment were most of what a decision cost the
-// database besides the decision itself (BENCHMARKS.md).
+// database besides the decision itself (docs/benchmarks-history.md).
 //
 // Invariants:
 //   - One decider per payment at a time, as with a job: a payment taken here

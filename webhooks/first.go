@@ -21,8 +21,8 @@ import (
 // the state change, and the process hands its id from the commit to the
 // attempt in memory. River's job row (its insert, fetch, completion and
 // index entries, and the NOTIFY) was the largest part of what a delivery
-// cost the database (BENCHMARKS.md); the attempt reads its delivery with
-// others, one statement for a batch.
+// cost the database (docs/benchmarks-history.md); the attempt reads its
+// delivery with others, one statement for a batch.
 //
 // Invariants:
 //   - One attempt maker per log at a time. A log taken here has no job, so
@@ -360,7 +360,7 @@ func (f *firstAttempts) start(batch []firstAttempt) {
 // begins: its stack, which net/http's client grows to several times a new
 // goroutine's, is then grown once for many attempts. With a goroutine of
 // its own each, the copies of the growing stacks took about 6 % of
-// paygate's CPU at 64 clients (BENCHMARKS.md, session 23).
+// paygate's CPU at 64 clients (docs/benchmarks-history.md, session 23).
 //
 // A waiting sender is reserved before the attempt is handed over (waiting
 // taken down by one), and one that stops waiting takes itself off the
