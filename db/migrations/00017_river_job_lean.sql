@@ -25,7 +25,8 @@ DROP INDEX IF EXISTS river_job_metadata_index;
 -- Vacuum and analyze river_job after about 2 % of it changed rather than
 -- 20 %: dead versions in the fetching index slow every fetch, and the
 -- statistics of a table that was empty when last analyzed can leave River's
--- fetch with a sequential-scan plan under load (BENCHMARKS.md).
+-- fetch with a sequential-scan plan under load
+-- (docs/benchmarks-history.md).
 ALTER TABLE river_job SET (
     autovacuum_vacuum_scale_factor = 0.02,
     autovacuum_vacuum_insert_scale_factor = 0.02,

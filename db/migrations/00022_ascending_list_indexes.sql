@@ -5,8 +5,9 @@
 -- descending one takes each new row at the far left of the merchant's
 -- range, and PostgreSQL splits such a page in half, so its pages stayed
 -- half empty; an ascending one takes it at the right end, where a split
--- leaves the page 90 % full, the index's fill factor (BENCHMARKS.md,
--- session 19: one merchant's 200,000 rows in 1,213 pages against 2,168).
+-- leaves the page 90 % full, the index's fill factor
+-- (docs/benchmarks-history.md, session 19: one merchant's 200,000 rows in
+-- 1,213 pages against 2,168).
 -- Each is built beside the old one, concurrently (writes go on), and takes
 -- its name. A run stopped half way may leave an "_asc" index beside the old
 -- one or in its place, or either invalid: the next run drops any "_asc"
