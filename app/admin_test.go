@@ -135,3 +135,14 @@ func TestAdminRoutesNotOnWorker(t *testing.T) {
 	rec := apptest.Do(t, w.Echo, http.MethodGet, "/metrics", "", nil)
 	require.Equal(t, http.StatusOK, rec.Code)
 }
+
+// With the profiler open, Go's mutex profile samples contention (one
+// contended lock in 10), so /debug/pprof/mutex shows where goroutines wait
+// on each other's locks instead of staying empty.
+func TestTheProfilerSamplesLockContention(t *testing.T) {
+	t.Parallel()
+	a := apptest.New(t, func(c *app.Config) { c.AdminToken = "adm-secret" })
+	rec := apptest.Do(t, a.Echo, http.MethodGet, "/debug/pprof/mutex?debug=1", "", http.Header{"Authorization": {"Bearer adm-secret"}})
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), "sampling period=10\n")
+}

@@ -86,7 +86,7 @@ func main() {
 	flag.StringVar(&f.JSON, "json", "bench/last-run.json", "write the report as JSON here too (empty: don't)")
 	flag.BoolVar(&f.Cost, "cost", false, "print the cost accounts' per-statement tables (burst, refunds)")
 	flag.Var(&f.Env, "env", "NAME=value added to paygate's environment (repeatable)")
-	flag.StringVar(&f.Profile, "profile", "", "write CPU profiles of paygate and the bench over the payments phase at -c clients to this folder, and report paygate's CPU by area and the database's waits (empty: none)")
+	flag.StringVar(&f.Profile, "profile", "", "write CPU profiles of paygate and the bench, and paygate's lock profile, over the payments phase at -c clients to this folder, and report paygate's CPU and lock waits by area and the database's waits (empty: none)")
 	flag.Parse()
 	set := map[string]bool{}
 	flag.Visit(func(fl *flag.Flag) { set[fl.Name] = true })

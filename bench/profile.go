@@ -22,18 +22,34 @@ import (
 // Profiled is what -profile records over the payments phase at -c clients,
 // where the target is measured: paygate's CPU profile (taken through its
 // /debug/pprof/profile, which the run's ADMIN_TOKEN opens) read by area,
-// the bench's own CPU profile, and the database sessions' waits. The files
-// are for `go tool pprof`; the areas and waits are in the report. The
-// profiler samples paygate 100 times a second, at a small cost to that
-// phase's figures (not measured apart).
+// its lock profile over the same seconds (/debug/pprof/mutex: the waits on
+// its goroutines' locks), the bench's own CPU profile, and the database
+// sessions' waits. The files are for `go tool pprof`; the areas, locks and
+// waits are in the report. The profiler samples paygate 100 times a second,
+// and one contended lock in 10, at a small cost to that phase's figures
+// (not measured apart).
 type Profiled struct {
 	Phase        string  `json:"phase"`
 	Seconds      float64 `json:"seconds"`                // paygate's profile's length, as it says (0: none)
 	PaygateFile  string  `json:"paygate_file,omitempty"` // paygate's CPU profile (empty: not taken)
-	BenchFile    string  `json:"bench_file,omitempty"`   // the bench's own (clients, receiver, samplers)
-	PaygateAreas []Area  `json:"paygate_areas"`          // paygate's CPU by area, as shares of its samples
-	Waits        []Wait  `json:"session_waits"`          // paygate's database sessions meanwhile
+	MutexFile    string  `json:"paygate_mutex_file,omitempty"`
+	BenchFile    string  `json:"bench_file,omitempty"` // the bench's own (clients, receiver, samplers)
+	PaygateAreas []Area  `json:"paygate_areas"`        // paygate's CPU by area, as shares of its samples
+	Locks        *Locks  `json:"paygate_locks,omitempty"`
+	Waits        []Wait  `json:"session_waits"` // paygate's database sessions meanwhile
 	Err          string  `json:"error,omitempty"`
+}
+
+// Locks reads paygate's mutex profile over the phase: how long its
+// goroutines waited for locks others held (the profile's estimate, scaled
+// from its samples), in how many waits, by area and by the code that held
+// the lock (the first frame outside the runtime and sync on an unlock's
+// stack).
+type Locks struct {
+	WaitedMs    float64 `json:"waited_ms"`
+	Contentions int64   `json:"contentions"`
+	Areas       []Area  `json:"areas"` // shares of the time waited
+	Holders     []Area  `json:"holders"`
 }
 
 // Area is a share of a CPU profile's samples.
@@ -62,15 +78,11 @@ var areas = []struct {
 	{"Go scheduler", []string{"runtime.schedule", "runtime.findRunnable", "runtime.mcall", "runtime.park_m"}},
 }
 
-// byArea reads a CPU profile by area: each area's share of the samples'
-// CPU time, largest first, "other" last.
-func byArea(p *profile.Profile) []Area {
-	vi := len(p.SampleType) - 1
-	for i, t := range p.SampleType {
-		if t.Type == "cpu" {
-			vi = i
-		}
-	}
+// byArea reads a profile by area: each area's share of the samples' value
+// of the given type (a CPU profile's "cpu", a mutex profile's "delay"),
+// largest first, "other" last.
+func byArea(p *profile.Profile, valueType string) []Area {
+	vi := valueIndex(p, valueType)
 	sums := make([]int64, len(areas)+1)
 	var total int64
 	for _, s := range p.Sample {
@@ -111,13 +123,92 @@ func areaOf(s *profile.Sample) int {
 	return len(areas)
 }
 
+// valueIndex is the index of the profile's values of the given type (its
+// last if none has it).
+func valueIndex(p *profile.Profile, valueType string) int {
+	vi := len(p.SampleType) - 1
+	for i, t := range p.SampleType {
+		if t.Type == valueType {
+			vi = i
+		}
+	}
+	return vi
+}
+
+// readLocks sums a mutex profile (values "contentions" and "delay", in
+// nanoseconds): the time waited, the waits, by area, and the five code
+// sites that held the locks waited for longest.
+func readLocks(p *profile.Profile) *Locks {
+	ci, di := valueIndex(p, "contentions"), valueIndex(p, "delay")
+	l := &Locks{Areas: byArea(p, "delay")}
+	holders := map[string]int64{}
+	var total int64
+	for _, s := range p.Sample {
+		l.Contentions += s.Value[ci]
+		total += s.Value[di]
+		holders[holderOf(s)] += s.Value[di]
+	}
+	l.WaitedMs = float64(total) / 1e6
+	for name, d := range holders {
+		if d > 0 {
+			l.Holders = append(l.Holders, Area{name, float64(d) / float64(total)})
+		}
+	}
+	sort.Slice(l.Holders, func(i, j int) bool {
+		a, b := l.Holders[i], l.Holders[j]
+		return a.Share > b.Share || a.Share == b.Share && a.Name < b.Name
+	})
+	l.Holders = l.Holders[:min(5, len(l.Holders))]
+	return l
+}
+
+// holderOf names the code that released a sampled lock: the first frame,
+// from the leaf, outside the runtime and the sync packages.
+func holderOf(s *profile.Sample) string {
+	for _, loc := range s.Location {
+		for _, line := range loc.Line {
+			if line.Function == nil {
+				continue
+			}
+			name := line.Function.Name
+			if !strings.HasPrefix(name, "runtime.") && !strings.HasPrefix(name, "sync.") &&
+				!strings.HasPrefix(name, "internal/") {
+				return withoutTypeArgs(name)
+			}
+		}
+	}
+	return "runtime"
+}
+
+// withoutTypeArgs shortens a generic function's name: its type arguments
+// (the compiler's shapes, a line long) become "[…]".
+func withoutTypeArgs(name string) string {
+	var out strings.Builder
+	depth := 0
+	for _, r := range name {
+		switch {
+		case r == '[':
+			if depth == 0 {
+				out.WriteString("[…]")
+			}
+			depth++
+		case r == ']' && depth > 0:
+			depth--
+		case depth == 0:
+			out.WriteRune(r)
+		}
+	}
+	return out.String()
+}
+
 // profilePhase measures phase (b.measure), the one named name, with
 // paygate's and the bench's CPU profiles and the database's wait sampling
 // going, and records them in dir and in the report. Only the phase is
 // measured: waiting for paygate's profile and reading it are not. It also
 // returns when the phase ended, which its drain counts from.
 func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func() Phase) (p Phase, ended time.Time) {
-	pr := &Profiled{Phase: name, PaygateFile: filepath.Join(dir, "paygate-cpu.pprof"), BenchFile: filepath.Join(dir, "bench-cpu.pprof")}
+	pr := &Profiled{Phase: name, PaygateFile: filepath.Join(dir, "paygate-cpu.pprof"),
+		MutexFile: filepath.Join(dir, "paygate-mutex.pprof"), BenchFile: filepath.Join(dir, "bench-cpu.pprof")}
 	b.rep.Profile = pr
 	var errs []error
 	defer func() {
@@ -126,7 +217,7 @@ func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func()
 		}
 	}()
 	// A file left by an earlier run would be read as this one's.
-	for _, f := range []string{pr.PaygateFile, pr.BenchFile} {
+	for _, f := range []string{pr.PaygateFile, pr.MutexFile, pr.BenchFile} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -139,13 +230,14 @@ func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func()
 	// follows its last whole second after that (its clients starting and
 	// stopping); -profile needs -d ≥ 2s (main.go).
 	secs := max(1, int((b.f.D - time.Second).Seconds()))
-	got := make(chan error, 1)
+	got, gotLocks := make(chan error, 1), make(chan error, 1)
 	go func() {
 		select {
 		case <-time.After(500 * time.Millisecond):
 		case <-ctx.Done():
 		}
-		got <- b.gw.cpuProfile(ctx, secs, pr.PaygateFile)
+		go func() { gotLocks <- b.gw.profile(ctx, "mutex", secs, pr.MutexFile) }()
+		got <- b.gw.profile(ctx, "profile", secs, pr.PaygateFile)
 	}()
 	own, err := os.Create(pr.BenchFile)
 	started := false
@@ -177,6 +269,15 @@ func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func()
 		pr.BenchFile = ""
 	}
 	p.Note = "profiled (-profile): paygate's and the bench's CPU profilers and a wait sampler ran; compare with -profile runs only"
+	if err := <-gotLocks; err != nil {
+		errs = append(errs, fmt.Errorf("paygate's lock profile: %w", err))
+		pr.MutexFile = ""
+	} else if locks, err := readProfile(pr.MutexFile); err != nil {
+		errs = append(errs, err)
+		pr.MutexFile = ""
+	} else {
+		pr.Locks = readLocks(locks)
+	}
 	if err := <-got; err != nil {
 		errs = append(errs, fmt.Errorf("paygate's profile: %w", err))
 		pr.PaygateFile = ""
@@ -195,7 +296,7 @@ func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func()
 	if past := 0.5 + pr.Seconds - p.Seconds; past > 0.1 {
 		errs = append(errs, fmt.Errorf("paygate's profile ran %.1f s past the phase's end: its areas include work after it", past))
 	}
-	pr.PaygateAreas = byArea(prof)
+	pr.PaygateAreas = byArea(prof, "cpu")
 	return p, ended
 }
 
@@ -208,12 +309,13 @@ func readProfile(path string) (*profile.Profile, error) {
 	return profile.Parse(f)
 }
 
-// cpuProfile saves paygate's CPU profile over the next secs seconds.
-func (g *gateway) cpuProfile(ctx context.Context, secs int, path string) error {
+// profile saves paygate's profile of the given name ("profile" for its
+// CPU, "mutex" for its locks) over the next secs seconds.
+func (g *gateway) profile(ctx context.Context, name string, secs int, path string) error {
 	// Bounded: a paygate that stops answering must not hold up the run.
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.url+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.url+"/debug/pprof/"+name+"?seconds="+strconv.Itoa(secs), nil)
 	if err != nil {
 		return err
 	}
@@ -225,7 +327,7 @@ func (g *gateway) cpuProfile(ctx context.Context, secs int, path string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		return fmt.Errorf("paygate's /debug/pprof/profile answered %d: %s", resp.StatusCode, b)
+		return fmt.Errorf("paygate's /debug/pprof/%s answered %d: %s", name, resp.StatusCode, b)
 	}
 	out, err := os.Create(path)
 	if err != nil {

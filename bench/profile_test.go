@@ -57,7 +57,7 @@ func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got := byArea(parsed)
+	got := byArea(parsed, "cpu")
 	want := []Area{
 		{"webhook requests (signing, net/http client)", 0.5},
 		{"payment creation batches (with their events)", 0.2},
@@ -74,6 +74,72 @@ func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
 			t.Errorf("area %d: got %v, want %v", i, got[i], want[i])
 		}
 	}
+}
+
+// A mutex profile is read by the time waited, not by the number of waits:
+// its total, its areas (as a CPU profile's), and the code that held each
+// lock, the first frame outside the runtime and sync from the leaf (an
+// unlock's stack, its type arguments cut), largest first. It goes through its encoding, as
+// paygate's /debug/pprof/mutex sends it.
+func TestReadLocksByTheTimeWaited(t *testing.T) {
+	p := &profile.Profile{
+		SampleType: []*profile.ValueType{{Type: "contentions", Unit: "count"}, {Type: "delay", Unit: "nanoseconds"}},
+		PeriodType: &profile.ValueType{Type: "contentions", Unit: "count"},
+		Period:     100,
+	}
+	fn := func(name string) *profile.Location {
+		id := uint64(len(p.Function) + 1)
+		f := &profile.Function{ID: id, Name: name}
+		l := &profile.Location{ID: id, Line: []profile.Line{{Function: f}}}
+		p.Function, p.Location = append(p.Function, f), append(p.Location, l)
+		return l
+	}
+	unlock := fn("sync.(*Mutex).Unlock")
+	runtimeUnlock := fn("runtime.unlock")
+	batcher := fn("paygate/db.(*Batcher[go.shape.struct { a []int },go.shape.bool]).Do")
+	create := fn("paygate/payments.(*Service).createBatch")
+	first := fn("paygate/webhooks.(*firstAttempts).dispatch")
+	serve := fn("net/http.(*conn).serve")
+	add := func(waits, ms int64, stack ...*profile.Location) { // leaf first
+		p.Sample = append(p.Sample, &profile.Sample{Value: []int64{waits, ms * 1_000_000}, Location: stack})
+	}
+	add(10, 6, unlock, batcher, create, serve) // many short waits
+	add(1, 3, unlock, first)                   // one long one
+	add(100, 1, runtimeUnlock)                 // the runtime's own lock: no holder of ours
+	var enc bytes.Buffer
+	if err := p.Write(&enc); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := profile.Parse(&enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	got := readLocks(parsed)
+	if got.WaitedMs != 10 || got.Contentions != 111 {
+		t.Errorf("waited %v ms in %d waits, want 10 ms in 111", got.WaitedMs, got.Contentions)
+	}
+	same := func(what string, got, want []Area) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: got %v, want %v", what, got, want)
+		}
+		for i := range want {
+			if got[i].Name != want[i].Name || got[i].Share < want[i].Share-1e-9 || got[i].Share > want[i].Share+1e-9 {
+				t.Errorf("%s %d: got %v, want %v", what, i, got[i], want[i])
+			}
+		}
+	}
+	same("areas", got.Areas, []Area{
+		{"payment creation batches (with their events)", 0.6},
+		{"webhook reads and records", 0.3},
+		{"other", 0.1},
+	})
+	same("holders", got.Holders, []Area{
+		{"paygate/db.(*Batcher[…]).Do", 0.6},
+		{"paygate/webhooks.(*firstAttempts).dispatch", 0.3},
+		{"runtime", 0.1},
+	})
 }
 
 // The machine's idle time is idle plus iowait; its total, every column up

@@ -422,9 +422,10 @@ func waitsText(w io.Writer, waits []Wait) {
 // profileText prints what -profile found.
 func profileText(w io.Writer, pr *Profiled) {
 	fmt.Fprintf(w, "\nprofiles of %s (-profile):\n", pr.Phase)
-	for _, f := range []struct{ of, path string }{{"paygate's", pr.PaygateFile}, {"the bench's", pr.BenchFile}} {
+	for _, f := range []struct{ of, path string }{{"paygate's CPU", pr.PaygateFile},
+		{"paygate's locks", pr.MutexFile}, {"the bench's CPU", pr.BenchFile}} {
 		if f.path != "" {
-			fmt.Fprintf(w, "  %s CPU: go tool pprof %s\n", f.of, f.path)
+			fmt.Fprintf(w, "  %s: go tool pprof %s\n", f.of, f.path)
 		}
 	}
 	if pr.Err != "" {
@@ -437,6 +438,21 @@ func profileText(w io.Writer, pr *Profiled) {
 		}
 		for _, a := range pr.PaygateAreas {
 			fmt.Fprintf(w, " %s %.0f%%;", a.Name, 100*a.Share)
+		}
+		fmt.Fprintln(w)
+	}
+	if l := pr.Locks; l != nil {
+		fmt.Fprintf(w, "  paygate's goroutines waited %.1f ms for each other's locks, in %d waits (the mutex profile's estimate, one in 10 sampled);", l.WaitedMs, l.Contentions)
+		for _, part := range []struct {
+			of    string
+			areas []Area
+		}{{"by area", l.Areas}, {"held by", l.Holders}} {
+			if len(part.areas) > 0 {
+				fmt.Fprintf(w, " %s:", part.of)
+			}
+			for _, a := range part.areas {
+				fmt.Fprintf(w, " %s %.0f%%;", a.Name, 100*a.Share)
+			}
 		}
 		fmt.Fprintln(w)
 	}
