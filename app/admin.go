@@ -66,11 +66,10 @@ func (a *App) adminRoutes(e *echo.Echo) error {
 }
 
 // mutexProfileFraction: one contended lock in 10 is recorded while the
-// profiler is open, a stack walk each. Only contended
-// unlocks are sampled: a lock nobody waits for costs nothing more. At 64
-// clients paygate's locks are contended some hundreds of times a second;
-// one in 100 left a 4-second profile a dozen samples, too few to tell
-// where the waits are.
+// profiler is open, a stack walk each. Only contended unlocks are sampled:
+// a lock nobody waits for costs nothing more. At 64 clients paygate's
+// locks are contended some hundreds of times a second; one in 100 left a
+// 4-second profile a dozen samples, too few to tell where the waits are.
 const mutexProfileFraction = 10
 
 // adminAuth lets through "Authorization: Bearer <token>" or HTTP Basic with
