@@ -31,9 +31,7 @@ type Event struct {
 //
 // When this process works the webhook queue and has room for the events
 // (first.go), it makes their first attempts itself once tx has committed,
-// and the logs get no job: each attempt takes its payload from here and its
-// merchant's endpoint from the statement's answer (as tx read it), and
-// reads nothing more. Otherwise the statement inserts each log's first
+// and the logs get no job. Otherwise the statement inserts each log's first
 // delivery job, in the order of the events, from the logs the INSERT
 // returns, and notifies the webhook queue's producers as River's insert
 // would (db.NotifyDue): an event no endpoint takes wakes no one, but uses
@@ -80,23 +78,13 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 	}
 	emitted := time.Now()
 	scan := func(rows pgx.Rows) error {
-		var logs []firstAttempt
-		var j firstAttempt
+		var logs []logKey
+		var k logKey
 		var age time.Duration // of the transaction, when this statement ran
-		var payload map[uuid.UUID][]byte
-		if taken {
-			payload = make(map[uuid.UUID][]byte, len(ids))
-			for i, id := range ids {
-				payload[id] = payloads[i]
-			}
-		}
-		_, err := pgx.ForEachRow(rows, append([]any{&j.key.id, &j.key.merchantID, &age}, endpointFields(&j.d.Endpoint)...),
-			func() error {
-				j.d.status, j.d.payload = StatusPending, payload[j.key.id]
-				logs = append(logs, j)
-				j = firstAttempt{}
-				return nil
-			})
+		_, err := pgx.ForEachRow(rows, []any{&k.id, &k.merchantID, &age}, func() error {
+			logs = append(logs, k)
+			return nil
+		})
 		if taken && err == nil {
 			// From before the statement was queued: its rows may come
 			// back only after the COMMIT, however long that took.
@@ -123,8 +111,7 @@ func (s *Service) EmitTx(ctx context.Context, tx pgx.Tx, events []Event) error {
 		), notified AS (
 			SELECT pg_notify(`+db.InsertChannel+`, $11) WHERE $11::text IS NOT NULL AND EXISTS (SELECT 1 FROM job)
 		)
-		SELECT log.id, log.merchant_id, clock_timestamp() - now(), `+endpointColumns+`
-		FROM log JOIN merchants m ON m.id = log.merchant_id LEFT JOIN notified ON true`,
+		SELECT log.id, log.merchant_id, clock_timestamp() - now() FROM log LEFT JOIN notified ON true`,
 		append([]any{ids, merchantIDs, names, payloads, AllEvents}, append(rows.Params(), notify, taken)...)...)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)

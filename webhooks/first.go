@@ -18,14 +18,11 @@ import (
 // an event also works the webhook queue, it makes the event's first
 // delivery attempt itself, right after the event's transaction commits,
 // and the event gets no job at all: the log is the outbox, committed with
-// the state change, and the process hands it from the commit to the
-// attempt in memory: its id, its payload and the merchant's endpoint, which
-// the event's own statement returns (EmitTx), so the attempt reads nothing
-// before its request. River's job row (its insert, fetch, completion and
+// the state change, and the process hands its id from the commit to the
+// attempt in memory. River's job row (its insert, fetch, completion and
 // index entries, and the NOTIFY) was the largest part of what a delivery
-// cost the database, and a read of each batch of attempts' logs a quarter
-// of a payment's transactions (docs/benchmarks-history.md, sessions 9 and
-// 26).
+// cost the database (docs/benchmarks-history.md); the attempt reads its
+// delivery with others, one statement for a batch.
 //
 // Invariants:
 //   - One attempt maker per log at a time. A log taken here has no job, so
@@ -36,19 +33,21 @@ import (
 //     process no longer has it.
 //   - A taken log's attempt is made and recorded (or given back) within
 //     LostAfter of its event's commit: it waits in the queue at most
-//     maxClaimAge, it waits for its endpoint's bound at most maxFirstWait,
-//     its request is bounded by deliveryTimeout, and its record and a
-//     give-back by recordTimeout each. So the reconciler never takes a log
-//     in flight here for one that lost its job, and resumes one whose
-//     process died within LostAfter and its period.
+//     maxClaimAge, its read runs within batchTimeout, it waits for its
+//     endpoint's bound at most maxFirstWait, its request is bounded by
+//     deliveryTimeout, and its record and a give-back by recordTimeout
+//     each. So the reconciler never takes a log in flight here for one that
+//     lost its job, and resumes one whose process died within LostAfter and
+//     its period.
 //   - Nothing is lost. An event is taken only when the queue has room
 //     reserved for it before its statement runs (EmitTx), in a transaction
 //     whose end this process learns (db.AfterEnd); any other event gets its
 //     job, due at once, in its own statement. A taken event that cannot be
 //     made here (the process began stopping before its commit or while it
-//     was queued, it waited too long, its endpoint is slow or still at its
-//     bound after maxFirstWait, the process stops mid-request, the record
-//     fails) is given back: a job of the log's run, due now. Should even that fail (the database gone, or a crash), the
+//     was queued, it waited too long, its read failed, its endpoint is
+//     slow or still at its bound after maxFirstWait, the process stops
+//     mid-request, the record fails) is given back: a job of the log's run,
+//     due now. Should even that fail (the database gone, or a crash), the
 //     log is pending without a job, and the reconciler gives it one after
 //     LostAfter.
 //   - Deliveries are at least once, as ever: a crash between the request
@@ -57,7 +56,7 @@ type firstAttempts struct {
 	s      *Service
 	logger *slog.Logger
 	queue  chan firstAttempt // taken events waiting for a slot
-	slots  chan struct{}     // one per attempt being made
+	slots  chan struct{}     // one per attempt read or being made
 	// wait replaces maxFirstWait when set (tests).
 	wait time.Duration
 	// maxWaiting bounds the attempts that wait for the bound of an endpoint
@@ -81,7 +80,7 @@ type firstAttempts struct {
 	wg      sync.WaitGroup // the senders
 	// handoff carries the attempts dispatch gives to waiting senders; idle
 	// is how long a sender waits (senderIdle; tests lengthen it).
-	handoff chan firstAttempt
+	handoff chan sending
 	idle    time.Duration
 	// waiting counts the senders waiting for an attempt that no dispatch
 	// has reserved yet (dispatch); senders, those started (tests).
@@ -90,6 +89,12 @@ type firstAttempts struct {
 	// making counts the taken events, from their commit until recorded or
 	// given back.
 	making atomic.Int64
+}
+
+// sending is an attempt to make: its event and its delivery.
+type sending struct {
+	j firstAttempt
+	d delivery
 }
 
 // senderIdle is how long a sender waits for its next attempt before it
@@ -102,10 +107,6 @@ type firstAttempt struct {
 	// at is when its transaction began (the log's updated_at), as this
 	// process's clock tells it: its age was measured by the database.
 	at time.Time
-	// d is the log's delivery as its transaction wrote it (pending, run
-	// 0, no attempt yet) with its merchant's endpoint as that transaction
-	// read it; empty in an event given back.
-	d delivery
 }
 
 const (
@@ -161,17 +162,18 @@ func (s *Service) startFirstAttempts(claims int, wait time.Duration, logger *slo
 	f := &firstAttempts{s: s, logger: logger, queue: make(chan firstAttempt, claims),
 		slots: make(chan struct{}, claims), wait: wait, maxWaiting: max(1, claims/claimsFloor),
 		stop: make(chan struct{}), runDone: make(chan struct{}), ctx: ctx, cancel: cancel,
-		handoff: make(chan firstAttempt, claims), idle: senderIdle}
+		handoff: make(chan sending, claims), idle: senderIdle}
 	go f.run()
 	s.first.Store(f)
 }
 
 // StopFirstAttempts stops taking events, gives the queued ones back as
 // jobs, and waits for the attempts in flight until ctx ends; those still in
-// flight then are cancelled and given back, and it waits for that too
-// (each give-back within recordTimeout). An event whose transaction
-// commits after this began is given back by its committer. A second call
-// while one runs returns at once.
+// flight then (and a read of deliveries still running) are cancelled and
+// given back, and it waits for that too (each give-back within
+// recordTimeout). An event whose transaction commits
+// after this began is given back by its committer. A second call while one
+// runs returns at once.
 func (s *Service) StopFirstAttempts(ctx context.Context) {
 	f := s.first.Load()
 	if f == nil {
@@ -214,12 +216,12 @@ func (s *Service) FirstAttemptsInFlight() int64 {
 // reserve holds the queue's room for the events whose logs may be
 // candidates, in tx, and reports whether it did: their logs are then
 // inserted without jobs, and taken once tx commits (take names those
-// inserted, with their deliveries, and since when their transaction ran).
-// The room is freed should tx not commit; should its outcome be unknown,
-// every candidate is given back (a job for a log that was not inserted
-// does nothing). It does not while stopping, when the queue is short of
-// room, or when tx's end would go unseen.
-func (f *firstAttempts) reserve(tx pgx.Tx, candidates []logKey) (take func(logs []firstAttempt, since time.Time), ok bool) {
+// inserted, and since when their transaction ran). The room is freed
+// should tx not commit; should its outcome be unknown, every candidate is
+// given back (a job for a log that was not inserted does nothing). It does
+// not while stopping, when the queue is short of room, or when tx's end
+// would go unseen.
+func (f *firstAttempts) reserve(tx pgx.Tx, candidates []logKey) (take func(logs []logKey, since time.Time), ok bool) {
 	if f == nil || !db.Tracked(tx) {
 		return nil, false
 	}
@@ -233,43 +235,41 @@ func (f *firstAttempts) reserve(tx pgx.Tx, candidates []logKey) (take func(logs 
 	if !ok {
 		return nil, false
 	}
-	var logs []firstAttempt
+	var logs []logKey
 	var since time.Time
 	scanned := false
 	db.AfterEnd(tx, func(o db.Outcome) {
 		if o != db.RolledBack && !scanned {
 			// Which logs were inserted is not known: every candidate
 			// goes back.
-			logs, since, o = make([]firstAttempt, len(candidates)), time.Now(), db.Unknown
-			for i, k := range candidates {
-				logs[i].key = k
-			}
+			logs, since, o = candidates, time.Now(), db.Unknown
 		}
 		f.taken(n, logs, since, o)
 	})
-	return func(l []firstAttempt, t time.Time) { logs, since, scanned = l, t, true }, true
+	return func(l []logKey, t time.Time) { logs, since, scanned = l, t, true }, true
 }
 
 // taken frees the room reserved for n events and, once their transaction
 // committed, queues their logs; should the process have begun stopping
 // meanwhile, or the outcome be unknown, it gives them back instead.
-func (f *firstAttempts) taken(n int, logs []firstAttempt, since time.Time, o db.Outcome) {
-	for i := range logs {
-		logs[i].at = since
-	}
+func (f *firstAttempts) taken(n int, logs []logKey, since time.Time, o db.Outcome) {
 	f.mu.Lock()
 	f.reserved -= n
 	queue := o == db.Committed && !f.stopped
 	if queue {
 		f.making.Add(int64(len(logs)))
-		for _, j := range logs {
-			f.queue <- j // room reserved: never blocks
+		for _, k := range logs {
+			f.queue <- firstAttempt{key: k, at: since} // room reserved: never blocks
 		}
 	}
 	f.mu.Unlock()
 	if !queue && o != db.RolledBack && len(logs) > 0 {
+		given := make([]firstAttempt, len(logs))
+		for i, k := range logs {
+			given[i] = firstAttempt{key: k, at: since}
+		}
 		f.making.Add(int64(len(logs)))
-		f.giveBack(logs...)
+		f.giveBack(given...)
 	}
 }
 
@@ -310,23 +310,49 @@ func (f *firstAttempts) run() {
 	}
 }
 
-// start starts the attempt of each event of the batch, and gives back, in
-// one statement, those that waited too long for their slot. Each event
-// holds a slot, freed here or when its attempt ends.
+// start reads the batch's deliveries in one statement, and starts the
+// attempt of each still to be made. Each event holds a slot, freed here or
+// when its attempt ends. A read cut short by Stop gives the batch back.
 func (f *firstAttempts) start(batch []firstAttempt) {
 	now := time.Now()
+	fresh := batch[:0:0]
 	var late []firstAttempt
 	for _, j := range batch {
 		if now.Sub(j.at) > maxClaimAge {
 			late = append(late, j) // queued too long: within LostAfter, River's
+		} else {
+			fresh = append(fresh, j)
+		}
+	}
+	f.giveBack(late...)
+	f.free(len(late))
+	if len(fresh) == 0 {
+		return
+	}
+	keys := make([]logKey, len(fresh))
+	for i, j := range fresh {
+		keys[i] = j.key
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, batchTimeout)
+	found, err := deliveriesOf(ctx, f.s.batchPool(), keys)
+	cancel()
+	if err != nil {
+		f.logger.Warn("webhooks: reading first attempts failed; they are given back", "logs", len(fresh), "error", err)
+		f.giveBack(fresh...)
+		f.free(len(fresh))
+		return
+	}
+	for i, j := range fresh {
+		d := found[i]
+		if !d.ok || d.status != StatusPending || d.run != 0 || d.attempts != 0 {
+			f.making.Add(-1) // gone, or delivered otherwise: nothing to do
+			f.free(1)
 			continue
 		}
 		started := time.Now()
 		metrics.JobStarted(Queue, j.at, &started)
-		f.dispatch(j)
+		f.dispatch(sending{j, d.delivery})
 	}
-	f.giveBack(late...)
-	f.free(len(late))
 }
 
 // dispatch hands an attempt to a sender waiting for one, or starts a
@@ -341,7 +367,7 @@ func (f *firstAttempts) start(batch []firstAttempt) {
 // count, or, when every waiting sender is reserved already, takes the
 // attempt it was reserved for: no attempt is left in handoff without a
 // sender to make it, and handoff (as large as the slots) never blocks.
-func (f *firstAttempts) dispatch(a firstAttempt) {
+func (f *firstAttempts) dispatch(a sending) {
 	for {
 		n := f.waiting.Load()
 		if n == 0 {
@@ -360,13 +386,13 @@ func (f *firstAttempts) dispatch(a firstAttempt) {
 // sender makes a, then the attempts dispatch hands it. It counts itself
 // waiting before it frees a's slot, so that the attempt the slot lets in
 // finds it.
-func (f *firstAttempts) sender(a firstAttempt) {
+func (f *firstAttempts) sender(a sending) {
 	defer f.wg.Done()
 	idle := time.NewTimer(f.idle)
 	defer idle.Stop()
 	for {
-		f.attempt(a)
-		a = firstAttempt{} // not kept while waiting: its payload
+		f.attempt(a.j, a.d)
+		a = sending{} // not kept while waiting: its payload
 		idle.Reset(f.idle)
 		f.waiting.Add(1)
 		f.free(1)
@@ -407,9 +433,8 @@ func (f *firstAttempts) free(n int) {
 
 // attempt makes a log's first attempt and records it.
 // Its slot is freed by its sender.
-func (f *firstAttempts) attempt(j firstAttempt) {
-	s, d := f.s, j.d
-	a := DeliverArgs{LogID: j.key.id, MerchantID: j.key.merchantID, Run: d.run}
+func (f *firstAttempts) attempt(j firstAttempt, d delivery) {
+	s, a := f.s, DeliverArgs{LogID: j.key.id, MerchantID: j.key.merchantID, Run: d.run}
 	release, ok := s.limiter.acquireWithin(f.ctx, d.URL, s.MaxPerEndpoint, f.wait, slowEndpoint, f.maxWaiting)
 	if !ok {
 		f.giveBack(j) // River's worker snoozes it while the endpoint is busy

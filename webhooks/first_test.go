@@ -3,12 +3,9 @@ package webhooks
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -167,81 +164,6 @@ func TestFirstAttemptIsMadeByTheRecordingProcess(t *testing.T) {
 	require.EqualValues(t, 3, got.Load())
 	require.EqualValues(t, 3, signed.Load())
 	require.Zero(t, allJobs(t, pool), "no job was inserted")
-}
-
-// statementLog keeps the text of every statement its pool's connections
-// send, alone or in a batch.
-type statementLog struct {
-	mu   sync.Mutex
-	sqls []string
-}
-
-func (l *statementLog) add(sql string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.sqls = append(l.sqls, sql)
-}
-
-func (l *statementLog) sent() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.sqls)
-}
-
-func (l *statementLog) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	l.add(d.SQL)
-	return ctx
-}
-func (l *statementLog) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (l *statementLog) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-func (l *statementLog) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
-	l.add(d.SQL)
-}
-func (l *statementLog) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
-
-// A first attempt reads nothing: its payload comes from its event and its
-// merchant's endpoint from the event's own statement, so what the service
-// sends the database after the event's commit is the attempt's record
-// alone, and the request carries the log's exact bytes, signed with the
-// endpoint's secret.
-func TestAFirstAttemptReadsNothing(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	type request struct {
-		body      []byte
-		signature string
-	}
-	requests := make(chan request, 1)
-	s, pool, m := firstFixture(t, func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		requests <- request{b, r.Header.Get("X-Webhook-Signature")}
-	})
-	cfg, err := pgxpool.ParseConfig(pool.Config().ConnString())
-	require.NoError(t, err)
-	trace := &statementLog{}
-	cfg.ConnConfig.Tracer = trace
-	traced, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(traced.Close)
-	s.pool = traced // the service's statements; the test's own go through pool
-	s.StartFirstAttempts(4, slog.Default())
-	t.Cleanup(func() { s.StopFirstAttempts(context.Background()) })
-
-	id := emit(t, s, pool, m[0], 1)[0]
-	require.Eventually(t, func() bool { st, _ := logState(t, pool, id); return st == StatusSuccess },
-		10*time.Second, 5*time.Millisecond)
-	got := <-requests // made before its record
-	var payload []byte
-	require.NoError(t, pool.QueryRow(ctx, `SELECT payload FROM webhook_logs WHERE id = $1`, id).Scan(&payload))
-	require.Equal(t, string(payload), string(got.body))
-	require.Equal(t, HexSignature("whsec_x", payload), got.signature)
-	sent := trace.sent()
-	require.NotEmpty(t, sent, "the record")
-	for _, sql := range sent {
-		require.Contains(t, sql, "UPDATE webhook_logs", "nothing but the attempt's record")
-	}
 }
 
 // Attempts made one after the other are made by one sender (dispatch),
@@ -463,7 +385,7 @@ func TestFirstAttemptWaitsForABusyEndpoint(t *testing.T) {
 // The reconciler never takes a claimed first attempt, still within its
 // bounds, for a log that lost its job.
 func TestLostAfterOutlastsAClaimedAttempt(t *testing.T) {
-	require.Greater(t, LostAfter, maxClaimAge+maxFirstWait+deliveryTimeout+2*recordTimeout)
+	require.Greater(t, LostAfter, maxClaimAge+batchTimeout+maxFirstWait+deliveryTimeout+2*recordTimeout)
 }
 
 // A manual retry while the recording process makes a log's first attempt
