@@ -26,10 +26,12 @@ func (a *App) adminRoutes(e *echo.Echo) error {
 		return nil
 	}
 	// Go's mutex profile (/debug/pprof/mutex) stays empty unless the
-	// runtime samples contention: with the profiler open it records one
-	// contended lock in mutexProfileFraction, a stack each (the profile
-	// scales the counts back up), so an operator and the bench's -profile
-	// see where paygate's goroutines wait on each other's locks.
+	// runtime samples contention: where ADMIN_TOKEN mounts the profiler,
+	// the process records one contended lock in mutexProfileFraction for
+	// its whole life, a stack each (the profile scales the counts back up),
+	// so an operator and the bench's -profile see where paygate's
+	// goroutines wait on each other's locks. The setting is the process's,
+	// not the App's: a process without the token never samples.
 	runtime.SetMutexProfileFraction(mutexProfileFraction)
 	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
 		Endpoints:                riverui.NewEndpoints(a.River, nil),
@@ -65,8 +67,8 @@ func (a *App) adminRoutes(e *echo.Echo) error {
 	return nil
 }
 
-// mutexProfileFraction: one contended lock in 10 is recorded while the
-// profiler is open, a stack walk each. Only contended unlocks are sampled:
+// mutexProfileFraction: one contended lock in 10 is recorded where the
+// profiler is mounted, a stack walk each. Only contended unlocks are sampled:
 // a lock nobody waits for costs nothing more. At 64 clients paygate's
 // locks are contended some hundreds of times a second; one in 100 left a
 // 4-second profile a dozen samples, too few to tell where the waits are.

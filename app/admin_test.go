@@ -3,6 +3,7 @@ package app_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -136,11 +137,18 @@ func TestAdminRoutesNotOnWorker(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 }
 
-// With the profiler open, Go's mutex profile samples contention (one
-// contended lock in 10), so /debug/pprof/mutex shows where goroutines wait
-// on each other's locks instead of staying empty.
+// Where ADMIN_TOKEN mounts the profiler, Go's mutex profile samples
+// contention (one contended lock in 10), so /debug/pprof/mutex shows where
+// goroutines wait on each other's locks instead of staying empty; a process
+// without the token does not sample. Not parallel: the setting is the
+// process's, and the other tests' apps with a token set it too (Go resumes
+// the parallel tests only after this one).
 func TestTheProfilerSamplesLockContention(t *testing.T) {
-	t.Parallel()
+	previous := runtime.SetMutexProfileFraction(0)
+	t.Cleanup(func() { runtime.SetMutexProfileFraction(previous) })
+	apptest.New(t)
+	require.Zero(t, runtime.SetMutexProfileFraction(-1), "no token: no sampling")
+
 	a := apptest.New(t, func(c *app.Config) { c.AdminToken = "adm-secret" })
 	rec := apptest.Do(t, a.Echo, http.MethodGet, "/debug/pprof/mutex?debug=1", "", http.Header{"Authorization": {"Bearer adm-secret"}})
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())

@@ -25,26 +25,27 @@ import (
 // its lock profile over the same seconds (/debug/pprof/mutex: the waits on
 // its goroutines' locks), the bench's own CPU profile, and the database
 // sessions' waits. The files are for `go tool pprof`; the areas, locks and
-// waits are in the report. The profiler samples paygate 100 times a second,
-// and one contended lock in 10, at a small cost to that phase's figures
-// (not measured apart).
+// waits are in the report. The profiler samples paygate 100 times a second
+// over that phase, and one contended lock in 10 over the whole run (the
+// run's ADMIN_TOKEN sets that), at a small cost to the figures (not
+// measured apart).
 type Profiled struct {
 	Phase        string  `json:"phase"`
-	Seconds      float64 `json:"seconds"`                // paygate's profile's length, as it says (0: none)
-	PaygateFile  string  `json:"paygate_file,omitempty"` // paygate's CPU profile (empty: not taken)
-	MutexFile    string  `json:"paygate_mutex_file,omitempty"`
-	BenchFile    string  `json:"bench_file,omitempty"` // the bench's own (clients, receiver, samplers)
-	PaygateAreas []Area  `json:"paygate_areas"`        // paygate's CPU by area, as shares of its samples
-	Locks        *Locks  `json:"paygate_locks,omitempty"`
-	Waits        []Wait  `json:"session_waits"` // paygate's database sessions meanwhile
+	Seconds      float64 `json:"seconds"`                      // paygate's profile's length, as it says (0: none)
+	PaygateFile  string  `json:"paygate_file,omitempty"`       // paygate's CPU profile (empty: not taken)
+	MutexFile    string  `json:"paygate_mutex_file,omitempty"` // paygate's lock profile (empty: not taken)
+	BenchFile    string  `json:"bench_file,omitempty"`         // the bench's own (clients, receiver, samplers)
+	PaygateAreas []Area  `json:"paygate_areas"`                // paygate's CPU by area, as shares of its samples
+	Locks        *Locks  `json:"paygate_locks,omitempty"`      // read from its lock profile
+	Waits        []Wait  `json:"session_waits"`                // paygate's database sessions meanwhile
 	Err          string  `json:"error,omitempty"`
 }
 
 // Locks reads paygate's mutex profile over the phase: how long its
 // goroutines waited for locks others held (the profile's estimate, scaled
-// from its samples), in how many waits, by area and by the code that held
-// the lock (the first frame outside the runtime and sync on an unlock's
-// stack).
+// from its samples), in how many waits, and by the code that held the lock
+// (a sample's stack is its unlock's, the holder's, not the waiter's): by
+// area, and by the first frame outside the runtime and sync.
 type Locks struct {
 	WaitedMs    float64 `json:"waited_ms"`
 	Contentions int64   `json:"contentions"`
@@ -52,13 +53,15 @@ type Locks struct {
 	Holders     []Area  `json:"holders"`
 }
 
-// Area is a share of a CPU profile's samples.
+// Area is a share of a profile's samples: of their CPU time, or of a
+// mutex profile's time waited.
 type Area struct {
 	Name  string  `json:"name"`
 	Share float64 `json:"share"`
 }
 
-// areas name where paygate's CPU goes, in the order a sample is matched:
+// areas name where paygate's CPU goes (and the code holding the locks it
+// waits for), in the order a sample is matched:
 // a sample belongs to the first area one of whose frames (a function name
 // prefix) is on its stack, else to "other". Creation batches come before
 // the webhooks' areas because their events are written in their
@@ -202,8 +205,8 @@ func withoutTypeArgs(name string) string {
 }
 
 // profilePhase measures phase (b.measure), the one named name, with
-// paygate's and the bench's CPU profiles and the database's wait sampling
-// going, and records them in dir and in the report. Only the phase is
+// paygate's and the bench's CPU profiles, paygate's lock profile and the
+// database's wait sampling going, and records them in dir and in the report. Only the phase is
 // measured: waiting for paygate's profile and reading it are not. It also
 // returns when the phase ended, which its drain counts from.
 func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func() Phase) (p Phase, ended time.Time) {
@@ -268,7 +271,7 @@ func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func()
 	if !started {
 		pr.BenchFile = ""
 	}
-	p.Note = "profiled (-profile): paygate's and the bench's CPU profilers and a wait sampler ran; compare with -profile runs only"
+	p.Note = "profiled (-profile): paygate's and the bench's CPU profilers, paygate's lock profile and a wait sampler ran; compare with -profile runs only"
 	if err := <-gotLocks; err != nil {
 		errs = append(errs, fmt.Errorf("paygate's lock profile: %w", err))
 		pr.MutexFile = ""

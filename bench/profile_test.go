@@ -79,8 +79,8 @@ func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
 // A mutex profile is read by the time waited, not by the number of waits:
 // its total, its areas (as a CPU profile's), and the code that held each
 // lock, the first frame outside the runtime and sync from the leaf (an
-// unlock's stack, its type arguments cut), largest first. It goes through its encoding, as
-// paygate's /debug/pprof/mutex sends it.
+// unlock's stack, its type arguments cut), largest first. It goes through
+// its encoding, as paygate's /debug/pprof/mutex sends it.
 func TestReadLocksByTheTimeWaited(t *testing.T) {
 	p := &profile.Profile{
 		SampleType: []*profile.ValueType{{Type: "contentions", Unit: "count"}, {Type: "delay", Unit: "nanoseconds"}},
@@ -95,6 +95,7 @@ func TestReadLocksByTheTimeWaited(t *testing.T) {
 		return l
 	}
 	unlock := fn("sync.(*Mutex).Unlock")
+	internalUnlock := fn("internal/sync.(*Mutex).Unlock")
 	runtimeUnlock := fn("runtime.unlock")
 	batcher := fn("paygate/db.(*Batcher[go.shape.struct { a []int },go.shape.bool]).Do")
 	create := fn("paygate/payments.(*Service).createBatch")
@@ -104,7 +105,7 @@ func TestReadLocksByTheTimeWaited(t *testing.T) {
 		p.Sample = append(p.Sample, &profile.Sample{Value: []int64{waits, ms * 1_000_000}, Location: stack})
 	}
 	add(10, 6, unlock, batcher, create, serve) // many short waits
-	add(1, 3, unlock, first)                   // one long one
+	add(1, 3, internalUnlock, unlock, first)   // one long one, as Go's own sync stacks it
 	add(100, 1, runtimeUnlock)                 // the runtime's own lock: no holder of ours
 	var enc bytes.Buffer
 	if err := p.Write(&enc); err != nil {
