@@ -19,13 +19,7 @@ func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
 		PeriodType: &profile.ValueType{Type: "cpu", Unit: "nanoseconds"},
 		Period:     10_000_000,
 	}
-	fn := func(name string) *profile.Location {
-		id := uint64(len(p.Function) + 1)
-		f := &profile.Function{ID: id, Name: name}
-		l := &profile.Location{ID: id, Line: []profile.Line{{Function: f}}}
-		p.Function, p.Location = append(p.Function, f), append(p.Location, l)
-		return l
-	}
+	fn := frames(p)
 	serve := fn("net/http.(*conn).serve")
 	emit := fn("paygate/webhooks.(*Service).EmitTx")
 	create := fn("paygate/payments.(*Service).createBatch.func1")
@@ -48,14 +42,7 @@ func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
 	add(100, syscall, serve)        // the API server
 	add(50, mark)                   // the collector
 	add(50, lone)                   // no area: other
-	var enc bytes.Buffer
-	if err := p.Write(&enc); err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := profile.Parse(&enc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	parsed := encoded(t, p)
 
 	got := byArea(parsed, "cpu")
 	want := []Area{
@@ -87,13 +74,7 @@ func TestReadLocksByTheTimeWaited(t *testing.T) {
 		PeriodType: &profile.ValueType{Type: "contentions", Unit: "count"},
 		Period:     100,
 	}
-	fn := func(name string) *profile.Location {
-		id := uint64(len(p.Function) + 1)
-		f := &profile.Function{ID: id, Name: name}
-		l := &profile.Location{ID: id, Line: []profile.Line{{Function: f}}}
-		p.Function, p.Location = append(p.Function, f), append(p.Location, l)
-		return l
-	}
+	fn := frames(p)
 	unlock := fn("sync.(*Mutex).Unlock")
 	internalUnlock := fn("internal/sync.(*Mutex).Unlock")
 	runtimeUnlock := fn("runtime.unlock")
@@ -107,14 +88,7 @@ func TestReadLocksByTheTimeWaited(t *testing.T) {
 	add(10, 6, unlock, batcher, create, serve) // many short waits
 	add(1, 3, internalUnlock, unlock, first)   // one long one, as Go's own sync stacks it
 	add(100, 1, runtimeUnlock)                 // the runtime's own lock: no holder of ours
-	var enc bytes.Buffer
-	if err := p.Write(&enc); err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := profile.Parse(&enc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	parsed := encoded(t, p)
 
 	got := readLocks(parsed)
 	if got.WaitedMs != 10 || got.Contentions != 111 {
@@ -154,4 +128,30 @@ func TestParseProcStat(t *testing.T) {
 	if idle, total := parseProcStat(strings.NewReader("intr 1 2 3\n")); idle != 0 || total != 0 {
 		t.Errorf("a file without the cpu line: got %v of %v, want 0 of 0", idle, total)
 	}
+}
+
+// frames returns a function that adds a function of the given name to p,
+// with a location of its own, and returns the location.
+func frames(p *profile.Profile) func(name string) *profile.Location {
+	return func(name string) *profile.Location {
+		id := uint64(len(p.Function) + 1)
+		f := &profile.Function{ID: id, Name: name}
+		l := &profile.Location{ID: id, Line: []profile.Line{{Function: f}}}
+		p.Function, p.Location = append(p.Function, f), append(p.Location, l)
+		return l
+	}
+}
+
+// encoded is p as paygate's /debug/pprof sends it: written, then parsed.
+func encoded(t *testing.T, p *profile.Profile) *profile.Profile {
+	t.Helper()
+	var enc bytes.Buffer
+	if err := p.Write(&enc); err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := profile.Parse(&enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsed
 }
