@@ -206,9 +206,10 @@ func withoutTypeArgs(name string) string {
 
 // profilePhase measures phase (b.measure), the one named name, with
 // paygate's and the bench's CPU profiles, paygate's lock profile and the
-// database's wait sampling going, and records them in dir and in the report. Only the phase is
-// measured: waiting for paygate's profile and reading it are not. It also
-// returns when the phase ended, which its drain counts from.
+// database's wait sampling going, and records them in dir and in the
+// report. Only the phase is measured: waiting for paygate's profiles and
+// reading them are not. It also returns when the phase ended, which its
+// drain counts from.
 func (b *bench) profilePhase(ctx context.Context, dir, name string, phase func() Phase) (p Phase, ended time.Time) {
 	pr := &Profiled{Phase: name, PaygateFile: filepath.Join(dir, "paygate-cpu.pprof"),
 		MutexFile: filepath.Join(dir, "paygate-mutex.pprof"), BenchFile: filepath.Join(dir, "bench-cpu.pprof")}

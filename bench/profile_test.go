@@ -53,14 +53,7 @@ func TestByAreaReadsAProfileByTheFirstAreaOnEachStack(t *testing.T) {
 		{"garbage collector", 0.05},
 		{"other", 0.05},
 	}
-	if len(got) != len(want) {
-		t.Fatalf("areas: got %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i].Name != want[i].Name || got[i].Share < want[i].Share-1e-9 || got[i].Share > want[i].Share+1e-9 {
-			t.Errorf("area %d: got %v, want %v", i, got[i], want[i])
-		}
-	}
+	sameShares(t, "areas", got, want)
 }
 
 // A mutex profile is read by the time waited, not by the number of waits:
@@ -94,23 +87,12 @@ func TestReadLocksByTheTimeWaited(t *testing.T) {
 	if got.WaitedMs != 10 || got.Contentions != 111 {
 		t.Errorf("waited %v ms in %d waits, want 10 ms in 111", got.WaitedMs, got.Contentions)
 	}
-	same := func(what string, got, want []Area) {
-		t.Helper()
-		if len(got) != len(want) {
-			t.Fatalf("%s: got %v, want %v", what, got, want)
-		}
-		for i := range want {
-			if got[i].Name != want[i].Name || got[i].Share < want[i].Share-1e-9 || got[i].Share > want[i].Share+1e-9 {
-				t.Errorf("%s %d: got %v, want %v", what, i, got[i], want[i])
-			}
-		}
-	}
-	same("areas", got.Areas, []Area{
+	sameShares(t, "areas", got.Areas, []Area{
 		{"payment creation batches (with their events)", 0.6},
 		{"webhook reads and records", 0.3},
 		{"other", 0.1},
 	})
-	same("holders", got.Holders, []Area{
+	sameShares(t, "holders", got.Holders, []Area{
 		{"paygate/db.(*Batcher[…]).Do", 0.6},
 		{"paygate/webhooks.(*firstAttempts).dispatch", 0.3},
 		{"runtime", 0.1},
@@ -127,6 +109,20 @@ func TestParseProcStat(t *testing.T) {
 	}
 	if idle, total := parseProcStat(strings.NewReader("intr 1 2 3\n")); idle != 0 || total != 0 {
 		t.Errorf("a file without the cpu line: got %v of %v, want 0 of 0", idle, total)
+	}
+}
+
+// sameShares checks got against want, name for name and share for share
+// (to a billionth), in order.
+func sameShares(t *testing.T, what string, got, want []Area) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: got %v, want %v", what, got, want)
+	}
+	for i := range want {
+		if got[i].Name != want[i].Name || got[i].Share < want[i].Share-1e-9 || got[i].Share > want[i].Share+1e-9 {
+			t.Errorf("%s %d: got %v, want %v", what, i, got[i], want[i])
+		}
 	}
 }
 

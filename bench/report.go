@@ -419,6 +419,13 @@ func waitsText(w io.Writer, waits []Wait) {
 	fmt.Fprintln(w)
 }
 
+// sharesText writes each area's name and share, as " name 12%;".
+func sharesText(w io.Writer, areas []Area) {
+	for _, a := range areas {
+		fmt.Fprintf(w, " %s %.0f%%;", a.Name, 100*a.Share)
+	}
+}
+
 // profileText prints what -profile found.
 func profileText(w io.Writer, pr *Profiled) {
 	fmt.Fprintf(w, "\nprofiles of %s (-profile):\n", pr.Phase)
@@ -436,9 +443,7 @@ func profileText(w io.Writer, pr *Profiled) {
 		if len(pr.PaygateAreas) == 0 {
 			fmt.Fprint(w, " no samples")
 		}
-		for _, a := range pr.PaygateAreas {
-			fmt.Fprintf(w, " %s %.0f%%;", a.Name, 100*a.Share)
-		}
+		sharesText(w, pr.PaygateAreas)
 		fmt.Fprintln(w)
 	}
 	if l := pr.Locks; l != nil && l.Contentions == 0 {
@@ -452,9 +457,7 @@ func profileText(w io.Writer, pr *Profiled) {
 			if len(part.areas) > 0 {
 				fmt.Fprintf(w, " %s:", part.of)
 			}
-			for _, a := range part.areas {
-				fmt.Fprintf(w, " %s %.0f%%;", a.Name, 100*a.Share)
-			}
+			sharesText(w, part.areas)
 		}
 		fmt.Fprintln(w)
 	}
